@@ -1,0 +1,103 @@
+//! Command-line flags and environment variables: one clap struct for the whole server.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A drop-in WhatsApp HTTP API server (go-whatsapp-web-multidevice API v2.3.0).
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Port the HTTP API listens on.
+    #[arg(short, long, env = "APP_PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address the HTTP API binds to.
+    #[arg(long, env = "APP_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Verbose logs (debug level for this server and the WhatsApp client).
+    #[arg(short, long, env = "APP_DEBUG", default_value_t = false)]
+    pub debug: bool,
+
+    /// Answer every incoming private message with this text.
+    #[arg(long, env = "WHATSAPP_AUTO_REPLY")]
+    pub autoreply: Option<String>,
+
+    /// SQLite file that holds the WhatsApp session.
+    #[arg(long, env = "WHATSAPP_DB_PATH", default_value = "storages/whatsapp.db")]
+    pub db_path: PathBuf,
+
+    /// Folder served under `/statics/`; QR codes are written to `images/qrcode/` inside it.
+    #[arg(long, env = "APP_STATICS_DIR", default_value = "statics")]
+    pub statics_dir: PathBuf,
+
+    /// Folder for temporary upload files (default: the system temp folder).
+    #[arg(long, env = "APP_TEMP_DIR")]
+    pub temp_dir: Option<PathBuf>,
+
+    /// Largest file accepted by /send/file and /send/image, in MB.
+    #[arg(long, env = "WHATSAPP_MAX_FILE_SIZE_MB", default_value_t = 30)]
+    pub max_file_size_mb: u64,
+
+    /// Largest video accepted by /send/video, in MB.
+    #[arg(long, env = "WHATSAPP_MAX_VIDEO_SIZE_MB", default_value_t = 30)]
+    pub max_video_size_mb: u64,
+
+    /// Seconds a send waits for WhatsApp's acknowledgement before failing.
+    #[arg(long, env = "WHATSAPP_ACK_TIMEOUT", default_value_t = 30)]
+    pub ack_timeout_secs: u64,
+
+    /// ffmpeg binary used for video thumbnails and compression.
+    #[arg(long, env = "APP_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
+
+    /// Seconds an ffmpeg run may take before it is killed.
+    #[arg(long, env = "APP_FFMPEG_TIMEOUT", default_value_t = 120)]
+    pub ffmpeg_timeout_secs: u64,
+
+    /// WebSocket URL of the WhatsApp server. Only for test builds (cargo feature `e2e`),
+    /// to talk to a fake WhatsApp server; a normal build refuses it.
+    #[arg(long, env = "WHATSAPP_WS_URL")]
+    pub whatsapp_ws_url: Option<String>,
+}
+
+impl Config {
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_size_mb * 1024 * 1024
+    }
+
+    pub fn max_video_bytes(&self) -> u64 {
+        self.max_video_size_mb * 1024 * 1024
+    }
+
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_secs(self.ack_timeout_secs)
+    }
+
+    pub fn ffmpeg_timeout(&self) -> Duration {
+        Duration::from_secs(self.ffmpeg_timeout_secs)
+    }
+
+    pub fn qr_dir(&self) -> PathBuf {
+        self.statics_dir.join("images").join("qrcode")
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
+        self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Settings a normal build must refuse rather than silently ignore.
+    pub fn check_build_support(&self) -> Result<(), String> {
+        if self.whatsapp_ws_url.is_some() && !cfg!(feature = "e2e") {
+            return Err(
+                "WHATSAPP_WS_URL / --whatsapp-ws-url is only accepted by a test build \
+                 (cargo feature `e2e`); this build always talks to WhatsApp itself"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}

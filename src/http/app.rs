@@ -1,0 +1,111 @@
+//! Routes under `/app`: login by QR, logout, reconnect.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Serialize;
+
+use super::AppState;
+use super::response::{ApiError, ok};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login))
+        .route("/logout", get(logout))
+        .route("/reconnect", get(reconnect))
+}
+
+#[derive(Serialize)]
+struct LoginResult {
+    qr_duration: u64,
+    qr_link: String,
+}
+
+async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let qr = state.app.login().await?;
+    let qr_link = format!(
+        "{}/statics/images/qrcode/{}",
+        base_url(&headers),
+        qr.file_name
+    );
+    Ok(ok(
+        "Success",
+        Some(LoginResult {
+            qr_duration: qr.qr_duration,
+            qr_link,
+        }),
+    ))
+}
+
+async fn logout(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.app.logout().await?;
+    Ok(ok::<()>("Success logout", None))
+}
+
+async fn reconnect(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.app.reconnect().await?;
+    Ok(ok::<()>("Reconnect success", None))
+}
+
+/// `scheme://host` as the client reached us, proxies included.
+fn base_url(headers: &HeaderMap) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = match header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))
+        })
+        .unwrap_or("localhost:3000");
+    format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn base_url_prefers_forwarded_headers() {
+        assert_eq!(
+            base_url(&headers(&[("host", "localhost:3000")])),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            base_url(&headers(&[
+                ("host", "10.0.0.2:3000"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "wa.example.com")
+            ])),
+            "https://wa.example.com"
+        );
+    }
+
+    #[test]
+    fn a_host_with_odd_characters_is_not_echoed() {
+        assert_eq!(
+            base_url(&headers(&[("host", "evil.com/<script>")])),
+            "http://localhost:3000"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The HTTP API: one table of routes, the shared state, and the layers every request
+//! goes through (CORS, limits, logs, the envelope for errors from outside handlers).
+
+pub mod app;
+pub mod form;
+pub mod response;
+pub mod send;
+pub mod user;
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any as AnyOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{Span, error, info_span};
+
+use crate::service::app::AppService;
+use crate::service::send::SendService;
+use crate::service::user::UserService;
+use response::ApiError;
+
+/// Largest request body outside uploads bigger than this (the v2.3.0 limit).
+pub const BODY_LIMIT: usize = 50 * 1024 * 1024;
+/// Longest a request may take; sends wait for WhatsApp, uploads for slow clients.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Upload limits and where uploads are stored while a request runs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub temp_dir: PathBuf,
+    pub max_file_mb: u64,
+    pub max_video_mb: u64,
+}
+
+impl Limits {
+    /// The body limit: 50 MB, or more when an upload limit needs it.
+    fn body_limit(&self) -> usize {
+        let largest_upload = self.max_file_mb.max(self.max_video_mb) * 1024 * 1024;
+        usize::try_from(largest_upload + 1024 * 1024)
+            .unwrap_or(usize::MAX)
+            .max(BODY_LIMIT)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub app: Arc<AppService>,
+    pub user: Arc<UserService>,
+    pub send: Arc<SendService>,
+    pub limits: Arc<Limits>,
+}
+
+/// The whole API, with static files served from `statics_dir` under `/statics/`.
+pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
+    let body_limit = state.limits.body_limit();
+    Router::new()
+        .nest("/app", app::router())
+        .nest("/user", user::router())
+        .nest("/send", send::router())
+        .nest_service(
+            "/statics",
+            ServeDir::new(statics_dir).append_index_html_on_directories(false),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(envelope_errors))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // The path only: query strings carry phone numbers.
+                    info_span!("http", method = %req.method(), path = %req.uri().path())
+                })
+                .on_request(())
+                .on_response(|res: &Response, latency: Duration, _span: &Span| {
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "request"
+                    );
+                }),
+        )
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AnyOrigin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::ORIGIN, header::CONTENT_TYPE, header::ACCEPT])
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Cannot {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Cannot {method} {}", uri.path()),
+    )
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    error!(panic = detail, "a request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response()
+}
+
+/// Puts error responses made outside our handlers (static files, limits, timeouts)
+/// into the envelope too.
+async fn envelope_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let message = match status {
+        StatusCode::NOT_FOUND => format!("Cannot {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => format!("Cannot {method} {path}"),
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
+        StatusCode::REQUEST_TIMEOUT => "request timed out".to_owned(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let mut envelope = ApiError::new(status, message).into_response();
+    if let Some(allow) = res.headers().get(header::ALLOW) {
+        envelope.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    envelope
+}

@@ -1,0 +1,198 @@
+//! Routes under `/send`: text, contact, image, file and video. Each reads its form,
+//! validates it in the v2.3.0 order (fields first, then file type) and calls the
+//! send service.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::post;
+
+use super::AppState;
+use super::form::{FileSpec, Form, FormSpec, read_body};
+use super::response::{ApiError, ok};
+use crate::domain::recipient::{ChatType, Recipient};
+use crate::domain::validation::{Rule, ValidationErrors};
+use crate::media::{self, Upload};
+use crate::service::send::{ImageSend, VideoSend};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/message", post(message))
+        .route("/image", post(image))
+        .route("/file", post(file))
+        .route("/video", post(video))
+        .route("/contact", post(contact))
+}
+
+const PHONE_RULES: &[Rule] = &[Rule::Required, Rule::Length(10, 25)];
+const CAPTION_RULES: &[Rule] = &[Rule::Length(0, 200)];
+
+/// A value the validation above has vouched for; never `None` in practice.
+fn validated<T>(value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::bad_request("invalid request"))
+}
+
+/// Reads the form of a route without a file.
+async fn text_form(state: &AppState, req: Request, fields: &[&str]) -> Result<Form, ApiError> {
+    let spec = FormSpec {
+        fields,
+        file: None,
+        temp_dir: &state.limits.temp_dir,
+    };
+    read_body(req, &spec).await
+}
+
+/// Reads the form of a media route, with its file part and size limit.
+async fn media_form(
+    state: &AppState,
+    req: Request,
+    fields: &[&str],
+    file_field: &str,
+    max_mb: u64,
+) -> Result<Form, ApiError> {
+    let spec = FormSpec {
+        fields,
+        file: Some(FileSpec {
+            field: file_field,
+            max_bytes: max_mb * 1024 * 1024,
+            too_large: format!(
+                "max file upload is {max_mb} MB, please upload in cloud and send via text if your file is higher than {max_mb} MB"
+            ),
+        }),
+        temp_dir: &state.limits.temp_dir,
+    };
+    read_body(req, &spec).await
+}
+
+/// Checks `phone` and turns it, with `type`, into the recipient.
+fn recipient(form: &Form, errors: &mut ValidationErrors) -> Option<Recipient> {
+    let before = errors.clone();
+    errors.check("phone", form.get("phone"), PHONE_RULES);
+    if *errors != before {
+        return None;
+    }
+    let chat_type = ChatType::from_field(form.get("type"));
+    match Recipient::parse(form.get("phone").unwrap_or_default(), chat_type) {
+        Ok(r) => Some(r),
+        Err(reason) => {
+            errors.add("phone", reason);
+            None
+        }
+    }
+}
+
+/// The file part, recorded as blank when missing.
+fn required_file(form: &mut Form, field: &str, errors: &mut ValidationErrors) -> Option<Upload> {
+    let file = form.file.take();
+    if file.is_none() {
+        errors.add(field, "cannot be blank");
+    }
+    file
+}
+
+/// Whether the part's declared type is one of `allowed` (parameters ignored).
+fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
+    let declared = upload
+        .content_type
+        .as_deref()
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase());
+    declared.is_some_and(|t| allowed.contains(&t.as_str()))
+}
+
+async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let form = text_form(&state, req, &["phone", "message", "type"]).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&form, &mut errors);
+    errors.check("message", form.get("message"), &[Rule::Required]);
+    errors.into_result()?;
+    let (to, text) = (validated(to)?, validated(form.text("message"))?);
+    let result = state.send.message(&to, text).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn contact(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let form = text_form(
+        &state,
+        req,
+        &["phone", "contact_name", "contact_phone", "type"],
+    )
+    .await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&form, &mut errors);
+    errors.check("contact_name", form.get("contact_name"), &[Rule::Required]);
+    errors.check(
+        "contact_phone",
+        form.get("contact_phone"),
+        &[Rule::Required, Rule::PhoneDigits],
+    );
+    errors.into_result()?;
+    let to = validated(to)?;
+    let name = form.get("contact_name").unwrap_or_default();
+    let phone = form.get("contact_phone").unwrap_or_default();
+    let result = state.send.contact(&to, name, phone).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn image(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = ["phone", "caption", "view_once", "type", "compress"];
+    let max_mb = state.limits.max_file_mb;
+    let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&form, &mut errors);
+    errors.check("caption", form.get("caption"), CAPTION_RULES);
+    let view_once = form.flag("view_once", false, &mut errors);
+    let compress = form.flag("compress", true, &mut errors);
+    let upload = required_file(&mut form, "image", &mut errors);
+    errors.into_result()?;
+    let (to, upload) = (validated(to)?, validated(upload)?);
+    if !declared_type_is(&upload, &["image/jpeg", "image/jpg", "image/png"]) {
+        return Err(ApiError::bad_request(media::image::NOT_ALLOWED));
+    }
+    let req = ImageSend {
+        upload,
+        caption: form.text("caption"),
+        view_once,
+        compress,
+    };
+    let result = state.send.image(&to, req).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn file(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = ["phone", "caption", "type"];
+    let max_mb = state.limits.max_file_mb;
+    let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&form, &mut errors);
+    let upload = required_file(&mut form, "file", &mut errors);
+    errors.into_result()?;
+    let (to, upload) = (validated(to)?, validated(upload)?);
+    let result = state.send.file(&to, upload, form.text("caption")).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn video(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = ["phone", "caption", "view_once", "type", "compress"];
+    let max_mb = state.limits.max_video_mb;
+    let mut form = media_form(&state, req, &fields, "video", max_mb).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&form, &mut errors);
+    errors.check("caption", form.get("caption"), CAPTION_RULES);
+    let view_once = form.flag("view_once", false, &mut errors);
+    let compress = form.flag("compress", false, &mut errors);
+    let upload = required_file(&mut form, "video", &mut errors);
+    errors.into_result()?;
+    let (to, upload) = (validated(to)?, validated(upload)?);
+    if !declared_type_is(&upload, &media::video::ALLOWED_TYPES) {
+        return Err(ApiError::bad_request(media::video::NOT_ALLOWED));
+    }
+    let req = VideoSend {
+        upload,
+        caption: form.text("caption"),
+        view_once,
+        compress,
+    };
+    let result = state.send.video(&to, req).await?;
+    Ok(ok("Success", Some(result)))
+}

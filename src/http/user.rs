@@ -1,0 +1,62 @@
+//! Routes under `/user`: account info, avatar, own privacy settings and groups.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::AppState;
+use super::form::{FormSpec, read_query};
+use super::response::{ApiError, ok};
+use crate::domain::validation::{Rule, ValidationErrors};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/info", get(info))
+        .route("/avatar", get(avatar))
+        .route("/my/privacy", get(privacy))
+        .route("/my/groups", get(groups))
+}
+
+/// The `phone` query parameter: required, E.164, 10–15 bytes.
+fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError> {
+    let spec = FormSpec {
+        fields: &["phone"],
+        file: None,
+        temp_dir: &state.limits.temp_dir,
+    };
+    let form = read_query(query, &spec)?;
+    let mut errors = ValidationErrors::new();
+    errors.check(
+        "phone",
+        form.get("phone"),
+        &[Rule::Required, Rule::E164, Rule::Length(10, 15)],
+    );
+    errors.into_result()?;
+    Ok(form.get("phone").unwrap_or_default().to_owned())
+}
+
+async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let phone = phone_query(&state, q.as_deref())?;
+    let info = state.user.info(&phone).await?;
+    Ok(ok("Success", Some(info)))
+}
+
+async fn avatar(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let phone = phone_query(&state, q.as_deref())?;
+    let avatar = state.user.avatar(&phone).await?;
+    Ok(ok("Success", Some(avatar)))
+}
+
+async fn privacy(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let privacy = state.user.privacy().await?;
+    Ok(ok("Success get privacy", Some(privacy)))
+}
+
+async fn groups(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let groups = state.user.groups().await?;
+    Ok(ok("Success get list groups", Some(groups)))
+}

@@ -1,0 +1,77 @@
+//! A drop-in replacement for the go-whatsapp-web-multidevice HTTP API (v2.3.0), on one
+//! multi-device WhatsApp session through `whatsapp-rust`.
+//!
+//! `main` parses the [`config::Config`], calls [`build`] and [`serve`]; tests build the
+//! router with their own [`whatsapp::WhatsApp`] implementation through [`app_state`].
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod media;
+pub mod qr;
+pub mod service;
+#[cfg(feature = "e2e")]
+pub mod testing;
+pub mod whatsapp;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use config::Config;
+use http::{AppState, Limits};
+use media::MediaConfig;
+use service::app::AppService;
+use service::send::SendService;
+use service::user::UserService;
+use whatsapp::WhatsApp;
+use whatsapp::client::{ClientSettings, WhatsAppClient};
+
+/// The services of the API on top of `wa`.
+pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppState> {
+    let temp_dir = config.temp_dir();
+    std::fs::create_dir_all(&temp_dir)?;
+    let media = MediaConfig {
+        temp_dir: temp_dir.clone(),
+        ffmpeg: config.ffmpeg.clone(),
+        ffmpeg_timeout: config.ffmpeg_timeout(),
+    };
+    Ok(AppState {
+        app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?),
+        user: Arc::new(UserService::new(wa.clone())),
+        send: Arc::new(SendService::new(wa, media)),
+        limits: Arc::new(Limits {
+            temp_dir,
+            max_file_mb: config.max_file_size_mb,
+            max_video_mb: config.max_video_size_mb,
+        }),
+    })
+}
+
+/// Opens the real WhatsApp session and builds the router on it.
+pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>)> {
+    config.check_build_support().map_err(anyhow::Error::msg)?;
+    let client = WhatsAppClient::start(ClientSettings {
+        db_path: config.db_path.clone(),
+        autoreply: config.autoreply.clone(),
+        ack_timeout: config.ack_timeout(),
+        ws_url: config.whatsapp_ws_url.clone(),
+    })
+    .await?;
+    let wa: Arc<dyn WhatsApp> = Arc::new(client);
+    let state = app_state(config, wa.clone())?;
+    Ok((http::router(state, config.statics_dir.clone()), wa))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

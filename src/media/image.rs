@@ -1,0 +1,201 @@
+//! Images: JPEG or PNG, checked by content, turned upright by their EXIF orientation,
+//! optionally compressed to 600 px wide (JPEG quality 90), always with a JPEG
+//! thumbnail about 100 px wide. Decoding runs on the blocking pool.
+
+use std::io::Cursor;
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::{MediaConfig, Upload, blocking, read_upload};
+use crate::service::ServiceError;
+
+pub const NOT_ALLOWED: &str = "your image is not allowed. please use jpg/jpeg/png";
+/// Width of a compressed image.
+pub const COMPRESSED_WIDTH: u32 = 600;
+pub const COMPRESSED_QUALITY: u8 = 90;
+/// Width of the thumbnail carried inside the message.
+pub const THUMBNAIL_WIDTH: u32 = 100;
+const THUMBNAIL_QUALITY: u8 = 75;
+/// Largest image decoded, in pixels: above any phone camera, below a decompression bomb.
+pub const MAX_PIXELS: u64 = 80_000_000;
+/// Most memory a decoder may allocate.
+const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+pub struct PreparedImage {
+    pub bytes: Vec<u8>,
+    pub mime_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub thumbnail: Vec<u8>,
+}
+
+pub async fn prepare(
+    upload: &Upload,
+    compress: bool,
+    _config: &MediaConfig,
+) -> Result<PreparedImage, ServiceError> {
+    let bytes = read_upload(upload).await?;
+    blocking(move || process(bytes, compress)).await
+}
+
+/// Checks, orients, compresses and thumbnails an image held in memory.
+pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, ServiceError> {
+    let format = match image::guess_format(&bytes) {
+        Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
+        _ => return Err(ServiceError::BadRequest(NOT_ALLOWED.to_owned())),
+    };
+    let img = decode(&bytes, format)?;
+
+    let thumbnail = encode_jpeg(&shrink_to_width(&img, THUMBNAIL_WIDTH), THUMBNAIL_QUALITY)?;
+    if compress {
+        let small = shrink_to_width(&img, COMPRESSED_WIDTH);
+        Ok(PreparedImage {
+            bytes: encode_jpeg(&small, COMPRESSED_QUALITY)?,
+            mime_type: "image/jpeg",
+            width: small.width(),
+            height: small.height(),
+            thumbnail,
+        })
+    } else {
+        Ok(PreparedImage {
+            bytes,
+            mime_type: format.to_mime_type(),
+            width: img.width(),
+            height: img.height(),
+            thumbnail,
+        })
+    }
+}
+
+fn bad_image(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::BadRequest(format!("the image cannot be read: {e}"))
+}
+
+/// Decodes after checking the declared size, and applies the EXIF orientation.
+fn decode(bytes: &[u8], format: ImageFormat) -> Result<DynamicImage, ServiceError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(bad_image)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(ServiceError::BadRequest(format!(
+            "the image is too large: {width}x{height} pixels (at most {} megapixels)",
+            MAX_PIXELS / 1_000_000
+        )));
+    }
+    let orientation = decoder.orientation().map_err(bad_image)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(bad_image)?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// Scales down to `width` keeping the aspect ratio; never scales up.
+fn shrink_to_width(img: &DynamicImage, width: u32) -> DynamicImage {
+    if img.width() <= width {
+        return img.clone();
+    }
+    let height = (u64::from(img.height()) * u64::from(width))
+        .div_ceil(u64::from(img.width()))
+        .max(1) as u32;
+    img.thumbnail_exact(width, height)
+}
+
+/// JPEG-encodes `img`, putting transparent pixels on white.
+fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, ServiceError> {
+    let rgb = flatten_on_white(img);
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .encode_image(&rgb)
+        .map_err(|e| ServiceError::Internal(format!("cannot encode JPEG: {e}")))?;
+    Ok(out)
+}
+
+fn flatten_on_white(img: &DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.to_rgb8();
+    }
+    let rgba = img.to_rgba8();
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let blend =
+            |c: u8| ((u16::from(c) * u16::from(a) + 255 * (255 - u16::from(a))) / 255) as u8;
+        image::Rgb([blend(r), blend(g), blend(b)])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgba, RgbaImage};
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbaImage::from_pixel(width, height, Rgba([10, 200, 30, 255]));
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(img.as_raw(), width, height, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        out
+    }
+
+    fn dimensions(jpeg: &[u8]) -> (u32, u32) {
+        let img = image::load_from_memory_with_format(jpeg, ImageFormat::Jpeg).unwrap();
+        (img.width(), img.height())
+    }
+
+    #[test]
+    fn compress_makes_a_600_wide_jpeg_and_a_100_wide_thumbnail() {
+        let out = process(png(1200, 800), true).unwrap();
+        assert_eq!(out.mime_type, "image/jpeg");
+        assert_eq!((out.width, out.height), (600, 400));
+        assert_eq!(dimensions(&out.bytes), (600, 400));
+        assert_eq!(dimensions(&out.thumbnail), (100, 67));
+    }
+
+    #[test]
+    fn without_compress_the_original_bytes_are_sent() {
+        let original = png(300, 200);
+        let out = process(original.clone(), false).unwrap();
+        assert_eq!(out.bytes, original);
+        assert_eq!(out.mime_type, "image/png");
+        assert_eq!((out.width, out.height), (300, 200));
+        assert_eq!(dimensions(&out.thumbnail), (100, 67));
+    }
+
+    #[test]
+    fn small_images_are_not_enlarged() {
+        let out = process(png(80, 40), true).unwrap();
+        assert_eq!(dimensions(&out.bytes), (80, 40));
+        assert_eq!(dimensions(&out.thumbnail), (80, 40));
+    }
+
+    #[test]
+    fn other_formats_are_refused() {
+        let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
+        let err = process(gif, true).err().unwrap();
+        assert_eq!(err.to_string(), NOT_ALLOWED);
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_decoding() {
+        // A valid PNG header claiming 20000x20000 pixels, with almost no data.
+        let mut bomb = png(1, 1);
+        bomb[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        let crc = crc32fast::hash(&bomb[12..29]);
+        bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = process(bomb, true).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the image is too large: 20000x20000 pixels (at most 80 megapixels)"
+        );
+    }
+
+    #[test]
+    fn transparency_becomes_white() {
+        let img = DynamicImage::ImageRgba8(RgbaImage::from_pixel(2, 2, Rgba([0, 0, 0, 0])));
+        assert_eq!(flatten_on_white(&img).get_pixel(0, 0).0, [255, 255, 255]);
+    }
+}

@@ -1,0 +1,176 @@
+//! Videos: mp4, mkv or avi, checked by content; a JPEG thumbnail from a frame near
+//! 1 s; re-encoded to H.264/AAC mp4 when asked to compress, or when the container is
+//! not mp4 (WhatsApp only plays mp4). ffmpeg does the work in temporary files.
+
+use tempfile::TempPath;
+
+use super::ffmpeg::{self, FfmpegError};
+use super::{MediaConfig, Upload};
+use crate::service::ServiceError;
+
+pub const NOT_ALLOWED: &str = "your video type is not allowed. please use mp4/mkv";
+/// MIME types a video part may declare.
+pub const ALLOWED_TYPES: [&str; 4] = [
+    "video/mp4",
+    "video/x-matroska",
+    "video/avi",
+    "video/x-msvideo",
+];
+const THUMBNAIL_WIDTH: u32 = 100;
+
+pub struct PreparedVideo {
+    pub bytes: Vec<u8>,
+    pub mime_type: &'static str,
+    pub thumbnail: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Mp4,
+    Matroska,
+    Avi,
+}
+
+fn container_of(head: &[u8]) -> Option<Container> {
+    match infer::get(head)?.mime_type() {
+        "video/mp4" | "video/quicktime" => Some(Container::Mp4),
+        "video/x-matroska" | "video/webm" => Some(Container::Matroska),
+        "video/x-msvideo" => Some(Container::Avi),
+        _ => None,
+    }
+}
+
+fn ffmpeg_error(e: FfmpegError) -> ServiceError {
+    ServiceError::Internal(format!("video processing failed: {e}"))
+}
+
+fn temp_output(config: &MediaConfig, suffix: &str) -> Result<TempPath, ServiceError> {
+    tempfile::Builder::new()
+        .prefix("video-")
+        .suffix(suffix)
+        .tempfile_in(&config.temp_dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| ServiceError::Internal(format!("cannot create a temporary file: {e}")))
+}
+
+pub async fn prepare(
+    upload: &Upload,
+    compress: bool,
+    config: &MediaConfig,
+) -> Result<PreparedVideo, ServiceError> {
+    let mut head = vec![0u8; 8192];
+    let n = {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(&upload.path)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("cannot read the uploaded file: {e}")))?;
+        file.read(&mut head)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("cannot read the uploaded file: {e}")))?
+    };
+    let container =
+        container_of(&head[..n]).ok_or_else(|| ServiceError::BadRequest(NOT_ALLOWED.to_owned()))?;
+
+    let thumbnail = thumbnail(&upload.path, config).await?;
+
+    let bytes = if compress || container != Container::Mp4 {
+        let out = temp_output(config, ".mp4")?;
+        let input = upload.path.as_os_str();
+        ffmpeg::run(
+            &config.ffmpeg,
+            [
+                "-i".as_ref(),
+                input,
+                "-c:v".as_ref(),
+                "libx264".as_ref(),
+                "-preset".as_ref(),
+                "veryfast".as_ref(),
+                "-crf".as_ref(),
+                "28".as_ref(),
+                "-pix_fmt".as_ref(),
+                "yuv420p".as_ref(),
+                "-vf".as_ref(),
+                "scale=trunc(iw/2)*2:trunc(ih/2)*2".as_ref(),
+                "-c:a".as_ref(),
+                "aac".as_ref(),
+                "-b:a".as_ref(),
+                "128k".as_ref(),
+                "-movflags".as_ref(),
+                "+faststart".as_ref(),
+                "-f".as_ref(),
+                "mp4".as_ref(),
+                out.as_os_str(),
+            ],
+            config.ffmpeg_timeout,
+        )
+        .await
+        .map_err(ffmpeg_error)?;
+        read(&out).await?
+    } else {
+        read(&upload.path).await?
+    };
+
+    Ok(PreparedVideo {
+        bytes,
+        mime_type: "video/mp4",
+        thumbnail,
+    })
+}
+
+async fn read(path: &std::path::Path) -> Result<Vec<u8>, ServiceError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("cannot read the video: {e}")))
+}
+
+/// A JPEG of the frame at 1 s (the first frame for shorter videos), 100 px wide.
+async fn thumbnail(input: &std::path::Path, config: &MediaConfig) -> Result<Vec<u8>, ServiceError> {
+    let out = temp_output(config, ".jpg")?;
+    let scale = format!("scale={THUMBNAIL_WIDTH}:-2");
+    for seek in ["1", "0"] {
+        ffmpeg::run(
+            &config.ffmpeg,
+            [
+                "-ss".as_ref(),
+                seek.as_ref(),
+                "-i".as_ref(),
+                input.as_os_str(),
+                "-frames:v".as_ref(),
+                "1".as_ref(),
+                "-vf".as_ref(),
+                scale.as_ref(),
+                "-f".as_ref(),
+                "image2".as_ref(),
+                "-c:v".as_ref(),
+                "mjpeg".as_ref(),
+                out.as_os_str(),
+            ],
+            config.ffmpeg_timeout,
+        )
+        .await
+        .map_err(ffmpeg_error)?;
+        let jpeg = read(&out).await?;
+        if !jpeg.is_empty() {
+            return Ok(jpeg);
+        }
+    }
+    Err(ServiceError::BadRequest(
+        "the video has no frame to make a thumbnail from".to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_are_recognised_by_content() {
+        let mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom";
+        assert_eq!(container_of(mp4), Some(Container::Mp4));
+        let mkv = b"\x1a\x45\xdf\xa3\x93\x42\x82\x88matroska";
+        assert_eq!(container_of(mkv), Some(Container::Matroska));
+        let avi = b"RIFF\x00\x00\x00\x00AVI LIST";
+        assert_eq!(container_of(avi), Some(Container::Avi));
+        assert_eq!(container_of(b"%PDF-1.4"), None);
+    }
+}

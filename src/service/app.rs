@@ -1,0 +1,148 @@
+//! `/app/*`: pairing by QR code (PNG files under `statics/images/qrcode/`), logout and
+//! reconnect.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::whatsapp::{SessionStatus, WhatsApp, WhatsAppError};
+
+const QR_PREFIX: &str = "scan-qr-";
+
+/// What `/app/login` returns: the QR file to show and how long it stays valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginQr {
+    pub file_name: String,
+    pub qr_duration: u64,
+}
+
+pub struct AppService {
+    wa: Arc<dyn WhatsApp>,
+    qr_dir: PathBuf,
+    current: Arc<Mutex<Option<QrFile>>>,
+}
+
+#[derive(Debug, Clone)]
+struct QrFile {
+    code: String,
+    file_name: String,
+}
+
+impl AppService {
+    /// `qr_dir` is created if missing; QR images left by an earlier run are removed.
+    pub fn new(wa: Arc<dyn WhatsApp>, qr_dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&qr_dir)?;
+        remove_qr_files(&qr_dir);
+        Ok(Self {
+            wa,
+            qr_dir,
+            current: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub async fn login(&self) -> Result<LoginQr, ServiceError> {
+        if self.wa.status() != SessionStatus::LoggedOut {
+            return Err(WhatsAppError::AlreadyLoggedIn.into());
+        }
+        let pairing = self.wa.pairing_code().await?;
+        let mut current = self.current.lock().await;
+        if let Some(file) = current.as_ref().filter(|f| f.code == pairing.code) {
+            return Ok(LoginQr {
+                file_name: file.file_name.clone(),
+                qr_duration: pairing.remaining().as_secs(),
+            });
+        }
+
+        let file_name = format!("{QR_PREFIX}{}.png", Uuid::new_v4());
+        let path = self.qr_dir.join(&file_name);
+        let code = pairing.code.clone();
+        let written = tokio::task::spawn_blocking(move || write_qr_png(&code, &path))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("QR rendering stopped: {e}")))?;
+        if let Err(e) = written {
+            warn!(error = %e, "cannot write the QR image");
+            return Err(ServiceError::Internal(format!(
+                "cannot write the QR image: {e}"
+            )));
+        }
+
+        if let Some(old) = current.take() {
+            remove_file(&self.qr_dir.join(old.file_name));
+        }
+        *current = Some(QrFile {
+            code: pairing.code.clone(),
+            file_name: file_name.clone(),
+        });
+        self.schedule_removal(file_name.clone(), pairing.expires_at);
+        Ok(LoginQr {
+            file_name,
+            qr_duration: pairing.remaining().as_secs(),
+        })
+    }
+
+    /// Deletes the QR image once its code has expired, unless a newer one replaced it.
+    fn schedule_removal(&self, file_name: String, expires_at: Instant) {
+        let current = Arc::clone(&self.current);
+        let path = self.qr_dir.join(&file_name);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(expires_at.into()).await;
+            let mut current = current.lock().await;
+            if current.as_ref().is_some_and(|f| f.file_name == file_name) {
+                *current = None;
+            }
+            remove_file(&path);
+        });
+    }
+
+    pub async fn logout(&self) -> Result<(), ServiceError> {
+        self.wa.logout().await?;
+        self.current.lock().await.take();
+        remove_qr_files(&self.qr_dir);
+        Ok(())
+    }
+
+    pub async fn reconnect(&self) -> Result<(), ServiceError> {
+        self.wa.reconnect().await?;
+        Ok(())
+    }
+}
+
+fn write_qr_png(code: &str, path: &Path) -> Result<(), String> {
+    let png = crate::qr::render_png(code).map_err(|e| e.to_string())?;
+    // Written beside and renamed, so the link never serves a half-written file.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".qr-")
+        .tempfile_in(dir)
+        .map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut tmp, &png).map_err(|e| e.to_string())?;
+    tmp.persist(path).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn remove_file(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed QR image"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(path = %path.display(), error = %e, "cannot remove QR image"),
+    }
+}
+
+/// Removes every QR image this server wrote into `dir`.
+fn remove_qr_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(QR_PREFIX) && name.ends_with(".png") {
+            remove_file(&entry.path());
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The service layer: what each route does, on top of the WhatsApp session. Handlers
+//! call these after parsing their input; nothing here knows about HTTP.
+
+pub mod app;
+pub mod send;
+pub mod user;
+
+use crate::domain::validation::ValidationErrors;
+use crate::whatsapp::{SessionStatus, WhatsApp, WhatsAppError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Bad input, reported per field.
+    #[error("{0}")]
+    Validation(#[from] ValidationErrors),
+    /// Bad input that is not about one field (file type, size, unknown number…).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    WhatsApp(#[from] WhatsAppError),
+    #[error("no avatar found")]
+    NoAvatar,
+    /// Anything else: a short cause for the client; details went to the log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The v2.3.0 errors for a session that cannot serve a request right now.
+pub fn ensure_connected(wa: &dyn WhatsApp) -> Result<(), ServiceError> {
+    match wa.status() {
+        SessionStatus::Connected => Ok(()),
+        SessionStatus::Disconnected => Err(WhatsAppError::NotConnected.into()),
+        SessionStatus::LoggedOut => Err(WhatsAppError::NotLoggedIn.into()),
+    }
+}

@@ -1,0 +1,176 @@
+//! The one WhatsApp session of this server, behind a trait: the services talk to
+//! `dyn WhatsApp`, the real implementation wraps `whatsapp-rust` ([`client`]), and HTTP
+//! tests use an in-memory double.
+
+pub mod client;
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use whatsapp_rust::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+/// Where the session stands, as the API's errors distinguish it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// No device is stored: `/app/login` is needed.
+    LoggedOut,
+    /// A device is stored but the socket is down (connecting, replaced elsewhere, …).
+    Disconnected,
+    /// Logged in and connected: the API is usable.
+    Connected,
+}
+
+/// A pairing code to show as a QR, valid until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairingCode {
+    pub code: String,
+    pub expires_at: Instant,
+}
+
+impl PairingCode {
+    pub fn remaining(&self) -> Duration {
+        self.expires_at.saturating_duration_since(Instant::now())
+    }
+}
+
+/// What `/user/info` reports about one account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserDetails {
+    pub verified_name: Option<String>,
+    pub status: Option<String>,
+    pub picture_id: Option<String>,
+    /// Device indexes (0 is the phone).
+    pub devices: Vec<u16>,
+}
+
+/// A profile picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Avatar {
+    pub url: String,
+    pub id: String,
+}
+
+/// The privacy settings of the logged-in account, as WhatsApp names the values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Privacy {
+    pub group_add: Option<String>,
+    pub last_seen: Option<String>,
+    pub status: Option<String>,
+    pub profile: Option<String>,
+    pub read_receipts: Option<String>,
+}
+
+/// A group the account takes part in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    pub jid: String,
+    pub owner: Option<String>,
+    pub name: String,
+    pub name_set_at: Option<Timestamp>,
+    pub name_set_by: Option<String>,
+    pub topic: String,
+    pub topic_id: String,
+    pub topic_set_at: Option<Timestamp>,
+    pub topic_set_by: Option<String>,
+    pub is_locked: bool,
+    pub is_announce: bool,
+    pub disappearing_timer: u32,
+    pub created_at: Option<Timestamp>,
+    pub participant_version_id: String,
+    pub participants: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupMember {
+    pub jid: String,
+    pub is_admin: bool,
+    pub is_super_admin: bool,
+}
+
+/// Kind of media being uploaded; decides the encryption keys and the upload path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Image,
+    Video,
+    Document,
+}
+
+/// Where an upload landed and the keys a message needs to point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub url: String,
+    pub direct_path: String,
+    pub media_key: Vec<u8>,
+    pub file_enc_sha256: Vec<u8>,
+    pub file_sha256: Vec<u8>,
+    pub file_length: u64,
+    pub media_key_timestamp: i64,
+}
+
+/// WhatsApp's acknowledgement of a sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub message_id: String,
+    pub timestamp: Timestamp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WhatsAppError {
+    #[error("you already logged in :)")]
+    AlreadyLoggedIn,
+    #[error("you are not loggin")]
+    NotLoggedIn,
+    #[error("you are not connect to whatsapp server, please reconnect")]
+    NotConnected,
+    #[error("the store doesn't contain a device JID")]
+    NoDevice,
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+    #[error("WhatsApp refused the message (error {0})")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl WhatsAppError {
+    /// A failure with a short cause, for anything the client reports.
+    pub fn failed(context: &str, err: impl std::fmt::Display) -> Self {
+        WhatsAppError::Failed(format!("{context}: {err}"))
+    }
+}
+
+/// The single WhatsApp session the API drives.
+#[async_trait]
+pub trait WhatsApp: Send + Sync + 'static {
+    fn status(&self) -> SessionStatus;
+
+    /// The current QR code of a pairing attempt, starting an attempt when none runs.
+    async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError>;
+
+    /// Logs the device out at WhatsApp and removes the stored session.
+    async fn logout(&self) -> Result<(), WhatsAppError>;
+
+    /// Drops the connection and opens a new one with the stored session.
+    async fn reconnect(&self) -> Result<(), WhatsAppError>;
+
+    /// `None` when the account is not on WhatsApp.
+    async fn user_info(&self, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError>;
+
+    /// `None` when there is no picture (or it is hidden).
+    async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError>;
+
+    async fn privacy(&self) -> Result<Privacy, WhatsAppError>;
+
+    async fn groups(&self) -> Result<Vec<Group>, WhatsAppError>;
+
+    /// Encrypts and uploads media; the returned keys go into the message.
+    async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
+
+    /// Sends `message` and waits for WhatsApp's acknowledgement.
+    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError>;
+
+    /// Stops the session cleanly (flushes the store); used on server shutdown.
+    async fn shutdown(&self);
+}
