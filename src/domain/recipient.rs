@@ -92,7 +92,7 @@ mod tests {
     fn a_full_jid_is_used_as_it_is_whatever_the_type() {
         let r = Recipient::parse("120363025246125888@g.us", ChatType::User).unwrap();
         assert_eq!(r.to_string(), "120363025246125888@g.us");
-        assert!(r.jid().is_group());
+        assert_eq!(r.jid().server, Server::Group);
     }
 
     #[test]

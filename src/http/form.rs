@@ -200,7 +200,18 @@ async fn read_multipart(req: Request, spec: &FormSpec<'_>) -> Result<Form, ApiEr
         ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
     })?;
     let mut form = Form::default();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    let mut seen_part = false;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            // A form without parts is only a closing boundary, which the parser calls
+            // incomplete; it is an empty form, left for validation to report.
+            Err(e) if !seen_part && e.body_text().contains("incomplete") => break,
+            Err(e) => return Err(multipart_error(e)),
+        };
+        seen_part = true;
+        let mut field = field;
         let name = field.name().unwrap_or("").to_owned();
         match &spec.file {
             Some(file) if file.field == name => {

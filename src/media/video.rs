@@ -167,8 +167,9 @@ mod tests {
     fn containers_are_recognised_by_content() {
         let mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom";
         assert_eq!(container_of(mp4), Some(Container::Mp4));
-        let mkv = b"\x1a\x45\xdf\xa3\x93\x42\x82\x88matroska";
-        assert_eq!(container_of(mkv), Some(Container::Matroska));
+        let mut mkv = b"\x1a\x45\xdf\xa3\x93\x42\x82\x88matroska".to_vec();
+        mkv.resize(300, 0);
+        assert_eq!(container_of(&mkv), Some(Container::Matroska));
         let avi = b"RIFF\x00\x00\x00\x00AVI LIST";
         assert_eq!(container_of(avi), Some(Container::Avi));
         assert_eq!(container_of(b"%PDF-1.4"), None);

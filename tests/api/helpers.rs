@@ -1,0 +1,329 @@
+//! `TestApp`: the router on a loopback port, backed by `FakeSession`, an in-memory
+//! WhatsApp session that records what the services ask of it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use clap::Parser;
+use jiff::Timestamp;
+use serde_json::Value;
+use whatsapp_api::config::Config;
+use whatsapp_api::whatsapp::{
+    Ack, Avatar, Group, MediaKind, PairingCode, Privacy, SessionStatus, Uploaded, UserDetails,
+    WhatsApp, WhatsAppError,
+};
+use whatsapp_rust::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+/// The acknowledgement time every fake send reports.
+pub const ACK_SECONDS: i64 = 1_644_550_409;
+
+#[derive(Default)]
+pub struct FakeState {
+    pub status: Option<SessionStatus>,
+    pub pairing: Option<PairingCode>,
+    pub user: Option<UserDetails>,
+    pub avatar: Option<Avatar>,
+    pub privacy: Privacy,
+    pub groups: Vec<Group>,
+    pub sent: Vec<(Jid, wa::Message)>,
+    pub uploads: Vec<(Vec<u8>, MediaKind)>,
+    pub queried: Vec<Jid>,
+    pub send_fails: bool,
+}
+
+/// In-memory session: answers from `state`, records sends and uploads.
+#[derive(Default)]
+pub struct FakeSession {
+    pub state: Mutex<FakeState>,
+    pub logouts: AtomicUsize,
+    pub reconnects: AtomicUsize,
+}
+
+impl FakeSession {
+    pub fn set_status(&self, status: SessionStatus) {
+        self.state.lock().unwrap().status = Some(status);
+    }
+
+    pub fn set_pairing(&self, code: &str, valid_for: Duration) {
+        self.state.lock().unwrap().pairing = Some(PairingCode {
+            code: code.to_owned(),
+            expires_at: Instant::now() + valid_for,
+        });
+    }
+
+    pub fn sent(&self) -> Vec<(Jid, wa::Message)> {
+        self.state.lock().unwrap().sent.clone()
+    }
+
+    pub fn uploads(&self) -> Vec<(Vec<u8>, MediaKind)> {
+        self.state.lock().unwrap().uploads.clone()
+    }
+}
+
+#[async_trait]
+impl WhatsApp for FakeSession {
+    fn status(&self) -> SessionStatus {
+        self.state
+            .lock()
+            .unwrap()
+            .status
+            .unwrap_or(SessionStatus::Connected)
+    }
+
+    async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {
+        self.state
+            .lock()
+            .unwrap()
+            .pairing
+            .clone()
+            .ok_or(WhatsAppError::Timeout(
+                Duration::from_secs(30),
+                "the QR code from WhatsApp",
+            ))
+    }
+
+    async fn logout(&self) -> Result<(), WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        if state.status == Some(SessionStatus::LoggedOut) {
+            return Err(WhatsAppError::NoDevice);
+        }
+        state.status = Some(SessionStatus::LoggedOut);
+        self.logouts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn reconnect(&self) -> Result<(), WhatsAppError> {
+        if self.status() == SessionStatus::LoggedOut {
+            return Err(WhatsAppError::NotLoggedIn);
+        }
+        self.reconnects.fetch_add(1, Ordering::SeqCst);
+        self.set_status(SessionStatus::Connected);
+        Ok(())
+    }
+
+    async fn user_info(&self, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        state.queried.push(jid.clone());
+        Ok(state.user.clone())
+    }
+
+    async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        state.queried.push(jid.clone());
+        Ok(state.avatar.clone())
+    }
+
+    async fn privacy(&self) -> Result<Privacy, WhatsAppError> {
+        Ok(self.state.lock().unwrap().privacy.clone())
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
+        Ok(self.state.lock().unwrap().groups.clone())
+    }
+
+    async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {
+        let len = data.len() as u64;
+        self.state.lock().unwrap().uploads.push((data, kind));
+        Ok(Uploaded {
+            url: "https://mmg.example/x".to_owned(),
+            direct_path: "/v/x".to_owned(),
+            media_key: vec![1; 32],
+            file_enc_sha256: vec![2; 32],
+            file_sha256: vec![3; 32],
+            file_length: len,
+            media_key_timestamp: 1,
+        })
+    }
+
+    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        if state.send_fails {
+            return Err(WhatsAppError::Timeout(
+                Duration::from_secs(30),
+                "WhatsApp's acknowledgement",
+            ));
+        }
+        state.sent.push((to.clone(), message));
+        Ok(Ack {
+            message_id: format!("3EB0{:016X}", state.sent.len()),
+            timestamp: Timestamp::from_second(ACK_SECONDS).unwrap(),
+        })
+    }
+
+    async fn shutdown(&self) {}
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub wa: Arc<FakeSession>,
+    pub client: reqwest::Client,
+    pub statics: PathBuf,
+    pub temp: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the API with extra command-line `args`.
+    pub async fn spawn_with(args: &[&str]) -> TestApp {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let statics = dir.path().join("statics");
+        let temp = dir.path().join("tmp");
+        let mut argv = vec![
+            "whatsapp-api".to_owned(),
+            "--statics-dir".to_owned(),
+            statics.display().to_string(),
+            "--temp-dir".to_owned(),
+            temp.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let config = Config::parse_from(argv);
+        let wa = Arc::new(FakeSession::default());
+        let state = whatsapp_api::app_state(&config, wa.clone()).unwrap();
+        let router = whatsapp_api::http::router(state, statics.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(whatsapp_api::serve(
+            listener,
+            router,
+            std::future::pending(),
+        ));
+        TestApp {
+            base,
+            wa,
+            client: reqwest::Client::new(),
+            statics,
+            temp,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        reply(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        reply(
+            self.client
+                .post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let form = reqwest::multipart::Form::new();
+        let form = fields
+            .iter()
+            .fold(form, |f, (k, v)| f.text(k.to_string(), v.to_string()));
+        self.post_multipart(path, form).await
+    }
+
+    pub async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Reply {
+        reply(
+            self.client
+                .post(self.url(path))
+                .multipart(form)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        reply(
+            self.client
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Files left in the upload temp folder.
+    pub fn temp_files(&self) -> Vec<String> {
+        std::fs::read_dir(&self.temp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+async fn reply(res: reqwest::Response) -> Reply {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, body, text }
+}
+
+impl Reply {
+    /// Asserts the envelope of an error: status, `code`, `message`, `results: null`.
+    pub fn assert_error(&self, status: u16, message: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.body["code"], status, "{}", self.text);
+        assert_eq!(self.body["message"], message, "{}", self.text);
+        assert_eq!(self.body["results"], Value::Null, "{}", self.text);
+        assert!(
+            self.text.starts_with(r#"{"code":"#),
+            "envelope keys out of order: {}",
+            self.text
+        );
+    }
+
+    pub fn assert_success(&self, message: &str) {
+        assert_eq!(self.status, 200, "{}", self.text);
+        assert_eq!(self.body["code"], 200, "{}", self.text);
+        assert_eq!(self.body["message"], message, "{}", self.text);
+    }
+}
+
+/// A multipart file part.
+pub fn file_part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap()
+}
+
+/// The status text the API reports for a send acknowledged at `ACK_SECONDS`.
+pub fn sent_status(what: &str, jid: &str) -> String {
+    let ts = Timestamp::from_second(ACK_SECONDS).unwrap();
+    format!(
+        "{what} {jid} (server timestamp: {})",
+        whatsapp_api::domain::timestamp::server_time(ts)
+    )
+}
+
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -1,0 +1,9 @@
+//! HTTP contract tests: every route and error case of the v2.3.0 API, driven through
+//! the real router on a loopback port with an in-memory WhatsApp session.
+
+mod app;
+mod errors;
+mod helpers;
+mod media;
+mod send;
+mod user;
