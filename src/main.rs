@@ -23,7 +23,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `--debug`.
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `--debug`. `init` also
+/// bridges the `log` facade, which whatsapp-rust logs through.
 fn init_logs(debug: bool) {
     let default = if debug {
         "debug,hyper=info,h2=info,diesel=info"
@@ -31,8 +32,6 @@ fn init_logs(debug: bool) {
         "info,whatsapp_rust=warn,wacore=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // whatsapp-rust logs through the `log` facade.
-    tracing_log::LogTracer::init().ok();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -89,6 +89,8 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
                     info_span!("http", method = %req.method(), path = %req.uri().path())
                 })
                 .on_request(())
+                // Failures are logged once, where they are mapped to a status.
+                .on_failure(())
                 .on_response(|res: &Response, latency: Duration, _span: &Span| {
                     tracing::info!(
                         status = res.status().as_u16(),

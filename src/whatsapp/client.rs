@@ -500,7 +500,16 @@ impl WhatsApp for WhatsAppClient {
         info!("starting a pairing attempt");
         let bot = inner.build_bot(generation).await?;
         inner.install(generation, bot);
-        inner.wait_for_qr(generation).await
+        let code = inner.wait_for_qr(generation).await;
+        if code.is_err() {
+            // No code came (WhatsApp unreachable?): do not leave the attempt retrying.
+            inner.next_generation();
+            if let Some(attempt) = inner.take_running() {
+                stop(attempt).await;
+            }
+            remove_store(&inner.settings.db_path);
+        }
+        code
     }
 
     async fn logout(&self) -> Result<(), WhatsAppError> {
