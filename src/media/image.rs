@@ -5,7 +5,11 @@
 use std::io::Cursor;
 
 use image::codecs::jpeg::JpegEncoder;
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+use image::metadata::Orientation;
+use image::{
+    DynamicImage, GenericImageView, GrayImage, ImageDecoder, ImageFormat, ImageReader, Limits,
+    RgbImage,
+};
 
 use super::{MediaConfig, Upload, blocking, read_upload};
 use crate::service::ServiceError;
@@ -45,11 +49,29 @@ pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, ServiceE
         Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
         _ => return Err(ServiceError::BadRequest(NOT_ALLOWED.to_owned())),
     };
-    let img = decode(&bytes, format)?;
+    let target = if compress {
+        COMPRESSED_WIDTH
+    } else {
+        THUMBNAIL_WIDTH
+    };
+    let scaled = match format {
+        ImageFormat::Jpeg => decode_jpeg_scaled(&bytes, target)?,
+        _ => None,
+    };
+    let (img, full_size) = match scaled {
+        Some(scaled) => scaled,
+        None => {
+            let img = decode(&bytes, format)?;
+            let size = img.dimensions();
+            (img, size)
+        }
+    };
 
-    let thumbnail = encode_jpeg(&shrink_to_width(&img, THUMBNAIL_WIDTH), THUMBNAIL_QUALITY)?;
     if compress {
         let small = shrink_to_width(&img, COMPRESSED_WIDTH);
+        drop(img);
+        // From the small image: a second pass over the full one would cost as much.
+        let thumbnail = encode_jpeg(&shrink_to_width(&small, THUMBNAIL_WIDTH), THUMBNAIL_QUALITY)?;
         Ok(PreparedImage {
             bytes: encode_jpeg(&small, COMPRESSED_QUALITY)?,
             mime_type: "image/jpeg",
@@ -58,11 +80,12 @@ pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, ServiceE
             thumbnail,
         })
     } else {
+        let thumbnail = encode_jpeg(&shrink_to_width(&img, THUMBNAIL_WIDTH), THUMBNAIL_QUALITY)?;
         Ok(PreparedImage {
             bytes,
             mime_type: format.to_mime_type(),
-            width: img.width(),
-            height: img.height(),
+            width: full_size.0,
+            height: full_size.1,
             thumbnail,
         })
     }
@@ -80,16 +103,89 @@ fn decode(bytes: &[u8], format: ImageFormat) -> Result<DynamicImage, ServiceErro
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(bad_image)?;
     let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > MAX_PIXELS {
-        return Err(ServiceError::BadRequest(format!(
-            "the image is too large: {width}x{height} pixels (at most {} megapixels)",
-            MAX_PIXELS / 1_000_000
-        )));
+    if let Some(err) = too_large(width, height) {
+        return Err(err);
     }
     let orientation = decoder.orientation().map_err(bad_image)?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(bad_image)?;
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+fn too_large(width: u32, height: u32) -> Option<ServiceError> {
+    (u64::from(width) * u64::from(height) > MAX_PIXELS).then(|| {
+        ServiceError::BadRequest(format!(
+            "the image is too large: {width}x{height} pixels (at most {} megapixels)",
+            MAX_PIXELS / 1_000_000
+        ))
+    })
+}
+
+fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// Decodes a JPEG at reduced size in the DCT ("shrink on load", as libvips does):
+/// the smallest of 1/1, 1/2, 1/4, 1/8 that is still at least `target` wide once
+/// upright. Returns the upright image and the full upright size, or `None` for
+/// JPEGs this decoder does not handle (CMYK, 16-bit), which take the general path.
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    target: u32,
+) -> Result<Option<(DynamicImage, (u32, u32))>, ServiceError> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().map_err(bad_image)?;
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    if let Some(err) = too_large(width, height) {
+        return Err(err);
+    }
+    let orientation = decoder
+        .exif_data()
+        .map(|exif| exif.strip_prefix(b"Exif\0\0").unwrap_or(exif))
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let upright = if swaps_axes(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    if upright.0 > target {
+        // Ask for the stored size whose upright width is `target`.
+        let scale = |v: u32| (u64::from(v) * u64::from(target)).div_ceil(u64::from(upright.0));
+        let (w, h) = (scale(width).max(1), scale(height).max(1));
+        decoder.scale(w as u16, h as u16).map_err(bad_image)?;
+    }
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
+    let pixel_format = info.pixel_format;
+    let pixels = decoder.decode().map_err(bad_image)?;
+    let Some(info) = decoder.info() else {
+        return Ok(None);
+    };
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let mut img = match pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+        }
+        _ => None,
+    };
+    if let Some(img) = img.as_mut() {
+        img.apply_orientation(orientation);
+    }
+    Ok(img.map(|img| (img, upright)))
 }
 
 /// Scales down to `width` keeping the aspect ratio; never scales up.
@@ -191,6 +287,45 @@ mod tests {
             err.to_string(),
             "the image is too large: 20000x20000 pixels (at most 80 megapixels)"
         );
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, 7])
+        });
+        let mut out = Vec::new();
+        JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_large_jpeg_is_shrunk_on_load_to_the_exact_width() {
+        let out = process(jpeg(4000, 3000), true).unwrap();
+        assert_eq!((out.width, out.height), (600, 450));
+        assert_eq!(dimensions(&out.bytes), (600, 450));
+        assert_eq!(dimensions(&out.thumbnail), (100, 75));
+    }
+
+    #[test]
+    fn an_uncompressed_jpeg_reports_its_full_size() {
+        let original = jpeg(1600, 1200);
+        let out = process(original.clone(), false).unwrap();
+        assert_eq!(out.bytes, original);
+        assert_eq!((out.width, out.height), (1600, 1200));
+        assert_eq!(dimensions(&out.thumbnail), (100, 75));
+    }
+
+    #[test]
+    fn a_grayscale_jpeg_is_handled() {
+        let img = GrayImage::from_fn(900, 300, |x, _| image::Luma([(x % 256) as u8]));
+        let mut gray = Vec::new();
+        JpegEncoder::new_with_quality(&mut gray, 90)
+            .encode_image(&img)
+            .unwrap();
+        let out = process(gray, true).unwrap();
+        assert_eq!(dimensions(&out.bytes), (600, 200));
     }
 
     #[test]

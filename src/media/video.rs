@@ -2,6 +2,8 @@
 //! 1 s; re-encoded to H.264/AAC mp4 when asked to compress, or when the container is
 //! not mp4 (WhatsApp only plays mp4). ffmpeg does the work in temporary files.
 
+use std::ffi::OsStr;
+
 use tempfile::TempPath;
 
 use super::ffmpeg::{self, FfmpegError};
@@ -17,6 +19,9 @@ pub const ALLOWED_TYPES: [&str; 4] = [
     "video/x-msvideo",
 ];
 const THUMBNAIL_WIDTH: u32 = 100;
+/// H.264/AAC in mp4 with even dimensions, playable on every WhatsApp client.
+const ENCODE_ARGS: &str = "-c:v libx264 -preset veryfast -crf 28 -pix_fmt yuv420p \
+     -vf scale=trunc(iw/2)*2:trunc(ih/2)*2 -c:a aac -b:a 128k -movflags +faststart -f mp4";
 
 pub struct PreparedVideo {
     pub bytes: Vec<u8>,
@@ -75,36 +80,13 @@ pub async fn prepare(
 
     let bytes = if compress || container != Container::Mp4 {
         let out = temp_output(config, ".mp4")?;
-        let input = upload.path.as_os_str();
-        ffmpeg::run(
-            &config.ffmpeg,
-            [
-                "-i".as_ref(),
-                input,
-                "-c:v".as_ref(),
-                "libx264".as_ref(),
-                "-preset".as_ref(),
-                "veryfast".as_ref(),
-                "-crf".as_ref(),
-                "28".as_ref(),
-                "-pix_fmt".as_ref(),
-                "yuv420p".as_ref(),
-                "-vf".as_ref(),
-                "scale=trunc(iw/2)*2:trunc(ih/2)*2".as_ref(),
-                "-c:a".as_ref(),
-                "aac".as_ref(),
-                "-b:a".as_ref(),
-                "128k".as_ref(),
-                "-movflags".as_ref(),
-                "+faststart".as_ref(),
-                "-f".as_ref(),
-                "mp4".as_ref(),
-                out.as_os_str(),
-            ],
-            config.ffmpeg_timeout,
-        )
-        .await
-        .map_err(ffmpeg_error)?;
+        let args = [OsStr::new("-i"), upload.path.as_os_str()]
+            .into_iter()
+            .chain(ENCODE_ARGS.split(' ').map(OsStr::new))
+            .chain([out.as_os_str()]);
+        ffmpeg::run(&config.ffmpeg, args, config.ffmpeg_timeout)
+            .await
+            .map_err(ffmpeg_error)?;
         read(&out).await?
     } else {
         read(&upload.path).await?
@@ -128,27 +110,24 @@ async fn thumbnail(input: &std::path::Path, config: &MediaConfig) -> Result<Vec<
     let out = temp_output(config, ".jpg")?;
     let scale = format!("scale={THUMBNAIL_WIDTH}:-2");
     for seek in ["1", "0"] {
-        ffmpeg::run(
-            &config.ffmpeg,
-            [
-                "-ss".as_ref(),
-                seek.as_ref(),
-                "-i".as_ref(),
-                input.as_os_str(),
-                "-frames:v".as_ref(),
-                "1".as_ref(),
-                "-vf".as_ref(),
-                scale.as_ref(),
-                "-f".as_ref(),
-                "image2".as_ref(),
-                "-c:v".as_ref(),
-                "mjpeg".as_ref(),
-                out.as_os_str(),
-            ],
-            config.ffmpeg_timeout,
-        )
-        .await
-        .map_err(ffmpeg_error)?;
+        let args = [
+            OsStr::new("-ss"),
+            OsStr::new(seek),
+            OsStr::new("-i"),
+            input.as_os_str(),
+            OsStr::new("-frames:v"),
+            OsStr::new("1"),
+            OsStr::new("-vf"),
+            OsStr::new(&scale),
+            OsStr::new("-f"),
+            OsStr::new("image2"),
+            OsStr::new("-c:v"),
+            OsStr::new("mjpeg"),
+            out.as_os_str(),
+        ];
+        ffmpeg::run(&config.ffmpeg, args, config.ffmpeg_timeout)
+            .await
+            .map_err(ffmpeg_error)?;
         let jpeg = read(&out).await?;
         if !jpeg.is_empty() {
             return Ok(jpeg);
