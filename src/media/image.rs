@@ -121,6 +121,9 @@ fn too_large(width: u32, height: u32) -> Option<ServiceError> {
     })
 }
 
+/// An upright image and the full upright size of its source.
+type Decoded = (DynamicImage, (u32, u32));
+
 fn swaps_axes(orientation: Orientation) -> bool {
     matches!(
         orientation,
@@ -135,10 +138,7 @@ fn swaps_axes(orientation: Orientation) -> bool {
 /// the smallest of 1/1, 1/2, 1/4, 1/8 that is still at least `target` wide once
 /// upright. Returns the upright image and the full upright size, or `None` for
 /// JPEGs this decoder does not handle (CMYK, 16-bit), which take the general path.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    target: u32,
-) -> Result<Option<(DynamicImage, (u32, u32))>, ServiceError> {
+fn decode_jpeg_scaled(bytes: &[u8], target: u32) -> Result<Option<Decoded>, ServiceError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(bad_image)?;
     let Some(info) = decoder.info() else {
