@@ -38,11 +38,11 @@ pub struct Config {
     #[arg(long, env = "APP_TEMP_DIR")]
     pub temp_dir: Option<PathBuf>,
 
-    /// Largest file accepted by /send/file and /send/image, in MB.
+    /// Largest file accepted by /send/file and /send/image, in MB (1 MB = 1,000,000 bytes, as v2.3.0).
     #[arg(long, env = "WHATSAPP_MAX_FILE_SIZE_MB", default_value_t = 30)]
     pub max_file_size_mb: u64,
 
-    /// Largest video accepted by /send/video, in MB.
+    /// Largest video accepted by /send/video, in MB (1 MB = 1,000,000 bytes).
     #[arg(long, env = "WHATSAPP_MAX_VIDEO_SIZE_MB", default_value_t = 30)]
     pub max_video_size_mb: u64,
 
@@ -65,14 +65,6 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn max_file_bytes(&self) -> u64 {
-        self.max_file_size_mb * 1024 * 1024
-    }
-
-    pub fn max_video_bytes(&self) -> u64 {
-        self.max_video_size_mb * 1024 * 1024
-    }
-
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_secs(self.ack_timeout_secs)
     }

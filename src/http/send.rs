@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/contact", post(contact))
 }
 
+/// Sizes are in SI megabytes, as the Go server counted them.
+const MEGABYTE: u64 = 1_000_000;
 const PHONE_RULES: &[Rule] = &[Rule::Required, Rule::Length(10, 25)];
 const CAPTION_RULES: &[Rule] = &[Rule::Length(0, 200)];
 
@@ -50,13 +52,19 @@ async fn media_form(
     file_field: &str,
     max_mb: u64,
 ) -> Result<Form, ApiError> {
+    // The v2.3.0 texts: "max video upload" for videos, "max file upload" otherwise.
+    let what = if file_field == "video" {
+        "video"
+    } else {
+        "file"
+    };
     let spec = FormSpec {
         fields,
         file: Some(FileSpec {
             field: file_field,
-            max_bytes: max_mb * 1024 * 1024,
+            max_bytes: max_mb * MEGABYTE,
             too_large: format!(
-                "max file upload is {max_mb} MB, please upload in cloud and send via text if your file is higher than {max_mb} MB"
+                "max {what} upload is {max_mb} MB, please upload in cloud and send via text if your file is higher than {max_mb} MB"
             ),
         }),
         temp_dir: &state.limits.temp_dir,

@@ -217,6 +217,20 @@ async fn a_file_over_the_limit_is_refused_and_not_kept() {
 }
 
 #[tokio::test]
+async fn a_video_over_the_limit_names_videos() {
+    let app = TestApp::spawn_with(&["--max-video-size-mb", "1"]).await;
+    let form = reqwest::multipart::Form::new().text("phone", PHONE).part(
+        "video",
+        file_part(vec![0u8; 1_000_001], "big.mp4", "video/mp4"),
+    );
+    app.post_multipart("/send/video", form).await.assert_error(
+        400,
+        "max video upload is 1 MB, please upload in cloud and send via text if your file is higher than 1 MB",
+    );
+    assert!(app.temp_files().is_empty());
+}
+
+#[tokio::test]
 async fn file_needs_its_part() {
     let app = TestApp::spawn().await;
     app.post_form("/send/file", &[("phone", PHONE)])
