@@ -1,7 +1,7 @@
 //! Documents: any file, sent with its (sanitised) original name and a MIME type
 //! sniffed from its content.
 
-use super::{Upload, read_upload};
+use super::{Upload, read_file};
 use crate::service::ServiceError;
 
 pub struct Document {
@@ -11,7 +11,7 @@ pub struct Document {
 }
 
 pub async fn prepare(upload: &Upload) -> Result<Document, ServiceError> {
-    let bytes = read_upload(upload).await?;
+    let bytes = read_file(&upload.path).await?;
     let mime_type = sniff_mime(&bytes).to_owned();
     let file_name = display_name(upload.file_name.as_deref());
     Ok(Document {

@@ -11,7 +11,7 @@ use image::{
     RgbImage,
 };
 
-use super::{MediaConfig, Upload, blocking, read_upload};
+use super::{MediaConfig, Upload, blocking, read_file};
 use crate::service::ServiceError;
 
 pub const NOT_ALLOWED: &str = "your image is not allowed. please use jpg/jpeg/png";
@@ -39,7 +39,7 @@ pub async fn prepare(
     compress: bool,
     _config: &MediaConfig,
 ) -> Result<PreparedImage, ServiceError> {
-    let bytes = read_upload(upload).await?;
+    let bytes = read_file(&upload.path).await?;
     blocking(move || process(bytes, compress)).await
 }
 

@@ -7,7 +7,7 @@ pub mod ffmpeg;
 pub mod image;
 pub mod video;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::TempPath;
@@ -34,11 +34,28 @@ pub struct Upload {
     pub len: u64,
 }
 
-/// Reads a whole upload; errors are the server's fault (the file was just written).
-async fn read_upload(upload: &Upload) -> Result<Vec<u8>, ServiceError> {
-    tokio::fs::read(&upload.path)
+/// Reads a whole temporary media file (an upload or an ffmpeg output). A failure is
+/// the server's fault: the file was just written.
+async fn read_file(path: &Path) -> Result<Vec<u8>, ServiceError> {
+    tokio::fs::read(path).await.map_err(read_error)
+}
+
+/// The first bytes of an upload, enough to recognise its format.
+async fn read_head(upload: &Upload, max: usize) -> Result<Vec<u8>, ServiceError> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(&upload.path)
         .await
-        .map_err(|e| ServiceError::Internal(format!("cannot read the uploaded file: {e}")))
+        .map_err(read_error)?;
+    let mut head = Vec::with_capacity(max);
+    file.take(max as u64)
+        .read_to_end(&mut head)
+        .await
+        .map_err(read_error)?;
+    Ok(head)
+}
+
+fn read_error(e: std::io::Error) -> ServiceError {
+    ServiceError::Internal(format!("cannot read a temporary media file: {e}"))
 }
 
 /// Runs CPU-heavy work off the async threads.

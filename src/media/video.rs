@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use tempfile::TempPath;
 
 use super::ffmpeg::{self, FfmpegError};
-use super::{MediaConfig, Upload};
+use super::{MediaConfig, Upload, read_file, read_head};
 use crate::service::ServiceError;
 
 pub const NOT_ALLOWED: &str = "your video type is not allowed. please use mp4/mkv";
@@ -63,18 +63,9 @@ pub async fn prepare(
     compress: bool,
     config: &MediaConfig,
 ) -> Result<PreparedVideo, ServiceError> {
-    let mut head = vec![0u8; 8192];
-    let n = {
-        use tokio::io::AsyncReadExt;
-        let mut file = tokio::fs::File::open(&upload.path)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("cannot read the uploaded file: {e}")))?;
-        file.read(&mut head)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("cannot read the uploaded file: {e}")))?
-    };
+    let head = read_head(upload, 8192).await?;
     let container =
-        container_of(&head[..n]).ok_or_else(|| ServiceError::BadRequest(NOT_ALLOWED.to_owned()))?;
+        container_of(&head).ok_or_else(|| ServiceError::BadRequest(NOT_ALLOWED.to_owned()))?;
 
     let thumbnail = thumbnail(&upload.path, config).await?;
 
@@ -87,9 +78,9 @@ pub async fn prepare(
         ffmpeg::run(&config.ffmpeg, args, config.ffmpeg_timeout)
             .await
             .map_err(ffmpeg_error)?;
-        read(&out).await?
+        read_file(&out).await?
     } else {
-        read(&upload.path).await?
+        read_file(&upload.path).await?
     };
 
     Ok(PreparedVideo {
@@ -97,12 +88,6 @@ pub async fn prepare(
         mime_type: "video/mp4",
         thumbnail,
     })
-}
-
-async fn read(path: &std::path::Path) -> Result<Vec<u8>, ServiceError> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|e| ServiceError::Internal(format!("cannot read the video: {e}")))
 }
 
 /// A JPEG of the frame at 1 s (the first frame for shorter videos), 100 px wide.
@@ -128,7 +113,7 @@ async fn thumbnail(input: &std::path::Path, config: &MediaConfig) -> Result<Vec<
         ffmpeg::run(&config.ffmpeg, args, config.ffmpeg_timeout)
             .await
             .map_err(ffmpeg_error)?;
-        let jpeg = read(&out).await?;
+        let jpeg = read_file(&out).await?;
         if !jpeg.is_empty() {
             return Ok(jpeg);
         }

@@ -62,14 +62,7 @@ async fn wrong_content_type_is_unsupported() {
     let res = app
         .post_raw("/send/message", "text/plain", b"phone=1".to_vec())
         .await;
-    assert_eq!(res.status, 415);
-    assert_eq!(res.body["code"], 415);
-    assert!(
-        res.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("unsupported content type")
-    );
+    res.assert_error_starting(415, "unsupported content type");
 }
 
 #[tokio::test]
@@ -82,13 +75,7 @@ async fn malformed_json_is_a_bad_request() {
             b"{\"phone\": ".to_vec(),
         )
         .await;
-    assert_eq!(res.status, 400, "{}", res.text);
-    assert!(
-        res.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid JSON body")
-    );
+    res.assert_error_starting(400, "invalid JSON body");
     let res = app
         .post_raw("/send/message", "application/json", b"[1,2]".to_vec())
         .await;
@@ -130,13 +117,7 @@ async fn malformed_multipart_is_a_bad_request() {
             b"--XYZ\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n62".to_vec(),
         )
         .await;
-    assert_eq!(res.status, 400, "{}", res.text);
-    assert!(
-        res.body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed multipart body")
-    );
+    res.assert_error_starting(400, "malformed multipart body");
     let res = app
         .post_raw("/send/message", "multipart/form-data", b"x".to_vec())
         .await;

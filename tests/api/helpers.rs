@@ -295,6 +295,15 @@ impl Reply {
         );
     }
 
+    /// Like [`Reply::assert_error`], for messages that end in a parser's own detail.
+    pub fn assert_error_starting(&self, status: u16, prefix: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.body["code"], status, "{}", self.text);
+        let message = self.body["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(prefix), "{}", self.text);
+        assert_eq!(self.body["results"], Value::Null, "{}", self.text);
+    }
+
     pub fn assert_success(&self, message: &str) {
         assert_eq!(self.status, 200, "{}", self.text);
         assert_eq!(self.body["code"], 200, "{}", self.text);
