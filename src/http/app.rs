@@ -1,4 +1,4 @@
-//! Routes under `/app`: login by QR, logout, reconnect.
+//! Routes under `/app`: login by QR, logout, reconnect, status.
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +15,12 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login))
         .route("/logout", get(logout))
         .route("/reconnect", get(reconnect))
+        .route("/status", get(status))
+}
+
+/// Not in v2.3.0: the dashboard polls it to know when a scan has logged in.
+async fn status(State(state): State<AppState>) -> Response {
+    ok("Success", Some(state.app.status()))
 }
 
 #[derive(Serialize)]

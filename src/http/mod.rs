@@ -1,7 +1,8 @@
-//! The HTTP API: one table of routes, the shared state, and the layers every request
+//! The HTTP API and the dashboard at `/`: one table of routes, the shared state, and the layers every request
 //! goes through (CORS, limits, logs, the envelope for errors from outside handlers).
 
 pub mod app;
+pub mod dashboard;
 pub mod form;
 pub mod response;
 pub mod send;
@@ -64,6 +65,7 @@ pub struct AppState {
 pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
     let body_limit = state.limits.body_limit();
     Router::new()
+        .merge(dashboard::router())
         .nest("/app", app::router())
         .nest("/user", user::router())
         .nest("/send", send::router())

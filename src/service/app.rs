@@ -1,5 +1,5 @@
-//! `/app/*`: pairing by QR code (PNG files under `statics/images/qrcode/`), logout and
-//! reconnect.
+//! `/app/*`: pairing by QR code (PNG files under `statics/images/qrcode/`), logout,
+//! reconnect and the session status.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,15 @@ const QR_PREFIX: &str = "scan-qr-";
 pub struct LoginQr {
     pub file_name: String,
     pub qr_duration: u64,
+}
+
+/// What `/app/status` returns, in its JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub is_connected: bool,
+    /// A device is paired and stored, connected or not.
+    pub is_logged_in: bool,
+    pub device_id: Option<String>,
 }
 
 pub struct AppService {
@@ -104,6 +113,16 @@ impl AppService {
         self.current.lock().await.take();
         remove_qr_files(&self.qr_dir);
         Ok(())
+    }
+
+    /// Where the session stands, for `/app/status`.
+    pub fn status(&self) -> Status {
+        let status = self.wa.status();
+        Status {
+            is_connected: status == SessionStatus::Connected,
+            is_logged_in: status != SessionStatus::LoggedOut,
+            device_id: self.wa.device_id().map(|jid| jid.to_string()),
+        }
     }
 
     pub async fn reconnect(&self) -> Result<(), ServiceError> {

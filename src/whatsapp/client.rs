@@ -466,6 +466,13 @@ impl WhatsApp for WhatsAppClient {
         }
     }
 
+    fn device_id(&self) -> Option<Jid> {
+        if !self.inner.registered.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.inner.client()?.pn()
+    }
+
     async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {
         let inner = &self.inner;
         let _guard = inner.lifecycle.lock().await;

@@ -146,6 +146,9 @@ impl WhatsAppError {
 pub trait WhatsApp: Send + Sync + 'static {
     fn status(&self) -> SessionStatus;
 
+    /// The JID of this linked device (`phone:device@s.whatsapp.net`) once paired.
+    fn device_id(&self) -> Option<Jid>;
+
     /// The current QR code of a pairing attempt, starting an attempt when none runs.
     async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError>;
 

@@ -20,6 +20,8 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 /// The acknowledgement time every fake send reports.
 pub const ACK_SECONDS: i64 = 1_644_550_409;
+/// The linked device the fake session is logged in as.
+pub const DEVICE_ID: &str = "6289685028000:7@s.whatsapp.net";
 
 #[derive(Default)]
 pub struct FakeState {
@@ -72,6 +74,14 @@ impl WhatsApp for FakeSession {
             .unwrap()
             .status
             .unwrap_or(SessionStatus::Connected)
+    }
+
+    fn device_id(&self) -> Option<Jid> {
+        let state = self.state.lock().unwrap();
+        match state.status {
+            Some(SessionStatus::LoggedOut) => None,
+            _ => Some(DEVICE_ID.parse().unwrap()),
+        }
     }
 
     async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {

@@ -1,0 +1,231 @@
+// The dashboard: logs in by QR, shows who is logged in, and sends every form on the
+// page to its API route, showing the envelope that comes back. Every URL is relative,
+// so the page also works behind a reverse proxy under a path prefix.
+"use strict";
+
+const POLL_WAITING_MS = 2000; // while a QR is shown: notice the scan quickly
+const POLL_IDLE_MS = 10000;
+const QR_RETRY_MS = 10000;
+
+/** Calls the API; never throws. Resolves to {ok, status, message, body}. */
+async function api(method, url, body) {
+  let res;
+  try {
+    res = await fetch(url, { method, body, headers: { Accept: "application/json" } });
+  } catch (err) {
+    return { ok: false, status: 0, message: `The server cannot be reached (${err.message}).`, body: null };
+  }
+  let json = null;
+  try {
+    json = await res.json();
+  } catch {
+    // Not JSON: a proxy's error page, say. The status line is all we have.
+  }
+  const message = json && typeof json.message === "string" ? json.message : `HTTP ${res.status} ${res.statusText}`;
+  return { ok: res.ok, status: res.status, message, body: json };
+}
+
+/** Shows an API reply in a `.result` box: the message, then the JSON. */
+function showResult(box, reply) {
+  box.hidden = false;
+  box.classList.toggle("ok", reply.ok);
+  box.classList.toggle("error", !reply.ok);
+  box.replaceChildren();
+  const line = document.createElement("p");
+  line.className = "result-message";
+  line.textContent = reply.status ? `${reply.status} · ${reply.message}` : reply.message;
+  box.append(line);
+  if (reply.body) {
+    const pre = document.createElement("pre");
+    pre.textContent = JSON.stringify(reply.body, null, 2);
+    box.append(pre);
+  }
+}
+
+function showPending(box, text) {
+  box.hidden = false;
+  box.classList.remove("ok", "error");
+  box.replaceChildren(Object.assign(document.createElement("p"), { textContent: text }));
+}
+
+// ---- Session: status, QR login, logout, reconnect --------------------------------
+
+const el = (id) => document.getElementById(id);
+const session = {
+  state: null, // "logged-out" | "disconnected" | "connected"
+  pollTimer: 0,
+  qrTimer: 0,
+  qrRetryTimer: 0,
+  qrExpiresAt: 0,
+  qrLoading: false,
+};
+
+function schedulePoll(ms) {
+  clearTimeout(session.pollTimer);
+  session.pollTimer = setTimeout(refreshStatus, ms);
+}
+
+async function refreshStatus() {
+  const reply = await api("GET", "app/status");
+  if (!reply.ok || !reply.body || !reply.body.results) {
+    setBadge("error", `Cannot read the session status: ${reply.message}`);
+    schedulePoll(POLL_IDLE_MS);
+    return;
+  }
+  const s = reply.body.results;
+  const state = s.is_connected ? "connected" : s.is_logged_in ? "disconnected" : "logged-out";
+  renderSession(state, s.device_id);
+  schedulePoll(state === "logged-out" ? POLL_WAITING_MS : POLL_IDLE_MS);
+}
+
+function setBadge(kind, text) {
+  const badge = el("badge");
+  badge.className = `badge ${kind}`;
+  badge.textContent = text;
+}
+
+/** "6289685028000:7@s.whatsapp.net" → "+6289685028000". */
+function phoneOf(deviceId) {
+  const user = String(deviceId || "").split("@")[0].split(":")[0];
+  return /^\d+$/.test(user) ? `+${user}` : user;
+}
+
+function renderSession(state, deviceId) {
+  const changed = state !== session.state;
+  session.state = state;
+  el("login").hidden = state !== "logged-out";
+  el("account").hidden = state === "logged-out";
+  if (state === "logged-out") {
+    setBadge("warn", "Not logged in");
+    if (changed || (!session.qrLoading && !session.qrTimer && !session.qrRetryTimer)) {
+      requestQr();
+    }
+    return;
+  }
+  stopQr();
+  const who = deviceId ? `${phoneOf(deviceId)} (${deviceId})` : "this account";
+  if (state === "connected") {
+    setBadge("ok", `Logged in as ${phoneOf(deviceId)}`);
+    el("account-text").textContent = `Logged in as ${who}.`;
+  } else {
+    setBadge("warn", "Logged in, not connected");
+    el("account-text").textContent = `Logged in as ${who}, but not connected to WhatsApp. It reconnects by itself; Reconnect forces it.`;
+  }
+}
+
+function stopQr() {
+  clearInterval(session.qrTimer);
+  clearTimeout(session.qrRetryTimer);
+  session.qrTimer = 0;
+  session.qrRetryTimer = 0;
+  el("qr-image").hidden = true;
+  el("qr-retry").hidden = true;
+}
+
+async function requestQr() {
+  if (session.qrLoading) return;
+  stopQr();
+  session.qrLoading = true;
+  el("qr-caption").textContent = "Asking WhatsApp for a QR code…";
+  const reply = await api("GET", "app/login");
+  session.qrLoading = false;
+  if (session.state !== "logged-out") return;
+  if (!reply.ok) {
+    el("qr-caption").textContent = `No QR code: ${reply.message}`;
+    el("qr-retry").hidden = false;
+    session.qrRetryTimer = setTimeout(() => {
+      session.qrRetryTimer = 0;
+      requestQr();
+    }, QR_RETRY_MS);
+    // "already logged in" and the like: the status tells what is going on.
+    refreshStatus();
+    return;
+  }
+  const { qr_link: link, qr_duration: seconds } = reply.body.results;
+  // Same origin, whatever host name the server put in the link.
+  const url = new URL(link, document.baseURI);
+  const img = el("qr-image");
+  img.src = url.pathname.replace(/^\//, "") + url.search;
+  img.hidden = false;
+  session.qrExpiresAt = Date.now() + Math.max(1, seconds) * 1000;
+  tickQr();
+  session.qrTimer = setInterval(tickQr, 1000);
+}
+
+function tickQr() {
+  const left = Math.ceil((session.qrExpiresAt - Date.now()) / 1000);
+  if (left <= 0) {
+    clearInterval(session.qrTimer);
+    session.qrTimer = 0;
+    el("qr-caption").textContent = "This QR code has expired; getting a new one…";
+    requestQr();
+    return;
+  }
+  el("qr-caption").textContent = `This QR code expires in ${left} s.`;
+}
+
+async function sessionAction(question, url, pending) {
+  if (!window.confirm(question)) return;
+  const box = el("session-result");
+  showPending(box, pending);
+  showResult(box, await api("GET", url));
+  refreshStatus();
+}
+
+// ---- Forms: one per route ---------------------------------------------------------
+
+/** The form's fields as the API reads them: checkboxes as true/false, blanks left out. */
+function formFields(form) {
+  const data = new FormData(form);
+  for (const box of form.querySelectorAll("input[type=checkbox]")) {
+    data.set(box.name, box.checked ? "true" : "false");
+  }
+  for (const [name, value] of Array.from(data.entries())) {
+    const blank = value instanceof File ? value.name === "" && value.size === 0 : value.trim() === "";
+    if (blank) data.delete(name);
+  }
+  return data;
+}
+
+async function submitForm(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const button = event.submitter || form.querySelector("button[type=submit]");
+  const action = (button && button.getAttribute("formaction")) || form.getAttribute("action");
+  const box = form.querySelector(".result");
+  const data = formFields(form);
+  let reply;
+  showPending(box, "Working…");
+  for (const b of form.querySelectorAll("button")) b.disabled = true;
+  try {
+    if (form.method.toLowerCase() === "get") {
+      const query = new URLSearchParams(Array.from(data.entries())).toString();
+      reply = await api("GET", query ? `${action}?${query}` : action);
+    } else {
+      reply = await api("POST", action, data);
+    }
+  } finally {
+    for (const b of form.querySelectorAll("button")) b.disabled = false;
+  }
+  showResult(box, reply);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("main form")) {
+    form.addEventListener("submit", submitForm);
+  }
+  el("qr-retry").addEventListener("click", requestQr);
+  el("qr-image").addEventListener("error", () => {
+    if (el("qr-image").hidden) return;
+    stopQr();
+    el("qr-caption").textContent = "The QR image could not be loaded.";
+    el("qr-retry").hidden = false;
+  });
+  el("logout").addEventListener("click", () =>
+    sessionAction("Log out? This unlinks the server from the phone and deletes the stored session.", "app/logout", "Logging out…"),
+  );
+  el("reconnect").addEventListener("click", () =>
+    sessionAction("Reconnect to WhatsApp now?", "app/reconnect", "Reconnecting…"),
+  );
+  refreshStatus();
+});

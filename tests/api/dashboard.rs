@@ -1,0 +1,194 @@
+//! The dashboard at `/` and `/app/status`, and the dashboard driven in headless
+//! Chromium by `tests/browser/dashboard.mjs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use whatsapp_api::whatsapp::SessionStatus;
+
+use crate::helpers::{DEVICE_ID, TestApp};
+
+#[tokio::test]
+async fn status_reports_each_session_state() {
+    let app = TestApp::spawn().await;
+    for (state, connected, logged_in, device) in [
+        (SessionStatus::LoggedOut, false, false, None),
+        (SessionStatus::Disconnected, false, true, Some(DEVICE_ID)),
+        (SessionStatus::Connected, true, true, Some(DEVICE_ID)),
+    ] {
+        app.wa.set_status(state);
+        let res = app.get("/app/status").await;
+        res.assert_success("Success");
+        let results = &res.body["results"];
+        assert_eq!(
+            results["is_connected"], connected,
+            "{state:?}: {}",
+            res.text
+        );
+        assert_eq!(
+            results["is_logged_in"], logged_in,
+            "{state:?}: {}",
+            res.text
+        );
+        assert_eq!(
+            results["device_id"].as_str(),
+            device,
+            "{state:?}: {}",
+            res.text
+        );
+    }
+}
+
+/// The `assets/...` names the page links to.
+fn linked_assets(page: &str) -> Vec<String> {
+    page.match_indices("\"assets/")
+        .map(|(at, _)| {
+            let rest = &page[at + 1..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_page_loads_nothing_from_other_hosts_and_its_assets_are_cached() {
+    let app = TestApp::spawn().await;
+    let res = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let headers = res.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    let page = res.text().await.unwrap();
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"),
+        "the page names another host"
+    );
+
+    let assets = linked_assets(&page);
+    assert_eq!(assets.len(), 2, "{assets:?}");
+    for asset in assets {
+        let res = app
+            .client
+            .get(app.url(&format!("/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{asset}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        let expected = if asset.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else {
+            "text/css; charset=utf-8"
+        };
+        assert_eq!(res.headers()["content-type"], expected, "{asset}");
+        let body = res.text().await.unwrap();
+        assert!(body.len() > 1000, "{asset} is {} bytes", body.len());
+        assert!(!body.contains("https://"), "{asset} names another host");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_or_stale_asset_is_a_404_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    app.get("/assets/app-0000000000000000.js")
+        .await
+        .assert_error(404, "Cannot GET /assets/app-0000000000000000.js");
+}
+
+const QR_CODE: &str =
+    "2@ZGFzaGJvYXJkIHRlc3Q=,bm9pc2Uga2V5IGhlcmU=,aWRlbnRpdHkga2V5IGhlcmU=,YWR2IHNlY3JldCBoZXJl";
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "{} is missing: install Debian's chromium (`.ci/run` does) or set CHROMIUM",
+        path.display()
+    );
+    path
+}
+
+/// Runs the browser script and answers its steps by moving the session along.
+#[tokio::test]
+async fn the_dashboard_works_in_headless_chromium() {
+    let chromium = chromium();
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (`.ci/run` does)"
+    );
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+
+    let app = TestApp::spawn().await;
+    app.wa.set_status(SessionStatus::LoggedOut);
+    app.wa.set_pairing(QR_CODE, Duration::from_secs(60));
+
+    let mut child = Command::new("node")
+        .arg(browser_dir.join("dashboard.mjs"))
+        .arg(format!("{}/", app.base))
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node is needed for the browser test");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    let mut steps = Vec::new();
+    let run = async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            println!("browser: {line}");
+            let Some(step) = line.strip_prefix("STEP ") else {
+                continue;
+            };
+            match step {
+                // The phone scanned the code.
+                "qr-shown" => app.wa.set_status(SessionStatus::Connected),
+                "message-sent" => {
+                    let sent = app.wa.sent();
+                    assert_eq!(sent.len(), 1, "one message reached the session");
+                    assert_eq!(sent[0].0.to_string(), "6289685028129@s.whatsapp.net");
+                    assert_eq!(sent[0].1.conversation.as_deref(), Some("hello"));
+                }
+                "logout-dismissed" => {
+                    assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 0);
+                }
+                "logged-out" => assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 1),
+                other => panic!("unknown step {other}"),
+            }
+            steps.push(step.to_owned());
+            stdin.write_all(b"go\n").await.unwrap();
+        }
+        child.wait().await.unwrap()
+    };
+    let status = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the browser test finished within two minutes");
+    assert!(status.success(), "the browser checks failed (see stderr)");
+    assert_eq!(
+        steps,
+        ["qr-shown", "message-sent", "logout-dismissed", "logged-out"]
+    );
+    for shot in [
+        "desktop-login.png",
+        "desktop-logged-in.png",
+        "phone-login.png",
+    ] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+    println!("screenshots: {}", shots.display());
+}
