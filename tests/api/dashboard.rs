@@ -106,6 +106,9 @@ async fn an_unknown_or_stale_asset_is_a_404_in_the_envelope() {
 const QR_CODE: &str =
     "2@ZGFzaGJvYXJkIHRlc3Q=,bm9pc2Uga2V5IGhlcmU=,aWRlbnRpdHkga2V5IGhlcmU=,YWR2IHNlY3JldCBoZXJl";
 
+const NEXT_QR_CODE: &str =
+    "2@bmV4dCBjb2Rl,bm9pc2Uga2V5IGhlcmU=,aWRlbnRpdHkga2V5IGhlcmU=,YWR2IHNlY3JldCBoZXJl";
+
 fn chromium() -> PathBuf {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
@@ -132,7 +135,7 @@ async fn the_dashboard_works_in_headless_chromium() {
 
     let app = TestApp::spawn().await;
     app.wa.set_status(SessionStatus::LoggedOut);
-    app.wa.set_pairing(QR_CODE, Duration::from_secs(60));
+    app.wa.set_pairing(QR_CODE, Duration::from_secs(4));
 
     let mut child = Command::new("node")
         .arg(browser_dir.join("dashboard.mjs"))
@@ -155,8 +158,10 @@ async fn the_dashboard_works_in_headless_chromium() {
                 continue;
             };
             match step {
+                // The first code expires in a few seconds; WhatsApp has the next.
+                "qr-shown" => app.wa.set_pairing(NEXT_QR_CODE, Duration::from_secs(60)),
                 // The phone scanned the code.
-                "qr-shown" => app.wa.set_status(SessionStatus::Connected),
+                "qr-renewed" => app.wa.set_status(SessionStatus::Connected),
                 "message-sent" => {
                     let sent = app.wa.sent();
                     assert_eq!(sent.len(), 1, "one message reached the session");
@@ -180,7 +185,13 @@ async fn the_dashboard_works_in_headless_chromium() {
     assert!(status.success(), "the browser checks failed (see stderr)");
     assert_eq!(
         steps,
-        ["qr-shown", "message-sent", "logout-dismissed", "logged-out"]
+        [
+            "qr-shown",
+            "qr-renewed",
+            "message-sent",
+            "logout-dismissed",
+            "logged-out"
+        ]
     );
     for shot in [
         "desktop-login.png",

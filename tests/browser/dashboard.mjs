@@ -111,8 +111,18 @@ try {
   await checkLabels(desktop);
   await desktop.screenshot({ path: join(shots, "desktop-login.png"), fullPage: true });
 
-  // The phone is scanned: the page notices on its own.
+  // The first code runs out: the page fetches the next one by itself.
+  const firstQr = await desktop.locator("#qr-image").getAttribute("src");
   await step("qr-shown");
+  await desktop.waitForFunction(
+    (first) => document.getElementById("qr-image").getAttribute("src") !== first,
+    firstQr,
+    { timeout: TIMEOUT },
+  );
+  await waitForQr(desktop);
+
+  // The phone is scanned: the page notices on its own.
+  await step("qr-renewed");
   await desktop.locator("#account-text").getByText("Logged in as +6289685028000").waitFor({ timeout: TIMEOUT });
   check(await desktop.locator("#login").isHidden(), "the QR is still shown after login");
 
