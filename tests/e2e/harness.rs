@@ -1,0 +1,188 @@
+//! Runs the real server binary as a child process against the fake WhatsApp server.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fake_whatsapp::FakeWhatsApp;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// The server binary, built with the same features as this test (`e2e`).
+const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
+
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    dir: PathBuf,
+    ws_url: String,
+    port: u16,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+}
+
+impl Server {
+    /// Starts the server in `dir` (its store, statics and log live there).
+    pub async fn start(fake: &FakeWhatsApp, dir: &Path) -> Server {
+        let port = free_port();
+        let mut server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            child: None,
+            dir: dir.to_owned(),
+            ws_url: fake.ws_url(),
+            port,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new(BINARY)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--db-path")
+            .arg(self.db_path())
+            .arg("--statics-dir")
+            .arg(self.dir.join("statics"))
+            .arg("--temp-dir")
+            .arg(self.dir.join("tmp"))
+            .args(["--whatsapp-ws-url", &self.ws_url])
+            .args(["--ack-timeout-secs", "10"])
+            .env("RUST_LOG", "info,whatsapp_rust=info,fake_whatsapp=debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.http.get(&self.base).send().await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("storages/whatsapp.db")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `kill -9`, then start again on the same store.
+    pub async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+        self.spawn().await;
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        Reply {
+            status,
+            body: res.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn status(&self) -> Value {
+        self.get("/app/status").await.body["results"].clone()
+    }
+
+    /// Waits until `/app/status` satisfies `ready`.
+    pub async fn wait_status(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            let status = self.status().await;
+            if ready(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status {status}; server log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_connected(&self) -> Value {
+        self.wait_status("a connected session", |s| s["is_connected"] == true)
+            .await
+    }
+
+    /// `/app/login`, the PNG behind `qr_link`, decoded.
+    pub async fn login_qr(&self) -> String {
+        let res = self.get("/app/login").await;
+        assert_eq!(res.status, 200, "{}\n{}", res.body, self.log());
+        let link = res.body["results"]["qr_link"].as_str().unwrap().to_owned();
+        let png = self.http.get(&link).send().await.unwrap();
+        assert_eq!(png.status(), 200);
+        let png = png.bytes().await.unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_luma8();
+        let mut prepared = rqrr::PreparedImage::prepare(img);
+        let grids = prepared.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code in {link}");
+        grids[0].decode().unwrap().1
+    }
+
+    /// Pairs the fake phone: login QR, scan, wait for the session to come up.
+    pub async fn pair(&self, fake: &FakeWhatsApp) -> fake_whatsapp::Device {
+        let qr = self.login_qr().await;
+        let device = fake
+            .scan(&qr)
+            .await
+            .unwrap_or_else(|e| panic!("the phone could not pair: {e:#}\n{}", self.log()));
+        self.wait_connected().await;
+        device
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

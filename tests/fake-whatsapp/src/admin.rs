@@ -1,0 +1,63 @@
+//! The admin API of the fake, for tests and for trying the API by hand:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `POST /admin/scan` `{"qr": "<QR text>"}` | the phone scans a QR code; returns the new device |
+//! | `GET /admin/devices` | linked devices (and whether they logged out) |
+//! | `GET /admin/logins` | every connection: handshake pattern and device |
+//! | `POST /admin/drop` | drop every open connection, as a network failure would |
+//! | `POST /admin/faults` | faults for what comes next (see [`Faults`]) |
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{Faults, Shared};
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/admin/scan", post(scan))
+        .route("/admin/devices", get(devices))
+        .route("/admin/logins", get(logins))
+        .route("/admin/drop", post(drop_all))
+        .route("/admin/faults", post(faults))
+}
+
+#[derive(Deserialize)]
+struct Scan {
+    qr: String,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn scan(State(shared): State<Arc<Shared>>, Json(body): Json<Scan>) -> Response {
+    match crate::scan(&shared, &body.qr).await {
+        Ok(device) => Json(device).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+async fn devices(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.world().devices.clone()).into_response()
+}
+
+async fn logins(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.world().logins.clone()).into_response()
+}
+
+async fn drop_all(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "dropped": crate::drop_connections(&shared) })).into_response()
+}
+
+async fn faults(State(shared): State<Arc<Shared>>, Json(faults): Json<Faults>) -> Response {
+    shared.world().faults = faults.clone();
+    Json(faults).into_response()
+}

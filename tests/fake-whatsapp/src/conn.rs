@@ -1,0 +1,379 @@
+//! One client connection: the handshake, then either pairing (a new companion shows QR
+//! codes until the phone scans one) or a logged-in session answering the client's
+//! requests.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use axum::extract::ws::WebSocket;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use whatsapp_rust::NodeBuilder;
+use whatsapp_rust::wacore_binary::node::Node;
+
+use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
+use crate::noise::{self, Secure};
+use crate::{Command, Device, Login, Shared, show, unix_now};
+
+/// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s).
+const PAIRING_REFS: usize = 6;
+
+pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
+    {
+        let mut world = shared.world();
+        if world.faults.refuse_connections > 0 {
+            world.faults.refuse_connections -= 1;
+            info!("refusing a connection (fault injected)");
+            return;
+        }
+    }
+    let accepted = match noise::accept(ws, &shared.server_key).await {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = {
+        let mut world = shared.world();
+        world.next_conn += 1;
+        let id = world.next_conn;
+        world.conns.insert(id, tx);
+        id
+    };
+    let conn = Conn {
+        shared: shared.clone(),
+        id,
+        secure: accepted.secure,
+        rx,
+        client_static: accepted.client_static,
+    };
+    let pattern = format!("{:?}", accepted.pattern);
+    let result = if accepted.payload.device_pairing_data.is_set() {
+        shared.world().logins.push(Login {
+            pattern,
+            device: None,
+        });
+        conn.pair().await
+    } else if let (Some(user), Some(device)) = (accepted.payload.username, accepted.payload.device)
+    {
+        conn.session(user.to_string(), device, pattern).await
+    } else {
+        Err(anyhow::anyhow!(
+            "the client payload is neither a login nor a registration"
+        ))
+    };
+    if let Err(e) = result {
+        warn!(conn = id, error = %e, "connection ended with an error");
+    }
+    let mut world = shared.world();
+    world.conns.remove(&id);
+    world.pairing.retain(|_, c| *c != id);
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    secure: Secure,
+    rx: mpsc::UnboundedReceiver<Command>,
+    client_static: [u8; 32],
+}
+
+/// What one step of a connection's loop brought.
+enum Event {
+    Node(Node),
+    Command(Command),
+    Closed,
+}
+
+impl Conn {
+    async fn next(&mut self) -> Result<Event> {
+        tokio::select! {
+            node = self.secure.recv() => Ok(node?.map_or(Event::Closed, Event::Node)),
+            cmd = self.rx.recv() => Ok(cmd.map_or(Event::Closed, Event::Command)),
+        }
+    }
+
+    async fn send(&mut self, node: Node) -> Result<()> {
+        debug!(conn = self.id, "-> {}", show(&node));
+        self.secure.send(&node).await
+    }
+
+    /// A new companion: hand out QR refs, wait for the phone to scan one, sign the
+    /// companion in, and restart its stream (515) so that it logs in.
+    async fn pair(mut self) -> Result<()> {
+        let refs: Vec<String> = (0..PAIRING_REFS)
+            .map(|_| format!("2@{}", STANDARD.encode(rand::random::<[u8; 18]>())))
+            .collect();
+        {
+            let mut world = self.shared.world();
+            for r in &refs {
+                world.pairing.insert(r.clone(), self.id);
+            }
+        }
+        let pair_device = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", format!("pair-device-{}", self.id))
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-device")
+                .children(
+                    refs.iter()
+                        .map(|r| NodeBuilder::new("ref").bytes(r.as_bytes().to_vec()).build()),
+                )
+                .build()])
+            .build();
+        self.send(pair_device).await?;
+
+        loop {
+            match self.next().await? {
+                Event::Closed => return Ok(()),
+                Event::Command(Command::Drop) => return Ok(()),
+                Event::Command(Command::Scan(qr, reply)) => {
+                    let outcome = self.pair_with(&qr).await;
+                    let failed = outcome.is_err();
+                    let _ = reply.send(outcome);
+                    if failed {
+                        continue;
+                    }
+                    // Restart: the client reconnects and logs in as the new device.
+                    self.send(NodeBuilder::new("stream:error").attr("code", "515").build())
+                        .await?;
+                    return Ok(());
+                }
+                Event::Node(node) => self.answer_basic(&node).await?,
+            }
+        }
+    }
+
+    /// Sends `pair-success` for `qr` and waits for the companion's countersignature.
+    async fn pair_with(&mut self, qr: &crate::QrCode) -> Result<Device> {
+        if qr.noise_key != self.client_static {
+            bail!("the QR code's noise key is not this connection's");
+        }
+        let device_id = {
+            let world = self.shared.world();
+            world.devices.iter().map(|d| d.id).max().unwrap_or(0) + 1
+        };
+        let shared = self.shared.clone();
+        let phone = &shared.phone;
+        let identity = phone.sign_companion(qr, device_id, unix_now())?;
+        let jid = format!("{}:{device_id}@s.whatsapp.net", phone.user);
+        let request_id = format!("pair-success-{}", self.id);
+        let success = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", request_id.clone())
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-success")
+                .children([
+                    NodeBuilder::new("device-identity").bytes(identity).build(),
+                    NodeBuilder::new("device")
+                        .attr("jid", jid.clone())
+                        .attr("lid", format!("{}:{device_id}@lid", phone.lid))
+                        .build(),
+                    NodeBuilder::new("platform").attr("name", "android").build(),
+                    NodeBuilder::new("biz")
+                        .attr("name", phone.push_name.clone())
+                        .build(),
+                ])
+                .build()])
+            .build();
+        self.send(success).await?;
+
+        loop {
+            let node = match self.next().await? {
+                Event::Node(node) => node,
+                Event::Closed | Event::Command(Command::Drop) => {
+                    bail!("the companion went away before countersigning")
+                }
+                Event::Command(Command::Scan(_, reply)) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("pairing is already under way")));
+                    continue;
+                }
+            };
+            if node.tag != "iq" || attr(&node, "id").as_deref() != Some(&request_id) {
+                self.answer_basic(&node).await?;
+                continue;
+            }
+            if attr(&node, "type").as_deref() != Some("result") {
+                bail!("the companion refused pair-success: {}", show(&node));
+            }
+            let signed = node
+                .get_optional_child_by_tag(&["pair-device-sign", "device-identity"])
+                .and_then(bytes)
+                .context("no pair-device-sign in the companion's answer")?;
+            phone.check_countersigned(qr, signed)?;
+            let device = Device {
+                id: device_id,
+                jid,
+                noise_key: self.client_static,
+                identity_key: qr.identity_key,
+                removed: false,
+            };
+            let mut world = self.shared.world();
+            world.pairing.retain(|_, c| *c != self.id);
+            world.devices.push(device.clone());
+            info!(device = %device.jid, "companion paired");
+            return Ok(device);
+        }
+    }
+
+    /// A returning companion: log it in if the phone still links it.
+    async fn session(mut self, user: String, device_id: u32, pattern: String) -> Result<()> {
+        let known = {
+            let world = self.shared.world();
+            world
+                .devices
+                .iter()
+                .find(|d| {
+                    user == self.shared.phone.user
+                        && d.id == device_id
+                        && !d.removed
+                        && d.noise_key == self.client_static
+                })
+                .cloned()
+        };
+        let Some(device) = known else {
+            info!(%user, device_id, "login of an unknown or removed device refused");
+            self.send(NodeBuilder::new("failure").attr("reason", "401").build())
+                .await?;
+            return Ok(());
+        };
+        self.shared.world().logins.push(Login {
+            pattern,
+            device: Some(device.jid.clone()),
+        });
+        info!(device = %device.jid, "companion logged in");
+        let lid = format!("{}:{}@lid", self.shared.phone.lid, device.id);
+        self.send(
+            NodeBuilder::new("success")
+                .attr("t", unix_now().to_string())
+                .attr("lid", lid)
+                .build(),
+        )
+        .await?;
+
+        loop {
+            match self.next().await? {
+                Event::Closed => return Ok(()),
+                Event::Command(Command::Drop) => {
+                    info!(device = %device.jid, "dropping the connection (fault injected)");
+                    self.secure.abort().await;
+                    return Ok(());
+                }
+                Event::Command(Command::Scan(_, reply)) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
+                }
+                Event::Node(node) => {
+                    if self.answer_session(&node, &device).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Requests any connection may make. Unknown IQs get an immediate error.
+    async fn answer_basic(&mut self, node: &Node) -> Result<()> {
+        debug!(conn = self.id, "<- {}", show(node));
+        if node.tag != "iq" {
+            return Ok(());
+        }
+        let kind = attr(node, "type").unwrap_or_default();
+        if kind != "get" && kind != "set" {
+            return Ok(()); // answers to our own IQs
+        }
+        let xmlns = attr(node, "xmlns").unwrap_or_default();
+        let fault = self.shared.world().faults.iq_errors.remove(&xmlns);
+        if let Some(code) = fault {
+            info!(%xmlns, code, "answering with an error (fault injected)");
+            return self.send(iq_error(node, code, "fault injected")).await;
+        }
+        let reply = match xmlns.as_str() {
+            "w:p" => iq_result(node, vec![]),
+            _ => {
+                debug!(%xmlns, "not modelled: 501");
+                iq_error(node, 501, "feature-not-implemented")
+            }
+        };
+        self.send(reply).await
+    }
+
+    /// A logged-in session's requests. `true` when the session is over.
+    async fn answer_session(&mut self, node: &Node, device: &Device) -> Result<bool> {
+        if node.tag != "iq" {
+            debug!(conn = self.id, "<- {}", show(node));
+            return Ok(false);
+        }
+        let kind = attr(node, "type").unwrap_or_default();
+        let xmlns = attr(node, "xmlns").unwrap_or_default();
+        let fault = if kind == "get" || kind == "set" {
+            self.shared.world().faults.iq_errors.remove(&xmlns)
+        } else {
+            None
+        };
+        if let Some(code) = fault {
+            info!(%xmlns, code, "answering with an error (fault injected)");
+            self.send(iq_error(node, code, "fault injected")).await?;
+            return Ok(false);
+        }
+        match xmlns.as_str() {
+            "passive" => {
+                debug!(conn = self.id, "<- {}", show(node));
+                self.send(iq_result(node, vec![])).await?;
+                // Nothing was queued while the client was away.
+                self.send(
+                    NodeBuilder::new("ib")
+                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                        .build(),
+                )
+                .await?;
+            }
+            "w:sync:app:state" => {
+                debug!(conn = self.id, "<- {}", show(node));
+                // Every asked collection, empty at version 0.
+                let collections = node
+                    .get_optional_child("sync")
+                    .map(|sync| {
+                        sync.get_children_by_tag("collection")
+                            .filter_map(|c| attr(c, "name"))
+                            .map(|name| {
+                                NodeBuilder::new("collection")
+                                    .attr("name", name)
+                                    .attr("version", "0")
+                                    .build()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let sync = NodeBuilder::new("sync").children(collections).build();
+                self.send(iq_result(node, vec![sync])).await?;
+            }
+            "md" if child(node, "remove-companion-device").is_some() => {
+                debug!(conn = self.id, "<- {}", show(node));
+                if let Some(d) = self
+                    .shared
+                    .world()
+                    .devices
+                    .iter_mut()
+                    .find(|d| d.id == device.id)
+                {
+                    d.removed = true;
+                }
+                info!(device = %device.jid, "companion removed itself (logout)");
+                self.send(iq_result(node, vec![])).await?;
+                return Ok(true);
+            }
+            "encrypt" if child(node, "registration").is_some() => {
+                debug!(conn = self.id, "<- prekey upload");
+                self.send(iq_result(node, vec![])).await?;
+            }
+            _ => self.answer_basic(node).await?,
+        }
+        Ok(false)
+    }
+}
