@@ -118,6 +118,31 @@ impl Server {
         }
     }
 
+    /// A multipart form of text fields, as the v2.3.0 spec sends them.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let form = fields
+            .iter()
+            .fold(reqwest::multipart::Form::new(), |form, (k, v)| {
+                form.text(k.to_string(), v.to_string())
+            });
+        self.post_multipart(path, form).await
+    }
+
+    pub async fn post_multipart(&self, path: &str, form: reqwest::multipart::Form) -> Reply {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        Reply {
+            status,
+            body: res.json().await.unwrap_or(Value::Null),
+        }
+    }
+
     pub async fn status(&self) -> Value {
         self.get("/app/status").await.body["results"].clone()
     }

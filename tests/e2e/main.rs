@@ -2,4 +2,5 @@
 //! the fake WhatsApp server (`tests/fake-whatsapp`). Built only with `--features e2e`.
 
 mod harness;
+mod send;
 mod session;

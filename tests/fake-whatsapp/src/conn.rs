@@ -16,6 +16,7 @@ use whatsapp_rust::wacore_binary::node::Node;
 use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
 use crate::noise::{self, Secure};
 use crate::{Command, Device, Login, Shared, show, unix_now};
+use crate::{inbox, iq};
 
 /// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s).
 const PAIRING_REFS: usize = 6;
@@ -277,6 +278,85 @@ impl Conn {
         }
     }
 
+    /// Bundles for every asked device the fake knows; 406 for the others.
+    async fn prekey_bundles(shared: Arc<Shared>, node: &Node) -> Node {
+        let jids: Vec<String> = child(node, "key")
+            .map(|k| {
+                k.get_children_by_tag("user")
+                    .filter_map(|u| attr(u, "jid"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut users = Vec::new();
+        for jid in jids {
+            let keys = {
+                let world = shared.world();
+                let phone = &shared.phone;
+                match iq::account_of(&world, &phone.user, &phone.lid, &jid) {
+                    Some(user) if user == phone.user => Some(shared.phone_keys.clone()),
+                    Some(user) => world.contacts.get(&user).map(|c| c.keys.clone()),
+                    None => None,
+                }
+            };
+            users.push(match keys {
+                Some(keys) => keys.lock().await.bundle(&jid),
+                None => NodeBuilder::new("user")
+                    .attr("jid", jid)
+                    .children([NodeBuilder::new("error").attr("code", "406").build()])
+                    .build(),
+            });
+        }
+        iq_result(node, vec![NodeBuilder::new("list").children(users).build()])
+    }
+
+    /// A message from the client: the recipients decrypt it; then it is acknowledged
+    /// with the server time, or refused with an error if anything did not check out.
+    async fn receive_message(&mut self, node: &Node, device: &Device) -> Result<()> {
+        debug!(conn = self.id, "<- {}", show(node));
+        let id = attr(node, "id").unwrap_or_default();
+        let chat = attr(node, "to").unwrap_or_default();
+        let outcome = inbox::receive(&self.shared, node, &device.jid).await;
+        let (delay, withhold) = {
+            let mut world = self.shared.world();
+            let withhold = world.faults.withhold_acks > 0;
+            if withhold {
+                world.faults.withhold_acks -= 1;
+            }
+            (world.faults.ack_delay_ms, withhold)
+        };
+        let t = unix_now();
+        let mut ack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id.clone())
+            .attr("from", chat)
+            .attr("t", t.to_string());
+        match outcome {
+            Ok(mut received) => {
+                info!(%id, copies = received.len(), "message decrypted");
+                for r in &mut received {
+                    r.ack_t = (!withhold).then_some(t);
+                }
+                self.shared.world().received.extend(received);
+            }
+            Err(e) => {
+                warn!(%id, error = %format!("{e:#}"), "message refused");
+                self.shared
+                    .world()
+                    .problems
+                    .push(format!("message {id}: {e:#}"));
+                ack = ack.attr("error", "479");
+            }
+        }
+        if withhold {
+            info!(%id, "withholding the acknowledgement (fault injected)");
+            return Ok(());
+        }
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        self.send(ack.build()).await
+    }
+
     /// Requests any connection may make. Unknown IQs get an immediate error.
     async fn answer_basic(&mut self, node: &Node) -> Result<()> {
         debug!(conn = self.id, "<- {}", show(node));
@@ -305,6 +385,10 @@ impl Conn {
 
     /// A logged-in session's requests. `true` when the session is over.
     async fn answer_session(&mut self, node: &Node, device: &Device) -> Result<bool> {
+        if node.tag == "message" {
+            self.receive_message(node, device).await?;
+            return Ok(false);
+        }
         if node.tag != "iq" {
             debug!(conn = self.id, "<- {}", show(node));
             return Ok(false);
@@ -372,7 +456,21 @@ impl Conn {
                 debug!(conn = self.id, "<- prekey upload");
                 self.send(iq_result(node, vec![])).await?;
             }
-            _ => self.answer_basic(node).await?,
+            "encrypt" if child(node, "key").is_some() => {
+                debug!(conn = self.id, "<- {}", show(node));
+                let reply = Self::prekey_bundles(self.shared.clone(), node).await;
+                self.send(reply).await?;
+            }
+            _ => {
+                let answer = iq::answer(&self.shared, node, &xmlns);
+                match answer {
+                    Some(reply) => {
+                        debug!(conn = self.id, "<- {}", show(node));
+                        self.send(reply).await?;
+                    }
+                    None => self.answer_basic(node).await?,
+                }
+            }
         }
         Ok(false)
     }

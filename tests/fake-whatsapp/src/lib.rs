@@ -11,9 +11,12 @@
 
 pub mod admin;
 mod conn;
+mod inbox;
+mod iq;
 mod node;
 pub mod noise;
 pub mod phone;
+mod signal;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use whatsapp_rust::wacore::libsignal::protocol::{KeyPair, PrivateKey};
 use whatsapp_rust::wacore_binary::node::Node;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use signal::DeviceKeys;
 
 pub use noise::Pattern;
 pub use phone::{Phone, QrCode};
@@ -70,6 +76,53 @@ pub struct Faults {
     pub refuse_connections: u32,
     /// Answer the next IQ with this `xmlns` with an error (`xmlns` → code).
     pub iq_errors: HashMap<String, u16>,
+    /// Do not acknowledge this many of the next messages.
+    pub withhold_acks: u32,
+    /// Wait this long before acknowledging a message.
+    pub ack_delay_ms: u64,
+}
+
+/// Another WhatsApp account the fake knows (its phone, device 0).
+pub struct Contact {
+    pub status: Option<String>,
+    pub picture_id: Option<u64>,
+    pub picture_url: String,
+    pub business_name: Option<String>,
+    keys: Arc<tokio::sync::Mutex<DeviceKeys>>,
+}
+
+/// What a test says about a contact.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ContactInfo {
+    pub status: Option<String>,
+    pub picture_id: Option<u64>,
+    pub business_name: Option<String>,
+}
+
+/// A group: `admin` created it; `members` are phone numbers (the fake's phone is
+/// always a member too).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FakeGroup {
+    pub subject: String,
+    pub admin: String,
+    pub members: Vec<String>,
+}
+
+/// A message a simulated recipient decrypted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The client's message id.
+    pub id: String,
+    /// The chat it was sent to (`PHONE@s.whatsapp.net` or `ID@g.us`).
+    pub chat: String,
+    /// The account whose device decrypted it.
+    pub recipient: String,
+    pub message: wa::Message,
+    /// The decrypted media, checked against the message's hashes.
+    pub media: Option<Vec<u8>>,
+    /// The server time of the acknowledgement, once sent.
+    pub ack_t: Option<u64>,
 }
 
 #[derive(Default)]
@@ -81,6 +134,14 @@ struct World {
     devices: Vec<Device>,
     logins: Vec<Login>,
     faults: Faults,
+    contacts: HashMap<String, Contact>,
+    groups: HashMap<String, FakeGroup>,
+    privacy: Vec<(String, String)>,
+    received: Vec<Received>,
+    /// Uploaded (encrypted) media by token.
+    uploads: HashMap<String, Vec<u8>>,
+    /// What the fake refused, and why.
+    problems: Vec<String>,
 }
 
 /// Orders for a connection's task.
@@ -94,6 +155,9 @@ enum Command {
 struct Shared {
     server_key: KeyPair,
     phone: Phone,
+    phone_keys: Arc<tokio::sync::Mutex<DeviceKeys>>,
+    /// `127.0.0.1:PORT`: the media host the fake hands out.
+    host: String,
     world: Mutex<World>,
 }
 
@@ -118,10 +182,20 @@ impl FakeWhatsApp {
         let shared = Arc::new(Shared {
             server_key: server_key(key_file)?,
             phone: Phone::new(PHONE_USER, PHONE_LID, PHONE_NAME),
-            world: Mutex::new(World::default()),
+            phone_keys: Arc::new(tokio::sync::Mutex::new(DeviceKeys::generate()?)),
+            host: addr.to_string(),
+            world: Mutex::new(World {
+                privacy: default_privacy(),
+                ..World::default()
+            }),
         });
         let app = Router::new()
             .route("/ws/chat", any(upgrade))
+            .route(
+                "/mms/{kind}/{token}",
+                axum::routing::post(upload)
+                    .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024)),
+            )
             .merge(admin::router())
             .with_state(shared.clone());
         tokio::spawn(async move {
@@ -172,6 +246,93 @@ impl FakeWhatsApp {
     pub fn phone_jid(&self) -> String {
         format!("{PHONE_USER}@s.whatsapp.net")
     }
+
+    /// Makes `user` (a phone number) an account on WhatsApp.
+    pub fn add_contact(&self, user: &str, info: ContactInfo) -> Result<()> {
+        add_contact(&self.shared, user, info)
+    }
+
+    /// Adds a group with id `id` (digits, without `@g.us`).
+    pub fn add_group(&self, id: &str, group: FakeGroup) {
+        self.shared.world().groups.insert(id.to_owned(), group);
+    }
+
+    /// Privacy settings as (category, value) pairs, e.g. `("groupadd", "all")`.
+    pub fn set_privacy(&self, settings: &[(&str, &str)]) {
+        self.shared.world().privacy = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// Every message a recipient decrypted, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.world().received.clone()
+    }
+
+    /// What the fake refused (undecryptable messages, bad media), with the reason.
+    pub fn problems(&self) -> Vec<String> {
+        self.shared.world().problems.clone()
+    }
+}
+
+fn default_privacy() -> Vec<(String, String)> {
+    [
+        ("groupadd", "all"),
+        ("last", "contacts"),
+        ("status", "contacts"),
+        ("profile", "all"),
+        ("readreceipts", "all"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
+    anyhow::ensure!(
+        !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()),
+        "a contact is a phone number (digits only)"
+    );
+    let contact = Contact {
+        status: info.status,
+        picture_id: info.picture_id,
+        picture_url: format!(
+            "https://pps.whatsapp.net/v/t61.24694-24/{}_{user}.jpg?oh=fake",
+            info.picture_id.unwrap_or_default()
+        ),
+        business_name: info.business_name,
+        keys: Arc::new(tokio::sync::Mutex::new(DeviceKeys::generate()?)),
+    };
+    shared.world().contacts.insert(user.to_owned(), contact);
+    Ok(())
+}
+
+/// `POST /mms/<kind>/<token>`: an encrypted media upload. The token must be the
+/// base64url SHA-256 of the body, as the client computes it.
+async fn upload(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path((kind, token)): axum::extract::Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    use sha2::Digest;
+    let digest =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body));
+    if digest != token {
+        shared.world().problems.push(format!(
+            "upload to /mms/{kind}: the token is not the body's hash"
+        ));
+        return (axum::http::StatusCode::BAD_REQUEST, "token mismatch").into_response();
+    }
+    shared.world().uploads.insert(token.clone(), body.to_vec());
+    let direct_path = format!("/v/t62.7118-24/fake/{token}");
+    axum::Json(serde_json::json!({
+        "url": format!("https://{}{direct_path}", shared.host),
+        "direct_path": direct_path,
+    }))
+    .into_response()
 }
 
 async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {

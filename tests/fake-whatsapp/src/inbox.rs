@@ -1,0 +1,194 @@
+//! What the simulated recipients do with a `<message>` from the client: decrypt every
+//! copy addressed to them, take sender keys, decrypt group messages, fetch and decrypt
+//! the media a message points to and check its hashes. Anything that does not check out
+//! is an error, and the message is refused.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail, ensure};
+use sha2::{Digest, Sha256};
+use whatsapp_rust::wacore::download::{DownloadUtils, MediaType};
+use whatsapp_rust::wacore::messages::{decode_plaintext, unwrap_device_sent};
+use whatsapp_rust::wacore_binary::node::Node;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use crate::node::{attr, bytes, child};
+use crate::signal::DeviceKeys;
+use crate::{Received, Shared};
+
+type Keys = Arc<tokio::sync::Mutex<DeviceKeys>>;
+
+/// The keys of the account `jid` belongs to, and its phone number.
+fn keys_for(shared: &Shared, jid: &str) -> Result<(String, Keys)> {
+    let world = shared.world();
+    let user = crate::iq::account_of(&world, &shared.phone.user, &shared.phone.lid, jid)
+        .with_context(|| format!("{jid} is not an account of this fake"))?;
+    if user == shared.phone.user {
+        return Ok((user, shared.phone_keys.clone()));
+    }
+    let keys = world.contacts[&user].keys.clone();
+    Ok((user, keys))
+}
+
+/// Decrypts a `<message>` sent by `sender` (the client's device JID).
+pub async fn receive(shared: &Shared, node: &Node, sender: &str) -> Result<Vec<Received>> {
+    let id = attr(node, "id").context("a message has an id")?;
+    let chat = attr(node, "to").context("a message has a recipient")?;
+    let mut received = Vec::new();
+
+    for to in child(node, "participants")
+        .map(|p| p.get_children_by_tag("to").collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let jid = attr(to, "jid").context("<to> without jid")?;
+        let enc = child(to, "enc").context("<to> without <enc>")?;
+        let kind = attr(enc, "type").unwrap_or_default();
+        let data = bytes(enc).context("<enc> without bytes")?;
+        let (user, keys) = keys_for(shared, &jid)?;
+        let mut keys = keys.lock().await;
+        let padded = keys.decrypt(sender, &kind, data).await?;
+        let message = unwrap_device_sent(decode_plaintext(&padded, 2)?);
+        if let Some(skdm) = message.sender_key_distribution_message.as_option() {
+            let key = skdm
+                .axolotl_sender_key_distribution_message
+                .as_deref()
+                .context("empty sender key distribution")?;
+            keys.accept_sender_key(&chat, sender, key).await?;
+        }
+        drop(keys);
+        if has_content(&message) {
+            received.push(checked(shared, &id, &chat, &user, message).await?);
+        }
+    }
+
+    if let Some(enc) = child(node, "enc") {
+        ensure!(
+            attr(enc, "type").as_deref() == Some("skmsg"),
+            "a bare <enc> must be a group skmsg"
+        );
+        let data = bytes(enc).context("<enc> without bytes")?;
+        let gid = chat.split('@').next().unwrap_or_default().to_owned();
+        let members = shared
+            .world()
+            .groups
+            .get(&gid)
+            .map(|g| g.members.clone())
+            .with_context(|| format!("no group {chat}"))?;
+        let own = shared.phone.user.clone();
+        for user in members.iter().chain(std::iter::once(&own)) {
+            let (user, keys) = keys_for(shared, &format!("{user}@s.whatsapp.net"))?;
+            let padded = keys.lock().await.group_decrypt(&chat, sender, data).await?;
+            let message = unwrap_device_sent(decode_plaintext(&padded, 2)?);
+            received.push(checked(shared, &id, &chat, &user, message).await?);
+        }
+    }
+    if received.is_empty() {
+        bail!("message {id} carried nothing any recipient could read");
+    }
+    Ok(received)
+}
+
+fn has_content(m: &wa::Message) -> bool {
+    m.conversation.is_some()
+        || m.extended_text_message.is_set()
+        || m.image_message.is_set()
+        || m.video_message.is_set()
+        || m.document_message.is_set()
+        || m.contact_message.is_set()
+}
+
+/// The media fields every media message carries.
+struct MediaRef<'a> {
+    kind: MediaType,
+    direct_path: Option<&'a str>,
+    media_key: Option<&'a [u8]>,
+    file_sha256: Option<&'a [u8]>,
+    file_enc_sha256: Option<&'a [u8]>,
+    file_length: Option<u64>,
+}
+
+fn media_of(m: &wa::Message) -> Option<MediaRef<'_>> {
+    if let Some(i) = m.image_message.as_option() {
+        return Some(MediaRef {
+            kind: MediaType::Image,
+            direct_path: i.direct_path.as_deref(),
+            media_key: i.media_key.as_deref(),
+            file_sha256: i.file_sha256.as_deref(),
+            file_enc_sha256: i.file_enc_sha256.as_deref(),
+            file_length: i.file_length,
+        });
+    }
+    if let Some(v) = m.video_message.as_option() {
+        return Some(MediaRef {
+            kind: MediaType::Video,
+            direct_path: v.direct_path.as_deref(),
+            media_key: v.media_key.as_deref(),
+            file_sha256: v.file_sha256.as_deref(),
+            file_enc_sha256: v.file_enc_sha256.as_deref(),
+            file_length: v.file_length,
+        });
+    }
+    if let Some(d) = m.document_message.as_option() {
+        return Some(MediaRef {
+            kind: MediaType::Document,
+            direct_path: d.direct_path.as_deref(),
+            media_key: d.media_key.as_deref(),
+            file_sha256: d.file_sha256.as_deref(),
+            file_enc_sha256: d.file_enc_sha256.as_deref(),
+            file_length: d.file_length,
+        });
+    }
+    None
+}
+
+/// Fetches the uploaded blob the message points to, decrypts it with the message's
+/// key and checks every hash and the length.
+async fn checked(
+    shared: &Shared,
+    id: &str,
+    chat: &str,
+    recipient: &str,
+    message: wa::Message,
+) -> Result<Received> {
+    let media = match media_of(&message) {
+        None => None,
+        Some(m) => {
+            let path = m.direct_path.context("media without direct_path")?;
+            let token = path
+                .rsplit('/')
+                .next()
+                .and_then(|t| t.split('?').next())
+                .unwrap_or_default();
+            let blob = shared
+                .world()
+                .uploads
+                .get(token)
+                .cloned()
+                .with_context(|| format!("{path} was never uploaded"))?;
+            ensure!(
+                m.file_enc_sha256 == Some(&Sha256::digest(&blob)[..]),
+                "file_enc_sha256 does not match the upload"
+            );
+            let key = m.media_key.context("media without media_key")?;
+            let plain = DownloadUtils::verify_and_decrypt(&blob, key, m.kind)
+                .map_err(|e| anyhow::anyhow!("the upload does not decrypt: {e:?}"))?;
+            ensure!(
+                m.file_sha256 == Some(&Sha256::digest(&plain)[..]),
+                "file_sha256 does not match the decrypted media"
+            );
+            ensure!(
+                m.file_length == Some(plain.len() as u64),
+                "file_length does not match the decrypted media"
+            );
+            Some(plain)
+        }
+    };
+    Ok(Received {
+        id: id.to_owned(),
+        chat: chat.to_owned(),
+        recipient: recipient.to_owned(),
+        message,
+        media,
+        ack_t: None,
+    })
+}

@@ -1,0 +1,241 @@
+//! Answers to a logged-in client's queries: usync (devices, status, picture, business),
+//! prekey bundles, privacy settings, profile pictures, groups and media hosts, from
+//! the data the fake holds. `None` means "not modelled here".
+
+use whatsapp_rust::NodeBuilder;
+use whatsapp_rust::buffa::Message as _;
+use whatsapp_rust::wacore_binary::node::Node;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use crate::node::{attr, child, iq_result};
+use crate::{Shared, World};
+
+/// `15550001234:2@s.whatsapp.net` or `…@lid` → the account's phone number, if the fake
+/// knows the account (the phone's own LID counts as the phone).
+pub fn account_of(world: &World, phone_user: &str, phone_lid: &str, jid: &str) -> Option<String> {
+    let (user, server) = jid.split_once('@')?;
+    let user = user.split(':').next().unwrap_or(user);
+    if server == "lid" {
+        return (user == phone_lid).then(|| phone_user.to_owned());
+    }
+    (user == phone_user || world.contacts.contains_key(user)).then(|| user.to_owned())
+}
+
+pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
+    match xmlns {
+        "usync" => Some(usync(shared, node)),
+        "privacy" if child(node, "privacy").is_some() => {
+            let world = shared.world();
+            let categories = world
+                .privacy
+                .iter()
+                .map(|(name, value)| {
+                    NodeBuilder::new("category")
+                        .attr("name", name.clone())
+                        .attr("value", value.clone())
+                        .build()
+                })
+                .collect::<Vec<_>>();
+            Some(iq_result(
+                node,
+                vec![NodeBuilder::new("privacy").children(categories).build()],
+            ))
+        }
+        "w:profile:picture" => Some(picture(shared, node)),
+        "w:g2" => groups(shared, node),
+        "w:m" if child(node, "media_conn").is_some() => Some(iq_result(
+            node,
+            vec![
+                NodeBuilder::new("media_conn")
+                    .attr("auth", "fake-media-auth")
+                    .attr("ttl", "3600")
+                    .children([NodeBuilder::new("host")
+                        .attr("hostname", shared.host.clone())
+                        .build()])
+                    .build(),
+            ],
+        )),
+        _ => None,
+    }
+}
+
+fn devices_node() -> Node {
+    NodeBuilder::new("devices")
+        .children([NodeBuilder::new("device-list")
+            .children([NodeBuilder::new("device").attr("id", "0").build()])
+            .build()])
+        .build()
+}
+
+/// Device lists, and for `mode="full"` queries (user info) status, picture and business.
+fn usync(shared: &Shared, node: &Node) -> Node {
+    let world = shared.world();
+    let Some(usync) = child(node, "usync") else {
+        return crate::node::iq_error(node, 400, "bad-request");
+    };
+    let wanted: Vec<String> = child(usync, "query")
+        .and_then(|q| q.children())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.tag.to_string())
+        .collect();
+    let users = child(usync, "list")
+        .map(|list| {
+            list.get_children_by_tag("user")
+                .filter_map(|u| attr(u, "jid"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let phone = &shared.phone;
+    let mut out = Vec::new();
+    for jid in users {
+        let Some(user) = account_of(&world, &phone.user, &phone.lid, &jid) else {
+            continue; // not on WhatsApp
+        };
+        let contact = world.contacts.get(&user);
+        let mut parts = Vec::new();
+        for protocol in &wanted {
+            match protocol.as_str() {
+                "devices" => parts.push(devices_node()),
+                "status" => {
+                    if let Some(text) = contact.and_then(|c| c.status.clone()) {
+                        parts.push(
+                            NodeBuilder::new("status")
+                                .attr("t", "1700000000")
+                                .string_content(text)
+                                .build(),
+                        );
+                    }
+                }
+                "picture" => {
+                    if let Some(id) = contact.and_then(|c| c.picture_id) {
+                        parts.push(
+                            NodeBuilder::new("picture")
+                                .attr("id", id.to_string())
+                                .build(),
+                        );
+                    }
+                }
+                "business" => {
+                    if let Some(name) = contact.and_then(|c| c.business_name.clone()) {
+                        let details = wa::verified_name_certificate::Details {
+                            serial: Some(1),
+                            issuer: Some("smb:wa".to_owned()),
+                            verified_name: Some(name),
+                            ..Default::default()
+                        }
+                        .encode_to_vec();
+                        let certificate = wa::VerifiedNameCertificate {
+                            details: Some(details),
+                            ..Default::default()
+                        }
+                        .encode_to_vec();
+                        parts.push(
+                            NodeBuilder::new("business")
+                                .children([NodeBuilder::new("verified_name")
+                                    .bytes(certificate)
+                                    .build()])
+                                .build(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(
+            NodeBuilder::new("user")
+                .attr("jid", jid)
+                .children(parts)
+                .build(),
+        );
+    }
+    let reply = NodeBuilder::new("usync")
+        .attr("sid", attr(usync, "sid").unwrap_or_default())
+        .attr("mode", attr(usync, "mode").unwrap_or_default())
+        .attr("context", attr(usync, "context").unwrap_or_default())
+        .attr("index", "0")
+        .attr("last", "true")
+        .children([NodeBuilder::new("list").children(out).build()])
+        .build();
+    iq_result(node, vec![reply])
+}
+
+fn picture(shared: &Shared, node: &Node) -> Node {
+    let world = shared.world();
+    let target = attr(node, "target").unwrap_or_default();
+    let user = target.split(['@', ':']).next().unwrap_or_default();
+    let found = world
+        .contacts
+        .get(user)
+        .and_then(|c| c.picture_id.map(|id| (id, c.picture_url.clone())));
+    match found {
+        Some((id, url)) => iq_result(
+            node,
+            vec![
+                NodeBuilder::new("picture")
+                    .attr("id", id.to_string())
+                    .attr("type", "image")
+                    .attr("url", url)
+                    .attr("direct_path", format!("/v/t61.24694-24/{id}.jpg"))
+                    .build(),
+            ],
+        ),
+        None => iq_result(
+            node,
+            vec![
+                NodeBuilder::new("picture")
+                    .children([NodeBuilder::new("error")
+                        .attr("code", "404")
+                        .attr("text", "item-not-found")
+                        .build()])
+                    .build(),
+            ],
+        ),
+    }
+}
+
+fn group_node(shared: &Shared, id: &str, group: &crate::FakeGroup) -> Node {
+    let participants = group.members.iter().map(|user| {
+        let mut p = NodeBuilder::new("participant").attr("jid", format!("{user}@s.whatsapp.net"));
+        if *user == group.admin {
+            p = p.attr("type", "superadmin");
+        }
+        p.build()
+    });
+    let _ = shared;
+    NodeBuilder::new("group")
+        .attr("id", id.to_owned())
+        .attr("subject", group.subject.clone())
+        .attr("creation", "1700000000")
+        .attr("creator", format!("{}@s.whatsapp.net", group.admin))
+        .attr("s_t", "1700000000")
+        .attr("s_o", format!("{}@s.whatsapp.net", group.admin))
+        .attr("addressing_mode", "pn")
+        .children(participants)
+        .build()
+}
+
+/// Group metadata (`<query>` to `ID@g.us`) and participating groups.
+fn groups(shared: &Shared, node: &Node) -> Option<Node> {
+    let world = shared.world();
+    if child(node, "participating").is_some() {
+        let groups = world
+            .groups
+            .iter()
+            .map(|(id, g)| group_node(shared, id, g))
+            .collect::<Vec<_>>();
+        return Some(iq_result(
+            node,
+            vec![NodeBuilder::new("groups").children(groups).build()],
+        ));
+    }
+    if child(node, "query").is_some() {
+        let to = attr(node, "to").unwrap_or_default();
+        let id = to.split('@').next().unwrap_or_default();
+        return Some(match world.groups.get(id) {
+            Some(g) => iq_result(node, vec![group_node(shared, id, g)]),
+            None => crate::node::iq_error(node, 404, "item-not-found"),
+        });
+    }
+    None
+}

@@ -1,0 +1,327 @@
+//! Simulated recipients' Signal keys: the prekey bundle the client fetches, and the
+//! private halves that decrypt what the client then sends (`pkmsg`, `msg`, and group
+//! `skmsg` after a sender-key distribution).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, anyhow, bail};
+use whatsapp_rust::NodeBuilder;
+use whatsapp_rust::async_trait;
+use whatsapp_rust::wacore::libsignal::protocol::{
+    DeviceId, Direction, GenericSignedPreKey, IdentityChange, IdentityKey, IdentityKeyPair,
+    IdentityKeyStore, KeyPair, PreKeyId, PreKeyRecord, PreKeySignalMessage, PreKeyStore,
+    ProtocolAddress, SenderKeyDistributionMessage, SenderKeyName, SenderKeyRecord, SenderKeyStore,
+    SessionRecord, SessionStore, SignalMessage, SignalProtocolError, SignedPreKeyId,
+    SignedPreKeyRecord, SignedPreKeyStore, Timestamp, UsePQRatchet, group_decrypt,
+    message_decrypt_prekey, message_decrypt_signal, process_sender_key_distribution_message,
+};
+use whatsapp_rust::wacore_binary::node::Node;
+
+type SignalResult<T> = std::result::Result<T, SignalProtocolError>;
+
+const SIGNED_PREKEY_ID: u32 = 1;
+const PREKEY_ID: u32 = 7;
+
+fn rng() -> rand::rngs::StdRng {
+    rand::make_rng::<rand::rngs::StdRng>()
+}
+
+/// One device (device 0, the phone) of a simulated account.
+pub struct DeviceKeys {
+    registration_id: u32,
+    identity: IdentityKeyPair,
+    signed_prekey: KeyPair,
+    signed_prekey_signature: [u8; 64],
+    prekey: KeyPair,
+    identities: Identities,
+    prekeys: PreKeys,
+    signed_prekeys: SignedPreKeys,
+    sessions: Sessions,
+    sender_keys: SenderKeys,
+}
+
+impl DeviceKeys {
+    pub fn generate() -> Result<Self> {
+        let mut rng = rng();
+        let identity = IdentityKeyPair::generate(&mut rng);
+        let signed_prekey = KeyPair::generate(&mut rng);
+        let signed_prekey_signature = identity
+            .private_key()
+            .calculate_signature(&signed_prekey.public_key.serialize(), &mut rng)
+            .map_err(|e| anyhow!("signing the prekey: {e}"))?;
+        let prekey = KeyPair::generate(&mut rng);
+        let registration_id = rand::random::<u32>() & 0x3fff;
+        let signed_record = SignedPreKeyRecord::new(
+            SignedPreKeyId::from(SIGNED_PREKEY_ID),
+            Timestamp::from_epoch_millis(0),
+            &signed_prekey,
+            &signed_prekey_signature,
+        );
+        Ok(Self {
+            registration_id,
+            identities: Identities {
+                own: identity.clone(),
+                registration_id,
+                known: HashMap::new(),
+            },
+            prekeys: PreKeys(HashMap::from([(
+                PREKEY_ID,
+                PreKeyRecord::new(PreKeyId::from(PREKEY_ID), &prekey),
+            )])),
+            signed_prekeys: SignedPreKeys(HashMap::from([(SIGNED_PREKEY_ID, signed_record)])),
+            sessions: Sessions(HashMap::new()),
+            sender_keys: SenderKeys(HashMap::new()),
+            identity,
+            signed_prekey,
+            signed_prekey_signature,
+            prekey,
+        })
+    }
+
+    /// The `<user>` of a prekey-fetch reply, for the JID exactly as it was asked.
+    pub fn bundle(&self, jid: &str) -> Node {
+        let id3 = |id: u32| id.to_be_bytes()[1..].to_vec();
+        NodeBuilder::new("user")
+            .attr("jid", jid)
+            .children([
+                NodeBuilder::new("registration")
+                    .bytes(self.registration_id.to_be_bytes().to_vec())
+                    .build(),
+                NodeBuilder::new("type").bytes(vec![5u8]).build(),
+                NodeBuilder::new("identity")
+                    .bytes(self.identity.public_key().public_key_bytes().to_vec())
+                    .build(),
+                NodeBuilder::new("skey")
+                    .children([
+                        NodeBuilder::new("id").bytes(id3(SIGNED_PREKEY_ID)).build(),
+                        NodeBuilder::new("value")
+                            .bytes(self.signed_prekey.public_key.public_key_bytes().to_vec())
+                            .build(),
+                        NodeBuilder::new("signature")
+                            .bytes(self.signed_prekey_signature.to_vec())
+                            .build(),
+                    ])
+                    .build(),
+                NodeBuilder::new("key")
+                    .children([
+                        NodeBuilder::new("id").bytes(id3(PREKEY_ID)).build(),
+                        NodeBuilder::new("value")
+                            .bytes(self.prekey.public_key.public_key_bytes().to_vec())
+                            .build(),
+                    ])
+                    .build(),
+            ])
+            .build()
+    }
+
+    /// Decrypts one `<enc>` from `sender` (`user:device@server`): the padded plaintext.
+    pub async fn decrypt(&mut self, sender: &str, kind: &str, data: &[u8]) -> Result<Vec<u8>> {
+        let address = signal_address(sender)?;
+        let mut rng = rng();
+        let result = match kind {
+            "pkmsg" => {
+                let message =
+                    PreKeySignalMessage::try_from(data).map_err(|e| anyhow!("not a pkmsg: {e}"))?;
+                message_decrypt_prekey(
+                    &message,
+                    &address,
+                    &mut self.sessions,
+                    &mut self.identities,
+                    &mut self.prekeys,
+                    &self.signed_prekeys,
+                    &mut rng,
+                    UsePQRatchet::No,
+                )
+                .await
+            }
+            "msg" => {
+                let message =
+                    SignalMessage::try_from(data).map_err(|e| anyhow!("not a msg: {e}"))?;
+                message_decrypt_signal(
+                    &message,
+                    &address,
+                    &mut self.sessions,
+                    &mut self.identities,
+                    &mut rng,
+                )
+                .await
+            }
+            other => bail!("unexpected enc type {other}"),
+        };
+        Ok(result
+            .map_err(|e| anyhow!("{kind} from {sender} does not decrypt: {e}"))?
+            .plaintext)
+    }
+
+    /// Takes a sender key handed out in a distribution message.
+    pub async fn accept_sender_key(
+        &mut self,
+        group: &str,
+        sender: &str,
+        skdm: &[u8],
+    ) -> Result<()> {
+        let skdm = SenderKeyDistributionMessage::try_from(skdm)
+            .map_err(|e| anyhow!("not a sender key distribution message: {e}"))?;
+        process_sender_key_distribution_message(
+            &sender_key_name(group, sender),
+            &skdm,
+            &mut self.sender_keys,
+        )
+        .await
+        .map_err(|e| anyhow!("sender key from {sender}: {e}"))
+    }
+
+    /// Decrypts a group `skmsg`: the padded plaintext.
+    pub async fn group_decrypt(
+        &mut self,
+        group: &str,
+        sender: &str,
+        data: &[u8],
+    ) -> Result<Vec<u8>> {
+        group_decrypt(data, &mut self.sender_keys, &sender_key_name(group, sender))
+            .await
+            .map_err(|e| anyhow!("skmsg from {sender} in {group} does not decrypt: {e}"))
+    }
+}
+
+fn sender_key_name(group: &str, sender: &str) -> SenderKeyName {
+    SenderKeyName::new(group.to_owned(), sender.to_owned())
+}
+
+/// `15550001234:3@s.whatsapp.net` → address `15550001234@s.whatsapp.net`, device 3.
+fn signal_address(jid: &str) -> Result<ProtocolAddress> {
+    let (user, server) = jid.split_once('@').context("a JID has an @")?;
+    let (user, device) = match user.split_once(':') {
+        Some((u, d)) => (u, d.parse::<u32>().context("device id")?),
+        None => (user, 0),
+    };
+    Ok(ProtocolAddress::new(
+        &format!("{user}@{server}"),
+        DeviceId::from(device),
+    ))
+}
+
+struct Identities {
+    own: IdentityKeyPair,
+    registration_id: u32,
+    known: HashMap<String, IdentityKey>,
+}
+
+#[async_trait]
+impl IdentityKeyStore for Identities {
+    async fn get_identity_key_pair(&self) -> SignalResult<IdentityKeyPair> {
+        Ok(self.own.clone())
+    }
+
+    async fn get_local_registration_id(&self) -> SignalResult<u32> {
+        Ok(self.registration_id)
+    }
+
+    async fn save_identity(
+        &mut self,
+        address: &ProtocolAddress,
+        identity: &IdentityKey,
+    ) -> SignalResult<IdentityChange> {
+        let previous = self.known.insert(address.to_string(), *identity);
+        Ok(match previous {
+            Some(p) if p != *identity => IdentityChange::ReplacedExisting,
+            _ => IdentityChange::NewOrUnchanged,
+        })
+    }
+
+    async fn is_trusted_identity(
+        &self,
+        _address: &ProtocolAddress,
+        _identity: &IdentityKey,
+        _direction: Direction,
+    ) -> SignalResult<bool> {
+        Ok(true)
+    }
+
+    async fn get_identity(&self, address: &ProtocolAddress) -> SignalResult<Option<IdentityKey>> {
+        Ok(self.known.get(&address.to_string()).copied())
+    }
+}
+
+struct PreKeys(HashMap<u32, PreKeyRecord>);
+
+#[async_trait]
+impl PreKeyStore for PreKeys {
+    async fn get_pre_key(&self, id: PreKeyId) -> SignalResult<PreKeyRecord> {
+        self.0
+            .get(&u32::from(id))
+            .cloned()
+            .ok_or(SignalProtocolError::InvalidPreKeyId)
+    }
+
+    async fn save_pre_key(&mut self, id: PreKeyId, record: &PreKeyRecord) -> SignalResult<()> {
+        self.0.insert(u32::from(id), record.clone());
+        Ok(())
+    }
+
+    async fn remove_pre_key(&mut self, _id: PreKeyId) -> SignalResult<()> {
+        // Kept: every send to a recipient that never answers is a new pkmsg on it.
+        Ok(())
+    }
+}
+
+struct SignedPreKeys(HashMap<u32, SignedPreKeyRecord>);
+
+#[async_trait]
+impl SignedPreKeyStore for SignedPreKeys {
+    async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> SignalResult<SignedPreKeyRecord> {
+        self.0
+            .get(&u32::from(id))
+            .cloned()
+            .ok_or(SignalProtocolError::InvalidSignedPreKeyId)
+    }
+
+    async fn save_signed_pre_key(
+        &mut self,
+        id: SignedPreKeyId,
+        record: &SignedPreKeyRecord,
+    ) -> SignalResult<()> {
+        self.0.insert(u32::from(id), record.clone());
+        Ok(())
+    }
+}
+
+struct Sessions(HashMap<String, SessionRecord>);
+
+#[async_trait]
+impl SessionStore for Sessions {
+    async fn load_session(&self, address: &ProtocolAddress) -> SignalResult<Option<SessionRecord>> {
+        Ok(self.0.get(&address.to_string()).cloned())
+    }
+
+    async fn has_session(&self, address: &ProtocolAddress) -> SignalResult<bool> {
+        Ok(self.0.contains_key(&address.to_string()))
+    }
+
+    async fn store_session(
+        &mut self,
+        address: &ProtocolAddress,
+        record: SessionRecord,
+    ) -> SignalResult<()> {
+        self.0.insert(address.to_string(), record);
+        Ok(())
+    }
+}
+
+struct SenderKeys(HashMap<String, SenderKeyRecord>);
+
+#[async_trait]
+impl SenderKeyStore for SenderKeys {
+    async fn store_sender_key(
+        &mut self,
+        name: &SenderKeyName,
+        record: SenderKeyRecord,
+    ) -> SignalResult<()> {
+        self.0.insert(format!("{name:?}"), record);
+        Ok(())
+    }
+
+    async fn load_sender_key(&self, name: &SenderKeyName) -> SignalResult<Option<SenderKeyRecord>> {
+        Ok(self.0.get(&format!("{name:?}")).cloned())
+    }
+}
