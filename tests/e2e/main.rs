@@ -4,3 +4,4 @@
 mod harness;
 mod send;
 mod session;
+mod user;

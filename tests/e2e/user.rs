@@ -1,0 +1,119 @@
+//! Every `/user/*` route returns what the fake holds, in the v2.3.0 shape.
+
+use fake_whatsapp::{ContactInfo, FakeGroup, FakeWhatsApp};
+use serde_json::json;
+
+use crate::harness::Server;
+use crate::send::FRIEND;
+
+const SHOP: &str = "6281234567890";
+const GROUP: &str = "120363025246125888";
+
+async fn paired_with_contacts() -> (FakeWhatsApp, Server, tempfile::TempDir) {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(
+        FRIEND,
+        ContactInfo {
+            status: Some("at the gym".to_owned()),
+            picture_id: Some(1_635_239_861),
+            business_name: None,
+        },
+    )
+    .unwrap();
+    fake.add_contact(
+        SHOP,
+        ContactInfo {
+            business_name: Some("Toko Fake".to_owned()),
+            ..ContactInfo::default()
+        },
+    )
+    .unwrap();
+    fake.add_group(
+        GROUP,
+        FakeGroup {
+            subject: "Team".to_owned(),
+            admin: FRIEND.to_owned(),
+            members: vec![FRIEND.to_owned(), SHOP.to_owned()],
+        },
+    );
+    fake.set_privacy(&[
+        ("groupadd", "contacts"),
+        ("last", "none"),
+        ("status", "all"),
+        ("profile", "contacts"),
+        ("readreceipts", "none"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&fake, dir.path()).await;
+    server.pair(&fake).await;
+    (fake, server, dir)
+}
+
+#[tokio::test]
+async fn user_info_and_avatar_come_from_the_fake() {
+    let (_fake, server, _dir) = paired_with_contacts().await;
+
+    let res = server.get(&format!("/user/info?phone={FRIEND}")).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.message(), "Success");
+    assert_eq!(
+        res.body["results"],
+        json!({
+            "verified_name": "",
+            "status": "at the gym",
+            "picture_id": "1635239861",
+            "devices": [{"User": FRIEND, "Agent": 0, "Device": "UNKNOWN", "Server": "s.whatsapp.net", "AD": true}]
+        })
+    );
+
+    let res = server.get(&format!("/user/info?phone={SHOP}")).await;
+    assert_eq!(res.body["results"]["verified_name"], "Toko Fake", "{}", res.body);
+
+    let res = server.get("/user/info?phone=6280000000001").await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert_eq!(res.message(), "6280000000001 is not registered on WhatsApp");
+
+    let res = server.get(&format!("/user/avatar?phone={FRIEND}")).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        res.body["results"],
+        json!({
+            "url": format!("https://pps.whatsapp.net/v/t61.24694-24/1635239861_{FRIEND}.jpg?oh=fake"),
+            "id": "1635239861",
+            "type": "image"
+        })
+    );
+    let res = server.get(&format!("/user/avatar?phone={SHOP}")).await;
+    assert_eq!(res.status, 500, "{}", res.body);
+    assert_eq!(res.message(), "no avatar found");
+}
+
+#[tokio::test]
+async fn privacy_and_groups_come_from_the_fake() {
+    let (_fake, server, _dir) = paired_with_contacts().await;
+
+    let res = server.get("/user/my/privacy").await;
+    assert_eq!(res.message(), "Success get privacy", "{}", res.body);
+    assert_eq!(
+        res.body["results"],
+        json!({"group_add": "contacts", "last_seen": "none", "status": "all", "profile": "contacts", "read_receipts": "none"})
+    );
+
+    let res = server.get("/user/my/groups").await;
+    assert_eq!(res.message(), "Success get list groups", "{}", res.body);
+    let groups = res.body["results"]["data"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{}", res.body);
+    let group = &groups[0];
+    assert_eq!(group["JID"], format!("{GROUP}@g.us"));
+    assert_eq!(group["Name"], "Team");
+    assert_eq!(group["OwnerJID"], format!("{FRIEND}@s.whatsapp.net"));
+    assert_eq!(group["GroupCreated"], "2023-11-14T22:13:20Z");
+    let members: Vec<(String, bool)> = group["Participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["JID"].as_str().unwrap().to_owned(), p["IsSuperAdmin"] == true))
+        .collect();
+    assert!(members.contains(&(format!("{FRIEND}@s.whatsapp.net"), true)), "{members:?}");
+    assert!(members.contains(&(format!("{SHOP}@s.whatsapp.net"), false)), "{members:?}");
+}
