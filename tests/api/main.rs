@@ -6,5 +6,7 @@ mod dashboard;
 mod errors;
 mod helpers;
 mod media;
+#[path = "../common/samples.rs"]
+mod samples;
 mod send;
 mod user;

@@ -2,26 +2,15 @@
 //! uploaded and sent, and that no temporary file outlives its request.
 
 use std::io::Cursor;
-use std::process::Command;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use whatsapp_api::whatsapp::{MediaKind, SessionStatus};
 
 use crate::helpers::{TestApp, file_part, sent_status};
+use crate::samples::{jpeg, sample_video};
 
 const PHONE: &str = "6289685024091";
 const JID: &str = "6289685024091@s.whatsapp.net";
-
-fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    let img = RgbImage::from_fn(width, height, |x, y| {
-        Rgb([(x % 256) as u8, (y % 256) as u8, 90])
-    });
-    let mut out = Vec::new();
-    DynamicImage::ImageRgb8(img)
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
-        .unwrap();
-    out
-}
 
 fn png(width: u32, height: u32) -> Vec<u8> {
     let img = RgbImage::from_pixel(width, height, Rgb([200, 10, 10]));
@@ -239,28 +228,6 @@ async fn file_needs_its_part() {
     app.post_json("/send/file", serde_json::json!({"phone": PHONE}))
         .await
         .assert_error(415, "unsupported content type: send multipart/form-data");
-}
-
-/// A short H.264 mp4 made by ffmpeg (which the tests need, as the server does).
-fn sample_video(dir: &std::path::Path, name: &str, extra: &[&str]) -> Vec<u8> {
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("testsrc=duration=2:size=320x240:rate=10")
-        .args(extra)
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is needed by the tests (apt-get install ffmpeg)");
-    assert!(status.success());
-    std::fs::read(path).unwrap()
 }
 
 #[tokio::test]

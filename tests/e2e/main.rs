@@ -2,6 +2,8 @@
 //! the fake WhatsApp server (`tests/fake-whatsapp`). Built only with `--features e2e`.
 
 mod harness;
+#[path = "../common/samples.rs"]
+mod samples;
 mod send;
 mod session;
 mod user;

@@ -63,3 +63,154 @@ async fn a_text_reaches_the_recipient_decrypted() {
         "the phone has no copy"
     );
 }
+
+fn part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_image_arrives_compressed_with_caption_and_thumbnail() {
+    let (fake, server, _dir) = paired().await;
+    let form = reqwest::multipart::Form::new()
+        .text("phone", FRIEND)
+        .text("caption", "look")
+        .part(
+            "image",
+            part(crate::samples::jpeg(1600, 1200), "big.jpg", "image/jpeg"),
+        );
+    let reply = server.post_multipart("/send/image", form).await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let image = copy
+        .message
+        .image_message
+        .as_option()
+        .expect("an image message");
+    assert_eq!(image.caption.as_deref(), Some("look"));
+    assert_eq!(image.mimetype.as_deref(), Some("image/jpeg"));
+    // The decrypted upload is the compressed JPEG: 600 px on its long side.
+    let sent = image::load_from_memory(copy.media.as_deref().unwrap()).unwrap();
+    assert_eq!((sent.width(), sent.height()), (600, 450));
+    let thumb = image::load_from_memory(image.jpeg_thumbnail.as_deref().unwrap()).unwrap();
+    assert!(
+        thumb.width() <= 100 && thumb.height() <= 100,
+        "{}x{}",
+        thumb.width(),
+        thumb.height()
+    );
+}
+
+#[tokio::test]
+async fn a_file_arrives_byte_for_byte_with_its_name() {
+    let (fake, server, _dir) = paired().await;
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend((0..200_000u32).map(|i| (i * 7 % 251) as u8));
+    let form = reqwest::multipart::Form::new()
+        .text("phone", FRIEND)
+        .part("file", part(pdf.clone(), "report.pdf", "application/pdf"));
+    let reply = server.post_multipart("/send/file", form).await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let doc = copy
+        .message
+        .document_message
+        .as_option()
+        .expect("a document");
+    assert_eq!(doc.file_name.as_deref(), Some("report.pdf"));
+    assert_eq!(doc.mimetype.as_deref(), Some("application/pdf"));
+    assert_eq!(
+        copy.media.as_deref(),
+        Some(&pdf[..]),
+        "the decrypted upload is the file"
+    );
+}
+
+#[tokio::test]
+async fn a_video_arrives_with_its_thumbnail() {
+    let (fake, server, dir) = paired().await;
+    let video = crate::samples::sample_video(dir.path(), "clip.mp4", &["-pix_fmt", "yuv420p"]);
+    let form = reqwest::multipart::Form::new()
+        .text("phone", FRIEND)
+        .text("caption", "clip")
+        .part("video", part(video.clone(), "clip.mp4", "video/mp4"));
+    let reply = server.post_multipart("/send/video", form).await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let msg = copy.message.video_message.as_option().expect("a video");
+    assert_eq!(msg.caption.as_deref(), Some("clip"));
+    assert_eq!(
+        copy.media.as_deref(),
+        Some(&video[..]),
+        "an mp4 is sent as it is"
+    );
+    let thumb = image::load_from_memory(msg.jpeg_thumbnail.as_deref().unwrap()).unwrap();
+    assert!(thumb.width() > 0);
+}
+
+#[tokio::test]
+async fn a_contact_arrives_as_a_vcard() {
+    let (fake, server, _dir) = paired().await;
+    let reply = server
+        .post_form(
+            "/send/contact",
+            &[
+                ("phone", FRIEND),
+                ("contact_name", "Budi"),
+                ("contact_phone", "6281111111111"),
+            ],
+        )
+        .await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let contact = copy.message.contact_message.as_option().expect("a contact");
+    assert_eq!(contact.display_name.as_deref(), Some("Budi"));
+    let vcard = contact.vcard.as_deref().unwrap();
+    assert!(vcard.contains("FN:Budi"), "{vcard}");
+    assert!(vcard.contains("waid=6281111111111"), "{vcard}");
+}
+
+#[tokio::test]
+async fn a_group_message_reaches_every_member() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let shop = "6281234567890";
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    fake.add_contact(shop, ContactInfo::default()).unwrap();
+    fake.add_group(
+        "120363025246125888",
+        fake_whatsapp::FakeGroup {
+            subject: "Team".to_owned(),
+            admin: FRIEND.to_owned(),
+            members: vec![FRIEND.to_owned(), shop.to_owned()],
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&fake, dir.path()).await;
+    server.pair(&fake).await;
+
+    for text in ["hello team", "second"] {
+        let reply = server
+            .post_form(
+                "/send/message",
+                &[
+                    ("phone", "120363025246125888"),
+                    ("type", "group"),
+                    ("message", text),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+        let status = reply.body["results"]["status"].as_str().unwrap();
+        assert!(
+            status.starts_with("Message sent to 120363025246125888@g.us"),
+            "{status}"
+        );
+        assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+        for member in [FRIEND, shop, fake_whatsapp::PHONE_USER] {
+            assert!(
+                fake.received().iter().any(|r| r.recipient == member
+                    && r.chat == "120363025246125888@g.us"
+                    && r.message.conversation.as_deref() == Some(text)),
+                "{member} did not decrypt {text:?}"
+            );
+        }
+    }
+}

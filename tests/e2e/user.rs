@@ -67,7 +67,11 @@ async fn user_info_and_avatar_come_from_the_fake() {
     );
 
     let res = server.get(&format!("/user/info?phone={SHOP}")).await;
-    assert_eq!(res.body["results"]["verified_name"], "Toko Fake", "{}", res.body);
+    assert_eq!(
+        res.body["results"]["verified_name"], "Toko Fake",
+        "{}",
+        res.body
+    );
 
     let res = server.get("/user/info?phone=6280000000001").await;
     assert_eq!(res.status, 400, "{}", res.body);
@@ -112,8 +116,19 @@ async fn privacy_and_groups_come_from_the_fake() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["JID"].as_str().unwrap().to_owned(), p["IsSuperAdmin"] == true))
+        .map(|p| {
+            (
+                p["JID"].as_str().unwrap().to_owned(),
+                p["IsSuperAdmin"] == true,
+            )
+        })
         .collect();
-    assert!(members.contains(&(format!("{FRIEND}@s.whatsapp.net"), true)), "{members:?}");
-    assert!(members.contains(&(format!("{SHOP}@s.whatsapp.net"), false)), "{members:?}");
+    assert!(
+        members.contains(&(format!("{FRIEND}@s.whatsapp.net"), true)),
+        "{members:?}"
+    );
+    assert!(
+        members.contains(&(format!("{SHOP}@s.whatsapp.net"), false)),
+        "{members:?}"
+    );
 }

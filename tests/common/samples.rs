@@ -1,0 +1,40 @@
+//! Sample media shared by the HTTP tests and the end-to-end tests.
+
+use std::io::Cursor;
+use std::process::Command;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+
+/// A JPEG with a gradient, so that resizing it shows.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(width, height, |x, y| {
+        Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = Vec::new();
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+        .unwrap();
+    out
+}
+
+/// A short H.264 mp4 made by ffmpeg (which the tests need, as the server does).
+pub fn sample_video(dir: &std::path::Path, name: &str, extra: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc=duration=2:size=320x240:rate=10")
+        .args(extra)
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is needed by the tests (apt-get install ffmpeg)");
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}
