@@ -62,7 +62,7 @@ impl Server {
             .arg("--temp-dir")
             .arg(self.dir.join("tmp"))
             .args(["--whatsapp-ws-url", &self.ws_url])
-            .args(["--ack-timeout-secs", "10"])
+            .args(["--ack-timeout-secs", "4"])
             .env("RUST_LOG", "info,whatsapp_rust=info,fake_whatsapp=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
