@@ -5,6 +5,7 @@ mod faults;
 mod harness;
 #[path = "../common/samples.rs"]
 mod samples;
+mod sandbox;
 mod send;
 mod session;
 mod user;

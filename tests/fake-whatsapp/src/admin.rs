@@ -5,6 +5,10 @@
 //! | `POST /admin/scan` `{"qr": "<QR text>"}` | the phone scans a QR code; returns the new device |
 //! | `GET /admin/devices` | linked devices (and whether they logged out) |
 //! | `GET /admin/logins` | every connection: handshake pattern and device |
+//! | `GET /admin/messages` | every message a recipient decrypted (text, media hash, ack time) |
+//! | `GET /admin/problems` | what the fake refused, and why |
+//! | `POST /admin/contacts` `{"user", "status", "picture_id", "business_name"}` | add an account |
+//! | `POST /admin/groups` `{"id", "subject", "admin", "members"}` | add a group |
 //! | `POST /admin/drop` | drop every open connection, as a network failure would |
 //! | `POST /admin/faults` | faults for what comes next (see [`Faults`]) |
 
@@ -27,6 +31,58 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/admin/logins", get(logins))
         .route("/admin/drop", post(drop_all))
         .route("/admin/faults", post(faults))
+        .route("/admin/messages", get(messages))
+        .route("/admin/problems", get(problems))
+        .route("/admin/contacts", post(add_contact))
+        .route("/admin/groups", post(add_group))
+}
+
+async fn messages(State(shared): State<Arc<Shared>>) -> Response {
+    let world = shared.world();
+    Json(
+        world
+            .received
+            .iter()
+            .map(|r| r.summary())
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+async fn problems(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.world().problems.clone()).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewContact {
+    user: String,
+    #[serde(flatten)]
+    info: crate::ContactInfo,
+}
+
+async fn add_contact(State(shared): State<Arc<Shared>>, Json(body): Json<NewContact>) -> Response {
+    match crate::add_contact(&shared, &body.user, body.info) {
+        Ok(()) => Json(json!({ "user": body.user })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct NewGroup {
+    id: String,
+    #[serde(flatten)]
+    group: crate::FakeGroup,
+}
+
+async fn add_group(State(shared): State<Arc<Shared>>, Json(body): Json<NewGroup>) -> Response {
+    if body.id.is_empty() || !body.id.bytes().all(|b| b.is_ascii_digit()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a group id is digits only".to_owned(),
+        );
+    }
+    shared.world().groups.insert(body.id.clone(), body.group);
+    Json(json!({ "id": format!("{}@g.us", body.id) })).into_response()
 }
 
 #[derive(Deserialize)]

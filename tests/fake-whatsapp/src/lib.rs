@@ -276,6 +276,42 @@ impl FakeWhatsApp {
     }
 }
 
+impl Received {
+    /// A JSON summary for the admin API: what kind of message, its text parts, and the
+    /// SHA-256 and length of the decrypted media.
+    pub fn summary(&self) -> serde_json::Value {
+        use sha2::Digest;
+        let m = &self.message;
+        let (kind, text) = if let Some(text) = &m.conversation {
+            ("text", Some(text.clone()))
+        } else if let Some(t) = m.extended_text_message.as_option() {
+            ("text", t.text.clone())
+        } else if let Some(i) = m.image_message.as_option() {
+            ("image", i.caption.clone())
+        } else if let Some(v) = m.video_message.as_option() {
+            ("video", v.caption.clone())
+        } else if let Some(d) = m.document_message.as_option() {
+            ("document", d.file_name.clone())
+        } else if let Some(c) = m.contact_message.as_option() {
+            ("contact", c.vcard.clone())
+        } else {
+            ("other", None)
+        };
+        serde_json::json!({
+            "id": self.id,
+            "chat": self.chat,
+            "recipient": self.recipient,
+            "kind": kind,
+            "text": text,
+            "media_sha256": self.media.as_ref().map(|b| {
+                sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>()
+            }),
+            "media_length": self.media.as_ref().map(Vec::len),
+            "ack_t": self.ack_t,
+        })
+    }
+}
+
 fn default_privacy() -> Vec<(String, String)> {
     [
         ("groupadd", "all"),
