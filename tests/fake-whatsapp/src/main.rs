@@ -13,8 +13,8 @@ struct Args {
     /// Address to listen on; keep it on loopback.
     #[arg(long, env = "FAKE_WHATSAPP_ADDR", default_value = "127.0.0.1:3100")]
     addr: SocketAddr,
-    /// Where the server's Noise key is kept, so that paired clients can log in again
-    /// after a restart of the fake.
+    /// Where the server's Noise key is kept across runs of the fake (devices and
+    /// messages are in memory only).
     #[arg(
         long,
         env = "FAKE_WHATSAPP_KEY_FILE",
