@@ -18,6 +18,7 @@ pub struct Server {
     dir: PathBuf,
     ws_url: String,
     port: u16,
+    extra_args: Vec<String>,
 }
 
 pub struct Reply {
@@ -34,6 +35,11 @@ impl Reply {
 impl Server {
     /// Starts the server in `dir` (its store, statics and log live there).
     pub async fn start(fake: &FakeWhatsApp, dir: &Path) -> Server {
+        Self::start_with(fake, dir, &[]).await
+    }
+
+    /// Starts the server with extra command-line flags.
+    pub async fn start_with(fake: &FakeWhatsApp, dir: &Path, extra_args: &[&str]) -> Server {
         let port = free_port();
         let mut server = Server {
             base: format!("http://127.0.0.1:{port}"),
@@ -42,6 +48,7 @@ impl Server {
             dir: dir.to_owned(),
             ws_url: fake.ws_url(),
             port,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         server.spawn().await;
         server
@@ -63,6 +70,7 @@ impl Server {
             .arg(self.dir.join("tmp"))
             .args(["--whatsapp-ws-url", &self.ws_url])
             .args(["--ack-timeout-secs", "4"])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,whatsapp_rust=info,fake_whatsapp=debug")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

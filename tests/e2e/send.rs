@@ -214,3 +214,28 @@ async fn a_group_message_reaches_every_member() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_incoming_message_gets_the_autoreply() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&fake, dir.path(), &["--autoreply", "I am away"]).await;
+    server.pair(&fake).await;
+
+    fake.deliver(FRIEND, "are you there?").await.unwrap();
+    for _ in 0..200 {
+        if !fake.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    let reply = fake
+        .received()
+        .into_iter()
+        .find(|r| r.recipient == FRIEND)
+        .unwrap_or_else(|| panic!("no autoreply reached {FRIEND}\n{}", server.log()));
+    assert_eq!(reply.chat, format!("{FRIEND}@s.whatsapp.net"));
+    assert_eq!(reply.message.conversation.as_deref(), Some("I am away"));
+}

@@ -9,6 +9,7 @@
 //! | `GET /admin/problems` | what the fake refused, and why |
 //! | `POST /admin/contacts` `{"user", "status", "picture_id", "business_name"}` | add an account |
 //! | `POST /admin/groups` `{"id", "subject", "admin", "members"}` | add a group |
+//! | `POST /admin/deliver` `{"from", "text"}` | a contact sends the logged-in companion a text |
 //! | `POST /admin/drop` | drop every open connection, as a network failure would |
 //! | `POST /admin/faults` | faults for what comes next (see [`Faults`]) |
 
@@ -32,6 +33,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/admin/drop", post(drop_all))
         .route("/admin/faults", post(faults))
         .route("/admin/messages", get(messages))
+        .route("/admin/deliver", post(deliver))
         .route("/admin/problems", get(problems))
         .route("/admin/contacts", post(add_contact))
         .route("/admin/groups", post(add_group))
@@ -47,6 +49,19 @@ async fn messages(State(shared): State<Arc<Shared>>) -> Response {
             .collect::<Vec<_>>(),
     )
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct Deliver {
+    from: String,
+    text: String,
+}
+
+async fn deliver(State(shared): State<Arc<Shared>>, Json(body): Json<Deliver>) -> Response {
+    match crate::deliver(&shared, &body.from, &body.text).await {
+        Ok(id) => Json(json!({ "id": id })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
 }
 
 async fn problems(State(shared): State<Arc<Shared>>) -> Response {

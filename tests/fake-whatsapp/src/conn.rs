@@ -11,7 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use whatsapp_rust::NodeBuilder;
+use whatsapp_rust::buffa::Message as _;
+use whatsapp_rust::wacore::messages::MessageUtils;
 use whatsapp_rust::wacore_binary::node::Node;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
 use crate::noise::{self, Secure};
@@ -133,6 +136,9 @@ impl Conn {
             match self.next().await? {
                 Event::Closed => return Ok(()),
                 Event::Command(Command::Drop) => return Ok(()),
+                Event::Command(Command::Deliver { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
+                }
                 Event::Command(Command::Scan(qr, reply)) => {
                     let outcome = self.pair_with(&qr).await;
                     let failed = outcome.is_err();
@@ -195,6 +201,10 @@ impl Conn {
                     let _ = reply.send(Err(anyhow::anyhow!("pairing is already under way")));
                     continue;
                 }
+                Event::Command(Command::Deliver { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
+                    continue;
+                }
             };
             if node.tag != "iq" || attr(&node, "id").as_deref() != Some(&request_id) {
                 self.answer_basic(&node).await?;
@@ -244,10 +254,14 @@ impl Conn {
                 .await?;
             return Ok(());
         };
-        self.shared.world().logins.push(Login {
-            pattern,
-            device: Some(device.jid.clone()),
-        });
+        {
+            let mut world = self.shared.world();
+            world.logins.push(Login {
+                pattern,
+                device: Some(device.jid.clone()),
+            });
+            world.session_conn = Some(self.id);
+        }
         info!(device = %device.jid, "companion logged in");
         let lid = format!("{}:{}@lid", self.shared.phone.lid, device.id);
         self.send(
@@ -268,6 +282,10 @@ impl Conn {
                 }
                 Event::Command(Command::Scan(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
+                }
+                Event::Command(Command::Deliver { from, text, reply }) => {
+                    let outcome = self.deliver(&device, &from, &text).await;
+                    let _ = reply.send(outcome);
                 }
                 Event::Node(node) => {
                     if self.answer_session(&node, &device).await? {
@@ -355,6 +373,51 @@ impl Conn {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
         self.send(ack.build()).await
+    }
+
+    /// Sends the companion a text from the contact `from`, end-to-end encrypted.
+    async fn deliver(&mut self, device: &Device, from: &str, text: &str) -> Result<String> {
+        let (bundle, keys) = {
+            let world = self.shared.world();
+            let bundle = world
+                .bundles
+                .get(&device.id)
+                .cloned()
+                .context("the companion has not uploaded its prekeys")?;
+            let keys = world
+                .contacts
+                .get(from)
+                .context("unknown contact")?
+                .keys
+                .clone();
+            (bundle, keys)
+        };
+        let message = wa::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        let padded = MessageUtils::pad_message_v2(message.encode_to_vec());
+        let (kind, data) = keys
+            .lock()
+            .await
+            .encrypt_for(&device.jid, &bundle, &padded)
+            .await?;
+        let id = format!("FAKE{:016X}", rand::random::<u64>());
+        let node = NodeBuilder::new("message")
+            .attr("from", format!("{from}@s.whatsapp.net"))
+            .attr("id", id.clone())
+            .attr("type", "text")
+            .attr("t", unix_now().to_string())
+            .attr("notify", "Fake Contact")
+            .children([NodeBuilder::new("enc")
+                .attr("v", "2")
+                .attr("type", kind)
+                .bytes(data)
+                .build()])
+            .build();
+        self.send(node).await?;
+        info!(%id, %from, "delivered a message to the companion");
+        Ok(id)
     }
 
     /// Requests any connection may make. Unknown IQs get an immediate error.
@@ -454,7 +517,18 @@ impl Conn {
             }
             "encrypt" if child(node, "registration").is_some() => {
                 debug!(conn = self.id, "<- prekey upload");
-                self.send(iq_result(node, vec![])).await?;
+                match crate::signal::CompanionBundle::from_upload(node) {
+                    Ok(bundle) => {
+                        self.shared.world().bundles.insert(device.id, bundle);
+                        self.send(iq_result(node, vec![])).await?;
+                    }
+                    Err(e) => {
+                        let problem = format!("prekey upload from {}: {e:#}", device.jid);
+                        warn!("{problem}");
+                        self.shared.world().problems.push(problem);
+                        self.send(iq_error(node, 400, "bad-request")).await?;
+                    }
+                }
             }
             "encrypt" if child(node, "key").is_some() => {
                 debug!(conn = self.id, "<- {}", show(node));

@@ -142,6 +142,10 @@ struct World {
     uploads: HashMap<String, Vec<u8>>,
     /// What the fake refused, and why.
     problems: Vec<String>,
+    /// Prekeys each companion device uploaded at login.
+    bundles: HashMap<u32, signal::CompanionBundle>,
+    /// The connection of the latest logged-in companion.
+    session_conn: Option<u64>,
 }
 
 /// Orders for a connection's task.
@@ -150,6 +154,12 @@ enum Command {
     Scan(QrCode, oneshot::Sender<Result<Device>>),
     /// Drop the socket without a goodbye.
     Drop,
+    /// A contact sends the companion a text; answers with the message id.
+    Deliver {
+        from: String,
+        text: String,
+        reply: oneshot::Sender<Result<String>>,
+    },
 }
 
 struct Shared {
@@ -263,6 +273,12 @@ impl FakeWhatsApp {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+    }
+
+    /// The contact `from` (a phone number) sends the logged-in companion `text`.
+    /// Returns the message id once it is on the wire.
+    pub async fn deliver(&self, from: &str, text: &str) -> Result<String> {
+        deliver(&self.shared, from, text).await
     }
 
     /// Every message a recipient decrypted, in order.
@@ -391,6 +407,32 @@ async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
     answer
         .await
         .map_err(|_| anyhow!("the connection closed during pairing"))?
+}
+
+async fn deliver(shared: &Shared, from: &str, text: &str) -> Result<String> {
+    let tx = {
+        let world = shared.world();
+        anyhow::ensure!(
+            world.contacts.contains_key(from),
+            "{from} is not a contact of the fake"
+        );
+        let conn = world.session_conn.context("no companion is logged in")?;
+        world
+            .conns
+            .get(&conn)
+            .cloned()
+            .context("no companion is connected")?
+    };
+    let (reply, answer) = oneshot::channel();
+    tx.send(Command::Deliver {
+        from: from.to_owned(),
+        text: text.to_owned(),
+        reply,
+    })
+    .map_err(|_| anyhow!("no companion is connected"))?;
+    answer
+        .await
+        .map_err(|_| anyhow!("the connection closed before delivery"))?
 }
 
 fn drop_connections(shared: &Shared) -> usize {

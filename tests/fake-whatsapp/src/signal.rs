@@ -184,6 +184,114 @@ impl DeviceKeys {
     }
 }
 
+/// The prekeys a companion uploaded at login, to start a session with it.
+#[derive(Debug, Clone)]
+pub struct CompanionBundle {
+    pub registration_id: u32,
+    pub identity: [u8; 32],
+    pub signed_prekey_id: u32,
+    pub signed_prekey: [u8; 32],
+    pub signed_prekey_signature: Vec<u8>,
+    pub one_time: Option<(u32, [u8; 32])>,
+}
+
+impl CompanionBundle {
+    /// Reads the children of an `encrypt` upload IQ.
+    pub fn from_upload(iq: &Node) -> Result<Self> {
+        use crate::node::{bytes, child};
+        let key32 = |n: Option<&Node>, what: &str| -> Result<[u8; 32]> {
+            let b = n.and_then(bytes).with_context(|| format!("no {what}"))?;
+            b.try_into().map_err(|_| anyhow!("{what} is not 32 bytes"))
+        };
+        let id = |n: Option<&Node>| -> Result<u32> {
+            let b = n.and_then(bytes).context("no key id")?;
+            anyhow::ensure!(b.len() == 3, "a key id is 3 bytes");
+            Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+        };
+        let registration = child(iq, "registration")
+            .and_then(bytes)
+            .context("no registration id")?;
+        let skey = child(iq, "skey").context("no signed prekey")?;
+        let one_time = match child(iq, "list").and_then(|l| l.get_children_by_tag("key").next()) {
+            Some(k) => Some((id(child(k, "id"))?, key32(child(k, "value"), "prekey")?)),
+            None => None,
+        };
+        Ok(Self {
+            registration_id: u32::from_be_bytes(
+                registration
+                    .try_into()
+                    .map_err(|_| anyhow!("registration id is 4 bytes"))?,
+            ),
+            identity: key32(child(iq, "identity"), "identity")?,
+            signed_prekey_id: id(child(skey, "id"))?,
+            signed_prekey: key32(child(skey, "value"), "signed prekey")?,
+            signed_prekey_signature: child(skey, "signature")
+                .and_then(bytes)
+                .context("no signature")?
+                .to_vec(),
+            one_time,
+        })
+    }
+}
+
+impl DeviceKeys {
+    /// Encrypts `plaintext` (already padded) for the companion `recipient`
+    /// (`user:device@server`), starting a session from its bundle if there is none.
+    /// Returns the `<enc>` type and bytes.
+    pub async fn encrypt_for(
+        &mut self,
+        recipient: &str,
+        bundle: &CompanionBundle,
+        plaintext: &[u8],
+    ) -> Result<(&'static str, Vec<u8>)> {
+        use whatsapp_rust::wacore::libsignal::protocol::{
+            CiphertextMessageType, PreKeyBundle, PublicKey, message_encrypt, process_prekey_bundle,
+        };
+        let address = signal_address(recipient)?;
+        let key = |b: &[u8; 32]| {
+            PublicKey::from_djb_public_key_bytes(b).map_err(|e| anyhow!("bad key: {e}"))
+        };
+        if self.sessions.load_session(&address).await?.is_none() {
+            let one_time = match &bundle.one_time {
+                Some((id, k)) => Some((PreKeyId::from(*id), key(k)?)),
+                None => None,
+            };
+            let prekey_bundle = PreKeyBundle::new(
+                bundle.registration_id,
+                address.device_id(),
+                one_time,
+                SignedPreKeyId::from(bundle.signed_prekey_id),
+                key(&bundle.signed_prekey)?,
+                bundle.signed_prekey_signature.clone(),
+                IdentityKey::new(key(&bundle.identity)?),
+            )?;
+            process_prekey_bundle(
+                &address,
+                &mut self.sessions,
+                &mut self.identities,
+                &prekey_bundle,
+                &mut rng(),
+                UsePQRatchet::No,
+            )
+            .await
+            .map_err(|e| anyhow!("cannot start a session with {recipient}: {e}"))?;
+        }
+        let message = message_encrypt(
+            plaintext,
+            &address,
+            &mut self.sessions,
+            &mut self.identities,
+        )
+        .await
+        .map_err(|e| anyhow!("cannot encrypt for {recipient}: {e}"))?;
+        let kind = match message.message_type() {
+            CiphertextMessageType::PreKey => "pkmsg",
+            _ => "msg",
+        };
+        Ok((kind, message.serialize().to_vec()))
+    }
+}
+
 fn sender_key_name(group: &str, sender: &str) -> SenderKeyName {
     SenderKeyName::new(group.to_owned(), sender.to_owned())
 }
