@@ -93,3 +93,26 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_custom_whatsapp_url_needs_a_test_build() {
+        let config = Config::parse_from([
+            "whatsapp-api",
+            "--whatsapp-ws-url",
+            "ws://127.0.0.1:1/ws/chat",
+        ]);
+        let verdict = config.check_build_support();
+        if cfg!(feature = "e2e") {
+            assert_eq!(verdict, Ok(()));
+        } else {
+            let err = verdict.unwrap_err();
+            assert!(err.contains("only accepted by a test build"), "{err}");
+        }
+        let plain = Config::parse_from(["whatsapp-api"]);
+        assert_eq!(plain.check_build_support(), Ok(()));
+    }
+}
