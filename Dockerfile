@@ -1,10 +1,10 @@
 # Build stage: compile the release binary.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY migrations ./migrations
-RUN cargo build --release --locked && strip target/release/whatsapp-api
+# The whole workspace (see .dockerignore): the manifest names the test crates and
+# targets, which must exist even though a release build does not compile them.
+COPY . .
+RUN cargo build --release --locked -p whatsapp-api && strip target/release/whatsapp-api
 
 # Runtime stage: the binary, ffmpeg for videos, CA certificates for WhatsApp.
 FROM debian:bookworm-slim
