@@ -433,3 +433,68 @@ impl SenderKeyStore for SenderKeys {
         Ok(self.0.get(&format!("{name:?}")).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_rust::buffa::Message as _;
+    use whatsapp_rust::wacore::messages::{MessageUtils, decode_plaintext};
+    use whatsapp_rust::waproto::whatsapp as wa;
+
+    impl DeviceKeys {
+        /// This device's bundle, as a companion would upload it.
+        fn as_upload(&self) -> CompanionBundle {
+            let key = |k: &[u8]| -> [u8; 32] { k.try_into().unwrap() };
+            CompanionBundle {
+                registration_id: self.registration_id,
+                identity: key(self.identity.public_key().public_key_bytes()),
+                signed_prekey_id: SIGNED_PREKEY_ID,
+                signed_prekey: key(self.signed_prekey.public_key.public_key_bytes()),
+                signed_prekey_signature: self.signed_prekey_signature.to_vec(),
+                one_time: Some((PREKEY_ID, key(self.prekey.public_key.public_key_bytes()))),
+            }
+        }
+    }
+
+    fn text(t: &str) -> Vec<u8> {
+        MessageUtils::pad_message_v2(
+            wa::Message {
+                conversation: Some(t.to_owned()),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn what_one_device_encrypts_the_other_decrypts_and_tampering_is_refused() {
+        let mut alice = DeviceKeys::generate().unwrap();
+        let mut bob = DeviceKeys::generate().unwrap();
+        let bob_bundle = bob.as_upload();
+
+        let (kind, data) = alice
+            .encrypt_for("200:1@s.whatsapp.net", &bob_bundle, &text("first"))
+            .await
+            .unwrap();
+        assert_eq!(kind, "pkmsg");
+        let mut tampered = data.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(
+            bob.decrypt("100:0@s.whatsapp.net", kind, &tampered)
+                .await
+                .is_err()
+        );
+        let plain = bob
+            .decrypt("100:0@s.whatsapp.net", kind, &data)
+            .await
+            .unwrap();
+        let message = decode_plaintext(&plain, 2).unwrap();
+        assert_eq!(message.conversation.as_deref(), Some("first"));
+        assert!(
+            bob.decrypt("100:0@s.whatsapp.net", "msg", b"garbage")
+                .await
+                .is_err()
+        );
+    }
+}
