@@ -239,3 +239,21 @@ async fn an_incoming_message_gets_the_autoreply() {
     assert_eq!(reply.chat, format!("{FRIEND}@s.whatsapp.net"));
     assert_eq!(reply.message.conversation.as_deref(), Some("I am away"));
 }
+
+#[tokio::test]
+async fn a_large_file_goes_through_the_resumable_upload() {
+    let (fake, server, _dir) = paired().await;
+    // Over 5 MiB: the client first asks whether the upload can be resumed.
+    let data: Vec<u8> = (0..6_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let form = reqwest::multipart::Form::new().text("phone", FRIEND).part(
+        "file",
+        part(data.clone(), "big.bin", "application/octet-stream"),
+    );
+    let reply = server.post_multipart("/send/file", form).await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    assert_eq!(copy.media.as_deref().map(<[u8]>::len), Some(data.len()));
+    assert!(
+        copy.media.as_deref() == Some(&data[..]),
+        "the decrypted upload is the file"
+    );
+}

@@ -146,6 +146,8 @@ struct World {
     bundles: HashMap<u32, signal::CompanionBundle>,
     /// The connection of the latest logged-in companion.
     session_conn: Option<u64>,
+    /// How many times a client asked to resume an upload.
+    resume_probes: usize,
 }
 
 /// Orders for a connection's task.
@@ -286,6 +288,12 @@ impl FakeWhatsApp {
         self.shared.world().received.clone()
     }
 
+    /// How many times a client asked whether an upload could be resumed (it does
+    /// for files of 5 MiB and more).
+    pub fn resume_probes(&self) -> usize {
+        self.shared.world().resume_probes
+    }
+
     /// What the fake refused (undecryptable messages, bad media), with the reason.
     pub fn problems(&self) -> Vec<String> {
         self.shared.world().problems.clone()
@@ -365,11 +373,18 @@ fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
 async fn upload(
     State(shared): State<Arc<Shared>>,
     axum::extract::Path((kind, token)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
     use axum::response::IntoResponse;
     use base64::Engine;
     use sha2::Digest;
+    if query.contains_key("resume") {
+        shared.world().resume_probes += 1;
+        // The client asks whether an earlier upload can be resumed: nothing is kept
+        // half-way here, so it starts from the beginning.
+        return axum::Json(serde_json::json!({ "resume": "0" })).into_response();
+    }
     let digest =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&body));
     if digest != token {
