@@ -95,10 +95,14 @@ enum Event {
 
 impl Conn {
     async fn next(&mut self) -> Result<Event> {
-        tokio::select! {
-            node = self.secure.recv() => Ok(node?.map_or(Event::Closed, Event::Node)),
-            cmd = self.rx.recv() => Ok(cmd.map_or(Event::Closed, Event::Command)),
+        let event = tokio::select! {
+            node = self.secure.recv() => node?.map_or(Event::Closed, Event::Node),
+            cmd = self.rx.recv() => cmd.map_or(Event::Closed, Event::Command),
+        };
+        if let Event::Node(node) = &event {
+            debug!(conn = self.id, "<- {}", show(node));
         }
+        Ok(event)
     }
 
     async fn send(&mut self, node: Node) -> Result<()> {
@@ -307,17 +311,8 @@ impl Conn {
             .unwrap_or_default();
         let mut users = Vec::new();
         for jid in jids {
-            let keys = {
-                let world = shared.world();
-                let phone = &shared.phone;
-                match iq::account_of(&world, &phone.user, &phone.lid, &jid) {
-                    Some(user) if user == phone.user => Some(shared.phone_keys.clone()),
-                    Some(user) => world.contacts.get(&user).map(|c| c.keys.clone()),
-                    None => None,
-                }
-            };
-            users.push(match keys {
-                Some(keys) => keys.lock().await.bundle(&jid),
+            users.push(match shared.keys_of(&jid) {
+                Some((_, keys)) => keys.lock().await.bundle(&jid),
                 None => NodeBuilder::new("user")
                     .attr("jid", jid)
                     .children([NodeBuilder::new("error").attr("code", "406").build()])
@@ -330,7 +325,6 @@ impl Conn {
     /// A message from the client: the recipients decrypt it; then it is acknowledged
     /// with the server time, or refused with an error if anything did not check out.
     async fn receive_message(&mut self, node: &Node, device: &Device) -> Result<()> {
-        debug!(conn = self.id, "<- {}", show(node));
         let id = attr(node, "id").unwrap_or_default();
         let chat = attr(node, "to").unwrap_or_default();
         let outcome = inbox::receive(&self.shared, node, &device.jid).await;
@@ -422,28 +416,22 @@ impl Conn {
 
     /// Requests any connection may make. Unknown IQs get an immediate error.
     async fn answer_basic(&mut self, node: &Node) -> Result<()> {
-        debug!(conn = self.id, "<- {}", show(node));
-        if node.tag != "iq" {
+        if !is_request(node) || self.answered_with_fault(node).await? {
             return Ok(());
         }
-        let kind = attr(node, "type").unwrap_or_default();
-        if kind != "get" && kind != "set" {
-            return Ok(()); // answers to our own IQs
-        }
+        self.send(basic_reply(node)).await
+    }
+
+    /// Answers `node` with an error if a fault is injected for its `xmlns`.
+    async fn answered_with_fault(&mut self, node: &Node) -> Result<bool> {
         let xmlns = attr(node, "xmlns").unwrap_or_default();
         let fault = self.shared.world().faults.iq_errors.remove(&xmlns);
-        if let Some(code) = fault {
-            info!(%xmlns, code, "answering with an error (fault injected)");
-            return self.send(iq_error(node, code, "fault injected")).await;
-        }
-        let reply = match xmlns.as_str() {
-            "w:p" => iq_result(node, vec![]),
-            _ => {
-                debug!(%xmlns, "not modelled: 501");
-                iq_error(node, 501, "feature-not-implemented")
-            }
+        let Some(code) = fault else {
+            return Ok(false);
         };
-        self.send(reply).await
+        info!(%xmlns, code, "answering with an error (fault injected)");
+        self.send(iq_error(node, code, "fault injected")).await?;
+        Ok(true)
     }
 
     /// A logged-in session's requests. `true` when the session is over.
@@ -452,25 +440,12 @@ impl Conn {
             self.receive_message(node, device).await?;
             return Ok(false);
         }
-        if node.tag != "iq" {
-            debug!(conn = self.id, "<- {}", show(node));
+        if !is_request(node) || self.answered_with_fault(node).await? {
             return Ok(false);
         }
-        let kind = attr(node, "type").unwrap_or_default();
         let xmlns = attr(node, "xmlns").unwrap_or_default();
-        let fault = if kind == "get" || kind == "set" {
-            self.shared.world().faults.iq_errors.remove(&xmlns)
-        } else {
-            None
-        };
-        if let Some(code) = fault {
-            info!(%xmlns, code, "answering with an error (fault injected)");
-            self.send(iq_error(node, code, "fault injected")).await?;
-            return Ok(false);
-        }
         match xmlns.as_str() {
             "passive" => {
-                debug!(conn = self.id, "<- {}", show(node));
                 self.send(iq_result(node, vec![])).await?;
                 // Nothing was queued while the client was away.
                 self.send(
@@ -481,7 +456,6 @@ impl Conn {
                 .await?;
             }
             "w:sync:app:state" => {
-                debug!(conn = self.id, "<- {}", show(node));
                 // Every asked collection, empty at version 0.
                 let collections = node
                     .get_optional_child("sync")
@@ -501,7 +475,6 @@ impl Conn {
                 self.send(iq_result(node, vec![sync])).await?;
             }
             "md" if child(node, "remove-companion-device").is_some() => {
-                debug!(conn = self.id, "<- {}", show(node));
                 if let Some(d) = self
                     .shared
                     .world()
@@ -516,7 +489,6 @@ impl Conn {
                 return Ok(true);
             }
             "encrypt" if child(node, "registration").is_some() => {
-                debug!(conn = self.id, "<- prekey upload");
                 match crate::signal::CompanionBundle::from_upload(node) {
                     Ok(bundle) => {
                         self.shared.world().bundles.insert(device.id, bundle);
@@ -531,21 +503,31 @@ impl Conn {
                 }
             }
             "encrypt" if child(node, "key").is_some() => {
-                debug!(conn = self.id, "<- {}", show(node));
                 let reply = Self::prekey_bundles(self.shared.clone(), node).await;
                 self.send(reply).await?;
             }
             _ => {
-                let answer = iq::answer(&self.shared, node, &xmlns);
-                match answer {
-                    Some(reply) => {
-                        debug!(conn = self.id, "<- {}", show(node));
-                        self.send(reply).await?;
-                    }
-                    None => self.answer_basic(node).await?,
-                }
+                let reply =
+                    iq::answer(&self.shared, node, &xmlns).unwrap_or_else(|| basic_reply(node));
+                self.send(reply).await?;
             }
         }
         Ok(false)
+    }
+}
+
+/// An IQ the client asks (`get` or `set`), not its answer to one of ours.
+fn is_request(node: &Node) -> bool {
+    node.tag == "iq" && matches!(attr(node, "type").as_deref(), Some("get" | "set"))
+}
+
+/// Pings, and a 501 for every request the fake does not model.
+fn basic_reply(node: &Node) -> Node {
+    match attr(node, "xmlns").as_deref() {
+        Some("w:p") => iq_result(node, vec![]),
+        other => {
+            debug!(xmlns = ?other, "not modelled: 501");
+            iq_error(node, 501, "feature-not-implemented")
+        }
     }
 }

@@ -3,8 +3,6 @@
 //! the media a message points to and check its hashes. Anything that does not check out
 //! is an error, and the message is refused.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
 use whatsapp_rust::wacore::download::{DownloadUtils, MediaType};
@@ -13,21 +11,13 @@ use whatsapp_rust::wacore_binary::node::Node;
 use whatsapp_rust::waproto::whatsapp as wa;
 
 use crate::node::{attr, bytes, child};
-use crate::signal::DeviceKeys;
-use crate::{Received, Shared};
-
-type Keys = Arc<tokio::sync::Mutex<DeviceKeys>>;
+use crate::{Keys, Received, Shared};
 
 /// The keys of the account `jid` belongs to, and its phone number.
 fn keys_for(shared: &Shared, jid: &str) -> Result<(String, Keys)> {
-    let world = shared.world();
-    let user = crate::iq::account_of(&world, &shared.phone.user, &shared.phone.lid, jid)
-        .with_context(|| format!("{jid} is not an account of this fake"))?;
-    if user == shared.phone.user {
-        return Ok((user, shared.phone_keys.clone()));
-    }
-    let keys = world.contacts[&user].keys.clone();
-    Ok((user, keys))
+    shared
+        .keys_of(jid)
+        .with_context(|| format!("{jid} is not an account of this fake"))
 }
 
 /// Decrypts a `<message>` sent by `sender` (the client's device JID).

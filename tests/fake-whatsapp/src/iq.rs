@@ -194,7 +194,7 @@ fn picture(shared: &Shared, node: &Node) -> Node {
     }
 }
 
-fn group_node(shared: &Shared, id: &str, group: &crate::FakeGroup) -> Node {
+fn group_node(id: &str, group: &crate::FakeGroup) -> Node {
     let participants = group.members.iter().map(|user| {
         let mut p = NodeBuilder::new("participant").attr("jid", format!("{user}@s.whatsapp.net"));
         if *user == group.admin {
@@ -202,7 +202,6 @@ fn group_node(shared: &Shared, id: &str, group: &crate::FakeGroup) -> Node {
         }
         p.build()
     });
-    let _ = shared;
     NodeBuilder::new("group")
         .attr("id", id.to_owned())
         .attr("subject", group.subject.clone())
@@ -222,7 +221,7 @@ fn groups(shared: &Shared, node: &Node) -> Option<Node> {
         let groups = world
             .groups
             .iter()
-            .map(|(id, g)| group_node(shared, id, g))
+            .map(|(id, g)| group_node(id, g))
             .collect::<Vec<_>>();
         return Some(iq_result(
             node,
@@ -233,7 +232,7 @@ fn groups(shared: &Shared, node: &Node) -> Option<Node> {
         let to = attr(node, "to").unwrap_or_default();
         let id = to.split('@').next().unwrap_or_default();
         return Some(match world.groups.get(id) {
-            Some(g) => iq_result(node, vec![group_node(shared, id, g)]),
+            Some(g) => iq_result(node, vec![group_node(id, g)]),
             None => crate::node::iq_error(node, 404, "item-not-found"),
         });
     }

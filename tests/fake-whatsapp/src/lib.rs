@@ -88,7 +88,7 @@ pub struct Contact {
     pub picture_id: Option<u64>,
     pub picture_url: String,
     pub business_name: Option<String>,
-    keys: Arc<tokio::sync::Mutex<DeviceKeys>>,
+    keys: Keys,
 }
 
 /// What a test says about a contact.
@@ -167,15 +167,31 @@ enum Command {
 struct Shared {
     server_key: KeyPair,
     phone: Phone,
-    phone_keys: Arc<tokio::sync::Mutex<DeviceKeys>>,
+    phone_keys: Keys,
     /// `127.0.0.1:PORT`: the media host the fake hands out.
     host: String,
     world: Mutex<World>,
 }
 
+/// A simulated account's Signal keys, shared by the connections that use them.
+type Keys = Arc<tokio::sync::Mutex<DeviceKeys>>;
+
 impl Shared {
     fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().expect("world lock")
+    }
+
+    /// The account `jid` (any device, phone number or the phone's LID) belongs to:
+    /// its phone number and keys. `None` for accounts the fake does not know.
+    fn keys_of(&self, jid: &str) -> Option<(String, Keys)> {
+        let world = self.world();
+        let user = iq::account_of(&world, &self.phone.user, &self.phone.lid, jid)?;
+        let keys = if user == self.phone.user {
+            self.phone_keys.clone()
+        } else {
+            world.contacts.get(&user)?.keys.clone()
+        };
+        Some((user, keys))
     }
 }
 
@@ -404,50 +420,60 @@ async fn upload(
 
 async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
     let qr = QrCode::parse(qr_text)?;
-    let tx = {
-        let world = shared.world();
-        let conn = world
-            .pairing
-            .get(&qr.reference)
-            .context("no connection is showing this QR code (expired?)")?;
-        world
-            .conns
-            .get(conn)
-            .cloned()
-            .context("the connection that showed this QR code is gone")?
-    };
-    let (reply, answer) = oneshot::channel();
-    tx.send(Command::Scan(qr, reply))
-        .map_err(|_| anyhow!("the connection that showed this QR code is gone"))?;
-    answer
-        .await
-        .map_err(|_| anyhow!("the connection closed during pairing"))?
+    let conn = *shared
+        .world()
+        .pairing
+        .get(&qr.reference)
+        .context("no connection is showing this QR code (expired?)")?;
+    ask(
+        shared,
+        conn,
+        |reply| Command::Scan(qr, reply),
+        "the connection that showed this QR code is gone",
+        "the connection closed during pairing",
+    )
+    .await
 }
 
 async fn deliver(shared: &Shared, from: &str, text: &str) -> Result<String> {
-    let tx = {
+    let conn = {
         let world = shared.world();
         anyhow::ensure!(
             world.contacts.contains_key(from),
             "{from} is not a contact of the fake"
         );
-        let conn = world.session_conn.context("no companion is logged in")?;
-        world
-            .conns
-            .get(&conn)
-            .cloned()
-            .context("no companion is connected")?
+        world.session_conn.context("no companion is logged in")?
     };
+    let (from, text) = (from.to_owned(), text.to_owned());
+    ask(
+        shared,
+        conn,
+        |reply| Command::Deliver { from, text, reply },
+        "no companion is connected",
+        "the connection closed before delivery",
+    )
+    .await
+}
+
+/// Sends connection `conn` the command `make` builds and waits for its answer.
+/// `gone`: the error when the connection is already closed; `closed`: when it
+/// closes before answering.
+async fn ask<T>(
+    shared: &Shared,
+    conn: u64,
+    make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    gone: &str,
+    closed: &str,
+) -> Result<T> {
+    let tx = shared
+        .world()
+        .conns
+        .get(&conn)
+        .cloned()
+        .context(gone.to_owned())?;
     let (reply, answer) = oneshot::channel();
-    tx.send(Command::Deliver {
-        from: from.to_owned(),
-        text: text.to_owned(),
-        reply,
-    })
-    .map_err(|_| anyhow!("no companion is connected"))?;
-    answer
-        .await
-        .map_err(|_| anyhow!("the connection closed before delivery"))?
+    tx.send(make(reply)).map_err(|_| anyhow!("{gone}"))?;
+    answer.await.map_err(|_| anyhow!("{closed}"))?
 }
 
 fn drop_connections(shared: &Shared) -> usize {
