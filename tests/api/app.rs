@@ -5,18 +5,11 @@ use std::time::Duration;
 use serde_json::Value;
 use whatsapp_api::whatsapp::SessionStatus;
 
+use crate::common::decode_qr;
 use crate::helpers::TestApp;
 
 const CODE: &str =
     "2@QVBJIHRlc3QgcmVm,bm9pc2Uga2V5IGhlcmU=,aWRlbnRpdHkga2V5IGhlcmU=,YWR2IHNlY3JldCBoZXJl";
-
-fn decode_qr(png: &[u8]) -> String {
-    let img = image::load_from_memory(png).unwrap().to_luma8();
-    let mut prepared = rqrr::PreparedImage::prepare(img);
-    let grids = prepared.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the image");
-    grids[0].decode().unwrap().1
-}
 
 fn qr_files(app: &TestApp) -> Vec<String> {
     std::fs::read_dir(app.statics.join("images/qrcode"))

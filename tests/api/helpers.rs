@@ -322,13 +322,6 @@ impl Reply {
 }
 
 /// A multipart file part.
-pub fn file_part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
-    reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str(mime)
-        .unwrap()
-}
-
 /// The status text the API reports for a send acknowledged at `ACK_SECONDS`.
 pub fn sent_status(what: &str, jid: &str) -> String {
     let ts = Timestamp::from_second(ACK_SECONDS).unwrap();

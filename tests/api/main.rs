@@ -2,11 +2,11 @@
 //! the real router on a loopback port with an in-memory WhatsApp session.
 
 mod app;
+#[path = "../common/mod.rs"]
+mod common;
 mod dashboard;
 mod errors;
 mod helpers;
 mod media;
-#[path = "../common/samples.rs"]
-mod samples;
 mod send;
 mod user;

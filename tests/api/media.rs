@@ -6,8 +6,8 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 use whatsapp_api::whatsapp::{MediaKind, SessionStatus};
 
-use crate::helpers::{TestApp, file_part, sent_status};
-use crate::samples::{jpeg, sample_video};
+use crate::common::{file_part, jpeg, sample_video};
+use crate::helpers::{TestApp, sent_status};
 
 const PHONE: &str = "6289685024091";
 const JID: &str = "6289685024091@s.whatsapp.net";

@@ -5,24 +5,18 @@ use std::time::Duration;
 
 use fake_whatsapp::Faults;
 
+use crate::harness::wait_for;
 use crate::send::{FRIEND, delivered, paired};
-
-async fn wait_for_logins(fake: &fake_whatsapp::FakeWhatsApp, at_least: usize) {
-    for _ in 0..400 {
-        if fake.logins().len() >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no new login: {:?}", fake.logins());
-}
 
 #[tokio::test]
 async fn a_dropped_socket_is_reconnected_and_the_next_send_works() {
     let (fake, server, _dir) = paired().await;
     let before = fake.logins().len();
     assert!(fake.drop_connections() >= 1);
-    wait_for_logins(&fake, before + 1).await;
+    wait_for("a new login", Duration::from_secs(20), || {
+        fake.logins().len() > before
+    })
+    .await;
     server.wait_connected().await;
 
     let reply = server
@@ -123,13 +117,10 @@ async fn kill_9_during_a_send_keeps_the_session() {
             .text("message", "in flight");
         http.post(url).multipart(form).send().await
     });
-    for _ in 0..200 {
-        if !fake.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(!fake.received().is_empty(), "the send reached WhatsApp");
+    wait_for("the send to reach WhatsApp", Duration::from_secs(5), || {
+        !fake.received().is_empty()
+    })
+    .await;
     server.kill_and_restart().await;
     assert!(
         pending.await.unwrap().is_err(),

@@ -27,6 +27,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    async fn read(res: reqwest::Response) -> Reply {
+        Reply {
+            status: res.status().as_u16(),
+            body: res.json().await.unwrap_or(Value::Null),
+        }
+    }
+
     pub fn message(&self) -> &str {
         self.body["message"].as_str().unwrap_or_default()
     }
@@ -119,11 +126,7 @@ impl Server {
             .send()
             .await
             .unwrap();
-        let status = res.status().as_u16();
-        Reply {
-            status,
-            body: res.json().await.unwrap_or(Value::Null),
-        }
+        Reply::read(res).await
     }
 
     /// A multipart form of text fields, as the v2.3.0 spec sends them.
@@ -144,11 +147,7 @@ impl Server {
             .send()
             .await
             .unwrap();
-        let status = res.status().as_u16();
-        Reply {
-            status,
-            body: res.json().await.unwrap_or(Value::Null),
-        }
+        Reply::read(res).await
     }
 
     pub async fn status(&self) -> Value {
@@ -184,12 +183,7 @@ impl Server {
         let link = res.body["results"]["qr_link"].as_str().unwrap().to_owned();
         let png = self.http.get(&link).send().await.unwrap();
         assert_eq!(png.status(), 200);
-        let png = png.bytes().await.unwrap();
-        let img = image::load_from_memory(&png).unwrap().to_luma8();
-        let mut prepared = rqrr::PreparedImage::prepare(img);
-        let grids = prepared.detect_grids();
-        assert_eq!(grids.len(), 1, "one QR code in {link}");
-        grids[0].decode().unwrap().1
+        crate::common::decode_qr(&png.bytes().await.unwrap())
     }
 
     /// Pairs the fake phone: login QR, scan, wait for the session to come up.
@@ -201,6 +195,15 @@ impl Server {
             .unwrap_or_else(|e| panic!("the phone could not pair: {e:#}\n{}", self.log()));
         self.wait_connected().await;
         device
+    }
+}
+
+/// Waits up to `within` for `done`, e.g. for the fake to see something.
+pub async fn wait_for(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

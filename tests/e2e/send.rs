@@ -4,7 +4,8 @@ use fake_whatsapp::{ContactInfo, FakeWhatsApp, Received};
 use jiff::Timestamp;
 use whatsapp_api::domain::timestamp::server_time;
 
-use crate::harness::{Reply, Server};
+use crate::common::file_part;
+use crate::harness::{Reply, Server, wait_for};
 
 pub const FRIEND: &str = "6289685028129";
 
@@ -64,13 +65,6 @@ async fn a_text_reaches_the_recipient_decrypted() {
     );
 }
 
-fn part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
-    reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str(mime)
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_image_arrives_compressed_with_caption_and_thumbnail() {
     let (fake, server, _dir) = paired().await;
@@ -79,7 +73,7 @@ async fn an_image_arrives_compressed_with_caption_and_thumbnail() {
         .text("caption", "look")
         .part(
             "image",
-            part(crate::samples::jpeg(1600, 1200), "big.jpg", "image/jpeg"),
+            file_part(crate::common::jpeg(1600, 1200), "big.jpg", "image/jpeg"),
         );
     let reply = server.post_multipart("/send/image", form).await;
     let copy = delivered(&fake, &server, &reply, FRIEND);
@@ -107,9 +101,10 @@ async fn a_file_arrives_byte_for_byte_with_its_name() {
     let (fake, server, _dir) = paired().await;
     let mut pdf = b"%PDF-1.4\n".to_vec();
     pdf.extend((0..200_000u32).map(|i| (i * 7 % 251) as u8));
-    let form = reqwest::multipart::Form::new()
-        .text("phone", FRIEND)
-        .part("file", part(pdf.clone(), "report.pdf", "application/pdf"));
+    let form = reqwest::multipart::Form::new().text("phone", FRIEND).part(
+        "file",
+        file_part(pdf.clone(), "report.pdf", "application/pdf"),
+    );
     let reply = server.post_multipart("/send/file", form).await;
     let copy = delivered(&fake, &server, &reply, FRIEND);
     let doc = copy
@@ -129,11 +124,11 @@ async fn a_file_arrives_byte_for_byte_with_its_name() {
 #[tokio::test]
 async fn a_video_arrives_with_its_thumbnail() {
     let (fake, server, dir) = paired().await;
-    let video = crate::samples::sample_video(dir.path(), "clip.mp4", &["-pix_fmt", "yuv420p"]);
+    let video = crate::common::sample_video(dir.path(), "clip.mp4", &["-pix_fmt", "yuv420p"]);
     let form = reqwest::multipart::Form::new()
         .text("phone", FRIEND)
         .text("caption", "clip")
-        .part("video", part(video.clone(), "clip.mp4", "video/mp4"));
+        .part("video", file_part(video.clone(), "clip.mp4", "video/mp4"));
     let reply = server.post_multipart("/send/video", form).await;
     let copy = delivered(&fake, &server, &reply, FRIEND);
     let msg = copy.message.video_message.as_option().expect("a video");
@@ -224,12 +219,10 @@ async fn an_incoming_message_gets_the_autoreply() {
     server.pair(&fake).await;
 
     fake.deliver(FRIEND, "are you there?").await.unwrap();
-    for _ in 0..200 {
-        if !fake.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for("the autoreply", std::time::Duration::from_secs(10), || {
+        !fake.received().is_empty()
+    })
+    .await;
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
     let reply = fake
         .received()
@@ -247,7 +240,7 @@ async fn a_large_file_goes_through_the_resumable_upload() {
     let data: Vec<u8> = (0..6_000_000u32).map(|i| (i * 31 % 253) as u8).collect();
     let form = reqwest::multipart::Form::new().text("phone", FRIEND).part(
         "file",
-        part(data.clone(), "big.bin", "application/octet-stream"),
+        file_part(data.clone(), "big.bin", "application/octet-stream"),
     );
     let reply = server.post_multipart("/send/file", form).await;
     let copy = delivered(&fake, &server, &reply, FRIEND);

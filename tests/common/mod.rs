@@ -1,4 +1,5 @@
-//! Sample media shared by the HTTP tests and the end-to-end tests.
+//! Helpers shared by the HTTP tests and the end-to-end tests: sample media, upload
+//! parts, QR decoding.
 
 use std::io::Cursor;
 use std::process::Command;
@@ -37,4 +38,21 @@ pub fn sample_video(dir: &std::path::Path, name: &str, extra: &[&str]) -> Vec<u8
         .expect("ffmpeg is needed by the tests (apt-get install ffmpeg)");
     assert!(status.success());
     std::fs::read(path).unwrap()
+}
+
+/// A multipart file part.
+pub fn file_part(bytes: Vec<u8>, name: &str, mime: &str) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap()
+}
+
+/// The text of the one QR code in a PNG.
+pub fn decode_qr(png: &[u8]) -> String {
+    let img = image::load_from_memory(png).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
 }
