@@ -22,9 +22,13 @@ pub struct Config {
     #[arg(short, long, env = "APP_DEBUG", default_value_t = false)]
     pub debug: bool,
 
-    /// Answer every incoming private message with this text.
+    /// Answer new private text messages with this text.
     #[arg(long, env = "WHATSAPP_AUTO_REPLY")]
     pub autoreply: Option<String>,
+
+    /// At most one auto-reply per chat in this many seconds.
+    #[arg(long, env = "WHATSAPP_AUTO_REPLY_INTERVAL", default_value_t = 60)]
+    pub autoreply_interval_secs: u64,
 
     /// SQLite file that holds the WhatsApp session.
     #[arg(long, env = "WHATSAPP_DB_PATH", default_value = "storages/whatsapp.db")]
@@ -50,6 +54,10 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_ACK_TIMEOUT", default_value_t = 30)]
     pub ack_timeout_secs: u64,
 
+    /// Longest an HTTP request may take (uploads from slow clients included).
+    #[arg(long, env = "APP_REQUEST_TIMEOUT", default_value_t = 600)]
+    pub request_timeout_secs: u64,
+
     /// ffmpeg binary used for video thumbnails and compression.
     #[arg(long, env = "APP_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -67,6 +75,14 @@ pub struct Config {
 impl Config {
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_secs(self.ack_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn autoreply_interval(&self) -> Duration {
+        Duration::from_secs(self.autoreply_interval_secs)
     }
 
     pub fn ffmpeg_timeout(&self) -> Duration {

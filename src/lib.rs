@@ -27,7 +27,7 @@ use service::app::AppService;
 use service::send::SendService;
 use service::user::UserService;
 use whatsapp::WhatsApp;
-use whatsapp::client::{ClientSettings, WhatsAppClient};
+use whatsapp::session::{ClientSettings, WhatsAppClient};
 
 /// The services of the API on top of `wa`.
 pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppState> {
@@ -46,6 +46,7 @@ pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppS
             temp_dir,
             max_file_mb: config.max_file_size_mb,
             max_video_mb: config.max_video_size_mb,
+            request_timeout: config.request_timeout(),
         }),
     })
 }
@@ -56,6 +57,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
     let client = WhatsAppClient::start(ClientSettings {
         db_path: config.db_path.clone(),
         autoreply: config.autoreply.clone(),
+        autoreply_interval: config.autoreply_interval(),
         ack_timeout: config.ack_timeout(),
         ws_url: config.whatsapp_ws_url.clone(),
     })

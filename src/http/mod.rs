@@ -32,15 +32,14 @@ use response::ApiError;
 
 /// Largest request body outside uploads bigger than this (the v2.3.0 limit).
 pub const BODY_LIMIT: usize = 50 * 1024 * 1024;
-/// Longest a request may take; sends wait for WhatsApp, uploads for slow clients.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// Upload limits and where uploads are stored while a request runs.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub temp_dir: PathBuf,
     pub max_file_mb: u64,
     pub max_video_mb: u64,
+    /// Longest a request may take; sends wait for WhatsApp, uploads for slow clients.
+    pub request_timeout: Duration,
 }
 
 impl Limits {
@@ -64,6 +63,7 @@ pub struct AppState {
 /// The whole API, with static files served from `statics_dir` under `/statics/`.
 pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
     let body_limit = state.limits.body_limit();
+    let state_timeout = state.limits.request_timeout;
     Router::new()
         .merge(dashboard::router())
         .nest("/app", app::router())
@@ -77,11 +77,12 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(envelope_errors))
+        // Inside the envelope layer, so a 408 is an envelope like every other error.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            state_timeout,
         ))
+        .layer(middleware::from_fn(envelope_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors())
         .layer(

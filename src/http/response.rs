@@ -63,7 +63,11 @@ impl From<ServiceError> for ApiError {
         let status = match &err {
             ServiceError::Validation(_) | ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::WhatsApp(
-                WhatsAppError::Failed(_) | WhatsAppError::Timeout(..) | WhatsAppError::Refused(_),
+                WhatsAppError::Failed(_)
+                | WhatsAppError::Timeout(..)
+                | WhatsAppError::AckTimeout { .. }
+                | WhatsAppError::DeliveryUnknown { .. }
+                | WhatsAppError::Refused { .. },
             )
             | ServiceError::Internal(_) => {
                 warn!(error = %err, "request failed");

@@ -1,8 +1,26 @@
 //! The one WhatsApp session of this server, behind a trait: the services talk to
-//! `dyn WhatsApp`, the real implementation wraps `whatsapp-rust` ([`client`]), and HTTP
+//! `dyn WhatsApp`, the real implementation wraps `whatsapp-rust` ([`session`]), and HTTP
 //! tests use an in-memory double.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | [`state`] | the lifecycle as a state machine (no I/O) |
+//! | [`session`] | the machine behind one lock, the store worker, login/logout/reconnect |
+//! | [`events`] | what each client event does |
+//! | [`acks`] | one waiter per sent message |
+//! | [`send`] | uploads, and sends bounded by one deadline |
+//! | [`queries`] | user info, avatars, privacy, groups |
+//! | [`autoreply`] | `--autoreply` and what it answers |
+//! | [`bot`] | building, stopping and deleting a client and its store |
 
-pub mod client;
+pub mod acks;
+pub mod autoreply;
+mod bot;
+mod events;
+mod queries;
+mod send;
+pub mod session;
+pub mod state;
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +28,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use whatsapp_rust::Jid;
 use whatsapp_rust::waproto::whatsapp as wa;
+
+use state::Interruption;
 
 /// Where the session stands, as the API's errors distinguish it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,12 +146,36 @@ pub enum WhatsAppError {
     NotConnected,
     #[error("the store doesn't contain a device JID")]
     NoDevice,
+    #[error("the server is shutting down")]
+    ShuttingDown,
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
-    #[error("WhatsApp refused the message (error {0})")]
-    Refused(String),
+    #[error(
+        "timed out after {after:?} waiting for WhatsApp's acknowledgement of message {id}; \
+         delivery unknown"
+    )]
+    AckTimeout { id: String, after: Duration },
+    #[error("message {id}: {}; delivery unknown", interruption_text(*.why))]
+    DeliveryUnknown { id: String, why: Interruption },
+    #[error("WhatsApp refused message {id} (error {code})")]
+    Refused { id: String, code: String },
     #[error("{0}")]
     Failed(String),
+}
+
+/// Why a send was cut off, as its error says it.
+fn interruption_text(why: Interruption) -> &'static str {
+    match why {
+        Interruption::ConnectionLost => {
+            "the connection to WhatsApp was lost before it was acknowledged"
+        }
+        Interruption::Replaced => "another client took over the session before it was acknowledged",
+        Interruption::Reconnecting => {
+            "the connection was reset by a reconnect before it was acknowledged"
+        }
+        Interruption::LoggedOut => "the device was logged out before it was acknowledged",
+        Interruption::ShuttingDown => "the server shut down before it was acknowledged",
+    }
 }
 
 impl WhatsAppError {
@@ -176,4 +220,55 @@ pub trait WhatsApp: Send + Sync + 'static {
 
     /// Stops the session cleanly (flushes the store); used on server shutdown.
     async fn shutdown(&self);
+}
+
+#[async_trait]
+impl WhatsApp for session::WhatsAppClient {
+    fn status(&self) -> SessionStatus {
+        self.inner.status()
+    }
+
+    fn device_id(&self) -> Option<Jid> {
+        self.inner.device_id()
+    }
+
+    async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {
+        self.inner.pairing_code().await
+    }
+
+    async fn logout(&self) -> Result<(), WhatsAppError> {
+        self.inner.logout().await
+    }
+
+    async fn reconnect(&self) -> Result<(), WhatsAppError> {
+        self.inner.reconnect().await
+    }
+
+    async fn user_info(&self, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
+        queries::user_info(&*self.inner.ready_client()?, jid).await
+    }
+
+    async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {
+        queries::avatar(&*self.inner.ready_client()?, jid).await
+    }
+
+    async fn privacy(&self) -> Result<Privacy, WhatsAppError> {
+        queries::privacy(&*self.inner.ready_client()?).await
+    }
+
+    async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
+        queries::groups(&*self.inner.ready_client()?).await
+    }
+
+    async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {
+        send::upload(&self.inner, data, kind).await
+    }
+
+    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError> {
+        send::send(&self.inner, to, message).await
+    }
+
+    async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
 }

@@ -73,9 +73,14 @@ async fn an_unacknowledged_send_is_a_500_and_the_next_one_works() {
         .post_form("/send/message", &[("phone", FRIEND), ("message", "no ack")])
         .await;
     assert_eq!(reply.status, 500, "{}", reply.body);
+    // The message names the id the fake received (and never acknowledged).
+    let id = &fake.received()[0].id;
     assert_eq!(
         reply.message(),
-        "timed out after 4s waiting for WhatsApp's acknowledgement"
+        format!(
+            "timed out after 4s waiting for WhatsApp's acknowledgement of message {id}; \
+             delivery unknown"
+        )
     );
 
     let reply = server

@@ -11,7 +11,10 @@
 //! | `POST /admin/groups` `{"id", "subject", "admin", "members"}` | add a group |
 //! | `POST /admin/deliver` `{"from", "text"}` | a contact sends the logged-in companion a text |
 //! | `POST /admin/drop` | drop every open connection, as a network failure would |
-//! | `POST /admin/faults` | faults for what comes next (see [`Faults`]) |
+//! | `POST /admin/unlink` | the phone unlinks its companions: devices marked removed, each logged-in one gets `<stream:error code="401"><conflict type="device_removed"/>` and is closed; returns `{"told": n}` |
+//! | `POST /admin/replace` | another client takes over: each logged-in connection gets `<stream:error><conflict type="replaced"/>` and is closed (devices stay linked); returns `{"told": n}` |
+//! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs"}`, each optional |
+//! | `GET /admin/flood` | what the flood fault sent and the client acknowledged: `{"sent", "acked"}` |
 
 use std::sync::Arc;
 
@@ -31,6 +34,9 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/admin/devices", get(devices))
         .route("/admin/logins", get(logins))
         .route("/admin/drop", post(drop_all))
+        .route("/admin/unlink", post(unlink))
+        .route("/admin/replace", post(replace))
+        .route("/admin/flood", get(flood))
         .route("/admin/faults", post(faults))
         .route("/admin/messages", get(messages))
         .route("/admin/deliver", post(deliver))
@@ -126,6 +132,18 @@ async fn logins(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn drop_all(State(shared): State<Arc<Shared>>) -> Response {
     Json(json!({ "dropped": crate::drop_connections(&shared) })).into_response()
+}
+
+async fn unlink(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "told": crate::unlink_device(&shared) })).into_response()
+}
+
+async fn replace(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "told": crate::replace_session(&shared) })).into_response()
+}
+
+async fn flood(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.world().flood).into_response()
 }
 
 async fn faults(State(shared): State<Arc<Shared>>, Json(faults): Json<Faults>) -> Response {

@@ -19,10 +19,14 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
 use crate::noise::{self, Secure};
 use crate::{Command, Device, Login, Shared, show, unix_now};
-use crate::{inbox, iq};
+use crate::{flood, inbox, iq};
 
-/// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s).
-const PAIRING_REFS: usize = 6;
+/// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s),
+/// unless [`crate::Faults::qr_refs`] says otherwise.
+const PAIRING_REFS: u32 = 6;
+
+/// How long a connection told to end waits for the client to close its side.
+const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
     {
@@ -54,6 +58,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
         secure: accepted.secure,
         rx,
         client_static: accepted.client_static,
+        ledger: flood::Ledger::default(),
     };
     let pattern = format!("{:?}", accepted.pattern);
     let result = if accepted.payload.device_pairing_data.is_set() {
@@ -75,6 +80,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
     }
     let mut world = shared.world();
     world.conns.remove(&id);
+    world.sessions.remove(&id);
     world.pairing.retain(|_, c| *c != id);
 }
 
@@ -84,6 +90,8 @@ struct Conn {
     secure: Secure,
     rx: mpsc::UnboundedReceiver<Command>,
     client_static: [u8; 32],
+    /// The acks the client owes for flood stanzas.
+    ledger: flood::Ledger,
 }
 
 /// What one step of a connection's loop brought.
@@ -110,10 +118,25 @@ impl Conn {
         self.secure.send(&node).await
     }
 
+    /// Sends `stanza` (a `<stream:error>`), then closes the connection once the client
+    /// has closed its side, or after [`END_GRACE`].
+    async fn end(mut self, stanza: Node) -> Result<()> {
+        info!(conn = self.id, "ending the connection: {}", show(&stanza));
+        self.send(stanza).await?;
+        let (id, owed) = (self.id, self.ledger.owed());
+        let ignored = self.secure.close(END_GRACE).await;
+        debug!(conn = id, ignored, owed, "connection ended");
+        Ok(())
+    }
+
     /// A new companion: hand out QR refs, wait for the phone to scan one, sign the
     /// companion in, and restart its stream (515) so that it logs in.
     async fn pair(mut self) -> Result<()> {
-        let refs: Vec<String> = (0..PAIRING_REFS)
+        let count = match self.shared.world().faults.qr_refs {
+            0 => PAIRING_REFS,
+            n => n,
+        };
+        let refs: Vec<String> = (0..count)
             .map(|_| format!("2@{}", STANDARD.encode(rand::random::<[u8; 18]>())))
             .collect();
         {
@@ -140,6 +163,7 @@ impl Conn {
             match self.next().await? {
                 Event::Closed => return Ok(()),
                 Event::Command(Command::Drop) => return Ok(()),
+                Event::Command(Command::End(stanza)) => return self.end(stanza).await,
                 Event::Command(Command::Deliver { reply, .. }) => {
                     let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
                 }
@@ -198,7 +222,7 @@ impl Conn {
         loop {
             let node = match self.next().await? {
                 Event::Node(node) => node,
-                Event::Closed | Event::Command(Command::Drop) => {
+                Event::Closed | Event::Command(Command::Drop | Command::End(_)) => {
                     bail!("the companion went away before countersigning")
                 }
                 Event::Command(Command::Scan(_, reply)) => {
@@ -265,6 +289,7 @@ impl Conn {
                 device: Some(device.jid.clone()),
             });
             world.session_conn = Some(self.id);
+            world.sessions.insert(self.id, device.id);
         }
         info!(device = %device.jid, "companion logged in");
         let lid = format!("{}:{}@lid", self.shared.phone.lid, device.id);
@@ -284,6 +309,7 @@ impl Conn {
                     self.secure.abort().await;
                     return Ok(());
                 }
+                Event::Command(Command::End(stanza)) => return self.end(stanza).await,
                 Event::Command(Command::Scan(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
                 }
@@ -328,14 +354,21 @@ impl Conn {
         let id = attr(node, "id").unwrap_or_default();
         let chat = attr(node, "to").unwrap_or_default();
         let outcome = inbox::receive(&self.shared, node, &device.jid).await;
-        let (delay, withhold) = {
+        let (delay, withhold, flood) = {
             let mut world = self.shared.world();
             let withhold = world.faults.withhold_acks > 0;
             if withhold {
                 world.faults.withhold_acks -= 1;
             }
-            (world.faults.ack_delay_ms, withhold)
+            (
+                world.faults.ack_delay_ms,
+                withhold,
+                world.faults.flood_per_message,
+            )
         };
+        if flood > 0 {
+            self.flood(flood, &id, &chat).await?;
+        }
         let t = unix_now();
         let mut ack = NodeBuilder::new("ack")
             .attr("class", "message")
@@ -367,6 +400,59 @@ impl Conn {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
         self.send(ack.build()).await
+    }
+
+    /// The flood fault: `count` receipts for the message `id` to `chat` and
+    /// notifications from its recipient, before the message's ack.
+    async fn flood(&mut self, count: u32, id: &str, chat: &str) -> Result<()> {
+        let source = self.flood_source(chat);
+        let stanzas = flood::stanzas(count, id, &source, unix_now());
+        for (_, owed) in &stanzas {
+            self.ledger.expect(owed.clone());
+        }
+        info!(%id, count, "flooding the client (fault injected)");
+        self.shared.world().flood.sent += u64::from(count);
+        for (node, _) in stanzas {
+            self.send(node).await?;
+        }
+        Ok(())
+    }
+
+    /// Who "answers" a message to `chat`: in a group, its first member other than
+    /// the phone (or the phone when there is none); else the addressee.
+    fn flood_source(&self, chat: &str) -> flood::Source {
+        let Some(gid) = chat.strip_suffix("@g.us") else {
+            return flood::Source {
+                from: chat.to_owned(),
+                participant: None,
+                notifier: chat.to_owned(),
+            };
+        };
+        let world = self.shared.world();
+        let phone = &self.shared.phone.user;
+        let member = world
+            .groups
+            .get(gid)
+            .and_then(|g| g.members.iter().find(|m| *m != phone).cloned())
+            .unwrap_or_else(|| phone.clone());
+        let member = format!("{member}@s.whatsapp.net");
+        flood::Source {
+            from: chat.to_owned(),
+            participant: Some(member.clone()),
+            notifier: member,
+        }
+    }
+
+    /// An `<ack>` from the client: those of flood stanzas must match what was sent.
+    fn take_ack(&mut self, node: &Node) {
+        match self.ledger.check(node) {
+            flood::Verdict::NotOurs => {}
+            flood::Verdict::Expected => self.shared.world().flood.acked += 1,
+            flood::Verdict::Problem(problem) => {
+                warn!("{problem}");
+                self.shared.world().problems.push(problem);
+            }
+        }
     }
 
     /// Sends the companion a text from the contact `from`, end-to-end encrypted.
@@ -438,6 +524,10 @@ impl Conn {
     async fn answer_session(&mut self, node: &Node, device: &Device) -> Result<bool> {
         if node.tag == "message" {
             self.receive_message(node, device).await?;
+            return Ok(false);
+        }
+        if node.tag == "ack" {
+            self.take_ack(node);
             return Ok(false);
         }
         if !is_request(node) || self.answered_with_fault(node).await? {

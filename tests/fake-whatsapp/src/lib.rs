@@ -11,6 +11,7 @@
 
 pub mod admin;
 mod conn;
+mod flood;
 mod inbox;
 mod iq;
 mod node;
@@ -69,7 +70,7 @@ pub struct Login {
 }
 
 /// Faults the next connections or requests run into.
-#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Close this many of the next connections before the handshake.
@@ -80,6 +81,25 @@ pub struct Faults {
     pub withhold_acks: u32,
     /// Wait this long before acknowledging a message.
     pub ack_delay_ms: u64,
+    /// Before acknowledging each message, push this many stanzas at the client:
+    /// delivery and read receipts for that message from its recipient, and profile
+    /// notifications (about text, picture) from the same account. See
+    /// [`FakeWhatsApp::flood`] for what the client answered.
+    pub flood_per_message: u32,
+    /// How many QR refs every pairing connection gets while set (0: the default, 6).
+    /// The client shows the first for 60 s and each later one for 20 s, then gives
+    /// up: with 1, an unscanned pairing attempt is over after 60 s.
+    pub qr_refs: u32,
+}
+
+/// What the flood fault ([`Faults::flood_per_message`]) sent and the client acknowledged.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FloodCount {
+    /// Receipts and notifications pushed at the client.
+    pub sent: u64,
+    /// Those the client acknowledged as expected (a wrong or refused acknowledgement
+    /// is a problem instead, see [`FakeWhatsApp::problems`]).
+    pub acked: u64,
 }
 
 /// Another WhatsApp account the fake knows (its phone, device 0).
@@ -146,6 +166,9 @@ struct World {
     bundles: HashMap<u32, signal::CompanionBundle>,
     /// The connection of the latest logged-in companion.
     session_conn: Option<u64>,
+    /// Every open logged-in connection and the device id it logged in as.
+    sessions: HashMap<u64, u32>,
+    flood: FloodCount,
     /// How many times a client asked to resume an upload.
     resume_probes: usize,
 }
@@ -156,6 +179,8 @@ enum Command {
     Scan(QrCode, oneshot::Sender<Result<Device>>),
     /// Drop the socket without a goodbye.
     Drop,
+    /// Send this stanza (a `<stream:error>`), then close the connection.
+    End(Node),
     /// A contact sends the companion a text; answers with the message id.
     Deliver {
         from: String,
@@ -265,6 +290,28 @@ impl FakeWhatsApp {
     /// Drops every open connection, as a network failure would. Returns how many.
     pub fn drop_connections(&self) -> usize {
         drop_connections(&self.shared)
+    }
+
+    /// The phone unlinks its companions: every linked device is marked removed (a
+    /// later login with its keys is refused with `<failure reason="401">`), and each
+    /// connection logged in as one of them gets
+    /// `<stream:error code="401"><conflict type="device_removed"/></stream:error>`
+    /// and is closed. Returns how many connections were told.
+    pub fn unlink_device(&self) -> usize {
+        unlink_device(&self.shared)
+    }
+
+    /// Another client takes the session over: each logged-in connection gets
+    /// `<stream:error><conflict type="replaced"/></stream:error>` and is closed. The
+    /// devices stay linked, so a later login with the same keys works. Returns how
+    /// many connections were told.
+    pub fn replace_session(&self) -> usize {
+        replace_session(&self.shared)
+    }
+
+    /// What the flood fault sent and the client acknowledged so far.
+    pub fn flood(&self) -> FloodCount {
+        self.shared.world().flood
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -485,6 +532,49 @@ fn drop_connections(shared: &Shared) -> usize {
         .count()
 }
 
+fn unlink_device(shared: &Shared) -> usize {
+    let mut world = shared.world();
+    let mut unlinked = Vec::new();
+    for device in world.devices.iter_mut().filter(|d| !d.removed) {
+        device.removed = true;
+        unlinked.push(device.id);
+        tracing::info!(device = %device.jid, "the phone unlinked the companion");
+    }
+    let stanza = || {
+        whatsapp_rust::NodeBuilder::new("stream:error")
+            .attr("code", "401")
+            .children([whatsapp_rust::NodeBuilder::new("conflict")
+                .attr("type", "device_removed")
+                .build()])
+            .build()
+    };
+    end_sessions(&world, |device| unlinked.contains(&device), stanza)
+}
+
+fn replace_session(shared: &Shared) -> usize {
+    let world = shared.world();
+    let stanza = || {
+        whatsapp_rust::NodeBuilder::new("stream:error")
+            .children([whatsapp_rust::NodeBuilder::new("conflict")
+                .attr("type", "replaced")
+                .build()])
+            .build()
+    };
+    end_sessions(&world, |_| true, stanza)
+}
+
+/// Sends every logged-in connection whose device `which` picks the stanza `stanza`
+/// builds, to end it with. Returns how many connections took the order.
+fn end_sessions(world: &World, which: impl Fn(u32) -> bool, stanza: impl Fn() -> Node) -> usize {
+    world
+        .sessions
+        .iter()
+        .filter(|(_, device)| which(**device))
+        .filter_map(|(conn, _)| world.conns.get(conn))
+        .filter(|tx| tx.send(Command::End(stanza())).is_ok())
+        .count()
+}
+
 /// The Noise static key: from `key_file` when it holds one, else new (and saved there).
 fn server_key(key_file: Option<&Path>) -> Result<KeyPair> {
     let load = |bytes: &[u8]| -> Result<KeyPair> {
@@ -516,4 +606,149 @@ async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Res
 /// A debugging aid: the node as XML-ish text.
 fn show(node: &Node) -> String {
     whatsapp_rust::wacore::xml::DisplayableNode(node).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP/1.1 request to the fake; the status code and the body.
+    async fn http(fake: &FakeWhatsApp, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(fake.addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: fake\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    fn link(fake: &FakeWhatsApp, id: u32) {
+        fake.shared.world().devices.push(Device {
+            id,
+            jid: format!("{PHONE_USER}:{id}@s.whatsapp.net"),
+            noise_key: [id as u8; 32],
+            identity_key: [id as u8; 32],
+            removed: false,
+        });
+    }
+
+    /// A logged-in connection of device `device`, as `conn::serve` registers one;
+    /// the receiver gets what the connection is ordered to do.
+    fn session(fake: &FakeWhatsApp, device: u32) -> mpsc::UnboundedReceiver<Command> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut world = fake.shared.world();
+        world.next_conn += 1;
+        let id = world.next_conn;
+        world.conns.insert(id, tx);
+        world.sessions.insert(id, device);
+        rx
+    }
+
+    fn ended_with(rx: &mut mpsc::UnboundedReceiver<Command>) -> String {
+        match rx.try_recv() {
+            Ok(Command::End(stanza)) => show(&stanza),
+            Ok(_) => panic!("another command than End"),
+            Err(e) => panic!("no command: {e}"),
+        }
+    }
+
+    #[test]
+    fn faults_round_trip_through_json_and_default_what_is_missing() {
+        let faults = Faults {
+            refuse_connections: 1,
+            iq_errors: HashMap::from([("usync".to_owned(), 500)]),
+            withhold_acks: 2,
+            ack_delay_ms: 30,
+            flood_per_message: 40,
+            qr_refs: 1,
+        };
+        let json = serde_json::to_value(&faults).unwrap();
+        assert_eq!(json["flood_per_message"], 40);
+        assert_eq!(json["qr_refs"], 1);
+        assert_eq!(serde_json::from_value::<Faults>(json).unwrap(), faults);
+
+        let some: Faults = serde_json::from_str(r#"{"qr_refs": 2}"#).unwrap();
+        assert_eq!(
+            some,
+            Faults {
+                qr_refs: 2,
+                ..Faults::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn unlinking_removes_every_device_and_tells_their_connections() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        link(&fake, 1);
+        link(&fake, 2);
+        let mut first = session(&fake, 1);
+        let mut second = session(&fake, 2);
+
+        assert_eq!(fake.unlink_device(), 2);
+        assert!(fake.devices().iter().all(|d| d.removed));
+        for rx in [&mut first, &mut second] {
+            let stanza = ended_with(rx);
+            assert!(stanza.contains("stream:error"), "{stanza}");
+            assert!(stanza.contains(r#"code="401""#), "{stanza}");
+            assert!(stanza.contains(r#"type="device_removed""#), "{stanza}");
+        }
+
+        // Nothing is linked any longer: nobody to tell.
+        assert_eq!(fake.unlink_device(), 0);
+        assert!(first.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn unlinking_with_nobody_connected_still_removes_the_device() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        link(&fake, 1);
+        let (status, body) = http(&fake, "POST", "/admin/unlink", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, r#"{"told":0}"#);
+        assert!(fake.devices()[0].removed);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_session_is_told_and_its_device_stays_linked() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        link(&fake, 1);
+        let mut rx = session(&fake, 1);
+
+        let (status, body) = http(&fake, "POST", "/admin/replace", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, r#"{"told":1}"#);
+        let stanza = ended_with(&mut rx);
+        assert!(stanza.contains("stream:error"), "{stanza}");
+        assert!(stanza.contains(r#"type="replaced""#), "{stanza}");
+        assert!(!stanza.contains("code"), "{stanza}");
+        assert!(!fake.devices()[0].removed);
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_sets_the_new_faults_and_reports_the_flood() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        let (status, body) = http(
+            &fake,
+            "POST",
+            "/admin/faults",
+            r#"{"flood_per_message": 12, "qr_refs": 1}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let faults = fake.shared.world().faults.clone();
+        assert_eq!((faults.flood_per_message, faults.qr_refs), (12, 1));
+
+        fake.shared.world().flood = FloodCount { sent: 5, acked: 4 };
+        let (status, body) = http(&fake, "GET", "/admin/flood", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, r#"{"sent":5,"acked":4}"#);
+    }
 }

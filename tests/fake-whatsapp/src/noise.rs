@@ -300,6 +300,22 @@ impl Secure {
         self.frames.send(&sealed).await
     }
 
+    /// Closes the connection after a goodbye stanza: waits up to `grace` for the client
+    /// to close its side (discarding what it still sends, so that the socket closes
+    /// cleanly instead of being reset with unread data), then drops it. Returns how
+    /// many frames were discarded.
+    pub async fn close(mut self, grace: std::time::Duration) -> usize {
+        let mut discarded = 0;
+        let drain = async {
+            while let Ok(Some(_)) = self.frames.next().await {
+                discarded += 1;
+            }
+        };
+        let _ = tokio::time::timeout(grace, drain).await;
+        drop(self.frames.ws);
+        discarded
+    }
+
     /// Drops the connection without a goodbye, as a network failure would.
     pub async fn abort(self) {
         drop(self.frames.ws);

@@ -1,0 +1,142 @@
+//! Building, stopping and forgetting one `whatsapp-rust` client on the SQLite store.
+//! A client cannot be reused once disconnected, logged out or out of QR codes, so
+//! every pairing attempt and every (re)connection builds a fresh one from the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::wacore::types::events::{EventHandler, Subscription};
+
+use super::WhatsAppError;
+use super::session::ClientSettings;
+
+/// How long a client may take to stop: the library flushes for up to 5 s (inbound
+/// commits) plus 5 s (outbound), then saves the device; this leaves room for both.
+pub const STOP_BUDGET: Duration = Duration::from_secs(12);
+
+/// A running client.
+pub struct Live {
+    pub client: Arc<Client>,
+    handle: BotHandle,
+    _events: Subscription,
+}
+
+impl Live {
+    /// The store behind this client holds a paired device.
+    pub fn is_paired(&self) -> bool {
+        self.client
+            .persistence_manager()
+            .get_device_snapshot()
+            .pn
+            .is_some()
+    }
+
+    /// Disconnects cleanly (flushing the store). Only if that takes longer than
+    /// `budget` is the client task aborted.
+    pub async fn stop(self, budget: Duration) {
+        let Live {
+            client,
+            handle,
+            _events,
+        } = self;
+        drop(client);
+        if tokio::time::timeout(budget, handle.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(
+                budget_secs = budget.as_secs(),
+                "the WhatsApp client did not stop in time; aborted it"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live").finish_non_exhaustive()
+    }
+}
+
+/// Opens the store and starts a client on it; `events` gets the client's events,
+/// in order, from the first one on.
+pub async fn start(
+    settings: &ClientSettings,
+    events: impl FnOnce(&Arc<Client>) -> (EventInterest, Arc<dyn EventHandler>),
+) -> Result<Live, WhatsAppError> {
+    let db_path = &settings.db_path;
+    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| WhatsAppError::failed("cannot create the session folder", e))?;
+    }
+    let url = db_path
+        .to_str()
+        .ok_or_else(|| WhatsAppError::Failed("the session path is not UTF-8".to_owned()))?;
+    let store = SqliteStore::new(url)
+        .await
+        .map_err(|e| WhatsAppError::failed("cannot open the session store", e))?;
+
+    let mut builder = Bot::builder()
+        .with_backend(store)
+        .with_transport_factory(transport_factory(settings))
+        .with_http_client(http_client())
+        .skip_history_sync();
+    if settings.ws_url.is_some() {
+        // A fake server has no version endpoint to ask.
+        builder = builder.with_version((2, 3000, 1));
+    }
+    let bot = builder
+        .build()
+        .await
+        .map_err(|e| WhatsAppError::failed("cannot start the WhatsApp client", e))?;
+    let client = bot.client();
+    let (interest, handler) = events(&client);
+    let subscription = client.subscribe(interest, handler);
+    let handle = bot.spawn();
+    Ok(Live {
+        client,
+        handle,
+        _events: subscription,
+    })
+}
+
+/// Deletes the SQLite file of the session and its journal files.
+pub fn remove_store(db_path: &Path) {
+    let mut paths = vec![db_path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push(suffix);
+        paths.push(PathBuf::from(name));
+    }
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!(path = %path.display(), "removed session file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot remove session file"),
+        }
+    }
+}
+
+fn transport_factory(
+    settings: &ClientSettings,
+) -> whatsapp_rust::transport::TokioWebSocketTransportFactory {
+    let factory = whatsapp_rust::transport::TokioWebSocketTransportFactory::new();
+    match &settings.ws_url {
+        #[cfg(feature = "e2e")]
+        Some(url) => factory.with_url(url.clone()),
+        _ => factory,
+    }
+}
+
+#[cfg(not(feature = "e2e"))]
+fn http_client() -> whatsapp_rust::http::UreqHttpClient {
+    whatsapp_rust::http::UreqHttpClient::new()
+}
+
+#[cfg(feature = "e2e")]
+fn http_client() -> crate::testing::LoopbackHttpClient {
+    crate::testing::LoopbackHttpClient::default()
+}

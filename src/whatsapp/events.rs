@@ -1,0 +1,153 @@
+//! What the session does with a client's events. The handler runs inline on the
+//! client's dispatch path, in order, so it only does quick work: complete a send's
+//! waiter, step the state machine, log, and spawn the auto-reply.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+use whatsapp_rust::Client;
+use whatsapp_rust::prelude::Event;
+use whatsapp_rust::wacore::types::events::{EventHandler, EventInterest, EventKind};
+
+use super::PairingCode;
+use super::acks::AckOutcome;
+use super::session::Inner;
+use super::state::ClientEvent;
+
+/// The kinds the session handles; the client skips building every other event.
+const HANDLED: &[EventKind] = &[
+    EventKind::ServerAck,
+    EventKind::PairingQrCode,
+    EventKind::PairingQrCodesExhausted,
+    EventKind::PairSuccess,
+    EventKind::PairError,
+    EventKind::Connected,
+    EventKind::Disconnected,
+    EventKind::StreamReplaced,
+    EventKind::LoggedOut,
+    EventKind::ConnectFailure,
+    EventKind::TemporaryBan,
+    EventKind::ClientOutdated,
+];
+
+/// The events of the client of one generation.
+pub(super) struct SessionEvents {
+    session: Weak<Inner>,
+    generation: u64,
+    /// Weak: the client owns this handler.
+    client: Weak<Client>,
+}
+
+impl SessionEvents {
+    pub fn handler(
+        session: Weak<Inner>,
+        generation: u64,
+        client: &Arc<Client>,
+    ) -> (EventInterest, Arc<dyn EventHandler>) {
+        let mut interest = EventInterest::of(HANDLED);
+        if session.upgrade().is_some_and(|s| s.autoreply.is_some()) {
+            interest = interest.with(EventKind::Messages);
+        }
+        let handler = SessionEvents {
+            session,
+            generation,
+            client: Arc::downgrade(client),
+        };
+        (interest, Arc::new(handler))
+    }
+}
+
+impl EventHandler for SessionEvents {
+    fn handle_event(&self, event: Arc<Event>) {
+        let Some(session) = self.session.upgrade() else {
+            return;
+        };
+        let step = |event| session.client_event(self.generation, event);
+        match &*event {
+            // Only acks of messages complete sends (receipts, IQs… have others).
+            Event::ServerAck(ack) if ack.class.as_deref() == Some("message") => {
+                let outcome = match &ack.error {
+                    Some(code) => AckOutcome::Refused(code.clone()),
+                    None => AckOutcome::Accepted {
+                        timestamp: ack.timestamp.map(|t| t.timestamp()),
+                    },
+                };
+                session.acks.complete(&ack.id, outcome);
+            }
+            Event::PairingQrCode(qr) => {
+                info!(
+                    valid_for_secs = qr.timeout.as_secs(),
+                    "new pairing QR code; open /app/login or the dashboard to scan it"
+                );
+                show_in_terminal(&qr.code);
+                step(ClientEvent::Qr(PairingCode {
+                    code: qr.code.clone(),
+                    expires_at: Instant::now() + qr.timeout,
+                }));
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                info!("pairing attempt ended without a scan; call /app/login for new QR codes");
+                step(ClientEvent::QrExhausted);
+            }
+            Event::PairSuccess(pair) => {
+                info!(device = %pair.id, platform = %pair.platform, "phone paired");
+                step(ClientEvent::PairSuccess);
+            }
+            Event::PairError(pair) => warn!(error = %pair.error, "pairing failed"),
+            Event::Connected(_) => {
+                let device = self
+                    .client
+                    .upgrade()
+                    .and_then(|c| c.pn())
+                    .map(|j| j.to_string())
+                    .unwrap_or_default();
+                info!(%device, "connected to WhatsApp");
+                step(ClientEvent::Connected);
+            }
+            Event::Disconnected(d) => {
+                warn!(reason = ?d.reason, "disconnected from WhatsApp; reconnecting");
+                step(ClientEvent::Disconnected);
+            }
+            Event::StreamReplaced(_) => {
+                warn!(
+                    "another client took over this WhatsApp session; not reconnecting \
+                     (call /app/reconnect to take it back)"
+                );
+                step(ClientEvent::Replaced);
+            }
+            Event::LoggedOut(out) => {
+                warn!(
+                    reason = ?out.reason,
+                    "WhatsApp logged this device out (removed from the phone?); \
+                     the stored session is deleted, use /app/login to pair again"
+                );
+                step(ClientEvent::LoggedOut);
+            }
+            Event::ConnectFailure(failure) => {
+                warn!(reason = ?failure.reason, message = ?failure.message, "WhatsApp refused the connection");
+            }
+            Event::TemporaryBan(_) => warn!("WhatsApp reports a temporary ban for this account"),
+            Event::ClientOutdated(_) => error!("WhatsApp reports this client version as outdated"),
+            Event::Messages(batch) => {
+                if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
+                    for inbound in batch.messages.iter() {
+                        reply.handle(client.clone(), &inbound.info, &inbound.message);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Draws the QR code for someone watching the server's terminal. Never into a log:
+/// the code carries the pairing secret.
+fn show_in_terminal(code: &str) {
+    if std::io::stdout().is_terminal()
+        && let Some(drawing) = crate::qr::render_terminal(code)
+    {
+        println!("Scan this QR code from WhatsApp > Linked devices:\n{drawing}");
+    }
+}

@@ -1,0 +1,115 @@
+//! Read-only queries: user info, avatars, privacy settings and groups, mapped from the
+//! library's types to the session's.
+
+use jiff::Timestamp;
+use whatsapp_rust::privacy_settings::PrivacyCategory;
+use whatsapp_rust::{Client, Jid};
+
+use super::{Avatar, Group, GroupMember, Privacy, UserDetails, WhatsAppError};
+
+pub async fn user_info(client: &Client, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
+    let infos = client
+        .contacts()
+        .get_user_info(std::slice::from_ref(jid))
+        .await
+        .map_err(|e| WhatsAppError::failed("user info query failed", e))?;
+    let Some(info) = infos.into_values().find(|i| i.jid.user == jid.user) else {
+        return Ok(None);
+    };
+    if info.devices.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UserDetails {
+        verified_name: info.verified_name.as_ref().and_then(|v| v.name.clone()),
+        status: info.status.clone(),
+        picture_id: info.picture_id.clone(),
+        devices: info.devices.clone(),
+    }))
+}
+
+pub async fn avatar(client: &Client, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {
+    let picture = client
+        .contacts()
+        .get_profile_picture(jid, false)
+        .await
+        .map_err(|e| WhatsAppError::failed("profile picture query failed", e))?;
+    Ok(picture.map(|p| Avatar {
+        url: p.url,
+        id: p.id,
+    }))
+}
+
+pub async fn privacy(client: &Client) -> Result<Privacy, WhatsAppError> {
+    let settings = client
+        .fetch_privacy_settings()
+        .await
+        .map_err(|e| WhatsAppError::failed("privacy settings query failed", e))?;
+    let value =
+        |category: PrivacyCategory| settings.get_value(&category).map(|v| v.as_str().to_owned());
+    Ok(Privacy {
+        group_add: value(PrivacyCategory::GroupAdd),
+        last_seen: value(PrivacyCategory::Last),
+        status: value(PrivacyCategory::Status),
+        profile: value(PrivacyCategory::Profile),
+        read_receipts: value(PrivacyCategory::ReadReceipts),
+    })
+}
+
+pub async fn groups(client: &Client) -> Result<Vec<Group>, WhatsAppError> {
+    let groups = client
+        .groups()
+        .get_participating()
+        .await
+        .map_err(|e| WhatsAppError::failed("group list query failed", e))?;
+    let mut groups: Vec<Group> = groups.into_values().map(to_group).collect();
+    groups.sort_by(|a, b| a.jid.cmp(&b.jid));
+    Ok(groups)
+}
+
+fn timestamp(secs: Option<u64>) -> Option<Timestamp> {
+    secs.and_then(|s| Timestamp::from_second(i64::try_from(s).ok()?).ok())
+}
+
+fn jid_string(jid: Option<&Jid>) -> Option<String> {
+    jid.map(|j| j.to_string())
+}
+
+fn to_group(meta: whatsapp_rust::features::GroupMetadata) -> Group {
+    Group {
+        jid: meta.id.to_string(),
+        owner: jid_string(meta.creator_pn.as_ref().or(meta.creator.as_ref())),
+        name: meta.subject,
+        name_set_at: timestamp(meta.subject_time),
+        name_set_by: jid_string(
+            meta.subject_owner_pn
+                .as_ref()
+                .or(meta.subject_owner.as_ref()),
+        ),
+        topic: meta.description.unwrap_or_default(),
+        topic_id: meta.description_id.unwrap_or_default(),
+        topic_set_at: timestamp(meta.description_time),
+        topic_set_by: jid_string(
+            meta.description_owner_pn
+                .as_ref()
+                .or(meta.description_owner.as_ref()),
+        ),
+        is_locked: meta.is_locked,
+        is_announce: meta.is_announcement,
+        disappearing_timer: meta
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.expiration)
+            .unwrap_or(0),
+        created_at: timestamp(meta.creation_time),
+        participant_version_id: meta.participant_version_id.unwrap_or_default(),
+        participants: meta
+            .participants
+            .iter()
+            .map(|p| GroupMember {
+                jid: p.phone_number.as_ref().unwrap_or(&p.jid).to_string(),
+                is_admin: p.is_admin(),
+                is_super_admin: p.is_super_admin(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,86 @@
+//! Uploading media and sending a message whose result is the truth: the id is chosen
+//! first, its waiter registered before the stanza leaves, and one deadline bounds the
+//! send and the acknowledgement together.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use whatsapp_rust::Jid;
+use whatsapp_rust::download::MediaType;
+use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::upload::UploadOptions;
+use whatsapp_rust::waproto::whatsapp as wa;
+
+use super::acks::AckOutcome;
+use super::session::Inner;
+use super::{Ack, MediaKind, Uploaded, WhatsAppError};
+
+pub async fn upload(
+    session: &Inner,
+    data: Vec<u8>,
+    kind: MediaKind,
+) -> Result<Uploaded, WhatsAppError> {
+    let client = session.ready_client()?;
+    let up = client
+        .upload(data, media_type(kind), UploadOptions::new())
+        .await
+        .map_err(|e| WhatsAppError::failed("media upload failed", e))?;
+    Ok(Uploaded {
+        url: up.url,
+        direct_path: up.direct_path,
+        media_key: up.media_key.to_vec(),
+        file_enc_sha256: up.file_enc_sha256.to_vec(),
+        file_sha256: up.file_sha256.to_vec(),
+        file_length: up.file_length,
+        media_key_timestamp: up.media_key_timestamp,
+    })
+}
+
+pub async fn send(
+    session: &Arc<Inner>,
+    to: &Jid,
+    message: wa::Message,
+) -> Result<Ack, WhatsAppError> {
+    let deadline = session.settings.ack_timeout;
+    // The epoch before the connection check: a connection lost in between is seen
+    // by `register`.
+    let epoch = session.acks.epoch();
+    let client = session.ready_client()?;
+    let id = client.generate_message_id();
+    let mut waiter = session
+        .acks
+        .register(&id, epoch)
+        .ok_or(WhatsAppError::NotConnected)?;
+    let options = SendOptions::default().with_message_id(id.clone());
+    let outcome = tokio::time::timeout(deadline, async {
+        client
+            .send_message_with_options(to.clone(), message, options)
+            .await
+            .map_err(|e| WhatsAppError::failed(&format!("sending message {id} failed"), e))?;
+        Ok(waiter.outcome().await)
+    })
+    .await;
+    match outcome {
+        Err(_) => Err(WhatsAppError::AckTimeout {
+            id,
+            after: deadline,
+        }),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(AckOutcome::Accepted { timestamp })) => Ok(Ack {
+            timestamp: timestamp
+                .and_then(|t| Timestamp::from_second(t).ok())
+                .unwrap_or_else(Timestamp::now),
+            message_id: id,
+        }),
+        Ok(Ok(AckOutcome::Refused(code))) => Err(WhatsAppError::Refused { id, code }),
+        Ok(Ok(AckOutcome::Interrupted(why))) => Err(WhatsAppError::DeliveryUnknown { id, why }),
+    }
+}
+
+fn media_type(kind: MediaKind) -> MediaType {
+    match kind {
+        MediaKind::Image => MediaType::Image,
+        MediaKind::Video => MediaType::Video,
+        MediaKind::Document => MediaType::Document,
+    }
+}

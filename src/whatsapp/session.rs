@@ -1,0 +1,456 @@
+//! The real session: the [`Machine`] behind one lock, the clients it runs, and one
+//! worker task that does everything touching the store (build a client, stop one,
+//! delete the store) strictly in the order the transitions asked for it.
+//!
+//! No lock is held across a network wait: a request changes the state under the lock
+//! and queues its store work, then waits (for a QR code, a connection, its job)
+//! with nothing held, so logout and shutdown never queue behind a hung reconnect.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+use whatsapp_rust::Client;
+
+use super::acks::PendingAcks;
+use super::autoreply::AutoReply;
+use super::bot::{self, Live, STOP_BUDGET};
+use super::events::SessionEvents;
+use super::state::{ClientEvent, Effects, Forget, Machine, PairingStep, Refusal};
+use super::{PairingCode, SessionStatus, WhatsAppError};
+
+/// How long `/app/login` waits for WhatsApp to hand out the first QR code.
+const FIRST_QR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `/app/reconnect` waits for the new connection to be ready.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `/app/logout` waits for WhatsApp to confirm the logout.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the real session needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub db_path: std::path::PathBuf,
+    pub autoreply: Option<String>,
+    /// At most one auto-reply per chat in this time.
+    pub autoreply_interval: Duration,
+    pub ack_timeout: Duration,
+    /// Test builds only: the fake WhatsApp server's WebSocket URL.
+    pub ws_url: Option<String>,
+}
+
+pub(super) struct Inner {
+    pub settings: ClientSettings,
+    machine: Mutex<Machine<Live>>,
+    /// Bumped after every transition, for those waiting for one.
+    changes: watch::Sender<u64>,
+    jobs: mpsc::UnboundedSender<Job>,
+    pub acks: Arc<PendingAcks>,
+    pub autoreply: Option<Arc<AutoReply>>,
+}
+
+/// Store work, done one job at a time in the order it was queued.
+enum Job {
+    /// Stop a client (logging it out at WhatsApp first if asked), then delete the
+    /// store as `forget` says.
+    Finish {
+        client: Option<Live>,
+        logout: bool,
+        forget: Forget,
+        budget: Duration,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Build the client of `generation`; `fresh` deletes the store first (pairing).
+    Build {
+        generation: u64,
+        fresh: bool,
+        done: oneshot::Sender<Result<(), WhatsAppError>>,
+    },
+}
+
+impl Inner {
+    fn machine(&self) -> MutexGuard<'_, Machine<Live>> {
+        // Transitions never panic half way (they are plain moves), so a poisoned
+        // lock still holds a consistent state.
+        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a transition under the lock. Its effects take hold before the lock is
+    /// released: pending sends fail at once and the store work is queued in order.
+    pub fn step<R>(&self, transition: impl FnOnce(&mut Machine<Live>) -> (R, Effects<Live>)) -> R {
+        let result = {
+            let mut machine = self.machine();
+            let (result, effects) = transition(&mut machine);
+            self.take_effects(effects, false, None);
+            result
+        };
+        self.changes.send_modify(|n| *n += 1);
+        result
+    }
+
+    fn take_effects(
+        &self,
+        effects: Effects<Live>,
+        logout: bool,
+        done: Option<oneshot::Sender<()>>,
+    ) {
+        if let Some(why) = effects.fail_pending {
+            let failed = self.acks.interrupt_all(why);
+            if failed > 0 {
+                warn!(sends = failed, reason = ?why, "sends waiting for WhatsApp failed");
+            }
+        }
+        if effects.stop.is_some() || effects.forget != Forget::Nothing || done.is_some() {
+            self.queue(Job::Finish {
+                client: effects.stop,
+                logout,
+                forget: effects.forget,
+                budget: STOP_BUDGET,
+                done,
+            });
+        }
+    }
+
+    fn queue(&self, job: Job) {
+        // The worker lives as long as any handle to the session.
+        let _ = self.jobs.send(job);
+    }
+
+    /// An event of the client of `generation`.
+    pub fn client_event(&self, generation: u64, event: ClientEvent) {
+        self.step(|m| ((), m.on_event(generation, event)));
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        let machine = self.machine();
+        match machine.status() {
+            SessionStatus::Connected => match machine.connected() {
+                Some(live) if live.client.is_connected() && live.client.is_logged_in() => {
+                    SessionStatus::Connected
+                }
+                _ => SessionStatus::Disconnected,
+            },
+            other => other,
+        }
+    }
+
+    pub fn device_id(&self) -> Option<whatsapp_rust::Jid> {
+        let machine = self.machine();
+        if !machine.has_device() {
+            return None;
+        }
+        machine.client()?.client.pn()
+    }
+
+    /// The connected client, or the API's error for why there is none.
+    pub fn ready_client(&self) -> Result<Arc<Client>, WhatsAppError> {
+        let machine = self.machine();
+        match machine.connected() {
+            Some(live) if live.client.is_connected() && live.client.is_logged_in() => {
+                Ok(live.client.clone())
+            }
+            _ if machine.has_device() => Err(WhatsAppError::NotConnected),
+            _ => match machine.status() {
+                SessionStatus::LoggedOut => Err(WhatsAppError::NotLoggedIn),
+                _ => Err(WhatsAppError::NotConnected),
+            },
+        }
+    }
+
+    /// Waits until `check` answers, the state changing in between, for at most
+    /// `timeout`.
+    async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        check: impl Fn(&Machine<Live>) -> Option<T>,
+    ) -> Option<T> {
+        let mut changes = self.changes.subscribe();
+        tokio::time::timeout(timeout, async {
+            loop {
+                changes.borrow_and_update();
+                if let Some(found) = check(&self.machine()) {
+                    return Some(found);
+                }
+                if changes.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Queues the build of the client of `generation` and waits for it.
+    async fn build(&self, generation: u64, fresh: bool) -> Result<(), WhatsAppError> {
+        let (done, built) = oneshot::channel();
+        self.queue(Job::Build {
+            generation,
+            fresh,
+            done,
+        });
+        built
+            .await
+            .unwrap_or_else(|_| Err(WhatsAppError::Failed("the session is stopping".into())))
+    }
+
+    /// `/app/login`.
+    pub async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {
+        // A second round only when the attempt we waited for ended meanwhile.
+        for _ in 0..2 {
+            let step = self.step(|m| (m.begin_pairing(Instant::now()), Effects::none()));
+            let (generation, started) = match step.map_err(refused)? {
+                PairingStep::Show(code) => return Ok(code),
+                PairingStep::Wait(generation) => (generation, false),
+                PairingStep::Start(generation) => {
+                    info!("starting a pairing attempt");
+                    if let Err(e) = self.build(generation, true).await {
+                        self.step(|m| ((), m.abandon(generation)));
+                        return Err(e);
+                    }
+                    (generation, true)
+                }
+            };
+            match self.wait_for_code(generation).await {
+                Some(Some(code)) => return Ok(code),
+                Some(None) if started => {
+                    return Err(WhatsAppError::Failed("the pairing attempt ended".into()));
+                }
+                Some(None) => continue,
+                None => {
+                    // No code came (WhatsApp unreachable?): do not leave it retrying.
+                    self.step(|m| ((), m.abandon(generation)));
+                    return Err(WhatsAppError::Timeout(
+                        FIRST_QR_TIMEOUT,
+                        "the QR code from WhatsApp",
+                    ));
+                }
+            }
+        }
+        Err(WhatsAppError::Failed("the pairing attempt ended".into()))
+    }
+
+    /// `Some(Some(code))` once the attempt shows a valid code, `Some(None)` when the
+    /// attempt ended, `None` on timeout.
+    async fn wait_for_code(&self, generation: u64) -> Option<Option<PairingCode>> {
+        self.wait_for(FIRST_QR_TIMEOUT, |m| {
+            if m.generation() != generation {
+                return Some(None);
+            }
+            match m.phase() {
+                super::state::Phase::Pairing { .. } => m.qr(Instant::now()).cloned().map(Some),
+                _ => Some(None),
+            }
+        })
+        .await
+    }
+
+    /// `/app/reconnect`.
+    pub async fn reconnect(&self) -> Result<(), WhatsAppError> {
+        let generation = self.step(|m| match m.begin_reconnect() {
+            Ok((generation, effects)) => (Ok(generation), effects),
+            Err(refusal) => (Err(refusal), Effects::none()),
+        });
+        let generation = generation.map_err(refused)?;
+        info!("reconnecting to WhatsApp");
+        self.build(generation, false).await?;
+        let outcome = self
+            .wait_for(RECONNECT_TIMEOUT, |m| {
+                if m.connected().is_some() {
+                    Some(Ok(()))
+                } else if !m.has_device() {
+                    Some(Err(WhatsAppError::NotLoggedIn))
+                } else {
+                    None
+                }
+            })
+            .await;
+        outcome.unwrap_or(Err(WhatsAppError::Timeout(
+            RECONNECT_TIMEOUT,
+            "the connection to WhatsApp",
+        )))
+    }
+
+    /// `/app/logout`: logged out here at once; waits for WhatsApp's answer (bounded)
+    /// and the store's removal.
+    pub async fn logout(&self) -> Result<(), WhatsAppError> {
+        let (done, finished) = oneshot::channel();
+        let outcome = {
+            let mut machine = self.machine();
+            let outcome = machine.logout().map(|effects| {
+                self.take_effects(effects, true, Some(done));
+            });
+            drop(machine);
+            self.changes.send_modify(|n| *n += 1);
+            outcome
+        };
+        outcome.map_err(refused)?;
+        let _ = finished.await;
+        Ok(())
+    }
+
+    /// Server shutdown: the client stops within its budget; the store is kept.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        {
+            let mut machine = self.machine();
+            let effects = machine.shutdown();
+            if effects.stop.is_some() {
+                info!("disconnecting from WhatsApp");
+            }
+            self.take_effects(effects, false, Some(done));
+        }
+        self.changes.send_modify(|n| *n += 1);
+        let _ = finished.await;
+    }
+}
+
+fn refused(refusal: Refusal) -> WhatsAppError {
+    match refusal {
+        Refusal::AlreadyLoggedIn => WhatsAppError::AlreadyLoggedIn,
+        Refusal::NotLoggedIn => WhatsAppError::NotLoggedIn,
+        Refusal::NoDevice => WhatsAppError::NoDevice,
+        Refusal::ShuttingDown => WhatsAppError::ShuttingDown,
+    }
+}
+
+/// The real WhatsApp session (see the module docs).
+pub struct WhatsAppClient {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl WhatsAppClient {
+    /// Opens the stored session, if any, and starts connecting it in the background.
+    pub async fn start(settings: ClientSettings) -> Result<Self, WhatsAppError> {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let autoreply = settings
+            .autoreply
+            .clone()
+            .map(|text| Arc::new(AutoReply::new(text, settings.autoreply_interval)));
+        let inner = Arc::new(Inner {
+            settings,
+            machine: Mutex::new(Machine::default()),
+            changes: watch::channel(0).0,
+            jobs,
+            acks: Arc::new(PendingAcks::default()),
+            autoreply,
+        });
+        tokio::spawn(worker(Arc::downgrade(&inner), queue));
+        if inner.settings.db_path.exists() {
+            let generation = inner.step(|m| (m.begin_resume(), Effects::none()));
+            let generation = generation.map_err(refused)?;
+            inner.build(generation, false).await?;
+            if inner.device_id().is_some() {
+                info!("stored WhatsApp session found; connecting");
+            }
+        } else {
+            info!("no stored WhatsApp session; use /app/login to pair a phone");
+        }
+        Ok(Self { inner })
+    }
+}
+
+/// Does the store work of [`Job`]s one at a time.
+async fn worker(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = queue.recv().await {
+        match job {
+            Job::Finish {
+                client,
+                logout,
+                forget,
+                budget,
+                done,
+            } => {
+                let Some(session) = inner.upgrade() else {
+                    if let Some(client) = client {
+                        client.stop(budget).await;
+                    }
+                    continue;
+                };
+                finish(&session, client, logout, forget, budget).await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Job::Build {
+                generation,
+                fresh,
+                done,
+            } => {
+                let outcome = match inner.upgrade() {
+                    Some(session) => build(&session, generation, fresh).await,
+                    None => Err(WhatsAppError::ShuttingDown),
+                };
+                let _ = done.send(outcome);
+            }
+        }
+    }
+}
+
+async fn finish(
+    session: &Arc<Inner>,
+    client: Option<Live>,
+    logout: bool,
+    forget: Forget,
+    budget: Duration,
+) {
+    let db_path = &session.settings.db_path;
+    let mut paired = false;
+    if let Some(live) = client {
+        if logout {
+            if live.client.is_connected() {
+                match tokio::time::timeout(LOGOUT_TIMEOUT, live.client.logout()).await {
+                    Ok(()) => info!("device logged out at WhatsApp"),
+                    Err(_) => warn!("WhatsApp did not confirm the logout in time"),
+                }
+            } else {
+                warn!("not connected: the device is removed here but stays listed on the phone");
+            }
+        }
+        paired = live.is_paired();
+        live.stop(budget).await;
+    } else if logout {
+        warn!("not connected: the device is removed here but stays listed on the phone");
+    }
+    match forget {
+        Forget::Nothing => {}
+        Forget::Always => bot::remove_store(db_path),
+        Forget::IfUnpaired if !paired => bot::remove_store(db_path),
+        Forget::IfUnpaired => {
+            // The phone scanned just as the attempt ended: keep the device.
+            info!("the pairing attempt ended after the phone paired; connecting");
+            if let Ok(generation) = session.step(|m| (m.begin_resume(), Effects::none()))
+                && let Err(e) = build(session, generation, false).await
+            {
+                warn!(error = %e, "cannot connect the paired device");
+            }
+        }
+    }
+}
+
+/// Builds the client of `generation` and hands it to the machine; stops it again if
+/// the session moved on meanwhile.
+async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(), WhatsAppError> {
+    if session.machine().generation() != generation {
+        return Ok(());
+    }
+    if fresh {
+        bot::remove_store(&session.settings.db_path);
+    }
+    let weak = Arc::downgrade(session);
+    let live = bot::start(&session.settings, |client| {
+        SessionEvents::handler(weak, generation, client)
+    })
+    .await?;
+    if !fresh && !live.is_paired() {
+        info!("stored WhatsApp database holds no paired device; removing it");
+        live.stop(STOP_BUDGET).await;
+        bot::remove_store(&session.settings.db_path);
+        session.step(|m| ((), m.abandon(generation)));
+        return Ok(());
+    }
+    if let Err(stale) = session.step(|m| (m.install(generation, live), Effects::none())) {
+        stale.stop(STOP_BUDGET).await;
+    }
+    Ok(())
+}
