@@ -1,9 +1,17 @@
 //! Starts the API server: flags, logs, the WhatsApp session, the HTTP listener, and a
 //! clean shutdown on Ctrl-C or SIGTERM.
+//!
+//! Shutdown: the listener closes, running requests get up to [`HTTP_DRAIN`] to finish
+//! (sends in flight still get their acknowledgement), then the WhatsApp session stops
+//! within its own budget (12 s at most; the library flushes for up to 5 s + 5 s). It
+//! usually takes well under a second; the README recommends a 20 s stop grace period.
+
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing::info;
+use tokio::sync::watch;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use whatsapp_api::config::Config;
@@ -17,11 +25,41 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.host, config.port)).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
 
-    whatsapp_api::serve(listener, router, shutdown_signal()).await?;
+    let (stop, stopping) = watch::channel(None::<Instant>);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.send_replace(Some(Instant::now()));
+    });
+    let requested = |mut rx: watch::Receiver<Option<Instant>>| async move {
+        rx.wait_for(Option::is_some).await.ok().and_then(|t| *t)
+    };
+    let serve = whatsapp_api::serve(listener, router, {
+        let rx = stopping.clone();
+        async move {
+            requested(rx).await;
+        }
+    });
+    let drain_deadline = async {
+        requested(stopping.clone()).await;
+        tokio::time::sleep(HTTP_DRAIN).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = drain_deadline => warn!(
+            drain_secs = HTTP_DRAIN.as_secs(),
+            "requests still running at the end of the drain time; closing them"
+        ),
+    }
     info!("HTTP server stopped; closing the WhatsApp session");
     wa.shutdown().await;
+    if let Some(asked) = *stopping.borrow() {
+        info!(took_ms = asked.elapsed().as_millis() as u64, "stopped");
+    }
     Ok(())
 }
+
+/// How long running requests may take to finish once shutdown is requested.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Logs go to stderr; `RUST_LOG` overrides the level chosen by `--debug`. `init` also
 /// bridges the `log` facade, which whatsapp-rust logs through.

@@ -10,7 +10,7 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::whatsapp::{SessionStatus, WhatsApp, WhatsAppError};
+use crate::whatsapp::{SessionPhase, SessionStatus, WhatsApp, WhatsAppError};
 
 const QR_PREFIX: &str = "scan-qr-";
 
@@ -28,6 +28,8 @@ pub struct Status {
     /// A device is paired and stored, connected or not.
     pub is_logged_in: bool,
     pub device_id: Option<String>,
+    /// The lifecycle phase (`connected`, `replaced`, `pairing`, …).
+    pub state: SessionPhase,
 }
 
 pub struct AppService {
@@ -63,7 +65,7 @@ impl AppService {
         if let Some(file) = current.as_ref().filter(|f| f.code == pairing.code) {
             return Ok(LoginQr {
                 file_name: file.file_name.clone(),
-                qr_duration: pairing.remaining().as_secs(),
+                qr_duration: pairing.remaining_secs(),
             });
         }
 
@@ -90,7 +92,7 @@ impl AppService {
         self.schedule_removal(file_name.clone(), pairing.expires_at);
         Ok(LoginQr {
             file_name,
-            qr_duration: pairing.remaining().as_secs(),
+            qr_duration: pairing.remaining_secs(),
         })
     }
 
@@ -122,6 +124,7 @@ impl AppService {
             is_connected: status == SessionStatus::Connected,
             is_logged_in: status != SessionStatus::LoggedOut,
             device_id: self.wa.device_id().map(|jid| jid.to_string()),
+            state: self.wa.phase(),
         }
     }
 

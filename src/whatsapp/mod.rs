@@ -42,6 +42,22 @@ pub enum SessionStatus {
     Connected,
 }
 
+/// The session's lifecycle phase, as `/app/status` reports it in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPhase {
+    LoggedOut,
+    /// A pairing attempt shows QR codes.
+    Pairing,
+    Connecting,
+    Connected,
+    /// The connection dropped; reconnecting by itself.
+    Reconnecting,
+    /// Another client took the session over; only `/app/reconnect` takes it back.
+    Replaced,
+    Stopping,
+}
+
 /// A pairing code to show as a QR, valid until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingCode {
@@ -52,6 +68,12 @@ pub struct PairingCode {
 impl PairingCode {
     pub fn remaining(&self) -> Duration {
         self.expires_at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whole seconds left, rounded up: a code that is still valid never says 0.
+    pub fn remaining_secs(&self) -> u64 {
+        let left = self.remaining();
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
     }
 }
 
@@ -190,6 +212,15 @@ impl WhatsAppError {
 pub trait WhatsApp: Send + Sync + 'static {
     fn status(&self) -> SessionStatus;
 
+    /// The finer phase behind [`status`](Self::status).
+    fn phase(&self) -> SessionPhase {
+        match self.status() {
+            SessionStatus::LoggedOut => SessionPhase::LoggedOut,
+            SessionStatus::Disconnected => SessionPhase::Connecting,
+            SessionStatus::Connected => SessionPhase::Connected,
+        }
+    }
+
     /// The JID of this linked device (`phone:device@s.whatsapp.net`) once paired.
     fn device_id(&self) -> Option<Jid>;
 
@@ -226,6 +257,10 @@ pub trait WhatsApp: Send + Sync + 'static {
 impl WhatsApp for session::WhatsAppClient {
     fn status(&self) -> SessionStatus {
         self.inner.status()
+    }
+
+    fn phase(&self) -> SessionPhase {
+        self.inner.phase()
     }
 
     fn device_id(&self) -> Option<Jid> {
@@ -270,5 +305,22 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn shutdown(&self) {
         self.inner.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_code_never_reports_zero_seconds_left() {
+        let code = |left: Duration| PairingCode {
+            code: "c".into(),
+            expires_at: Instant::now() + left,
+        };
+        assert_eq!(code(Duration::from_millis(300)).remaining_secs(), 1);
+        let full = code(Duration::from_secs(20)).remaining_secs();
+        assert!(full == 20 || full == 19, "{full}");
+        assert_eq!(code(Duration::ZERO).remaining_secs(), 0);
     }
 }

@@ -17,8 +17,8 @@ use super::acks::PendingAcks;
 use super::autoreply::AutoReply;
 use super::bot::{self, Live, STOP_BUDGET};
 use super::events::SessionEvents;
-use super::state::{ClientEvent, Effects, Forget, Machine, PairingStep, Refusal};
-use super::{PairingCode, SessionStatus, WhatsAppError};
+use super::state::{ClientEvent, Effects, Forget, Machine, PairingStep, Phase, Refusal};
+use super::{PairingCode, SessionPhase, SessionStatus, WhatsAppError};
 
 /// How long `/app/login` waits for WhatsApp to hand out the first QR code.
 const FIRST_QR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,6 +134,21 @@ impl Inner {
         }
     }
 
+    pub fn phase(&self) -> SessionPhase {
+        let status = self.status();
+        match self.machine().phase() {
+            Phase::LoggedOut => SessionPhase::LoggedOut,
+            Phase::Pairing { .. } => SessionPhase::Pairing,
+            Phase::Connecting { .. } => SessionPhase::Connecting,
+            Phase::Connected { .. } if status == SessionStatus::Connected => {
+                SessionPhase::Connected
+            }
+            Phase::Connected { .. } | Phase::Reconnecting { .. } => SessionPhase::Reconnecting,
+            Phase::Replaced { .. } => SessionPhase::Replaced,
+            Phase::Stopping => SessionPhase::Stopping,
+        }
+    }
+
     pub fn device_id(&self) -> Option<whatsapp_rust::Jid> {
         let machine = self.machine();
         if !machine.has_device() {
@@ -238,7 +253,7 @@ impl Inner {
                 return Some(None);
             }
             match m.phase() {
-                super::state::Phase::Pairing { .. } => m.qr(Instant::now()).cloned().map(Some),
+                Phase::Pairing { .. } => m.qr(Instant::now()).cloned().map(Some),
                 _ => Some(None),
             }
         })

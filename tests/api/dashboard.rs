@@ -15,10 +15,22 @@ use crate::helpers::{DEVICE_ID, TestApp};
 #[tokio::test]
 async fn status_reports_each_session_state() {
     let app = TestApp::spawn().await;
-    for (state, connected, logged_in, device) in [
-        (SessionStatus::LoggedOut, false, false, None),
-        (SessionStatus::Disconnected, false, true, Some(DEVICE_ID)),
-        (SessionStatus::Connected, true, true, Some(DEVICE_ID)),
+    for (state, connected, logged_in, device, phase) in [
+        (SessionStatus::LoggedOut, false, false, None, "logged_out"),
+        (
+            SessionStatus::Disconnected,
+            false,
+            true,
+            Some(DEVICE_ID),
+            "connecting",
+        ),
+        (
+            SessionStatus::Connected,
+            true,
+            true,
+            Some(DEVICE_ID),
+            "connected",
+        ),
     ] {
         app.wa.set_status(state);
         let res = app.get("/app/status").await;
@@ -40,6 +52,7 @@ async fn status_reports_each_session_state() {
             "{state:?}: {}",
             res.text
         );
+        assert_eq!(results["state"], phase, "{state:?}: {}", res.text);
     }
 }
 

@@ -176,3 +176,19 @@ async fn a_body_over_the_limit_is_too_large_even_for_uploads() {
     assert_eq!(res.body["message"], "request body is too large");
     assert!(app.temp_files().is_empty());
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_a_408_envelope() {
+    let app = TestApp::spawn_with(&["--request-timeout-secs", "1"]).await;
+    app.wa.state.lock().unwrap().send_delay = Some(std::time::Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let res = app
+        .post_form(
+            "/send/message",
+            &[("phone", "6289685024091"), ("message", "slow")],
+        )
+        .await;
+    res.assert_error(408, "request timed out");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert!(app.wa.sent().is_empty(), "the send was abandoned");
+}

@@ -35,6 +35,8 @@ pub struct FakeState {
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
+    /// Each send takes this long before it is acknowledged.
+    pub send_delay: Option<Duration>,
 }
 
 /// In-memory session: answers from `state`, records sends and uploads.
@@ -150,6 +152,10 @@ impl WhatsApp for FakeSession {
     }
 
     async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError> {
+        let delay = self.state.lock().unwrap().send_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let mut state = self.state.lock().unwrap();
         if state.send_fails {
             return Err(WhatsAppError::Timeout(

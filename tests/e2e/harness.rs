@@ -27,7 +27,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn read(res: reqwest::Response) -> Reply {
+    pub async fn read(res: reqwest::Response) -> Reply {
         Reply {
             status: res.status().as_u16(),
             body: res.json().await.unwrap_or(Value::Null),
@@ -109,6 +109,30 @@ impl Server {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGTERM, and how long the process took to exit (with its exit status).
+    pub async fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().expect("the server runs");
+        let pid = child.id().expect("the server has a pid");
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .unwrap();
+        (started.elapsed(), status)
+    }
+
+    /// Starts the server again on the same store (after [`terminate`](Self::terminate)).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server still runs");
+        self.spawn().await;
     }
 
     /// `kill -9`, then start again on the same store.

@@ -5,6 +5,7 @@
 mod common;
 mod faults;
 mod harness;
+mod lifecycle;
 mod sandbox;
 mod send;
 mod session;
