@@ -97,6 +97,18 @@ impl Config {
         self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
+    /// Settings that contradict each other.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.request_timeout_secs <= self.ack_timeout_secs {
+            return Err(format!(
+                "--request-timeout-secs ({}) must be longer than --ack-timeout-secs ({}), \
+                 or a send would be cut off before it can report its outcome",
+                self.request_timeout_secs, self.ack_timeout_secs
+            ));
+        }
+        Ok(())
+    }
+
     /// Settings a normal build must refuse rather than silently ignore.
     pub fn check_build_support(&self) -> Result<(), String> {
         if self.whatsapp_ws_url.is_some() && !cfg!(feature = "e2e") {
@@ -130,5 +142,22 @@ mod tests {
         }
         let plain = Config::parse_from(["whatsapp-api"]);
         assert_eq!(plain.check_build_support(), Ok(()));
+    }
+
+    #[test]
+    fn a_request_timeout_shorter_than_the_ack_timeout_is_refused() {
+        let config = Config::parse_from([
+            "whatsapp-api",
+            "--request-timeout-secs",
+            "10",
+            "--ack-timeout-secs",
+            "30",
+        ]);
+        let err = config.check_consistency().unwrap_err();
+        assert!(err.contains("--request-timeout-secs (10)"), "{err}");
+        assert_eq!(
+            Config::parse_from(["whatsapp-api"]).check_consistency(),
+            Ok(())
+        );
     }
 }

@@ -54,6 +54,7 @@ pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppS
 /// Opens the real WhatsApp session and builds the router on it.
 pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>)> {
     config.check_build_support().map_err(anyhow::Error::msg)?;
+    config.check_consistency().map_err(anyhow::Error::msg)?;
     let client = WhatsAppClient::start(ClientSettings {
         db_path: config.db_path.clone(),
         autoreply: config.autoreply.clone(),

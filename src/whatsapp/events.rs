@@ -66,8 +66,12 @@ impl EventHandler for SessionEvents {
         };
         let step = |event| session.client_event(self.generation, event);
         match &*event {
-            // Only acks of messages complete sends (receipts, IQs… have others).
-            Event::ServerAck(ack) if ack.class.as_deref() == Some("message") => {
+            // Only acks of messages complete sends (receipts, IQs… have other
+            // classes); a refusal may come without a class.
+            Event::ServerAck(ack)
+                if ack.class.as_deref() == Some("message")
+                    || (ack.class.is_none() && ack.error.is_some()) =>
+            {
                 let outcome = match &ack.error {
                     Some(code) => AckOutcome::Refused(code.clone()),
                     None => AckOutcome::Accepted {
@@ -130,7 +134,7 @@ impl EventHandler for SessionEvents {
             }
             Event::TemporaryBan(_) => warn!("WhatsApp reports a temporary ban for this account"),
             Event::ClientOutdated(_) => error!("WhatsApp reports this client version as outdated"),
-            Event::Messages(batch) => {
+            Event::Messages(batch) if session.generation() == self.generation => {
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {
                         reply.handle(client.clone(), &inbound.info, &inbound.message);

@@ -6,11 +6,13 @@
 //! and queues its store work, then waits (for a QR code, a connection, its job)
 //! with nothing held, so logout and shutdown never queue behind a hung reconnect.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use whatsapp_rust::Client;
 
 use super::acks::PendingAcks;
@@ -116,59 +118,64 @@ impl Inner {
         let _ = self.jobs.send(job);
     }
 
+    /// The generation of the current client.
+    pub fn generation(&self) -> u64 {
+        self.machine().generation()
+    }
+
     /// An event of the client of `generation`.
     pub fn client_event(&self, generation: u64, event: ClientEvent) {
         self.step(|m| ((), m.on_event(generation, event)));
     }
 
-    pub fn status(&self) -> SessionStatus {
+    /// The phase and a handle on its client, read under the lock. The client is
+    /// asked anything only after the lock is released: the client may be dispatching
+    /// an event into [`step`](Self::step) while holding locks of its own.
+    fn snapshot(&self) -> (SessionPhase, Option<Arc<Client>>) {
         let machine = self.machine();
-        match machine.status() {
-            SessionStatus::Connected => match machine.connected() {
-                Some(live) if live.client.is_connected() && live.client.is_logged_in() => {
-                    SessionStatus::Connected
-                }
-                _ => SessionStatus::Disconnected,
-            },
-            other => other,
-        }
-    }
-
-    pub fn phase(&self) -> SessionPhase {
-        let status = self.status();
-        match self.machine().phase() {
+        let phase = match machine.phase() {
             Phase::LoggedOut => SessionPhase::LoggedOut,
             Phase::Pairing { .. } => SessionPhase::Pairing,
             Phase::Connecting { .. } => SessionPhase::Connecting,
-            Phase::Connected { .. } if status == SessionStatus::Connected => {
-                SessionPhase::Connected
-            }
-            Phase::Connected { .. } | Phase::Reconnecting { .. } => SessionPhase::Reconnecting,
+            Phase::Connected { .. } => SessionPhase::Connected,
+            Phase::Reconnecting { .. } => SessionPhase::Reconnecting,
             Phase::Replaced { .. } => SessionPhase::Replaced,
             Phase::Stopping => SessionPhase::Stopping,
+        };
+        (phase, machine.client().map(|live| live.client.clone()))
+    }
+
+    /// The phase, with a connected phase whose client lost its socket (or its login,
+    /// as on a 503 from WhatsApp) reported as reconnecting.
+    pub fn phase(&self) -> SessionPhase {
+        match self.snapshot() {
+            (SessionPhase::Connected, Some(client)) if usable(&client) => SessionPhase::Connected,
+            (SessionPhase::Connected, _) => SessionPhase::Reconnecting,
+            (phase, _) => phase,
+        }
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        match self.phase() {
+            SessionPhase::Connected => SessionStatus::Connected,
+            SessionPhase::LoggedOut | SessionPhase::Pairing => SessionStatus::LoggedOut,
+            _ => SessionStatus::Disconnected,
         }
     }
 
     pub fn device_id(&self) -> Option<whatsapp_rust::Jid> {
-        let machine = self.machine();
-        if !machine.has_device() {
-            return None;
+        match self.snapshot() {
+            (SessionPhase::LoggedOut | SessionPhase::Pairing, _) => None,
+            (_, client) => client?.pn(),
         }
-        machine.client()?.client.pn()
     }
 
     /// The connected client, or the API's error for why there is none.
     pub fn ready_client(&self) -> Result<Arc<Client>, WhatsAppError> {
-        let machine = self.machine();
-        match machine.connected() {
-            Some(live) if live.client.is_connected() && live.client.is_logged_in() => {
-                Ok(live.client.clone())
-            }
-            _ if machine.has_device() => Err(WhatsAppError::NotConnected),
-            _ => match machine.status() {
-                SessionStatus::LoggedOut => Err(WhatsAppError::NotLoggedIn),
-                _ => Err(WhatsAppError::NotConnected),
-            },
+        match self.snapshot() {
+            (SessionPhase::Connected, Some(client)) if usable(&client) => Ok(client),
+            (SessionPhase::LoggedOut | SessionPhase::Pairing, _) => Err(WhatsAppError::NotLoggedIn),
+            _ => Err(WhatsAppError::NotConnected),
         }
     }
 
@@ -220,7 +227,7 @@ impl Inner {
                 PairingStep::Start(generation) => {
                     info!("starting a pairing attempt");
                     if let Err(e) = self.build(generation, true).await {
-                        self.step(|m| ((), m.abandon(generation)));
+                        self.step(|m| ((), m.abandon_pairing(generation)));
                         return Err(e);
                     }
                     (generation, true)
@@ -234,7 +241,7 @@ impl Inner {
                 Some(None) => continue,
                 None => {
                     // No code came (WhatsApp unreachable?): do not leave it retrying.
-                    self.step(|m| ((), m.abandon(generation)));
+                    self.step(|m| ((), m.abandon_pairing(generation)));
                     return Err(WhatsAppError::Timeout(
                         FIRST_QR_TIMEOUT,
                         "the QR code from WhatsApp",
@@ -304,20 +311,23 @@ impl Inner {
         Ok(())
     }
 
-    /// Server shutdown: the client stops within its budget; the store is kept.
+    /// Server shutdown: the client stops within its budget, not behind queued store
+    /// work (a client the worker builds meanwhile is stopped by it); the store is
+    /// kept.
     pub async fn shutdown(&self) {
-        let (done, finished) = oneshot::channel();
-        {
-            let mut machine = self.machine();
-            let effects = machine.shutdown();
-            if effects.stop.is_some() {
-                info!("disconnecting from WhatsApp");
-            }
-            self.take_effects(effects, false, Some(done));
+        let client = self.step(|m| {
+            let mut effects = m.shutdown();
+            (effects.stop.take(), effects)
+        });
+        if let Some(live) = client {
+            info!("disconnecting from WhatsApp");
+            live.stop(STOP_BUDGET).await;
         }
-        self.changes.send_modify(|n| *n += 1);
-        let _ = finished.await;
     }
+}
+
+fn usable(client: &Client) -> bool {
+    client.is_connected() && client.is_logged_in()
 }
 
 fn refused(refusal: Refusal) -> WhatsAppError {
@@ -368,36 +378,46 @@ impl WhatsAppClient {
 /// Does the store work of [`Job`]s one at a time.
 async fn worker(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = queue.recv().await {
-        match job {
-            Job::Finish {
-                client,
-                logout,
-                forget,
-                budget,
-                done,
-            } => {
-                let Some(session) = inner.upgrade() else {
+        // A panic inside the library must not take the worker (and with it every
+        // later login, reconnect and logout) down.
+        let run = AssertUnwindSafe(run_job(&inner, job)).catch_unwind();
+        if run.await.is_err() {
+            error!("a session task panicked; the session carries on");
+        }
+    }
+}
+
+async fn run_job(inner: &Weak<Inner>, job: Job) {
+    match job {
+        Job::Finish {
+            client,
+            logout,
+            forget,
+            budget,
+            done,
+        } => {
+            match inner.upgrade() {
+                Some(session) => finish(&session, client, logout, forget, budget).await,
+                None => {
                     if let Some(client) = client {
                         client.stop(budget).await;
                     }
-                    continue;
-                };
-                finish(&session, client, logout, forget, budget).await;
-                if let Some(done) = done {
-                    let _ = done.send(());
                 }
             }
-            Job::Build {
-                generation,
-                fresh,
-                done,
-            } => {
-                let outcome = match inner.upgrade() {
-                    Some(session) => build(&session, generation, fresh).await,
-                    None => Err(WhatsAppError::ShuttingDown),
-                };
-                let _ = done.send(outcome);
+            if let Some(done) = done {
+                let _ = done.send(());
             }
+        }
+        Job::Build {
+            generation,
+            fresh,
+            done,
+        } => {
+            let outcome = match inner.upgrade() {
+                Some(session) => build(&session, generation, fresh).await,
+                None => Err(WhatsAppError::ShuttingDown),
+            };
+            let _ = done.send(outcome);
         }
     }
 }
@@ -422,8 +442,10 @@ async fn finish(
                 warn!("not connected: the device is removed here but stays listed on the phone");
             }
         }
-        paired = live.is_paired();
+        // Asked after the stop: a scan at the last moment may still be flushing.
+        let store = live.client.persistence_manager();
         live.stop(budget).await;
+        paired = store.get_device_snapshot().pn.is_some();
     } else if logout {
         warn!("not connected: the device is removed here but stays listed on the phone");
     }
@@ -461,11 +483,18 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
         info!("stored WhatsApp database holds no paired device; removing it");
         live.stop(STOP_BUDGET).await;
         bot::remove_store(&session.settings.db_path);
-        session.step(|m| ((), m.abandon(generation)));
+        session.step(|m| ((), m.abandon_resume(generation)));
         return Ok(());
     }
+    let client = live.client.clone();
     if let Err(stale) = session.step(|m| (m.install(generation, live), Effects::none())) {
         stale.stop(STOP_BUDGET).await;
+        return Ok(());
+    }
+    // The client runs from the moment it is built; a connection it made before it
+    // was installed had no phase to land in.
+    if usable(&client) {
+        session.client_event(generation, ClientEvent::Connected);
     }
     Ok(())
 }

@@ -200,10 +200,11 @@ impl<C> Machine<C> {
 
     /// A stored device is to be connected (at startup, or when a pairing that ended
     /// turns out to have paired after all): build its client for the returned
-    /// generation and [`install`](Self::install) it.
+    /// generation and [`install`](Self::install) it. A pairing attempt whose client
+    /// is not built yet gives way (its build, of an older generation, is skipped).
     pub fn begin_resume(&mut self) -> Result<u64, Refusal> {
         match self.phase {
-            Phase::LoggedOut => {
+            Phase::LoggedOut | Phase::Pairing { client: None, .. } => {
                 let generation = self.advance();
                 self.phase = Phase::Connecting { client: None };
                 Ok(generation)
@@ -270,13 +271,24 @@ impl<C> Machine<C> {
         }
     }
 
-    /// A pairing attempt that got no code in time, or a client whose store turned
-    /// out to hold no device, ends; the store goes unless it holds a paired device.
-    pub fn abandon(&mut self, generation: u64) -> Effects<C> {
-        let fits = matches!(self.phase, Phase::Pairing { .. } | Phase::Connecting { .. });
-        if generation != self.generation || !fits {
+    /// A pairing attempt that got no code in time (or whose client could not be
+    /// built) ends; the store goes unless the phone paired at the last moment.
+    pub fn abandon_pairing(&mut self, generation: u64) -> Effects<C> {
+        if generation != self.generation || !matches!(self.phase, Phase::Pairing { .. }) {
             return Effects::none();
         }
+        self.leave_to_logged_out()
+    }
+
+    /// The store of a resumed device turned out to hold no device after all.
+    pub fn abandon_resume(&mut self, generation: u64) -> Effects<C> {
+        if generation != self.generation || !matches!(self.phase, Phase::Connecting { .. }) {
+            return Effects::none();
+        }
+        self.leave_to_logged_out()
+    }
+
+    fn leave_to_logged_out(&mut self) -> Effects<C> {
         self.advance();
         Effects {
             stop: self.enter(Phase::LoggedOut),
@@ -350,6 +362,13 @@ impl<C> Machine<C> {
                 self.replace_with(|client| Phase::Connected { client });
                 Effects::none()
             }
+            // A new connection without a reported drop (WhatsApp closed the stream
+            // on purpose, e.g. a 515): acks owed on the old socket will never come.
+            (ClientEvent::Connected, Phase::Connected { .. }) => Effects {
+                stop: None,
+                fail_pending: Some(Interruption::ConnectionLost),
+                forget: Forget::Nothing,
+            },
             (ClientEvent::Disconnected, Phase::Connected { .. }) => {
                 self.replace_with(|client| Phase::Reconnecting { client });
                 Effects {
@@ -526,7 +545,7 @@ mod tests {
     fn a_late_pair_success_from_a_stopped_attempt_is_ignored() {
         let (mut m, old) = pairing(1);
         m.on_event(old, ClientEvent::Qr(code("a", Duration::from_secs(60))));
-        let effects = m.abandon(old);
+        let effects = m.abandon_pairing(old);
         assert_eq!(effects.stop, Some(1));
         let Ok(PairingStep::Start(new)) = m.begin_pairing(Instant::now()) else {
             panic!("a new attempt starts");
@@ -564,13 +583,23 @@ mod tests {
     #[test]
     fn abandoning_pairing_only_touches_the_current_attempt() {
         let (mut m, g) = pairing(1);
-        assert!(m.abandon(g + 1).is_none());
-        let effects = m.abandon(g);
+        assert!(m.abandon_pairing(g + 1).is_none());
+        assert!(m.abandon_resume(g).is_none(), "not a resume");
+        let effects = m.abandon_pairing(g);
         assert_eq!(effects.forget, Forget::IfUnpaired);
-        assert!(m.abandon(g).is_none(), "only once");
+        assert!(m.abandon_pairing(g).is_none(), "only once");
         let (mut m, g) = connected(1);
-        assert!(m.abandon(g).is_none(), "a connected session is kept");
+        assert!(
+            m.abandon_pairing(g).is_none(),
+            "a connected session is kept"
+        );
+        assert!(m.abandon_resume(g).is_none(), "a connected session is kept");
         assert_eq!(m.connected(), Some(&1));
+        // A scan that lands as the first code's wait gives up: the paired client stays.
+        let (mut m, g) = pairing(1);
+        m.on_event(g, ClientEvent::PairSuccess);
+        assert!(m.abandon_pairing(g).is_none());
+        assert!(matches!(m.phase(), Phase::Connecting { client: Some(1) }));
     }
 
     #[test]
@@ -582,6 +611,15 @@ mod tests {
         assert_eq!(m.status(), SessionStatus::Disconnected);
         assert!(m.connected().is_none());
         assert!(m.on_event(g, ClientEvent::Connected).is_none());
+        assert_eq!(m.connected(), Some(&1));
+    }
+
+    #[test]
+    fn a_new_connection_without_a_reported_drop_fails_pending_sends() {
+        let (mut m, g) = connected(1);
+        let effects = m.on_event(g, ClientEvent::Connected);
+        assert_eq!(effects.fail_pending, Some(Interruption::ConnectionLost));
+        assert!(effects.stop.is_none());
         assert_eq!(m.connected(), Some(&1));
     }
 
@@ -706,7 +744,6 @@ mod tests {
             ClientEvent::Qr(code("x", Duration::from_secs(5))),
             ClientEvent::QrExhausted,
             ClientEvent::PairSuccess,
-            ClientEvent::Connected,
         ] {
             assert!(m.on_event(g, event).is_none());
             assert_eq!(m.connected(), Some(&1));
@@ -724,12 +761,26 @@ mod tests {
         assert_eq!(m.status(), SessionStatus::Disconnected);
         assert_eq!(m.begin_resume(), Err(Refusal::AlreadyLoggedIn));
         // The store held no device after all: back to logged out.
-        let effects = m.abandon(g);
+        let effects = m.abandon_resume(g);
         assert_eq!(effects.forget, Forget::IfUnpaired);
         assert!(effects.stop.is_none());
         assert_eq!(m.status(), SessionStatus::LoggedOut);
         let (mut m, _) = pairing(1);
         assert_eq!(m.begin_resume(), Err(Refusal::AlreadyLoggedIn));
+        // An attempt not built yet gives way to a device found paired.
+        let mut m = M::default();
+        let Ok(PairingStep::Start(attempt)) = m.begin_pairing(Instant::now()) else {
+            panic!("pairing starts");
+        };
+        let resumed = m.begin_resume().unwrap();
+        assert!(resumed > attempt);
+        assert_eq!(
+            m.install(attempt, 1),
+            Err(1),
+            "the attempt's build is skipped"
+        );
+        m.install(resumed, 2).unwrap();
+        assert_eq!(m.status(), SessionStatus::Disconnected);
         m.shutdown();
         assert_eq!(m.begin_resume(), Err(Refusal::ShuttingDown));
     }

@@ -89,6 +89,46 @@ async fn a_thousand_sends_64_at_a_time_under_a_flood_are_each_delivered_once() {
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
 
+#[tokio::test]
+async fn acks_arriving_in_a_burst_for_512_waiting_sends_are_all_matched() {
+    const SENDS: usize = 1_024;
+    let (fake, server, _dir) = paired().await;
+    // The fake holds its acks until 512 are due and sends them at once, while 512
+    // sends wait for theirs.
+    fake.set_faults(Faults {
+        ack_batch: 512,
+        ..Faults::default()
+    });
+    let replies: Vec<(String, Reply)> = futures_util::stream::iter(0..SENDS)
+        .map(|i| {
+            let text = format!("ack burst {i}");
+            let task = send_text(&server, &text);
+            async move { (text, task.await.unwrap().unwrap()) }
+        })
+        .buffer_unordered(512)
+        .collect()
+        .await;
+    // A 500 for a message WhatsApp acknowledged would be a lie.
+    let acked: HashMap<String, bool> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.recipient == FRIEND)
+        .filter_map(|r| Some((r.message.conversation?, r.ack_t.is_some())))
+        .collect();
+    let lies = replies
+        .iter()
+        .filter(|(text, r)| r.status != 200 && acked.get(text) == Some(&true))
+        .count();
+    let failed = replies.iter().filter(|(_, r)| r.status != 200).count();
+    let duplicates = copies(&fake).values().filter(|&&n| n > 1).count();
+    eprintln!(
+        "ack burst: {SENDS} sends, {failed} not 200, {lies} of them acknowledged, {duplicates} duplicated"
+    );
+    assert_eq!(failed, 0, "{lies} of {failed} failures were acknowledged");
+    assert_eq!(duplicates, 0);
+    assert_eq!(acked.len(), SENDS);
+}
+
 /// A send whose acknowledgement the fake withholds, once the fake has it; and its id.
 async fn send_in_flight(
     fake: &FakeWhatsApp,

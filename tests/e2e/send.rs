@@ -211,26 +211,44 @@ async fn a_group_message_reaches_every_member() {
 }
 
 #[tokio::test]
-async fn an_incoming_message_gets_the_autoreply() {
+async fn an_incoming_message_gets_the_autoreply_once_per_interval() {
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&fake, dir.path(), &["--autoreply", "I am away"]).await;
+    let args = ["--autoreply", "I am away", "--autoreply-interval-secs", "2"];
+    let server = Server::start_with(&fake, dir.path(), &args).await;
     server.pair(&fake).await;
+    let replies = || {
+        fake.received()
+            .into_iter()
+            .filter(|r| r.recipient == FRIEND)
+            .collect::<Vec<_>>()
+    };
 
     fake.deliver(FRIEND, "are you there?").await.unwrap();
     wait_for("the autoreply", std::time::Duration::from_secs(10), || {
-        !fake.received().is_empty()
+        !replies().is_empty()
     })
     .await;
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
-    let reply = fake
-        .received()
-        .into_iter()
-        .find(|r| r.recipient == FRIEND)
+    let reply = replies()
+        .pop()
         .unwrap_or_else(|| panic!("no autoreply reached {FRIEND}\n{}", server.log()));
     assert_eq!(reply.chat, format!("{FRIEND}@s.whatsapp.net"));
     assert_eq!(reply.message.conversation.as_deref(), Some("I am away"));
+
+    // A second message within the interval gets no second answer…
+    fake.deliver(FRIEND, "hello??").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(replies().len(), 1, "answered twice within the interval");
+    // …one after it does.
+    fake.deliver(FRIEND, "still away?").await.unwrap();
+    wait_for(
+        "the second autoreply",
+        std::time::Duration::from_secs(10),
+        || replies().len() == 2,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //! | `POST /admin/drop` | drop every open connection, as a network failure would |
 //! | `POST /admin/unlink` | the phone unlinks its companions: devices marked removed, each logged-in one gets `<stream:error code="401"><conflict type="device_removed"/>` and is closed; returns `{"told": n}` |
 //! | `POST /admin/replace` | another client takes over: each logged-in connection gets `<stream:error><conflict type="replaced"/>` and is closed (devices stay linked); returns `{"told": n}` |
-//! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs"}`, each optional |
+//! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs", "ack_batch"}`, each optional |
 //! | `GET /admin/flood` | what the flood fault sent and the client acknowledged: `{"sent", "acked"}` |
 
 use std::sync::Arc;

@@ -59,6 +59,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
         rx,
         client_static: accepted.client_static,
         ledger: flood::Ledger::default(),
+        held_acks: Vec::new(),
     };
     let pattern = format!("{:?}", accepted.pattern);
     let result = if accepted.payload.device_pairing_data.is_set() {
@@ -92,6 +93,8 @@ struct Conn {
     client_static: [u8; 32],
     /// The acks the client owes for flood stanzas.
     ledger: flood::Ledger,
+    /// Message acks held back by the `ack_batch` fault.
+    held_acks: Vec<Node>,
 }
 
 /// What one step of a connection's loop brought.
@@ -354,7 +357,7 @@ impl Conn {
         let id = attr(node, "id").unwrap_or_default();
         let chat = attr(node, "to").unwrap_or_default();
         let outcome = inbox::receive(&self.shared, node, &device.jid).await;
-        let (delay, withhold, flood) = {
+        let (delay, withhold, flood, batch) = {
             let mut world = self.shared.world();
             let withhold = world.faults.withhold_acks > 0;
             if withhold {
@@ -364,6 +367,7 @@ impl Conn {
                 world.faults.ack_delay_ms,
                 withhold,
                 world.faults.flood_per_message,
+                world.faults.ack_batch as usize,
             )
         };
         if flood > 0 {
@@ -398,6 +402,17 @@ impl Conn {
         }
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if batch > 1 {
+            self.held_acks.push(ack.build());
+            if self.held_acks.len() < batch {
+                return Ok(());
+            }
+            info!(acks = self.held_acks.len(), "sending a burst of held acks");
+            for ack in std::mem::take(&mut self.held_acks) {
+                self.send(ack).await?;
+            }
+            return Ok(());
         }
         self.send(ack.build()).await
     }

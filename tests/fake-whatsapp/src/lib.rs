@@ -81,6 +81,9 @@ pub struct Faults {
     pub withhold_acks: u32,
     /// Wait this long before acknowledging a message.
     pub ack_delay_ms: u64,
+    /// Hold message acks until this many are due, then send them all at once: a
+    /// burst of acks while that many sends wait for theirs.
+    pub ack_batch: u32,
     /// Before acknowledging each message, push this many stanzas at the client:
     /// delivery and read receipts for that message from its recipient, and profile
     /// notifications (about text, picture) from the same account. See
@@ -668,10 +671,12 @@ mod tests {
             ack_delay_ms: 30,
             flood_per_message: 40,
             qr_refs: 1,
+            ack_batch: 8,
         };
         let json = serde_json::to_value(&faults).unwrap();
         assert_eq!(json["flood_per_message"], 40);
         assert_eq!(json["qr_refs"], 1);
+        assert_eq!(json["ack_batch"], 8);
         assert_eq!(serde_json::from_value::<Faults>(json).unwrap(), faults);
 
         let some: Faults = serde_json::from_str(r#"{"qr_refs": 2}"#).unwrap();
