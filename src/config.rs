@@ -18,6 +18,26 @@ pub struct Config {
     #[arg(long, env = "APP_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
+    /// Accounts allowed to use the API, `user:password` (comma-separated for
+    /// several). When set, every route needs HTTP basic auth.
+    #[arg(short = 'b', long, env = "APP_BASIC_AUTH", value_delimiter = ',')]
+    pub basic_auth: Vec<String>,
+
+    /// Web origins allowed to call the API from a browser (`*` for any), e.g.
+    /// `https://crm.example.com`. Others get 403 on state-changing routes.
+    #[arg(
+        long,
+        alias = "cors-allowed-origins",
+        env = "APP_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Host names browsers may reach this server by when no basic auth is set
+    /// (IP addresses and `localhost` always work); stops DNS rebinding.
+    #[arg(long, env = "APP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Verbose logs (debug level for this server and the WhatsApp client).
     #[arg(short, long, env = "APP_DEBUG", default_value_t = false)]
     pub debug: bool,
@@ -97,8 +117,29 @@ impl Config {
         self.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
+    /// The `--basic-auth` accounts as `(user, password)`; a malformed entry stops
+    /// startup.
+    pub fn basic_auth_accounts(&self) -> Result<Vec<(String, String)>, String> {
+        self.basic_auth
+            .iter()
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| match entry.split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    Ok((user.to_owned(), password.to_owned()))
+                }
+                // The entry is not echoed: it may hold a password.
+                _ => Err(
+                    "--basic-auth / APP_BASIC_AUTH is not valid: use user:password, \
+                     comma-separated for several accounts (a password cannot contain a comma)"
+                        .to_owned(),
+                ),
+            })
+            .collect()
+    }
+
     /// Settings that contradict each other.
     pub fn check_consistency(&self) -> Result<(), String> {
+        self.basic_auth_accounts()?;
         if self.request_timeout_secs <= self.ack_timeout_secs {
             return Err(format!(
                 "--request-timeout-secs ({}) must be longer than --ack-timeout-secs ({}), \
@@ -111,6 +152,14 @@ impl Config {
 
     /// Settings a normal build must refuse rather than silently ignore.
     pub fn check_build_support(&self) -> Result<(), String> {
+        if self.whatsapp_ws_url.is_none() && cfg!(feature = "e2e") {
+            return Err(
+                "this is a test build (cargo feature `e2e`: it does not check WhatsApp's \
+                 certificate chain); it only talks to a fake WhatsApp server given by \
+                 WHATSAPP_WS_URL / --whatsapp-ws-url. Build without `e2e` to use WhatsApp"
+                    .to_owned(),
+            );
+        }
         if self.whatsapp_ws_url.is_some() && !cfg!(feature = "e2e") {
             return Err(
                 "WHATSAPP_WS_URL / --whatsapp-ws-url is only accepted by a test build \
@@ -140,8 +189,37 @@ mod tests {
             let err = verdict.unwrap_err();
             assert!(err.contains("only accepted by a test build"), "{err}");
         }
+        // And a test build refuses to talk to the real WhatsApp.
         let plain = Config::parse_from(["whatsapp-api"]);
-        assert_eq!(plain.check_build_support(), Ok(()));
+        if cfg!(feature = "e2e") {
+            let err = plain.check_build_support().unwrap_err();
+            assert!(
+                err.contains("only talks to a fake WhatsApp server"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(plain.check_build_support(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn basic_auth_takes_several_accounts_and_refuses_malformed_ones() {
+        let config = Config::parse_from(["whatsapp-api", "-b", "kemal:secret,toni:pa:ss"]);
+        assert_eq!(
+            config.basic_auth_accounts().unwrap(),
+            vec![
+                ("kemal".to_owned(), "secret".to_owned()),
+                ("toni".to_owned(), "pa:ss".to_owned())
+            ]
+        );
+        for bad in ["kemal", "kemal:", ":secret", "a:b,c"] {
+            let config = Config::parse_from(["whatsapp-api", "--basic-auth", bad]);
+            let err = config.check_consistency().unwrap_err();
+            assert!(err.contains("is not valid"), "{bad}: {err}");
+            assert!(!err.contains("secret"), "the value is not echoed: {err}");
+        }
+        let none = Config::parse_from(["whatsapp-api"]);
+        assert!(none.basic_auth_accounts().unwrap().is_empty());
     }
 
     #[test]

@@ -33,6 +33,9 @@ use whatsapp::session::{ClientSettings, WhatsAppClient};
 pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppState> {
     let temp_dir = config.temp_dir();
     std::fs::create_dir_all(&temp_dir)?;
+    // Older than any request can run: left by a crash, not in use by another server
+    // sharing the folder.
+    sweep_temp_files(&temp_dir, config.request_timeout());
     let media = MediaConfig {
         temp_dir: temp_dir.clone(),
         ffmpeg: config.ffmpeg.clone(),
@@ -48,7 +51,41 @@ pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppS
             max_video_mb: config.max_video_size_mb,
             request_timeout: config.request_timeout(),
         }),
+        guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
+            accounts: config
+                .basic_auth_accounts()
+                .map_err(std::io::Error::other)?,
+            cors_origins: config.cors_origins.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+        })),
     })
+}
+
+/// Removes upload and ffmpeg temp files (`upload-*`, `video-*`) older than `age`.
+fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("upload-") || name.starts_with("video-")) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(files = removed, "removed temp files left by an earlier run");
+    }
 }
 
 /// Opens the real WhatsApp session and builds the router on it.
@@ -77,4 +114,34 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::sweep_temp_files;
+
+    #[test]
+    fn only_old_upload_and_video_temp_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+        let write = |name: &str, old: bool| {
+            let file = std::fs::File::create(dir.path().join(name)).unwrap();
+            if old {
+                file.set_modified(hour_ago).unwrap();
+            }
+        };
+        write("upload-old", true);
+        write("video-old.mp4", true);
+        write("upload-live", false);
+        write("notes-old.txt", true);
+        sweep_temp_files(dir.path(), Duration::from_secs(600));
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["notes-old.txt", "upload-live"]);
+    }
 }

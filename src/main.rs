@@ -24,6 +24,14 @@ async fn main() -> anyhow::Result<()> {
     let (router, wa) = whatsapp_api::build(&config).await?;
     let listener = TcpListener::bind((config.host, config.port)).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
+    if !config.host.is_loopback() && config.basic_auth.is_empty() {
+        warn!(
+            address = %config.host,
+            "NO AUTHENTICATION: anyone who can reach this port can send WhatsApp messages \
+             as this account and log it out. Set --basic-auth user:password \
+             (APP_BASIC_AUTH), or --host 127.0.0.1 to listen on this machine only"
+        );
+    }
 
     let (stop, stopping) = watch::channel(None::<Instant>);
     tokio::spawn(async move {

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod dashboard;
 pub mod form;
+pub mod guard;
 pub mod response;
 pub mod send;
 pub mod user;
@@ -19,7 +20,7 @@ use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{Any as AnyOrigin, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -58,12 +59,14 @@ pub struct AppState {
     pub user: Arc<UserService>,
     pub send: Arc<SendService>,
     pub limits: Arc<Limits>,
+    pub guard: Arc<guard::Guard>,
 }
 
 /// The whole API, with static files served from `statics_dir` under `/statics/`.
 pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
     let body_limit = state.limits.body_limit();
     let state_timeout = state.limits.request_timeout;
+    let guard = state.guard.clone();
     Router::new()
         .merge(dashboard::router())
         .nest("/app", app::router())
@@ -84,7 +87,9 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         ))
         .layer(middleware::from_fn(envelope_errors))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(cors())
+        .layer(middleware::from_fn_with_state(guard.clone(), guard::guard))
+        // Outside the guard: preflights need no credentials.
+        .layer(cors(guard))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
@@ -104,11 +109,22 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         )
 }
 
-fn cors() -> CorsLayer {
+/// Cross-origin reads only for the origins of `--cors-origins` (none by default).
+fn cors(guard: Arc<guard::Guard>) -> CorsLayer {
+    let origins = if guard.any_origin() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::predicate(move |origin, _| guard.cors_allows(origin))
+    };
     CorsLayer::new()
-        .allow_origin(AnyOrigin)
+        .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::ORIGIN, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::ORIGIN,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::AUTHORIZATION,
+        ])
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -184,6 +184,7 @@ pub struct TestApp {
 
 pub struct Reply {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
     pub text: String,
 }
@@ -290,11 +291,17 @@ impl TestApp {
     }
 }
 
-async fn reply(res: reqwest::Response) -> Reply {
+pub async fn reply(res: reqwest::Response) -> Reply {
     let status = res.status().as_u16();
+    let headers = res.headers().clone();
     let text = res.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, body, text }
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 impl Reply {

@@ -8,5 +8,6 @@ mod dashboard;
 mod errors;
 mod helpers;
 mod media;
+mod security;
 mod send;
 mod user;
