@@ -216,3 +216,59 @@ async fn the_dashboard_works_in_headless_chromium() {
     }
     println!("screenshots: {}", shots.display());
 }
+
+/// Runs `attack.mjs` against `app`: the dashboard works, then a hostile page on
+/// another site, in the same browser, tries to send, read and log out.
+async fn attack(app: &TestApp, user: &str, password: &str) {
+    let chromium = chromium();
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    app.wa.set_status(SessionStatus::Connected);
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new("node")
+            .arg(browser_dir.join("attack.mjs"))
+            .arg(format!("{}/", app.base))
+            .args([user, password])
+            .env("CHROMIUM", &chromium)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the attack finished within two minutes")
+    .expect("node is needed for the browser test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser checks failed:\n{stderr}"
+    );
+    assert!(stdout.contains("ATTACKED"), "the attacks did not run");
+    assert!(
+        app.wa.sent().is_empty(),
+        "the hostile page sent {:?}",
+        app.wa.sent()
+    );
+    assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 0, "logged out");
+}
+
+/// Without auth only the server's origin check stands between the page and the API
+/// (without it, this test sees the page's message sent).
+#[tokio::test]
+async fn a_hostile_page_cannot_use_the_browser_against_an_open_server() {
+    let app = TestApp::spawn().await;
+    attack(&app, "-", "-").await;
+    assert_eq!(
+        app.get("/app/status").await.body["results"]["state"],
+        "connected"
+    );
+}
+
+/// Chromium holds the credentials for the API's origin; the server refuses the
+/// hostile page's requests whether or not the browser attaches them.
+#[tokio::test]
+async fn a_hostile_page_cannot_use_the_owners_credentials_against_the_api() {
+    let app = TestApp::spawn_with(&["--basic-auth", "owner:s3cret"]).await;
+    attack(&app, "owner", "s3cret").await;
+    assert_eq!(app.get("/app/status").await.status, 401);
+}
