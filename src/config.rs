@@ -86,6 +86,15 @@ pub struct Config {
     #[arg(long, env = "APP_FFMPEG_TIMEOUT", default_value_t = 120)]
     pub ffmpeg_timeout_secs: u64,
 
+    /// How many image decodes and ffmpeg runs may work at once (default: the number
+    /// of CPUs).
+    #[arg(long, env = "APP_MEDIA_WORKERS")]
+    pub media_workers: Option<usize>,
+
+    /// Seconds a media upload may wait for a free worker before it gets a 503.
+    #[arg(long, env = "APP_MEDIA_QUEUE_TIMEOUT", default_value_t = 30)]
+    pub media_queue_timeout_secs: u64,
+
     /// WebSocket URL of the WhatsApp server. Only for test builds (cargo feature `e2e`),
     /// to talk to a fake WhatsApp server; a normal build refuses it.
     #[arg(long, env = "WHATSAPP_WS_URL")]

@@ -40,6 +40,12 @@ pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppS
         temp_dir: temp_dir.clone(),
         ffmpeg: config.ffmpeg.clone(),
         ffmpeg_timeout: config.ffmpeg_timeout(),
+        heavy_work: MediaConfig::heavy_work_slots(
+            config
+                .media_workers
+                .unwrap_or_else(MediaConfig::default_heavy_work_slots),
+        ),
+        heavy_work_wait: std::time::Duration::from_secs(config.media_queue_timeout_secs),
     };
     Ok(AppState {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?),

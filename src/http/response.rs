@@ -62,6 +62,10 @@ impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         let status = match &err {
             ServiceError::Validation(_) | ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Busy(_) => {
+                warn!(error = %err, "request refused: media work is saturated");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServiceError::WhatsApp(
                 WhatsAppError::Failed(_)
                 | WhatsAppError::Timeout(..)
@@ -75,8 +79,21 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::WhatsApp(_) | ServiceError::NoAvatar => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, err.to_string())
+        let message = err.to_string();
+        match &err {
+            // The detail after the cause (a library's error, an OS error with a temp
+            // path, ffmpeg's output) went to the log above; the client gets the cause.
+            ServiceError::WhatsApp(WhatsAppError::Failed(_)) | ServiceError::Internal(_) => {
+                ApiError::new(status, short_cause(&message))
+            }
+            _ => ApiError::new(status, message),
+        }
     }
+}
+
+/// `"cause: detail"` → `"cause"`.
+fn short_cause(message: &str) -> &str {
+    message.split_once(": ").map_or(message, |(cause, _)| cause)
 }
 
 impl From<crate::domain::validation::ValidationErrors> for ApiError {

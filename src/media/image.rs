@@ -1,6 +1,7 @@
 //! Images: JPEG or PNG, checked by content, turned upright by their EXIF orientation,
 //! optionally compressed to 600 px wide (JPEG quality 90), always with a JPEG
-//! thumbnail about 100 px wide. Decoding runs on the blocking pool.
+//! thumbnail about 100 px wide. Decoding runs on the blocking pool, in a heavy work
+//! slot.
 
 use std::io::Cursor;
 
@@ -37,10 +38,12 @@ pub struct PreparedImage {
 pub async fn prepare(
     upload: &Upload,
     compress: bool,
-    _config: &MediaConfig,
+    config: &MediaConfig,
 ) -> Result<PreparedImage, ServiceError> {
+    // The slot first: requests queued for one do not each hold their file in memory.
+    let slot = config.heavy_work_slot().await?;
     let bytes = read_file(&upload.path).await?;
-    blocking(move || process(bytes, compress)).await
+    blocking(slot, move || process(bytes, compress)).await
 }
 
 /// Checks, orients, compresses and thumbnails an image held in memory.

@@ -20,6 +20,9 @@ pub enum ServiceError {
     WhatsApp(#[from] WhatsAppError),
     #[error("no avatar found")]
     NoAvatar,
+    /// Temporarily overloaded (media work waited too long for a slot): retry later.
+    #[error("{0}")]
+    Busy(String),
     /// Anything else: a short cause for the client; details went to the log.
     #[error("{0}")]
     Internal(String),

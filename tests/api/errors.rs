@@ -160,3 +160,19 @@ async fn a_request_over_the_time_limit_is_a_408_envelope() {
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
     assert!(app.wa.sent().is_empty(), "the send was abandoned");
 }
+
+#[tokio::test]
+async fn a_500_gives_the_cause_and_keeps_paths_and_library_dumps_in_the_log() {
+    let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().send_failure = Some(
+        "io error at /tmp/upload-Xy12/secret.bin: Node { tag: \"iq\", attrs: {..} }".to_owned(),
+    );
+    let res = app
+        .post_form(
+            "/send/message",
+            &[("phone", "6289685024091"), ("message", "hi")],
+        )
+        .await;
+    res.assert_error(500, "sending message 3EB0F00D failed");
+    assert!(!res.text.contains("/tmp/"), "{}", res.text);
+}

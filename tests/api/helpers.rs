@@ -37,6 +37,8 @@ pub struct FakeState {
     pub send_fails: bool,
     /// Each send takes this long before it is acknowledged.
     pub send_delay: Option<Duration>,
+    /// Each send fails with this detail from the library.
+    pub send_failure: Option<String>,
 }
 
 /// In-memory session: answers from `state`, records sends and uploads.
@@ -157,6 +159,12 @@ impl WhatsApp for FakeSession {
             tokio::time::sleep(delay).await;
         }
         let mut state = self.state.lock().unwrap();
+        if let Some(detail) = &state.send_failure {
+            return Err(WhatsAppError::failed(
+                "sending message 3EB0F00D failed",
+                detail,
+            ));
+        }
         if state.send_fails {
             return Err(WhatsAppError::Timeout(
                 Duration::from_secs(30),

@@ -7,6 +7,7 @@ mod common;
 mod dashboard;
 mod errors;
 mod helpers;
+mod hostile_media;
 mod media;
 mod security;
 mod send;

@@ -320,7 +320,39 @@ async fn a_missing_ffmpeg_is_named_in_a_500() {
         .part("video", file_part(mp4, "clip.mp4", "video/mp4"));
     app.post_multipart("/send/video", form).await.assert_error(
         500,
-        "video processing failed: ffmpeg is not installed or not found at /nonexistent/ffmpeg",
+        "ffmpeg is not installed or not found at /nonexistent/ffmpeg",
     );
     assert!(app.temp_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_burst_of_images_beyond_the_media_workers_gets_503s_not_a_pile_up() {
+    let app =
+        TestApp::spawn_with(&["--media-workers", "1", "--media-queue-timeout-secs", "0"]).await;
+    let big = jpeg(3000, 3000);
+    let sends = (0..6).map(|_| {
+        let form = reqwest::multipart::Form::new()
+            .text("phone", PHONE)
+            .part("image", file_part(big.clone(), "big.jpg", "image/jpeg"));
+        app.post_multipart("/send/image", form)
+    });
+    let replies = futures_util::future::join_all(sends).await;
+    let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert!(!busy.is_empty(), "no request was turned away");
+    for reply in &busy {
+        assert_eq!(reply.body["code"], 503, "{}", reply.text);
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the server is busy processing other media"),
+            "{}",
+            reply.text
+        );
+    }
+    let sent = replies.iter().filter(|r| r.status == 200).count();
+    assert!(sent >= 1, "the first image still went out");
+    assert_eq!(sent + busy.len(), replies.len());
+    assert_eq!(app.wa.sent().len(), sent);
+    assert!(app.temp_files().is_empty(), "refused uploads left files");
 }
