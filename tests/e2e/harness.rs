@@ -111,6 +111,21 @@ impl Server {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The server's peak resident memory so far, in kB (Linux `VmHWM`).
+    pub fn peak_rss_kb(&self) -> u64 {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("the server runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     /// SIGTERM, and how long the process took to exit (with its exit status).
     pub async fn terminate(&mut self) -> (Duration, std::process::ExitStatus) {
         let mut child = self.child.take().expect("the server runs");

@@ -268,3 +268,41 @@ async fn a_large_file_goes_through_the_resumable_upload() {
         "the decrypted upload is the file"
     );
 }
+
+/// Big images in a burst: what the media workers cannot take in time is turned away
+/// with a 503, what they take is delivered, and memory stays bounded.
+#[tokio::test]
+async fn a_burst_of_big_images_is_bounded_by_the_media_workers() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--media-workers", "1", "--media-queue-timeout-secs", "1"];
+    let server = Server::start_with(&fake, dir.path(), &args).await;
+    server.pair(&fake).await;
+    let before = server.peak_rss_kb();
+    let big = crate::common::jpeg(4000, 3000);
+    let sends = (0..12).map(|i| {
+        let form = reqwest::multipart::Form::new()
+            .text("phone", FRIEND)
+            .text("caption", format!("big {i}"))
+            .part("image", file_part(big.clone(), "big.jpg", "image/jpeg"));
+        server.post_multipart("/send/image", form)
+    });
+    let replies = futures_util::future::join_all(sends).await;
+    let busy = replies.iter().filter(|r| r.status == 503).count();
+    let sent = replies.iter().filter(|r| r.status == 200).count();
+    let peak = server.peak_rss_kb();
+    eprintln!(
+        "12 images of {} KB, 1 worker: {sent} sent, {busy} busy; peak RSS {before} kB before, {peak} kB after",
+        big.len() / 1000
+    );
+    assert!(busy >= 1, "nothing was turned away");
+    assert!(sent >= 1, "nothing was sent");
+    assert_eq!(busy + sent, replies.len(), "only 200s and 503s");
+    let delivered = fake
+        .received()
+        .iter()
+        .filter(|r| r.recipient == FRIEND && r.media.is_some())
+        .count();
+    assert_eq!(delivered, sent, "each 200 was a decrypted image");
+}
