@@ -95,6 +95,27 @@ pub struct Config {
     #[arg(long, env = "APP_MEDIA_QUEUE_TIMEOUT", default_value_t = 30)]
     pub media_queue_timeout_secs: u64,
 
+    /// URLs that receive incoming messages as webhooks (comma-separated).
+    #[arg(short = 'w', long, env = "WHATSAPP_WEBHOOK", value_delimiter = ',')]
+    pub webhook: Vec<String>,
+
+    /// Key of the `X-Hub-Signature-256` HMAC on every webhook.
+    #[arg(long, env = "WHATSAPP_WEBHOOK_SECRET", default_value = "secret")]
+    pub webhook_secret: String,
+
+    /// Webhook events to send (comma-separated, e.g. `message`); empty sends all.
+    #[arg(long, env = "WHATSAPP_WEBHOOK_EVENTS", value_delimiter = ',')]
+    pub webhook_events: Vec<String>,
+
+    /// Hours a webhook event is retried (across restarts) before it is marked dead.
+    #[arg(long, env = "WHATSAPP_WEBHOOK_RETRY_HOURS", default_value_t = 24)]
+    pub webhook_retry_hours: u64,
+
+    /// Most webhook events the outbox holds; beyond it, incoming messages are not
+    /// acknowledged (WhatsApp delivers them again later).
+    #[arg(long, env = "WHATSAPP_WEBHOOK_OUTBOX_MAX", default_value_t = 100_000)]
+    pub webhook_outbox_max: u64,
+
     /// WebSocket URL of the WhatsApp server. Only for test builds (cargo feature `e2e`),
     /// to talk to a fake WhatsApp server; a normal build refuses it.
     #[arg(long, env = "WHATSAPP_WS_URL")]
@@ -146,9 +167,40 @@ impl Config {
             .collect()
     }
 
+    /// The webhook settings, when any URL is configured.
+    pub fn webhook_config(&self) -> Option<crate::webhook::WebhookConfig> {
+        let urls: Vec<String> = self
+            .webhook
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return None;
+        }
+        Some(crate::webhook::WebhookConfig {
+            urls,
+            secret: self.webhook_secret.clone(),
+            events: self.webhook_events.clone(),
+            outbox_path: self.db_path.with_file_name("outbox.db"),
+            max_events: self.webhook_outbox_max,
+            max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
+        })
+    }
+
     /// Settings that contradict each other.
     pub fn check_consistency(&self) -> Result<(), String> {
         self.basic_auth_accounts()?;
+        if let Some(bad) = self
+            .webhook
+            .iter()
+            .map(|u| u.trim())
+            .find(|u| !(u.is_empty() || u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(format!(
+                "--webhook / WHATSAPP_WEBHOOK: {bad:?} is not an http:// or https:// URL"
+            ));
+        }
         if self.request_timeout_secs <= self.ack_timeout_secs {
             return Err(format!(
                 "--request-timeout-secs ({}) must be longer than --ack-timeout-secs ({}), \
@@ -229,6 +281,37 @@ mod tests {
         }
         let none = Config::parse_from(["whatsapp-api"]);
         assert!(none.basic_auth_accounts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn webhooks_need_http_urls_and_keep_their_outbox_beside_the_session() {
+        let config = Config::parse_from([
+            "whatsapp-api",
+            "--db-path",
+            "/data/wa/whatsapp.db",
+            "-w",
+            "http://a.example/hook, https://b.example/hook",
+        ]);
+        assert_eq!(config.check_consistency(), Ok(()));
+        let hooks = config.webhook_config().unwrap();
+        assert_eq!(
+            hooks.urls,
+            ["http://a.example/hook", "https://b.example/hook"]
+        );
+        assert_eq!(hooks.secret, "secret", "Go's default");
+        assert_eq!(hooks.outbox_path, PathBuf::from("/data/wa/outbox.db"));
+        assert_eq!(hooks.max_age, Duration::from_secs(24 * 3600));
+        let bad = Config::parse_from(["whatsapp-api", "-w", "ftp://x/hook"]);
+        assert!(
+            bad.check_consistency()
+                .unwrap_err()
+                .contains("ftp://x/hook")
+        );
+        assert!(
+            Config::parse_from(["whatsapp-api"])
+                .webhook_config()
+                .is_none()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod qr;
 pub mod service;
 #[cfg(feature = "e2e")]
 pub mod testing;
+pub mod webhook;
 pub mod whatsapp;
 
 use std::future::Future;
@@ -30,7 +31,11 @@ use whatsapp::WhatsApp;
 use whatsapp::session::{ClientSettings, WhatsAppClient};
 
 /// The services of the API on top of `wa`.
-pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppState> {
+pub fn app_state(
+    config: &Config,
+    wa: Arc<dyn WhatsApp>,
+    webhooks: Option<Arc<webhook::Webhooks>>,
+) -> std::io::Result<AppState> {
     let temp_dir = config.temp_dir();
     std::fs::create_dir_all(&temp_dir)?;
     // Older than any request can run: left by a crash, not in use by another server
@@ -48,7 +53,7 @@ pub fn app_state(config: &Config, wa: Arc<dyn WhatsApp>) -> std::io::Result<AppS
         heavy_work_wait: std::time::Duration::from_secs(config.media_queue_timeout_secs),
     };
     Ok(AppState {
-        app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?),
+        app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone())),
         send: Arc::new(SendService::new(wa, media)),
         limits: Arc::new(Limits {
@@ -98,7 +103,13 @@ fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
 pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>)> {
     config.check_build_support().map_err(anyhow::Error::msg)?;
     config.check_consistency().map_err(anyhow::Error::msg)?;
+    let webhooks = match config.webhook_config() {
+        Some(settings) => Some(webhook::Webhooks::start(settings)?),
+        None => None,
+    };
+    let inbound = webhooks.clone().map(webhook::hook::InboundHook::new);
     let client = WhatsAppClient::start(ClientSettings {
+        inbound,
         db_path: config.db_path.clone(),
         autoreply: config.autoreply.clone(),
         autoreply_interval: config.autoreply_interval(),
@@ -107,7 +118,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
     })
     .await?;
     let wa: Arc<dyn WhatsApp> = Arc::new(client);
-    let state = app_state(config, wa.clone())?;
+    let state = app_state(config, wa.clone(), webhooks)?;
     Ok((http::router(state, config.statics_dir.clone()), wa))
 }
 

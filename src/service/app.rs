@@ -10,6 +10,8 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
+use crate::webhook::Webhooks;
+use crate::webhook::outbox::Counts;
 use crate::whatsapp::{SessionPhase, SessionStatus, WhatsApp, WhatsAppError};
 
 const QR_PREFIX: &str = "scan-qr-";
@@ -30,12 +32,16 @@ pub struct Status {
     pub device_id: Option<String>,
     /// The lifecycle phase (`connected`, `replaced`, `pairing`, …).
     pub state: SessionPhase,
+    /// Webhook deliveries waiting and dead; only when webhooks are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Counts>,
 }
 
 pub struct AppService {
     wa: Arc<dyn WhatsApp>,
     qr_dir: PathBuf,
     current: Arc<Mutex<Option<QrFile>>>,
+    webhooks: Option<Arc<Webhooks>>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +59,14 @@ impl AppService {
             wa,
             qr_dir,
             current: Arc::new(Mutex::new(None)),
+            webhooks: None,
         })
+    }
+
+    /// Reports the webhook outbox in the status.
+    pub fn with_webhooks(mut self, webhooks: Option<Arc<Webhooks>>) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 
     pub async fn login(&self) -> Result<LoginQr, ServiceError> {
@@ -125,6 +138,12 @@ impl AppService {
             is_logged_in: status != SessionStatus::LoggedOut,
             device_id: self.wa.device_id().map(|jid| jid.to_string()),
             state: self.wa.phase(),
+            webhooks: self.webhooks.as_ref().map(|w| {
+                w.counts().unwrap_or_else(|e| {
+                    warn!(error = %e, "cannot count the webhook outbox");
+                    Counts::default()
+                })
+            }),
         }
     }
 

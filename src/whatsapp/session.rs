@@ -39,6 +39,8 @@ pub struct ClientSettings {
     pub ack_timeout: Duration,
     /// Test builds only: the fake WhatsApp server's WebSocket URL.
     pub ws_url: Option<String>,
+    /// Takes incoming messages before they are acknowledged (webhooks).
+    pub inbound: Option<crate::webhook::hook::InboundHook>,
 }
 
 pub(super) struct Inner {

@@ -218,7 +218,7 @@ impl TestApp {
         argv.extend(args.iter().map(|a| a.to_string()));
         let config = Config::parse_from(argv);
         let wa = Arc::new(FakeSession::default());
-        let state = whatsapp_api::app_state(&config, wa.clone()).unwrap();
+        let state = whatsapp_api::app_state(&config, wa.clone(), None).unwrap();
         let router = whatsapp_api::http::router(state, statics.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

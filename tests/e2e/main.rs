@@ -10,3 +10,4 @@ mod sandbox;
 mod send;
 mod session;
 mod user;
+mod webhook;

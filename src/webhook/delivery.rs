@@ -1,0 +1,194 @@
+//! One worker per webhook URL: takes the due head event of each chat, posts it signed,
+//! and records the outcome. 2xx: done. Network errors, 5xx and 429: retried with
+//! exponential backoff and jitter (a `Retry-After` in seconds is honoured) until the
+//! event is older than the retry window, then dead. Other 4xx: dead at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tracing::{debug, warn};
+
+use super::outbox::Due;
+use super::{Webhooks, unix_now};
+
+/// Deliveries in flight per URL (each to a different chat).
+const PARALLEL: usize = 16;
+/// One attempt's time limit.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait between two attempts.
+const MAX_BACKOFF_SECS: i64 = 300;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Retry, no sooner than the receiver asked (seconds).
+    Retry {
+        after: Option<i64>,
+        error: String,
+    },
+    Final(String),
+}
+
+/// `X-Hub-Signature-256`: `sha256=` and the lower-case hex HMAC-SHA256 of the body.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Seconds to wait before attempt `attempts + 1`: 1, 2, 4, … up to 5 min, ±50 %.
+pub fn backoff(attempts: u32, after: Option<i64>) -> i64 {
+    let base = 1i64 << attempts.min(16);
+    let jittered = (base as f64 * rand::random_range(0.5..1.5)).round() as i64;
+    jittered.clamp(1, MAX_BACKOFF_SECS).max(after.unwrap_or(0))
+}
+
+pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(ATTEMPT_TIMEOUT))
+        .http_status_as_error(false)
+        .user_agent("whatsapp-api webhook")
+        .build()
+        .into();
+    let wake = webhooks.wake[&url].clone();
+    loop {
+        let outbox = webhooks.outbox.clone();
+        let (u, now) = (url.clone(), unix_now());
+        let due = tokio::task::spawn_blocking(move || outbox.due(&u, now, PARALLEL)).await;
+        let due = match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                warn!(%url, error = %e, "cannot read the webhook outbox; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            let next = webhooks.outbox.next_due_at(&url).ok().flatten();
+            let wait = next.map_or(Duration::from_secs(60), |at| {
+                Duration::from_secs((at - unix_now()).clamp(0, 60) as u64)
+            });
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+            }
+            continue;
+        }
+        let attempts = due.into_iter().map(|d| attempt(&webhooks, &agent, &url, d));
+        futures_util::future::join_all(attempts).await;
+    }
+}
+
+async fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
+    let number = due.attempts + 1;
+    let (agent, target) = (agent.clone(), url.to_owned());
+    let signature = signature(&webhooks.config.secret, due.body.as_bytes());
+    let (id, body) = (due.event_id.clone(), due.body.clone());
+    let outcome =
+        tokio::task::spawn_blocking(move || post(&agent, &target, &body, &signature, &id, number))
+            .await
+            .unwrap_or_else(|_| Outcome::Retry {
+                after: None,
+                error: "the delivery task stopped".into(),
+            });
+    let outbox = &webhooks.outbox;
+    let now = unix_now();
+    let recorded = match outcome {
+        Outcome::Delivered => {
+            debug!(%url, event = %due.event_id, attempt = number, "webhook delivered");
+            outbox.delivered(due.seq, url)
+        }
+        Outcome::Final(error) => {
+            warn!(%url, event = %due.event_id, %error, "webhook refused; not retried");
+            outbox.dead(due.seq, url, &error)
+        }
+        Outcome::Retry { error, .. }
+            if now - due.created_at >= webhooks.config.max_age.as_secs() as i64 =>
+        {
+            warn!(%url, event = %due.event_id, %error, attempts = number, "webhook event dead: retried for the whole retry window");
+            outbox.dead(due.seq, url, &error)
+        }
+        Outcome::Retry { after, error } => {
+            let wait = backoff(due.attempts, after);
+            debug!(%url, event = %due.event_id, %error, retry_in_secs = wait, "webhook attempt failed");
+            outbox.retry(due.seq, url, now + wait, &error)
+        }
+    };
+    if let Err(e) = recorded {
+        warn!(%url, error = %e, "cannot record a webhook outcome; it will be retried");
+    }
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &str,
+    signature: &str,
+    id: &str,
+    attempt: u32,
+) -> Outcome {
+    let sent = agent
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", signature)
+        .header("X-Webhook-Id", id)
+        .header("X-Webhook-Attempt", attempt.to_string())
+        .send(body.as_bytes());
+    let res = match sent {
+        Ok(res) => res,
+        Err(e) => {
+            return Outcome::Retry {
+                after: None,
+                error: e.to_string(),
+            };
+        }
+    };
+    let status = res.status().as_u16();
+    let after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500..=599 => Outcome::Retry {
+            after,
+            error: format!("HTTP {status}"),
+        },
+        _ => Outcome::Final(format!("HTTP {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_hmac_of_the_exact_body() {
+        // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog"), RFC 4231-style vector.
+        assert_eq!(
+            signature("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        for _ in 0..100 {
+            assert!((1..=2).contains(&backoff(0, None)));
+            assert!((4..=12).contains(&backoff(3, None)));
+            assert!(backoff(30, None) <= MAX_BACKOFF_SECS);
+            assert!(backoff(0, Some(30)) >= 30);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Webhook events in the Go server's shape: `{"device_id", "event", "id", "payload"}`,
+//! compact JSON with sorted keys (as Go's map marshalling writes them), plus an `id`
+//! the Go server lacks, stable for one message however often it is delivered.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::{Jid, Server};
+
+use super::outbox::NewEvent;
+
+/// Builds the `message` event of an incoming text message; `None` for what this
+/// server does not forward (yet): media, reactions, protocol messages, broadcasts.
+pub fn message_event(
+    device_id: &str,
+    info: &MessageInfo,
+    message: &wa::Message,
+) -> Option<NewEvent> {
+    let source = &info.source;
+    if matches!(source.chat.server, Server::Broadcast | Server::Newsletter) {
+        return None;
+    }
+    let body = message.text_content()?;
+    let (chat_id, chat_lid) = pn_and_lid(&source.chat, source.recipient_alt.as_ref());
+    let (from, from_lid) = pn_and_lid(&source.sender, source.sender_alt.as_ref());
+    let mut payload = Map::new();
+    payload.insert("id".into(), json!(info.id.to_string()));
+    payload.insert("chat_id".into(), json!(chat_id));
+    payload.insert("from".into(), json!(from));
+    if let Some(lid) = chat_lid {
+        payload.insert("chat_lid".into(), json!(lid));
+    }
+    if let Some(lid) = from_lid {
+        payload.insert("from_lid".into(), json!(lid));
+    }
+    if !info.push_name.is_empty() {
+        payload.insert("from_name".into(), json!(info.push_name));
+    }
+    payload.insert(
+        "timestamp".into(),
+        json!(
+            info.timestamp
+                .to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    payload.insert("is_from_me".into(), json!(source.is_from_me));
+    payload.insert("body".into(), json!(body));
+    let context = message
+        .get_base_message()
+        .extended_text_message
+        .as_option()
+        .and_then(|m| m.context_info.as_option());
+    if let Some(context) = context {
+        if let Some(quoted) = context.stanza_id.as_deref().filter(|s| !s.is_empty()) {
+            payload.insert("replied_to_id".into(), json!(quoted));
+            if let Some(text) = context
+                .quoted_message
+                .as_option()
+                .and_then(|q| q.text_content())
+            {
+                payload.insert("quoted_body".into(), json!(text));
+            }
+        }
+        if context.is_forwarded == Some(true) {
+            payload.insert("forwarded".into(), json!(true));
+        }
+    }
+    let chat = chat_id.clone();
+    Some(envelope(device_id, "message", &chat, &info.id, payload))
+}
+
+/// The event around `payload`, its id derived from what identifies the message.
+fn envelope(
+    device_id: &str,
+    event: &str,
+    chat: &str,
+    message_id: &str,
+    payload: Map<String, Value>,
+) -> NewEvent {
+    let event_id = event_id(event, chat, message_id);
+    let body = json!({
+        "device_id": device_id,
+        "event": event,
+        "id": event_id,
+        "payload": Value::Object(payload),
+    });
+    NewEvent {
+        event_id,
+        chat: chat.to_owned(),
+        // serde_json's maps are sorted by key: the same bytes every time.
+        body: body.to_string(),
+    }
+}
+
+/// `evt_` + 24 hex digits of SHA-256 over the event name, chat and message id.
+pub fn event_id(event: &str, chat: &str, message_id: &str) -> String {
+    let digest = Sha256::digest(format!("{event}\n{chat}\n{message_id}").as_bytes());
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
+}
+
+/// The phone-number JID of `jid` (non-AD), and its LID when it was one and the
+/// phone number is known.
+fn pn_and_lid(jid: &Jid, alt: Option<&Jid>) -> (String, Option<String>) {
+    match (jid.server, alt) {
+        (Server::Lid, Some(pn)) if pn.server == Server::Pn => {
+            (pn.to_non_ad_string(), Some(jid.to_non_ad_string()))
+        }
+        _ => (jid.to_non_ad_string(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_stable_and_distinct() {
+        let a = event_id("message", "1@s.whatsapp.net", "3EB0A");
+        assert_eq!(a, event_id("message", "1@s.whatsapp.net", "3EB0A"));
+        assert_ne!(a, event_id("message", "2@s.whatsapp.net", "3EB0A"));
+        assert_ne!(a, event_id("message.revoked", "1@s.whatsapp.net", "3EB0A"));
+        assert_eq!(a.len(), 4 + 24);
+    }
+
+    #[test]
+    fn a_lid_with_a_known_phone_number_is_reported_as_both() {
+        let lid: Jid = "205550001234001@lid".parse().unwrap();
+        let pn: Jid = "15550001234:3@s.whatsapp.net".parse().unwrap();
+        assert_eq!(
+            pn_and_lid(&lid, Some(&pn)),
+            (
+                "15550001234@s.whatsapp.net".to_owned(),
+                Some("205550001234001@lid".to_owned())
+            )
+        );
+        assert_eq!(
+            pn_and_lid(&pn, None),
+            ("15550001234@s.whatsapp.net".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn the_body_is_compact_with_sorted_keys() {
+        let mut payload = Map::new();
+        payload.insert("z".into(), json!(1));
+        payload.insert("a".into(), json!("<b>"));
+        let event = envelope("1@s.whatsapp.net", "message", "c", "m", payload);
+        assert_eq!(
+            event.body,
+            format!(
+                r#"{{"device_id":"1@s.whatsapp.net","event":"message","id":"{}","payload":{{"a":"<b>","z":1}}}}"#,
+                event.event_id
+            )
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Webhooks: incoming messages become events in the Go server's format, stored in a
+//! durable outbox before WhatsApp gets its acknowledgement, and delivered to every
+//! URL independently, at least once, in order per chat.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | [`event`] | the Go-shaped events and their stable ids |
+//! | [`outbox`] | the SQLite outbox |
+//! | [`delivery`] | one worker per URL: signing, retries, backoff |
+//! | [`hook`] | whatsapp-rust's inbound durability hook, which fills the outbox |
+
+pub mod delivery;
+pub mod event;
+pub mod hook;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use outbox::{Counts, NewEvent, Outbox, OutboxError};
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub urls: Vec<String>,
+    pub secret: String,
+    /// Event names to send (case-insensitive); empty sends all.
+    pub events: Vec<String>,
+    pub outbox_path: PathBuf,
+    pub max_events: u64,
+    /// How long an event is retried before it is marked dead.
+    pub max_age: Duration,
+}
+
+pub struct Webhooks {
+    config: WebhookConfig,
+    outbox: Arc<Outbox>,
+    /// One per URL: wakes its worker when events arrive.
+    wake: HashMap<String, Arc<Notify>>,
+}
+
+impl Webhooks {
+    /// Opens the outbox and starts one delivery worker per URL; events left by an
+    /// earlier run are delivered.
+    pub fn start(config: WebhookConfig) -> Result<Arc<Self>, OutboxError> {
+        if let Some(dir) = config
+            .outbox_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                OutboxError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            })?;
+        }
+        let outbox = Arc::new(Outbox::open(&config.outbox_path, config.max_events)?);
+        let dropped = outbox.retain_urls(&config.urls)?;
+        if dropped > 0 {
+            warn!(
+                deliveries = dropped,
+                "dropped pending deliveries to URLs no longer configured"
+            );
+        }
+        let counts = outbox.counts()?;
+        if counts.pending > 0 {
+            info!(
+                pending = counts.pending,
+                "delivering webhook events left by an earlier run"
+            );
+        }
+        let wake = config
+            .urls
+            .iter()
+            .map(|url| (url.clone(), Arc::new(Notify::new())))
+            .collect();
+        let webhooks = Arc::new(Webhooks {
+            config,
+            outbox,
+            wake,
+        });
+        for url in &webhooks.config.urls {
+            tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
+        }
+        Ok(webhooks)
+    }
+
+    /// Whether `event` is one the configuration sends.
+    pub fn wants(&self, event: &str) -> bool {
+        self.config.events.is_empty()
+            || self
+                .config
+                .events
+                .iter()
+                .any(|e| e.trim().eq_ignore_ascii_case(event))
+    }
+
+    /// Stores `events` durably; only then may the messages be acknowledged.
+    pub async fn record(&self, events: Vec<NewEvent>) -> Result<usize, OutboxError> {
+        let outbox = self.outbox.clone();
+        let urls = self.config.urls.clone();
+        let added = tokio::task::spawn_blocking(move || outbox.enqueue(&events, &urls, unix_now()))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        if added > 0 {
+            for notify in self.wake.values() {
+                notify.notify_one();
+            }
+        }
+        Ok(added)
+    }
+
+    pub fn counts(&self) -> Result<Counts, OutboxError> {
+        self.outbox.counts()
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}

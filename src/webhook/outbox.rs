@@ -1,0 +1,320 @@
+//! The durable outbox: SQLite (WAL) through `rusqlite`, schema in `migrations/`.
+//! Calls are blocking and short; async callers run them on the blocking pool.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+/// The migrations, in order; `user_version` records how many ran.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/0001_webhook_outbox.sql"
+    ))])
+}
+
+/// An event to store, with the URLs it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub chat: String,
+    pub body: String,
+}
+
+/// A delivery that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub seq: i64,
+    pub event_id: String,
+    pub chat: String,
+    pub body: String,
+    pub attempts: u32,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("the webhook outbox is full ({0} events waiting)")]
+    Full(u64),
+    #[error("webhook outbox: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("webhook outbox migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+}
+
+pub struct Outbox {
+    conn: Mutex<Connection>,
+    max_events: u64,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` and brings its schema up to date.
+    pub fn open(path: &Path, max_events: u64) -> Result<Self, OutboxError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Outbox {
+            conn: Mutex::new(conn),
+            max_events,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `events`, each with one delivery per URL, in one transaction (all or
+    /// none). An event id already stored is skipped: WhatsApp may deliver a message
+    /// again. Returns how many were new.
+    pub fn enqueue(
+        &self,
+        events: &[NewEvent],
+        urls: &[String],
+        now: i64,
+    ) -> Result<usize, OutboxError> {
+        let mut conn = self.conn();
+        let waiting: i64 =
+            conn.query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))?;
+        let waiting = waiting as u64;
+        if waiting + events.len() as u64 > self.max_events {
+            return Err(OutboxError::Full(waiting));
+        }
+        let tx = conn.transaction()?;
+        let mut added = 0;
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT OR IGNORE INTO webhook_events (event_id, chat, body, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut insert_delivery = tx.prepare_cached(
+                "INSERT INTO webhook_deliveries (event_seq, url, next_attempt_at) VALUES (?1, ?2, ?3)",
+            )?;
+            for event in events {
+                if insert_event.execute(params![event.event_id, event.chat, event.body, now])? == 0
+                {
+                    continue;
+                }
+                let seq = tx.last_insert_rowid();
+                for url in urls {
+                    insert_delivery.execute(params![seq, url, now])?;
+                }
+                added += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Forgets deliveries to URLs no longer configured, and events left with none.
+    pub fn retain_urls(&self, urls: &[String]) -> Result<usize, OutboxError> {
+        let conn = self.conn();
+        let placeholders = vec!["?"; urls.len()].join(",");
+        let removed = if urls.is_empty() {
+            conn.execute("DELETE FROM webhook_deliveries", [])?
+        } else {
+            conn.execute(
+                &format!("DELETE FROM webhook_deliveries WHERE url NOT IN ({placeholders})"),
+                rusqlite::params_from_iter(urls),
+            )?
+        };
+        conn.execute(
+            "DELETE FROM webhook_events WHERE seq NOT IN (SELECT event_seq FROM webhook_deliveries)",
+            [],
+        )?;
+        Ok(removed)
+    }
+
+    /// The oldest live delivery of each chat for `url`, if it is due by `now`; at
+    /// most `limit`, oldest first. Later events of a chat wait for its head.
+    pub fn due(&self, url: &str, now: i64, limit: usize) -> Result<Vec<Due>, OutboxError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT e.seq, e.event_id, e.chat, e.body, d.attempts, e.created_at, d.next_attempt_at \
+             FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq \
+             WHERE d.url = ?1 AND d.dead = 0 AND d.event_seq IN ( \
+                 SELECT MIN(d2.event_seq) FROM webhook_deliveries d2 \
+                 JOIN webhook_events e2 ON e2.seq = d2.event_seq \
+                 WHERE d2.url = ?1 AND d2.dead = 0 GROUP BY e2.chat) \
+             AND d.next_attempt_at <= ?2 ORDER BY e.seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![url, now, limit as i64], |r| {
+            Ok(Due {
+                seq: r.get(0)?,
+                event_id: r.get(1)?,
+                chat: r.get(2)?,
+                body: r.get(3)?,
+                attempts: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next delivery for `url` falls due (of the heads of its chats).
+    pub fn next_due_at(&self, url: &str) -> Result<Option<i64>, OutboxError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
+                 WHERE d.url = ?1 AND d.dead = 0 AND d.event_seq IN ( \
+                     SELECT MIN(d2.event_seq) FROM webhook_deliveries d2 \
+                     JOIN webhook_events e2 ON e2.seq = d2.event_seq \
+                     WHERE d2.url = ?1 AND d2.dead = 0 GROUP BY e2.chat)",
+                params![url],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// A 2xx: the delivery is done; the event goes when no URL still needs it.
+    pub fn delivered(&self, seq: i64, url: &str) -> Result<(), OutboxError> {
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM webhook_deliveries WHERE event_seq = ?1 AND url = ?2",
+            params![seq, url],
+        )?;
+        conn.execute(
+            "DELETE FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
+            params![seq],
+        )?;
+        Ok(())
+    }
+
+    /// A failed attempt to retry at `next_at`.
+    pub fn retry(&self, seq: i64, url: &str, next_at: i64, error: &str) -> Result<(), OutboxError> {
+        self.conn().execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?3, \
+             last_error = ?4 WHERE event_seq = ?1 AND url = ?2",
+            params![seq, url, next_at, error],
+        )?;
+        Ok(())
+    }
+
+    /// A final failure: kept, counted as dead, never retried.
+    pub fn dead(&self, seq: i64, url: &str, error: &str) -> Result<(), OutboxError> {
+        self.conn().execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, dead = 1, last_error = ?3 \
+             WHERE event_seq = ?1 AND url = ?2",
+            params![seq, url, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Result<Counts, OutboxError> {
+        let conn = self.conn();
+        let (pending, dead) = conn.query_row(
+            "SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 1), 0) FROM webhook_deliveries",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        Ok(Counts {
+            pending: pending as u64,
+            dead: dead as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, chat: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            chat: chat.into(),
+            body: format!("{{\"id\":\"{id}\"}}"),
+        }
+    }
+
+    fn urls() -> Vec<String> {
+        vec!["http://a".into(), "http://b".into()]
+    }
+
+    #[test]
+    fn the_migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn each_chat_is_delivered_in_order_and_chats_do_not_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.db"), 100).unwrap();
+        let events = [event("1", "x"), event("2", "x"), event("3", "y")];
+        assert_eq!(outbox.enqueue(&events, &urls(), 10).unwrap(), 3);
+        let due = outbox.due("http://a", 10, 10).unwrap();
+        let ids: Vec<&str> = due.iter().map(|d| d.event_id.as_str()).collect();
+        assert_eq!(ids, ["1", "3"], "the head of each chat");
+        // The head of x fails: x waits, y does not.
+        outbox.retry(due[0].seq, "http://a", 20, "503").unwrap();
+        outbox.delivered(due[1].seq, "http://a").unwrap();
+        assert!(outbox.due("http://a", 15, 10).unwrap().is_empty());
+        // Event 2 is due but waits behind 1, so the next wake-up is 1's retry.
+        assert_eq!(outbox.next_due_at("http://a").unwrap(), Some(20));
+        let later = outbox.due("http://a", 20, 10).unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!((later[0].event_id.as_str(), later[0].attempts), ("1", 1));
+        outbox.delivered(later[0].seq, "http://a").unwrap();
+        assert_eq!(outbox.due("http://a", 20, 10).unwrap()[0].event_id, "2");
+        // URL b still has all three.
+        assert_eq!(
+            outbox.counts().unwrap(),
+            Counts {
+                pending: 4,
+                dead: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_redelivered_message_is_stored_once_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        {
+            let outbox = Outbox::open(&path, 100).unwrap();
+            outbox.enqueue(&[event("1", "x")], &urls(), 1).unwrap();
+            assert_eq!(outbox.enqueue(&[event("1", "x")], &urls(), 2).unwrap(), 0);
+        }
+        let outbox = Outbox::open(&path, 100).unwrap();
+        assert_eq!(outbox.counts().unwrap().pending, 2);
+        // Dropping URL b on restart forgets its deliveries only.
+        assert_eq!(outbox.retain_urls(&["http://a".into()]).unwrap(), 1);
+        let due = outbox.due("http://a", 5, 10).unwrap();
+        outbox.delivered(due[0].seq, "http://a").unwrap();
+        assert_eq!(outbox.counts().unwrap(), Counts::default());
+    }
+
+    #[test]
+    fn a_dead_delivery_is_counted_and_no_longer_due_and_a_full_outbox_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("o.db"), 2).unwrap();
+        outbox
+            .enqueue(&[event("1", "x"), event("2", "x")], &urls(), 1)
+            .unwrap();
+        let due = outbox.due("http://a", 1, 10).unwrap();
+        outbox.dead(due[0].seq, "http://a", "HTTP 400").unwrap();
+        assert_eq!(outbox.due("http://a", 1, 10).unwrap()[0].event_id, "2");
+        assert_eq!(
+            outbox.counts().unwrap(),
+            Counts {
+                pending: 3,
+                dead: 1
+            }
+        );
+        assert!(matches!(
+            outbox.enqueue(&[event("3", "y")], &urls(), 1),
+            Err(OutboxError::Full(2))
+        ));
+    }
+}

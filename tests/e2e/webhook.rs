@@ -1,0 +1,278 @@
+//! Receiving: incoming messages reach webhook receivers in the Go shape, signed, at
+//! least once, in order per chat, across receiver outages and server crashes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use fake_whatsapp::{ContactInfo, FakeWhatsApp};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::harness::{Server, wait_for};
+use crate::send::FRIEND;
+
+const OTHER: &str = "6289685028777";
+const SECRET: &str = "s3cret";
+
+/// One request the receiver got, and what it answered.
+#[derive(Clone, Debug)]
+struct Hit {
+    headers: HeaderMap,
+    raw: Bytes,
+    body: Value,
+    answered: u16,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    hits: Vec<Hit>,
+    /// Answers for the next requests, then `default`.
+    script: VecDeque<u16>,
+    default: u16,
+    delay: Duration,
+}
+
+/// A webhook receiver on loopback.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    state: Arc<Mutex<ReceiverState>>,
+}
+
+impl Receiver {
+    async fn start(default: u16) -> Receiver {
+        let state = Arc::new(Mutex::new(ReceiverState {
+            default,
+            ..ReceiverState::default()
+        }));
+        let app = axum::Router::new()
+            .route("/hook", post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, state }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.state.lock().unwrap().hits.clone()
+    }
+
+    /// The events answered with a 2xx, in arrival order.
+    fn accepted(&self) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.answered < 300)
+            .collect()
+    }
+
+    fn set(&self, change: impl FnOnce(&mut ReceiverState)) {
+        change(&mut self.state.lock().unwrap());
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<ReceiverState>>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> StatusCode {
+    let delay = state.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
+    let mut state = state.lock().unwrap();
+    let answered = state.script.pop_front().unwrap_or(state.default);
+    state.hits.push(Hit {
+        body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        headers,
+        raw,
+        answered,
+    });
+    StatusCode::from_u16(answered).unwrap()
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fake with two contacts and a server paired with it, sending webhooks to `urls`.
+async fn paired_with_webhooks(urls: &[&str]) -> (FakeWhatsApp, Server, tempfile::TempDir) {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    fake.add_contact(OTHER, ContactInfo::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = urls.join(",");
+    let args = ["--webhook", hooks.as_str(), "--webhook-secret", SECRET];
+    let server = Server::start_with(&fake, dir.path(), &args).await;
+    server.pair(&fake).await;
+    (fake, server, dir)
+}
+
+#[tokio::test]
+async fn an_incoming_text_reaches_the_webhook_signed_in_the_go_shape() {
+    let receiver = Receiver::start(200).await;
+    let (fake, server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    let id = fake.deliver(FRIEND, "hello <there> & you").await.unwrap();
+    wait_for("the webhook", Duration::from_secs(15), || {
+        !receiver.hits().is_empty()
+    })
+    .await;
+    let hit = &receiver.hits()[0];
+    assert_eq!(hit.header("content-type"), "application/json");
+    assert_eq!(hit.header("content-length"), hit.raw.len().to_string());
+    let signature = hit.header("x-hub-signature-256");
+    assert_eq!(signature, format!("sha256={}", hmac_hex(SECRET, &hit.raw)));
+    assert_ne!(
+        signature,
+        format!("sha256={}", hmac_hex("secret", &hit.raw))
+    );
+    assert_eq!(hit.header("x-webhook-attempt"), "1");
+
+    let body = &hit.body;
+    assert_eq!(hit.header("x-webhook-id"), body["id"].as_str().unwrap());
+    assert_eq!(body["event"], "message");
+    assert_eq!(body["device_id"], fake.phone_jid());
+    let payload = &body["payload"];
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    assert_eq!(payload["id"], id.as_str());
+    assert_eq!(payload["chat_id"], friend.as_str());
+    assert_eq!(payload["from"], friend.as_str());
+    assert_eq!(payload["body"], "hello <there> & you");
+    assert_eq!(payload["is_from_me"], false);
+    let t = payload["timestamp"].as_str().unwrap();
+    assert!(t.parse::<jiff::Timestamp>().is_ok(), "{t}");
+    // Compact, keys sorted, as Go writes it.
+    let raw = std::str::from_utf8(&hit.raw).unwrap();
+    assert!(raw.starts_with(r#"{"device_id":"#), "{raw}");
+    assert!(!raw.contains(": ") && !raw.ends_with('\n'), "{raw}");
+    assert!(server.log().contains("connected to WhatsApp"));
+}
+
+#[tokio::test]
+async fn a_503_is_retried_with_the_same_event_id_and_a_400_is_not() {
+    let receiver = Receiver::start(200).await;
+    receiver.set(|s| s.script = [503, 503].into());
+    let (fake, _server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    fake.deliver(FRIEND, "retry me").await.unwrap();
+    wait_for("the third attempt", Duration::from_secs(20), || {
+        !receiver.accepted().is_empty()
+    })
+    .await;
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    let ids: Vec<&str> = hits.iter().map(|h| h.header("x-webhook-id")).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let attempts: Vec<&str> = hits.iter().map(|h| h.header("x-webhook-attempt")).collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    assert_eq!(hits[0].raw, hits[2].raw, "the same bytes every time");
+
+    receiver.set(|s| s.default = 400);
+    fake.deliver(FRIEND, "refused").await.unwrap();
+    wait_for("the refused event", Duration::from_secs(15), || {
+        receiver.hits().len() == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(receiver.hits().len(), 4, "a 400 was retried");
+}
+
+#[tokio::test]
+async fn events_survive_a_receiver_outage_and_a_kill_9_and_arrive_in_order_per_chat() {
+    let receiver = Receiver::start(503).await;
+    let (fake, mut server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    let mut sent: HashMap<&str, Vec<String>> = HashMap::new();
+    for i in 0..20 {
+        for from in [FRIEND, OTHER] {
+            let text = format!("{from} #{i}");
+            fake.deliver(from, &text).await.unwrap();
+            sent.entry(from).or_default().push(text);
+        }
+    }
+    // Every event is in the outbox (the head of each chat keeps being refused).
+    server
+        .wait_status("40 events in the outbox", |s| {
+            s["webhooks"]["pending"] == 40
+        })
+        .await;
+    assert!(!receiver.hits().is_empty(), "the receiver was tried");
+    let texts = |hits: Vec<Hit>| -> Vec<String> {
+        hits.iter()
+            .map(|h| h.body["payload"]["body"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    server.kill_and_restart().await;
+    receiver.set(|s| s.default = 200);
+    wait_for(
+        "every event to be accepted",
+        Duration::from_secs(60),
+        || {
+            let accepted: std::collections::HashSet<String> =
+                texts(receiver.accepted()).into_iter().collect();
+            sent.values().flatten().all(|t| accepted.contains(t))
+        },
+    )
+    .await;
+
+    let accepted = receiver.accepted();
+    // Duplicates only ever carry the same event id.
+    let mut id_of: HashMap<String, String> = HashMap::new();
+    for hit in &accepted {
+        let text = hit.body["payload"]["body"].as_str().unwrap().to_owned();
+        let id = hit.header("x-webhook-id").to_owned();
+        assert_eq!(id_of.entry(text).or_insert_with(|| id.clone()), &id);
+    }
+    // In order per chat.
+    for (from, texts_sent) in &sent {
+        let chat = format!("{from}@s.whatsapp.net");
+        let mut order: Vec<String> = accepted
+            .iter()
+            .filter(|h| h.body["payload"]["chat_id"] == chat.as_str())
+            .map(|h| h.body["payload"]["body"].as_str().unwrap().to_owned())
+            .collect();
+        order.dedup();
+        assert_eq!(&order, texts_sent, "{chat}");
+    }
+    server
+        .wait_status("an empty outbox", |s| s["webhooks"]["pending"] == 0)
+        .await;
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_delay_another() {
+    let slow = Receiver::start(200).await;
+    slow.set(|s| s.delay = Duration::from_secs(8));
+    let fast = Receiver::start(200).await;
+    let (fake, _server, _dir) = paired_with_webhooks(&[&slow.url, &fast.url]).await;
+    let started = std::time::Instant::now();
+    fake.deliver(FRIEND, "to both").await.unwrap();
+    wait_for("the fast receiver", Duration::from_secs(5), || {
+        !fast.hits().is_empty()
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(slow.hits().is_empty(), "the slow one answered already");
+    wait_for("the slow receiver", Duration::from_secs(20), || {
+        !slow.hits().is_empty()
+    })
+    .await;
+    assert_eq!(slow.hits()[0].raw, fast.hits()[0].raw);
+}
