@@ -107,6 +107,19 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WEBHOOK_EVENTS", value_delimiter = ',')]
     pub webhook_events: Vec<String>,
 
+    /// Chats and senders whose events are not sent (comma-separated exact JIDs, or
+    /// server suffixes like `@g.us`, `@s.whatsapp.net`, `@lid`).
+    #[arg(long, env = "WHATSAPP_WEBHOOK_IGNORE_JIDS", value_delimiter = ',')]
+    pub webhook_ignore_jids: Vec<String>,
+
+    /// Accept any TLS certificate from webhook receivers (self-signed setups only).
+    #[arg(
+        long,
+        env = "WHATSAPP_WEBHOOK_INSECURE_SKIP_VERIFY",
+        default_value_t = false
+    )]
+    pub webhook_insecure_skip_verify: bool,
+
     /// Hours a webhook event is retried (across restarts) before it is marked dead.
     #[arg(long, env = "WHATSAPP_WEBHOOK_RETRY_HOURS", default_value_t = 24)]
     pub webhook_retry_hours: u64,
@@ -185,6 +198,8 @@ impl Config {
             outbox_path: self.db_path.with_file_name("outbox.db"),
             max_events: self.webhook_outbox_max,
             max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
+            ignore_jids: self.webhook_ignore_jids.clone(),
+            insecure_skip_verify: self.webhook_insecure_skip_verify,
         })
     }
 

@@ -53,7 +53,11 @@ pub fn backoff(attempts: u32, after: Option<i64>) -> i64 {
 }
 
 pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(webhooks.config.insecure_skip_verify)
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_global(Some(ATTEMPT_TIMEOUT))
         .http_status_as_error(false)
         .user_agent("whatsapp-api webhook")

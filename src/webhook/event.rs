@@ -9,13 +9,16 @@ use whatsapp_rust::{Jid, Server};
 
 use super::outbox::NewEvent;
 
+/// An event and the JIDs it concerns (chat and sender, as PN and LID), for
+/// `--webhook-ignore-jids`.
+pub struct Built {
+    pub event: NewEvent,
+    pub jids: Vec<String>,
+}
+
 /// Builds the `message` event of an incoming text message; `None` for what this
 /// server does not forward (yet): media, reactions, protocol messages, broadcasts.
-pub fn message_event(
-    device_id: &str,
-    info: &MessageInfo,
-    message: &wa::Message,
-) -> Option<NewEvent> {
+pub fn message_event(device_id: &str, info: &MessageInfo, message: &wa::Message) -> Option<Built> {
     let source = &info.source;
     if matches!(source.chat.server, Server::Broadcast | Server::Newsletter) {
         return None;
@@ -27,11 +30,14 @@ pub fn message_event(
     payload.insert("id".into(), json!(info.id.to_string()));
     payload.insert("chat_id".into(), json!(chat_id));
     payload.insert("from".into(), json!(from));
+    let mut jids = vec![chat_id.clone(), from.clone()];
     if let Some(lid) = chat_lid {
         payload.insert("chat_lid".into(), json!(lid));
+        jids.push(lid);
     }
     if let Some(lid) = from_lid {
         payload.insert("from_lid".into(), json!(lid));
+        jids.push(lid);
     }
     if !info.push_name.is_empty() {
         payload.insert("from_name".into(), json!(info.push_name));
@@ -65,8 +71,8 @@ pub fn message_event(
             payload.insert("forwarded".into(), json!(true));
         }
     }
-    let chat = chat_id.clone();
-    Some(envelope(device_id, "message", &chat, &info.id, payload))
+    let event = envelope(device_id, "message", &chat_id, &info.id, payload);
+    Some(Built { event, jids })
 }
 
 /// The event around `payload`, its id derived from what identifies the message.

@@ -46,6 +46,8 @@ impl InboundDurabilityHook for InboundHook {
         let events: Vec<_> = batch
             .iter()
             .filter_map(|m| message_event(&device, &m.info, &m.message))
+            .filter(|built| !self.webhooks.ignores(&built.jids))
+            .map(|built| built.event)
             .collect();
         if events.is_empty() {
             return Ok(());

@@ -34,6 +34,11 @@ pub struct WebhookConfig {
     pub max_events: u64,
     /// How long an event is retried before it is marked dead.
     pub max_age: Duration,
+    /// Chats and senders whose events are not sent: exact JIDs, or `@server`
+    /// suffixes such as `@g.us`.
+    pub ignore_jids: Vec<String>,
+    /// Accept any certificate from webhook receivers (self-signed test setups).
+    pub insecure_skip_verify: bool,
 }
 
 pub struct Webhooks {
@@ -62,6 +67,12 @@ impl Webhooks {
             warn!(
                 deliveries = dropped,
                 "dropped pending deliveries to URLs no longer configured"
+            );
+        }
+        if config.insecure_skip_verify {
+            warn!(
+                "webhook receivers' TLS certificates are NOT verified \
+                 (--webhook-insecure-skip-verify)"
             );
         }
         let counts = outbox.counts()?;
@@ -112,6 +123,24 @@ impl Webhooks {
         Ok(added)
     }
 
+    /// Whether an event concerning `jids` is filtered out by `--webhook-ignore-jids`.
+    pub fn ignores<S: AsRef<str>>(&self, jids: &[S]) -> bool {
+        jids.iter().any(|jid| {
+            let jid = jid.as_ref();
+            self.config
+                .ignore_jids
+                .iter()
+                .map(|p| p.trim())
+                .any(|pattern| {
+                    if pattern.starts_with('@') {
+                        jid.ends_with(pattern)
+                    } else {
+                        !pattern.is_empty() && jid == pattern
+                    }
+                })
+        })
+    }
+
     pub fn counts(&self) -> Result<Counts, OutboxError> {
         self.outbox.counts()
     }
@@ -119,4 +148,41 @@ impl Webhooks {
 
 pub(crate) fn unix_now() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhooks(ignore: &[&str]) -> (Arc<Webhooks>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WebhookConfig {
+            urls: vec![],
+            secret: "secret".into(),
+            events: vec!["Message".into()],
+            outbox_path: dir.path().join("outbox.db"),
+            max_events: 10,
+            max_age: Duration::from_secs(60),
+            ignore_jids: ignore.iter().map(|s| s.to_string()).collect(),
+            insecure_skip_verify: false,
+        };
+        (Webhooks::start(config).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn ignored_jids_match_exactly_or_by_server_suffix() {
+        let (w, _dir) = webhooks(&["@g.us", "6281@s.whatsapp.net"]);
+        assert!(w.ignores(&["120363@g.us", "6289@s.whatsapp.net"]));
+        assert!(w.ignores(&["6281@s.whatsapp.net"]));
+        assert!(!w.ignores(&["62811@s.whatsapp.net", "205@lid"]));
+        let (none, _dir) = webhooks(&[]);
+        assert!(!none.ignores(&["120363@g.us"]));
+    }
+
+    #[tokio::test]
+    async fn the_event_whitelist_ignores_case() {
+        let (w, _dir) = webhooks(&[]);
+        assert!(w.wants("message"));
+        assert!(!w.wants("message.ack"));
+    }
 }

@@ -116,12 +116,20 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
 
 /// A fake with two contacts and a server paired with it, sending webhooks to `urls`.
 async fn paired_with_webhooks(urls: &[&str]) -> (FakeWhatsApp, Server, tempfile::TempDir) {
+    paired_with_webhooks_and(urls, &[]).await
+}
+
+async fn paired_with_webhooks_and(
+    urls: &[&str],
+    extra: &[&str],
+) -> (FakeWhatsApp, Server, tempfile::TempDir) {
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
     fake.add_contact(OTHER, ContactInfo::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hooks = urls.join(",");
-    let args = ["--webhook", hooks.as_str(), "--webhook-secret", SECRET];
+    let mut args = vec!["--webhook", hooks.as_str(), "--webhook-secret", SECRET];
+    args.extend_from_slice(extra);
     let server = Server::start_with(&fake, dir.path(), &args).await;
     server.pair(&fake).await;
     (fake, server, dir)
@@ -275,4 +283,25 @@ async fn a_slow_receiver_does_not_delay_another() {
     })
     .await;
     assert_eq!(slow.hits()[0].raw, fast.hits()[0].raw);
+}
+
+#[tokio::test]
+async fn ignored_chats_send_no_webhook() {
+    let receiver = Receiver::start(200).await;
+    let ignored = format!("{OTHER}@s.whatsapp.net");
+    let args = ["--webhook-ignore-jids", ignored.as_str()];
+    let (fake, _server, _dir) = paired_with_webhooks_and(&[&receiver.url], &args).await;
+    fake.deliver(OTHER, "not for the webhook").await.unwrap();
+    fake.deliver(FRIEND, "for the webhook").await.unwrap();
+    wait_for("the webhook", Duration::from_secs(15), || {
+        !receiver.hits().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bodies: Vec<Value> = receiver
+        .hits()
+        .iter()
+        .map(|h| h.body["payload"]["body"].clone())
+        .collect();
+    assert_eq!(bodies, [Value::from("for the webhook")]);
 }
