@@ -5,6 +5,8 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use whatsapp_rust::prelude::*;
+use whatsapp_rust::wacore::types::events::Receipt;
+use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::{Jid, Server};
 
 use super::outbox::NewEvent;
@@ -42,13 +44,7 @@ pub fn message_event(device_id: &str, info: &MessageInfo, message: &wa::Message)
     if !info.push_name.is_empty() {
         payload.insert("from_name".into(), json!(info.push_name));
     }
-    payload.insert(
-        "timestamp".into(),
-        json!(
-            info.timestamp
-                .to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
-        ),
-    );
+    payload.insert("timestamp".into(), json!(rfc3339(&info.timestamp)));
     payload.insert("is_from_me".into(), json!(source.is_from_me));
     payload.insert("body".into(), json!(body));
     let context = message
@@ -71,25 +67,85 @@ pub fn message_event(device_id: &str, info: &MessageInfo, message: &wa::Message)
             payload.insert("forwarded".into(), json!(true));
         }
     }
-    let event = envelope(device_id, "message", &chat_id, &info.id, payload);
+    let event = envelope(device_id, "message", &chat_id, &info.id, None, payload);
     Some(Built { event, jids })
 }
 
-/// The event around `payload`, its id derived from what identifies the message.
+/// Builds the `message.ack` event of a receipt: delivered, read or read-self, from
+/// the contact's phone (device 0) only, as the Go server forwards them.
+pub fn receipt_event(device_id: &str, receipt: &Receipt) -> Option<Built> {
+    let (kind, description) = match receipt.r#type {
+        ReceiptType::Delivered => (
+            "delivered",
+            "means the message was delivered to the device (but the user might not have noticed).",
+        ),
+        ReceiptType::Read => ("read", "the user opened the chat and saw the message."),
+        ReceiptType::ReadSelf => (
+            "read-self",
+            "the message was read on another device of this account.",
+        ),
+        _ => return None,
+    };
+    let source = &receipt.source;
+    if source.sender.device != 0 || receipt.message_ids.is_empty() {
+        return None;
+    }
+    let (chat_id, _) = pn_and_lid(&source.chat, source.recipient_alt.as_ref());
+    let (from, from_lid) = pn_and_lid(&source.sender, source.sender_alt.as_ref());
+    let ids: Vec<String> = receipt
+        .message_ids
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    let mut jids = vec![chat_id.clone(), from.clone()];
+    let mut payload = Map::new();
+    payload.insert("ids".into(), json!(ids));
+    payload.insert("chat_id".into(), json!(chat_id));
+    payload.insert("from".into(), json!(from));
+    if let Some(lid) = from_lid {
+        payload.insert("from_lid".into(), json!(lid));
+        jids.push(lid);
+    }
+    payload.insert("receipt_type".into(), json!(kind));
+    payload.insert("receipt_type_description".into(), json!(description));
+    let timestamp = rfc3339(&receipt.timestamp);
+    let key = format!("{}/{kind}", ids.join(","));
+    let event = envelope(
+        device_id,
+        "message.ack",
+        &chat_id,
+        &key,
+        Some(timestamp),
+        payload,
+    );
+    Some(Built { event, jids })
+}
+
+fn rfc3339(t: &whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {
+    t.to_rfc3339_opts(whatsapp_rust::chrono::SecondsFormat::Secs, true)
+}
+
+/// The event around `payload`, its id derived from what identifies it (`key`: the
+/// message id, or the receipt's ids and type). Go puts a top-level `timestamp` on
+/// events other than messages.
 fn envelope(
     device_id: &str,
     event: &str,
     chat: &str,
-    message_id: &str,
+    key: &str,
+    timestamp: Option<String>,
     payload: Map<String, Value>,
 ) -> NewEvent {
-    let event_id = event_id(event, chat, message_id);
-    let body = json!({
+    let event_id = event_id(event, chat, key);
+    let mut body = json!({
         "device_id": device_id,
         "event": event,
         "id": event_id,
         "payload": Value::Object(payload),
     });
+    if let Some(t) = timestamp {
+        body["timestamp"] = json!(t);
+    }
     NewEvent {
         event_id,
         chat: chat.to_owned(),
@@ -151,7 +207,7 @@ mod tests {
         let mut payload = Map::new();
         payload.insert("z".into(), json!(1));
         payload.insert("a".into(), json!("<b>"));
-        let event = envelope("1@s.whatsapp.net", "message", "c", "m", payload);
+        let event = envelope("1@s.whatsapp.net", "message", "c", "m", None, payload);
         assert_eq!(
             event.body,
             format!(

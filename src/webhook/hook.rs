@@ -21,6 +21,10 @@ impl InboundHook {
     pub fn new(webhooks: Arc<Webhooks>) -> Self {
         Self { webhooks }
     }
+
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
+    }
 }
 
 impl std::fmt::Debug for InboundHook {

@@ -123,6 +123,20 @@ impl Webhooks {
         Ok(added)
     }
 
+    /// Queues an event that no acknowledgement waits for (a receipt): stored in the
+    /// background.
+    pub fn record_in_background(self: &Arc<Self>, built: event::Built) {
+        if self.ignores(&built.jids) {
+            return;
+        }
+        let webhooks = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = webhooks.record(vec![built.event]).await {
+                warn!(error = %e, "a webhook event was dropped");
+            }
+        });
+    }
+
     /// Whether an event concerning `jids` is filtered out by `--webhook-ignore-jids`.
     pub fn ignores<S: AsRef<str>>(&self, jids: &[S]) -> bool {
         jids.iter().any(|jid| {

@@ -47,8 +47,13 @@ impl SessionEvents {
         client: &Arc<Client>,
     ) -> (EventInterest, Arc<dyn EventHandler>) {
         let mut interest = EventInterest::of(HANDLED);
-        if session.upgrade().is_some_and(|s| s.autoreply.is_some()) {
-            interest = interest.with(EventKind::Messages);
+        if let Some(session) = session.upgrade() {
+            if session.autoreply.is_some() {
+                interest = interest.with(EventKind::Messages);
+            }
+            if session.webhooks().is_some_and(|w| w.wants("message.ack")) {
+                interest = interest.with(EventKind::Receipt);
+            }
         }
         let handler = SessionEvents {
             session,
@@ -134,6 +139,18 @@ impl EventHandler for SessionEvents {
             }
             Event::TemporaryBan(_) => warn!("WhatsApp reports a temporary ban for this account"),
             Event::ClientOutdated(_) => error!("WhatsApp reports this client version as outdated"),
+            Event::Receipt(receipt) => {
+                if let (Some(webhooks), Some(client)) = (session.webhooks(), self.client.upgrade())
+                {
+                    let device = client
+                        .pn()
+                        .map(|j| j.to_non_ad_string())
+                        .unwrap_or_default();
+                    if let Some(built) = crate::webhook::event::receipt_event(&device, receipt) {
+                        webhooks.record_in_background(built);
+                    }
+                }
+            }
             Event::Messages(batch) if session.generation() == self.generation => {
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {

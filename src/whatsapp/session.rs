@@ -120,6 +120,11 @@ impl Inner {
         let _ = self.jobs.send(job);
     }
 
+    /// The webhooks, when configured.
+    pub fn webhooks(&self) -> Option<&Arc<crate::webhook::Webhooks>> {
+        self.settings.inbound.as_ref().map(|hook| hook.webhooks())
+    }
+
     /// The generation of the current client.
     pub fn generation(&self) -> u64 {
         self.machine().generation()

@@ -305,3 +305,62 @@ async fn ignored_chats_send_no_webhook() {
         .collect();
     assert_eq!(bodies, [Value::from("for the webhook")]);
 }
+
+#[tokio::test]
+async fn delivery_and_read_receipts_reach_the_webhook_as_message_ack() {
+    let receiver = Receiver::start(200).await;
+    let (fake, server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    // The contact's phone confirms delivery, then reading, of what it gets.
+    fake.set_faults(fake_whatsapp::Faults {
+        flood_per_message: 2,
+        ..fake_whatsapp::Faults::default()
+    });
+    let reply = server
+        .post_form(
+            "/send/message",
+            &[("phone", FRIEND), ("message", "read me")],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = fake
+        .received()
+        .into_iter()
+        .find(|r| r.recipient == FRIEND)
+        .unwrap()
+        .id;
+    wait_for("two receipts", Duration::from_secs(15), || {
+        receiver.hits().len() >= 2
+    })
+    .await;
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    let mut kinds = Vec::new();
+    for hit in receiver.hits() {
+        let body = &hit.body;
+        assert_eq!(body["event"], "message.ack", "{body}");
+        assert!(
+            body["timestamp"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .is_ok()
+        );
+        let payload = &body["payload"];
+        assert_eq!(payload["ids"], serde_json::json!([id]));
+        assert_eq!(payload["chat_id"], friend.as_str());
+        assert_eq!(payload["from"], friend.as_str());
+        kinds.push(payload["receipt_type"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["delivered", "read"]);
+    let descriptions: Vec<String> = receiver
+        .hits()
+        .iter()
+        .map(|h| {
+            h.body["payload"]["receipt_type_description"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(descriptions.contains(&"the user opened the chat and saw the message.".to_owned()));
+}
