@@ -57,20 +57,11 @@ async fn reconnect(State(state): State<AppState>) -> Result<Response, ApiError> 
 
 /// `scheme://host` as the client reached us, proxies included.
 fn base_url(headers: &HeaderMap) -> String {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let scheme = match header("x-forwarded-proto") {
+    let scheme = match super::first_header_value(headers, "x-forwarded-proto") {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         _ => "http",
     };
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
+    let host = super::requested_host(headers)
         .filter(|h| {
             h.chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-:[]_".contains(c))

@@ -100,12 +100,12 @@ impl Guard {
         if origin.is_none() && fetch_site.is_none() {
             return None; // not a browser: curl, an SDK, another server
         }
-        let host = request_host(headers);
-        if !self.needs_auth() && !self.host_allowed(host.as_deref()) {
+        let host = super::requested_host(headers);
+        if !self.needs_auth() && !self.host_allowed(host) {
             return Some(format!(
                 "host {} is not allowed for browser requests; add it to --allowed-hosts \
                  (APP_ALLOWED_HOSTS) or set --basic-auth",
-                host.as_deref().unwrap_or("(none)")
+                host.unwrap_or("(none)")
             ));
         }
         if self.any_origin || !changes_state(req.method(), req.uri().path()) {
@@ -113,7 +113,7 @@ impl Guard {
         }
         let cross_site = match origin {
             Some(origin) => {
-                !same_origin(origin, host.as_deref())
+                !same_origin(origin, host)
                     && !self
                         .origins
                         .contains(&origin.trim_end_matches('/').to_ascii_lowercase())
@@ -190,19 +190,6 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-/// The host the client asked for (a proxy's forwarded host first).
-fn request_host(headers: &HeaderMap) -> Option<String> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    get("x-forwarded-host").or_else(|| get("host"))
 }
 
 fn strip_port(host: &str) -> &str {

@@ -109,6 +109,25 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         )
 }
 
+/// The first value of a header that proxies may list (`a, b`), trimmed; `None` when
+/// absent, empty or not text.
+pub(crate) fn first_header_value<'h>(
+    headers: &'h axum::http::HeaderMap,
+    name: &str,
+) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The host the client asked for, a proxy's forwarded host first.
+pub(crate) fn requested_host(headers: &axum::http::HeaderMap) -> Option<&str> {
+    first_header_value(headers, "x-forwarded-host").or_else(|| first_header_value(headers, "host"))
+}
+
 /// Cross-origin reads only for the origins of `--cors-origins` (none by default).
 fn cors(guard: Arc<guard::Guard>) -> CorsLayer {
     let origins = if guard.any_origin() {

@@ -259,6 +259,25 @@ mod tests {
         }
     }
 
+    /// Writes a video made by ffmpeg's `lavfi` `source` to `path`.
+    fn generate(path: &Path, source: &str, options: &[&str]) {
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                source,
+            ])
+            .args(options)
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "ffmpeg could not make {}", path.display());
+    }
+
     #[test]
     fn an_output_is_a_file_url_with_capped_threads() {
         assert_eq!(
@@ -273,13 +292,7 @@ mod tests {
         // protocol over other files.
         let dir = tempfile::tempdir().unwrap();
         let decoy = dir.path().join("decoy.mkv");
-        let made = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg("testsrc=duration=1:size=64x48:rate=5")
-            .arg(&decoy)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        generate(&decoy, "testsrc=duration=1:size=64x48:rate=5", &[]);
         let tricky = format!("concat:{}", decoy.display());
         let err = run(
             Path::new("ffmpeg"),
@@ -302,14 +315,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.avi");
         // 8200x8200 > 8192x8192; one plain MJPEG frame, made in well under a second.
-        let made = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
-            .arg("color=c=blue:s=8200x8200:d=0.2:r=5")
-            .args(["-c:v", "mjpeg", "-q:v", "31"])
-            .arg(&big)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        generate(
+            &big,
+            "color=c=blue:s=8200x8200:d=0.2:r=5",
+            &["-c:v", "mjpeg", "-q:v", "31"],
+        );
         let out = dir.path().join("t.jpg");
         let err = run(
             Path::new("ffmpeg"),

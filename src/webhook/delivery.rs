@@ -67,9 +67,18 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
     loop {
         let outbox = webhooks.outbox.clone();
         let (u, now) = (url.clone(), unix_now());
-        let due = tokio::task::spawn_blocking(move || outbox.due(&u, now, PARALLEL)).await;
-        let due = match due {
-            Ok(Ok(due)) => due,
+        // The due heads, or else when the next one falls due.
+        let due = tokio::task::spawn_blocking(move || {
+            let due = outbox.due(&u, now, PARALLEL)?;
+            let next = match due.is_empty() {
+                true => outbox.next_due_at(&u)?,
+                false => None,
+            };
+            Ok::<_, super::outbox::OutboxError>((due, next))
+        })
+        .await;
+        let (due, next) = match due {
+            Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 warn!(%url, error = %e, "cannot read the webhook outbox; retrying in 5 s");
                 tokio::time::sleep(Duration::from_secs(5)).await;
@@ -78,7 +87,6 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
             Err(_) => return,
         };
         if due.is_empty() {
-            let next = webhooks.outbox.next_due_at(&url).ok().flatten();
             let wait = next.map_or(Duration::from_secs(60), |at| {
                 Duration::from_secs((at - unix_now()).clamp(0, 60) as u64)
             });
@@ -88,23 +96,20 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
             }
             continue;
         }
-        let attempts = due.into_iter().map(|d| attempt(&webhooks, &agent, &url, d));
+        let attempts = due.into_iter().map(|d| {
+            let (webhooks, agent, url) = (webhooks.clone(), agent.clone(), url.clone());
+            // The POST and the outbox update both block: one blocking task each.
+            tokio::task::spawn_blocking(move || attempt(&webhooks, &agent, &url, d))
+        });
         futures_util::future::join_all(attempts).await;
     }
 }
 
-async fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
+/// One attempt at `due`, and its outcome recorded in the outbox (blocking).
+fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
     let number = due.attempts + 1;
-    let (agent, target) = (agent.clone(), url.to_owned());
     let signature = signature(&webhooks.config.secret, due.body.as_bytes());
-    let (id, body) = (due.event_id.clone(), due.body.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || post(&agent, &target, &body, &signature, &id, number))
-            .await
-            .unwrap_or_else(|_| Outcome::Retry {
-                after: None,
-                error: "the delivery task stopped".into(),
-            });
+    let outcome = post(agent, url, &due.body, &signature, &due.event_id, number);
     let outbox = &webhooks.outbox;
     let now = unix_now();
     let recorded = match outcome {

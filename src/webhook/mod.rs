@@ -57,9 +57,7 @@ impl Webhooks {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
         {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                OutboxError::Sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
+            std::fs::create_dir_all(dir).map_err(OutboxError::Folder)?;
         }
         let outbox = Arc::new(Outbox::open(&config.outbox_path, config.max_events)?);
         let dropped = outbox.retain_urls(&config.urls)?;

@@ -43,6 +43,8 @@ pub struct Counts {
 pub enum OutboxError {
     #[error("the webhook outbox is full ({0} events waiting)")]
     Full(u64),
+    #[error("cannot create the webhook outbox's folder: {0}")]
+    Folder(std::io::Error),
     #[error("webhook outbox: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("webhook outbox migration: {0}")]

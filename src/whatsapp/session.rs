@@ -82,10 +82,22 @@ impl Inner {
     /// Runs a transition under the lock. Its effects take hold before the lock is
     /// released: pending sends fail at once and the store work is queued in order.
     pub fn step<R>(&self, transition: impl FnOnce(&mut Machine<Live>) -> (R, Effects<Live>)) -> R {
+        self.step_finishing(transition, false, None)
+    }
+
+    /// [`step`](Self::step), logging the stopped client out at WhatsApp first if
+    /// `logout`; `done` fires once the store work is finished (at once if there is
+    /// none).
+    fn step_finishing<R>(
+        &self,
+        transition: impl FnOnce(&mut Machine<Live>) -> (R, Effects<Live>),
+        logout: bool,
+        done: Option<oneshot::Sender<()>>,
+    ) -> R {
         let result = {
             let mut machine = self.machine();
             let (result, effects) = transition(&mut machine);
-            self.take_effects(effects, false, None);
+            self.take_effects(effects, logout, done);
             result
         };
         self.changes.send_modify(|n| *n += 1);
@@ -104,7 +116,7 @@ impl Inner {
                 warn!(sends = failed, reason = ?why, "sends waiting for WhatsApp failed");
             }
         }
-        if effects.stop.is_some() || effects.forget != Forget::Nothing || done.is_some() {
+        if effects.stop.is_some() || effects.forget != Forget::Nothing {
             self.queue(Job::Finish {
                 client: effects.stop,
                 logout,
@@ -304,16 +316,16 @@ impl Inner {
     /// and the store's removal.
     pub async fn logout(&self) -> Result<(), WhatsAppError> {
         let (done, finished) = oneshot::channel();
-        let outcome = {
-            let mut machine = self.machine();
-            let outcome = machine.logout().map(|effects| {
-                self.take_effects(effects, true, Some(done));
-            });
-            drop(machine);
-            self.changes.send_modify(|n| *n += 1);
-            outcome
-        };
+        let outcome = self.step_finishing(
+            |m| match m.logout() {
+                Ok(effects) => (Ok(()), effects),
+                Err(refusal) => (Err(refusal), Effects::none()),
+            },
+            true,
+            Some(done),
+        );
         outcome.map_err(refused)?;
+        // Sent when the store is gone; dropped unsent when there was nothing to do.
         let _ = finished.await;
         Ok(())
     }

@@ -9,7 +9,7 @@
 //    nothing was sent and the session was not logged out.
 // Prints `ATTACKED` when every attempt has run; exits non-zero on a failed check.
 import { createServer } from "node:http";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./launch.mjs";
 
 const [base, user, password] = process.argv.slice(2);
 if (!base || !user || !password) {
@@ -57,18 +57,7 @@ const server = createServer((req, res) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const attackUrl = `http://localhost:${server.address().port}/`;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
   // The browser holds the API's credentials, as after the owner logged in to it.

@@ -8,7 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./launch.mjs";
 
 const [base, shots] = process.argv.slice(2);
 if (!base || !shots) {
@@ -16,7 +16,6 @@ if (!base || !shots) {
   process.exit(2);
 }
 const origin = new URL(base).origin;
-const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const TIMEOUT = 15000;
 
 const stdin = createInterface({ input: process.stdin });
@@ -85,18 +84,7 @@ async function waitForQr(page) {
 
 let current = null; // the page under test, for the report on failure
 
-const browser = await chromium.launch({
-  executablePath: chromiumPath,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
   mkdirSync(shots, { recursive: true });

@@ -14,8 +14,17 @@ use crate::send::{FRIEND, delivered, paired};
 
 /// Sends `text` to the friend without waiting for the answer.
 fn send_text(server: &Server, text: &str) -> JoinHandle<Result<Reply, reqwest::Error>> {
-    let http = server.http.clone();
-    let url = format!("{}/send/message", server.base);
+    send_text_via(&server.http, &server.base, text)
+}
+
+/// [`send_text`] to the server at `base`, for tasks that outlive a `&Server`.
+fn send_text_via(
+    http: &reqwest::Client,
+    base: &str,
+    text: &str,
+) -> JoinHandle<Result<Reply, reqwest::Error>> {
+    let http = http.clone();
+    let url = format!("{base}/send/message");
     let form = reqwest::multipart::Form::new()
         .text("phone", FRIEND)
         .text("message", text.to_owned());
@@ -368,19 +377,10 @@ async fn sigterm_during_a_burst_answers_only_what_was_delivered_and_keeps_the_se
         tokio::spawn(async move {
             futures_util::stream::iter(0..400)
                 .map(|i| {
-                    let http = http.clone();
-                    let url = format!("{base}/send/message");
-                    async move {
-                        let text = format!("term {i}");
-                        let form = reqwest::multipart::Form::new()
-                            .text("phone", FRIEND)
-                            .text("message", text.clone());
-                        let reply = match http.post(url).multipart(form).send().await {
-                            Ok(res) => Some(Reply::read(res).await),
-                            Err(_) => None,
-                        };
-                        (text, reply)
-                    }
+                    let text = format!("term {i}");
+                    let task = send_text_via(&http, &base, &text);
+                    // No reply at all once the server stopped listening.
+                    async move { (text, task.await.unwrap().ok()) }
                 })
                 .buffer_unordered(32)
                 .collect::<Vec<_>>()
