@@ -129,6 +129,26 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WEBHOOK_OUTBOX_MAX", default_value_t = 100_000)]
     pub webhook_outbox_max: u64,
 
+    /// Download incoming media into `statics/media/` for webhooks (`false`: the
+    /// payload carries WhatsApp's URL instead).
+    #[arg(
+        long,
+        env = "WHATSAPP_AUTO_DOWNLOAD_MEDIA",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub auto_download_media: bool,
+
+    /// Largest incoming media downloaded, in MB (1 MB = 1,000,000 bytes).
+    #[arg(long, env = "WHATSAPP_MAX_DOWNLOAD_SIZE_MB", default_value_t = 100)]
+    pub max_download_size_mb: u64,
+
+    /// Days downloaded media is kept in `statics/media/` (0 keeps it forever).
+    #[arg(long, env = "APP_MEDIA_RETENTION_DAYS", default_value_t = 30)]
+    pub media_retention_days: u64,
+
     /// WebSocket URL of the WhatsApp server. Only for test builds (cargo feature `e2e`),
     /// to talk to a fake WhatsApp server; a normal build refuses it.
     #[arg(long, env = "WHATSAPP_WS_URL")]
@@ -200,6 +220,14 @@ impl Config {
             max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
             ignore_jids: self.webhook_ignore_jids.clone(),
             insecure_skip_verify: self.webhook_insecure_skip_verify,
+            media: self
+                .auto_download_media
+                .then(|| crate::webhook::media::MediaConfig {
+                    dir: self.statics_dir.join("media"),
+                    max_bytes: self.max_download_size_mb.saturating_mul(1_000_000),
+                    retention: (self.media_retention_days > 0)
+                        .then(|| Duration::from_secs(self.media_retention_days * 86_400)),
+                }),
         })
     }
 

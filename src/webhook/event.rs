@@ -5,8 +5,10 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use whatsapp_rust::prelude::*;
+use whatsapp_rust::wacore::download::Downloadable;
 use whatsapp_rust::wacore::types::events::Receipt;
 use whatsapp_rust::wacore::types::presence::ReceiptType;
+use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 use whatsapp_rust::{Jid, Server};
 
 use super::outbox::NewEvent;
@@ -14,61 +16,307 @@ use super::outbox::NewEvent;
 /// An event and the JIDs it concerns (chat and sender, as PN and LID), for
 /// `--webhook-ignore-jids`.
 pub struct Built {
+    /// The event's name (`message`, `message.ack`, …).
+    pub name: &'static str,
     pub event: NewEvent,
     pub jids: Vec<String>,
 }
 
-/// Builds the `message` event of an incoming text message; `None` for what this
-/// server does not forward (yet): media, reactions, protocol messages, broadcasts.
-pub fn message_event(device_id: &str, info: &MessageInfo, message: &wa::Message) -> Option<Built> {
+/// The media an incoming message carries, as the hook needs it to download.
+pub struct IncomingMedia<'a> {
+    /// The payload key Go uses: `image`, `video`, `video_note`, `audio`, `document`,
+    /// `sticker`.
+    pub kind: &'static str,
+    pub downloadable: &'a dyn Downloadable,
+    pub mimetype: Option<&'a str>,
+    /// As the sender declares it.
+    pub file_length: Option<u64>,
+    pub url: Option<&'a str>,
+    pub caption: Option<&'a str>,
+    pub file_name: Option<&'a str>,
+    pub context: Option<&'a wa::ContextInfo>,
+}
+
+/// The media of `message` (wrappers such as view-once or ephemeral unwrapped).
+pub fn media_of(message: &wa::Message) -> Option<IncomingMedia<'_>> {
+    let m = message.get_base_message();
+    let doc = m
+        .document_with_caption_message
+        .as_option()
+        .and_then(|w| w.message.as_option())
+        .and_then(|inner| inner.document_message.as_option())
+        .or(m.document_message.as_option());
+    if let Some(i) = m.image_message.as_option() {
+        return Some(IncomingMedia {
+            kind: "image",
+            downloadable: i,
+            mimetype: i.mimetype.as_deref(),
+            file_length: i.file_length,
+            url: i.url.as_deref(),
+            caption: i.caption.as_deref(),
+            file_name: None,
+            context: i.context_info.as_option(),
+        });
+    }
+    for (kind, video) in [("video", &m.video_message), ("video_note", &m.ptv_message)] {
+        if let Some(v) = video.as_option() {
+            return Some(IncomingMedia {
+                kind,
+                downloadable: v,
+                mimetype: v.mimetype.as_deref(),
+                file_length: v.file_length,
+                url: v.url.as_deref(),
+                caption: v.caption.as_deref(),
+                file_name: None,
+                context: v.context_info.as_option(),
+            });
+        }
+    }
+    if let Some(a) = m.audio_message.as_option() {
+        return Some(IncomingMedia {
+            kind: "audio",
+            downloadable: a,
+            mimetype: a.mimetype.as_deref(),
+            file_length: a.file_length,
+            url: a.url.as_deref(),
+            caption: None,
+            file_name: None,
+            context: a.context_info.as_option(),
+        });
+    }
+    if let Some(d) = doc {
+        return Some(IncomingMedia {
+            kind: "document",
+            downloadable: d,
+            mimetype: d.mimetype.as_deref(),
+            file_length: d.file_length,
+            url: d.url.as_deref(),
+            caption: d.caption.as_deref(),
+            file_name: d.file_name.as_deref(),
+            context: d.context_info.as_option(),
+        });
+    }
+    if let Some(s) = m.sticker_message.as_option() {
+        return Some(IncomingMedia {
+            kind: "sticker",
+            downloadable: s,
+            mimetype: s.mimetype.as_deref(),
+            file_length: s.file_length,
+            url: s.url.as_deref(),
+            caption: None,
+            file_name: None,
+            context: s.context_info.as_option(),
+        });
+    }
+    None
+}
+
+/// Whether messages in `chat` are forwarded at all (Go skips broadcasts and
+/// newsletters).
+pub fn forwarded_chat(info: &MessageInfo) -> bool {
+    !matches!(
+        info.source.chat.server,
+        Server::Broadcast | Server::Newsletter
+    )
+}
+
+/// The chat and sender of `info`, as PN and LID, for `--webhook-ignore-jids`.
+pub fn jids_of(info: &MessageInfo) -> Vec<String> {
     let source = &info.source;
-    if matches!(source.chat.server, Server::Broadcast | Server::Newsletter) {
+    let (chat_id, chat_lid) = pn_and_lid(&source.chat, source.recipient_alt.as_ref());
+    let (from, from_lid) = pn_and_lid(&source.sender, source.sender_alt.as_ref());
+    [Some(chat_id), Some(from), chat_lid, from_lid]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The event of an incoming message, named as Go names it: `message` (text,
+/// captions, media, contacts, locations), `message.reaction`, `message.revoked` or
+/// `message.edited`; `None` for what Go does not forward (broadcasts, other protocol
+/// messages, kinds it does not know). `saved` is where the hook stored the media
+/// (`None`: not downloaded, the payload carries its URL).
+pub fn message_event(
+    device_id: &str,
+    info: &MessageInfo,
+    message: &wa::Message,
+    saved: Option<&str>,
+) -> Option<Built> {
+    if !forwarded_chat(info) {
         return None;
     }
-    let body = message.text_content()?;
+    let base = message.get_base_message();
+    let source = &info.source;
     let (chat_id, chat_lid) = pn_and_lid(&source.chat, source.recipient_alt.as_ref());
     let (from, from_lid) = pn_and_lid(&source.sender, source.sender_alt.as_ref());
     let mut payload = Map::new();
     payload.insert("id".into(), json!(info.id.to_string()));
     payload.insert("chat_id".into(), json!(chat_id));
     payload.insert("from".into(), json!(from));
-    let mut jids = vec![chat_id.clone(), from.clone()];
-    if let Some(lid) = chat_lid {
+    if let Some(lid) = &chat_lid {
         payload.insert("chat_lid".into(), json!(lid));
-        jids.push(lid);
     }
-    if let Some(lid) = from_lid {
+    if let Some(lid) = &from_lid {
         payload.insert("from_lid".into(), json!(lid));
-        jids.push(lid);
     }
     if !info.push_name.is_empty() {
         payload.insert("from_name".into(), json!(info.push_name));
     }
     payload.insert("timestamp".into(), json!(rfc3339(&info.timestamp)));
     payload.insert("is_from_me".into(), json!(source.is_from_me));
-    payload.insert("body".into(), json!(body));
-    let context = message
-        .get_base_message()
-        .extended_text_message
-        .as_option()
-        .and_then(|m| m.context_info.as_option());
-    if let Some(context) = context {
-        if let Some(quoted) = context.stanza_id.as_deref().filter(|s| !s.is_empty()) {
-            payload.insert("replied_to_id".into(), json!(quoted));
-            if let Some(text) = context
-                .quoted_message
-                .as_option()
-                .and_then(|q| q.text_content())
-            {
-                payload.insert("quoted_body".into(), json!(text));
+
+    let name = if let Some(reaction) = base.reaction_message.as_option() {
+        let target = reaction.key.as_option().and_then(|k| k.id.as_deref())?;
+        payload.insert(
+            "reaction".into(),
+            json!(reaction.text.as_deref().unwrap_or("")),
+        );
+        payload.insert("reacted_message_id".into(), json!(target));
+        "message.reaction"
+    } else if let Some(protocol) = base.protocol_message.as_option() {
+        let key = protocol.key.as_option()?;
+        let target = key.id.as_deref()?;
+        match protocol.r#type {
+            Some(ProtocolType::REVOKE) => {
+                payload.insert("revoked_message_id".into(), json!(target));
+                payload.insert("revoked_from_me".into(), json!(key.from_me == Some(true)));
+                let chat = key.remote_jid.as_deref().filter(|c| !c.is_empty());
+                payload.insert("revoked_chat".into(), json!(chat.unwrap_or(&chat_id)));
+                "message.revoked"
+            }
+            Some(ProtocolType::MESSAGE_EDIT) => {
+                let edited = protocol.edited_message.as_option()?;
+                let body = edited.text_content().or_else(|| edited.get_caption())?;
+                payload.insert("original_message_id".into(), json!(target));
+                payload.insert("body".into(), json!(body));
+                "message.edited"
+            }
+            _ => return None,
+        }
+    } else {
+        let context = message_content(base, saved, &mut payload)?;
+        if let Some(context) = context {
+            if let Some(quoted) = context.stanza_id.as_deref().filter(|s| !s.is_empty()) {
+                payload.insert("replied_to_id".into(), json!(quoted));
+                let quoted_body = context
+                    .quoted_message
+                    .as_option()
+                    .and_then(|q| q.text_content().or_else(|| q.get_caption()));
+                if let Some(text) = quoted_body {
+                    payload.insert("quoted_body".into(), json!(text));
+                }
+            }
+            if context.is_forwarded == Some(true) {
+                payload.insert("forwarded".into(), json!(true));
             }
         }
-        if context.is_forwarded == Some(true) {
-            payload.insert("forwarded".into(), json!(true));
+        if message.is_view_once() {
+            payload.insert("view_once".into(), json!(true));
+        }
+        "message"
+    };
+    let jids = [Some(chat_id.clone()), Some(from), chat_lid, from_lid]
+        .into_iter()
+        .flatten()
+        .collect();
+    let event = envelope(device_id, name, &chat_id, &info.id, None, payload);
+    Some(Built { name, event, jids })
+}
+
+/// Fills `payload` with what a `message` carries (body, media, contact,
+/// location) and returns its context info; `None` when it carries nothing Go
+/// forwards.
+fn message_content<'a>(
+    base: &'a wa::Message,
+    saved: Option<&str>,
+    payload: &mut Map<String, Value>,
+) -> Option<Option<&'a wa::ContextInfo>> {
+    if let Some(media) = media_of(base) {
+        if let Some(caption) = media.caption.filter(|c| !c.is_empty()) {
+            payload.insert("body".into(), json!(caption));
+        }
+        payload.insert(media.kind.into(), media_value(&media, saved));
+        return Some(media.context);
+    }
+    if let Some(text) = base.text_content() {
+        payload.insert("body".into(), json!(text));
+        let context = base
+            .extended_text_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option());
+        return Some(context);
+    }
+    if let Some(contact) = base.contact_message.as_option() {
+        let vcard = contact.vcard.as_deref().unwrap_or("");
+        payload.insert(
+            "contact".into(),
+            json!({
+                "displayName": contact.display_name.as_deref().unwrap_or(""),
+                "vcard": vcard,
+                "phone_number": vcard_phone(vcard),
+            }),
+        );
+        return Some(contact.context_info.as_option());
+    }
+    if let Some(location) = base.location_message.as_option() {
+        let mut value = Map::new();
+        value.insert("degreesLatitude".into(), json!(location.degrees_latitude));
+        value.insert("degreesLongitude".into(), json!(location.degrees_longitude));
+        for (key, field) in [
+            ("name", &location.name),
+            ("address", &location.address),
+            ("URL", &location.url),
+        ] {
+            if let Some(v) = field {
+                value.insert(key.into(), json!(v));
+            }
+        }
+        payload.insert("location".into(), Value::Object(value));
+        return Some(location.context_info.as_option());
+    }
+    None
+}
+
+/// Go's shapes: a saved file is its path (`{path, caption}` with a caption); media
+/// not downloaded is its URL (`{url, caption}` for images and videos, `{url,
+/// filename}` for documents).
+fn media_value(media: &IncomingMedia<'_>, saved: Option<&str>) -> Value {
+    let caption = media.caption.filter(|c| !c.is_empty());
+    match (saved, caption) {
+        (Some(path), None) => json!(path),
+        (Some(path), Some(caption)) => json!({ "path": path, "caption": caption }),
+        (None, _) => {
+            let mut value = Map::new();
+            value.insert("url".into(), json!(media.url.unwrap_or("")));
+            if let Some(caption) = caption {
+                value.insert("caption".into(), json!(caption));
+            }
+            if media.kind == "document" {
+                value.insert("filename".into(), json!(media.file_name.unwrap_or("")));
+            }
+            Value::Object(value)
         }
     }
-    let event = envelope(device_id, "message", &chat_id, &info.id, None, payload);
-    Some(Built { event, jids })
+}
+
+/// The phone number of a vCard's first `waid=` (WhatsApp's contact cards carry
+/// it), else of its first `TEL` line, digits only.
+fn vcard_phone(vcard: &str) -> String {
+    let waid = vcard
+        .split("waid=")
+        .nth(1)
+        .map(|rest| rest.split([':', ';']).next().unwrap_or(""));
+    let tel = || {
+        vcard
+            .lines()
+            .find(|l| l.to_ascii_uppercase().starts_with("TEL"))
+            .and_then(|l| l.rsplit(':').next())
+    };
+    waid.or_else(tel)
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
 }
 
 /// Builds the `message.ack` event of a receipt: delivered, read or read-self, from
@@ -118,7 +366,11 @@ pub fn receipt_event(device_id: &str, receipt: &Receipt) -> Option<Built> {
         Some(timestamp),
         payload,
     );
-    Some(Built { event, jids })
+    Some(Built {
+        name: "message.ack",
+        event,
+        jids,
+    })
 }
 
 fn rfc3339(t: &whatsapp_rust::chrono::DateTime<whatsapp_rust::chrono::Utc>) -> String {

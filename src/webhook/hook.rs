@@ -10,7 +10,7 @@ use whatsapp_rust::InboundDurabilityHook;
 use whatsapp_rust::types::durability_hook::InboundMessage;
 
 use super::Webhooks;
-use super::event::message_event;
+use super::event::{forwarded_chat, jids_of, media_of, message_event};
 
 #[derive(Clone)]
 pub struct InboundHook {
@@ -40,19 +40,28 @@ impl InboundDurabilityHook for InboundHook {
         client: Arc<Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
-        if !self.webhooks.wants("message") {
-            return Ok(());
-        }
         let device = client
             .pn()
             .map(|j| j.to_non_ad_string())
             .unwrap_or_default();
-        let events: Vec<_> = batch
-            .iter()
-            .filter_map(|m| message_event(&device, &m.info, &m.message))
-            .filter(|built| !self.webhooks.ignores(&built.jids))
-            .map(|built| built.event)
-            .collect();
+        let mut events = Vec::new();
+        for inbound in batch {
+            let (info, message) = (&inbound.info, &inbound.message);
+            if !forwarded_chat(info) || self.webhooks.ignores(&jids_of(info)) {
+                continue;
+            }
+            let saved = match (self.webhooks.media(), media_of(message)) {
+                (Some(saver), Some(media)) if self.webhooks.wants("message") => {
+                    saver.save(&client, &media).await
+                }
+                _ => None,
+            };
+            if let Some(built) = message_event(&device, info, message, saved.as_deref())
+                && self.webhooks.wants(built.name)
+            {
+                events.push(built.event);
+            }
+        }
         if events.is_empty() {
             return Ok(());
         }

@@ -8,10 +8,12 @@
 //! | [`outbox`] | the SQLite outbox |
 //! | [`delivery`] | one worker per URL: signing, retries, backoff |
 //! | [`hook`] | whatsapp-rust's inbound durability hook, which fills the outbox |
+//! | [`media`] | incoming media downloaded into `statics/media/` for the payloads |
 
 pub mod delivery;
 pub mod event;
 pub mod hook;
+pub mod media;
 pub mod outbox;
 
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub struct WebhookConfig {
     pub ignore_jids: Vec<String>,
     /// Accept any certificate from webhook receivers (self-signed test setups).
     pub insecure_skip_verify: bool,
+    /// Where incoming media is downloaded; `None` sends media URLs only.
+    pub media: Option<media::MediaConfig>,
 }
 
 pub struct Webhooks {
@@ -46,6 +50,7 @@ pub struct Webhooks {
     outbox: Arc<Outbox>,
     /// One per URL: wakes its worker when events arrive.
     wake: HashMap<String, Arc<Notify>>,
+    media: Option<Arc<media::MediaSaver>>,
 }
 
 impl Webhooks {
@@ -85,15 +90,28 @@ impl Webhooks {
             .iter()
             .map(|url| (url.clone(), Arc::new(Notify::new())))
             .collect();
+        let media = config
+            .media
+            .clone()
+            .map(|c| Arc::new(media::MediaSaver::new(c)));
+        if let Some(saver) = &media {
+            saver.spawn_sweeper();
+        }
         let webhooks = Arc::new(Webhooks {
             config,
             outbox,
             wake,
+            media,
         });
         for url in &webhooks.config.urls {
             tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
         }
         Ok(webhooks)
+    }
+
+    /// Where incoming media goes, when it is downloaded.
+    pub fn media(&self) -> Option<&media::MediaSaver> {
+        self.media.as_deref()
     }
 
     /// Whether `event` is one the configuration sends.
@@ -177,6 +195,7 @@ mod tests {
             max_age: Duration::from_secs(60),
             ignore_jids: ignore.iter().map(|s| s.to_string()).collect(),
             insecure_skip_verify: false,
+            media: None,
         };
         (Webhooks::start(config).unwrap(), dir)
     }

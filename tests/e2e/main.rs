@@ -5,6 +5,7 @@
 mod common;
 mod faults;
 mod harness;
+mod incoming;
 mod lifecycle;
 mod sandbox;
 mod send;

@@ -17,20 +17,20 @@ use sha2::Sha256;
 use crate::harness::{Server, wait_for};
 use crate::send::FRIEND;
 
-const OTHER: &str = "6289685028777";
-const SECRET: &str = "s3cret";
+pub(crate) const OTHER: &str = "6289685028777";
+pub(crate) const SECRET: &str = "s3cret";
 
 /// One request the receiver got, and what it answered.
 #[derive(Clone, Debug)]
-struct Hit {
-    headers: HeaderMap,
-    raw: Bytes,
-    body: Value,
-    answered: u16,
+pub(crate) struct Hit {
+    pub headers: HeaderMap,
+    pub raw: Bytes,
+    pub body: Value,
+    pub answered: u16,
 }
 
 impl Hit {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -39,23 +39,23 @@ impl Hit {
 }
 
 #[derive(Default)]
-struct ReceiverState {
-    hits: Vec<Hit>,
+pub(crate) struct ReceiverState {
+    pub hits: Vec<Hit>,
     /// Answers for the next requests, then `default`.
-    script: VecDeque<u16>,
-    default: u16,
-    delay: Duration,
+    pub script: VecDeque<u16>,
+    pub default: u16,
+    pub delay: Duration,
 }
 
 /// A webhook receiver on loopback.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub url: String,
     state: Arc<Mutex<ReceiverState>>,
 }
 
 impl Receiver {
-    async fn start(default: u16) -> Receiver {
+    pub(crate) async fn start(default: u16) -> Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             default,
             ..ReceiverState::default()
@@ -69,19 +69,19 @@ impl Receiver {
         Receiver { url, state }
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.state.lock().unwrap().hits.clone()
     }
 
     /// The events answered with a 2xx, in arrival order.
-    fn accepted(&self) -> Vec<Hit> {
+    pub(crate) fn accepted(&self) -> Vec<Hit> {
         self.hits()
             .into_iter()
             .filter(|h| h.answered < 300)
             .collect()
     }
 
-    fn set(&self, change: impl FnOnce(&mut ReceiverState)) {
+    pub(crate) fn set(&self, change: impl FnOnce(&mut ReceiverState)) {
         change(&mut self.state.lock().unwrap());
     }
 }
@@ -104,7 +104,7 @@ async fn receive(
     StatusCode::from_u16(answered).unwrap()
 }
 
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
+pub(crate) fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     mac.finalize()
@@ -119,7 +119,7 @@ async fn paired_with_webhooks(urls: &[&str]) -> (FakeWhatsApp, Server, tempfile:
     paired_with_webhooks_and(urls, &[]).await
 }
 
-async fn paired_with_webhooks_and(
+pub(crate) async fn paired_with_webhooks_and(
     urls: &[&str],
     extra: &[&str],
 ) -> (FakeWhatsApp, Server, tempfile::TempDir) {

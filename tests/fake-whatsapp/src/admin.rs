@@ -64,7 +64,7 @@ struct Deliver {
 }
 
 async fn deliver(State(shared): State<Arc<Shared>>, Json(body): Json<Deliver>) -> Response {
-    match crate::deliver(&shared, &body.from, &body.text).await {
+    match crate::deliver(&shared, &body.from, crate::text_message(&body.text)).await {
         Ok(id) => Json(json!({ "id": id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }

@@ -316,8 +316,12 @@ impl Conn {
                 Event::Command(Command::Scan(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
                 }
-                Event::Command(Command::Deliver { from, text, reply }) => {
-                    let outcome = self.deliver(&device, &from, &text).await;
+                Event::Command(Command::Deliver {
+                    from,
+                    message,
+                    reply,
+                }) => {
+                    let outcome = self.deliver(&device, &from, &message).await;
                     let _ = reply.send(outcome);
                 }
                 Event::Node(node) => {
@@ -470,8 +474,14 @@ impl Conn {
         }
     }
 
-    /// Sends the companion a text from the contact `from`, end-to-end encrypted.
-    async fn deliver(&mut self, device: &Device, from: &str, text: &str) -> Result<String> {
+    /// Sends the companion a message from the contact `from`, end-to-end encrypted.
+    /// It stays queued for the device until the device acknowledges it.
+    async fn deliver(
+        &mut self,
+        device: &Device,
+        from: &str,
+        message: &wa::Message,
+    ) -> Result<String> {
         let (bundle, keys) = {
             let world = self.shared.world();
             let bundle = world
@@ -486,10 +496,6 @@ impl Conn {
                 .keys
                 .clone();
             (bundle, keys)
-        };
-        let message = wa::Message {
-            conversation: Some(text.to_owned()),
-            ..Default::default()
         };
         let padded = MessageUtils::pad_message_v2(message.encode_to_vec());
         let (kind, data) = keys
@@ -510,6 +516,12 @@ impl Conn {
                 .bytes(data)
                 .build()])
             .build();
+        self.shared
+            .world()
+            .unacked
+            .entry(device.id)
+            .or_default()
+            .push((id.clone(), node.clone()));
         self.send(node).await?;
         info!(%id, %from, "delivered a message to the companion");
         Ok(id)
@@ -542,7 +554,14 @@ impl Conn {
             return Ok(false);
         }
         if node.tag == "ack" {
-            self.take_ack(node);
+            if attr(node, "class").as_deref() == Some("message") {
+                let id = attr(node, "id").unwrap_or_default();
+                if let Some(queue) = self.shared.world().unacked.get_mut(&device.id) {
+                    queue.retain(|(queued, _)| *queued != id);
+                }
+            } else {
+                self.take_ack(node);
+            }
             return Ok(false);
         }
         if !is_request(node) || self.answered_with_fault(node).await? {
@@ -552,10 +571,25 @@ impl Conn {
         match xmlns.as_str() {
             "passive" => {
                 self.send(iq_result(node, vec![])).await?;
-                // Nothing was queued while the client was away.
+                // What the device has not acknowledged comes again, then the count.
+                let queued = self
+                    .shared
+                    .world()
+                    .unacked
+                    .get(&device.id)
+                    .cloned()
+                    .unwrap_or_default();
+                for (id, stanza) in &queued {
+                    info!(%id, device = %device.jid, "delivering an unacknowledged message again");
+                    let mut again = stanza.clone();
+                    again.attrs.insert("offline", "1");
+                    self.send(again).await?;
+                }
                 self.send(
                     NodeBuilder::new("ib")
-                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                        .children([NodeBuilder::new("offline")
+                            .attr("count", queued.len().to_string())
+                            .build()])
                         .build(),
                 )
                 .await?;

@@ -174,6 +174,32 @@ struct World {
     flood: FloodCount,
     /// How many times a client asked to resume an upload.
     resume_probes: usize,
+    /// Messages delivered to each companion device and not yet acknowledged by it,
+    /// in order: sent again at its next login, as WhatsApp's offline queue does.
+    unacked: HashMap<u32, Vec<(String, Node)>>,
+    /// How many times media was downloaded, by token.
+    downloads: HashMap<String, usize>,
+}
+
+/// Media the fake serves as if a contact's phone had uploaded it: what a media
+/// message needs to point at it.
+#[derive(Debug, Clone)]
+pub struct HostedMedia {
+    pub url: String,
+    pub direct_path: String,
+    pub media_key: Vec<u8>,
+    pub file_sha256: Vec<u8>,
+    pub file_enc_sha256: Vec<u8>,
+    pub file_length: u64,
+}
+
+pub use whatsapp_rust::wacore::download::MediaType;
+
+fn text_message(text: &str) -> wa::Message {
+    wa::Message {
+        conversation: Some(text.to_owned()),
+        ..Default::default()
+    }
 }
 
 /// Orders for a connection's task.
@@ -184,10 +210,10 @@ enum Command {
     Drop,
     /// Send this stanza (a `<stream:error>`), then close the connection.
     End(Node),
-    /// A contact sends the companion a text; answers with the message id.
+    /// A contact sends the companion a message; answers with the message id.
     Deliver {
         from: String,
-        text: String,
+        message: Box<wa::Message>,
         reply: oneshot::Sender<Result<String>>,
     },
 }
@@ -247,6 +273,7 @@ impl FakeWhatsApp {
         });
         let app = Router::new()
             .route("/ws/chat", any(upgrade))
+            .route("/v/t62.7118-24/fake/{token}", axum::routing::get(download))
             .route(
                 "/mms/{kind}/{token}",
                 axum::routing::post(upload)
@@ -346,7 +373,51 @@ impl FakeWhatsApp {
     /// The contact `from` (a phone number) sends the logged-in companion `text`.
     /// Returns the message id once it is on the wire.
     pub async fn deliver(&self, from: &str, text: &str) -> Result<String> {
-        deliver(&self.shared, from, text).await
+        deliver(&self.shared, from, text_message(text)).await
+    }
+
+    /// The contact `from` sends the logged-in companion any message (media, a
+    /// reaction, an edit…). Returns the message id once it is on the wire.
+    pub async fn deliver_message(&self, from: &str, message: wa::Message) -> Result<String> {
+        deliver(&self.shared, from, message).await
+    }
+
+    /// Encrypts `plaintext` as WhatsApp media of `kind` and serves it on the fake's
+    /// media host, as a contact's phone uploads what it sends.
+    pub fn host_media(&self, plaintext: &[u8], kind: MediaType) -> Result<HostedMedia> {
+        use base64::Engine;
+        let encrypted = whatsapp_rust::wacore::upload::encrypt_media(plaintext, kind)?;
+        let token =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(encrypted.file_enc_sha256);
+        self.shared
+            .world()
+            .uploads
+            .insert(token.clone(), encrypted.data_to_upload);
+        let direct_path = format!("/v/t62.7118-24/fake/{token}");
+        Ok(HostedMedia {
+            url: format!("https://{}{direct_path}", self.shared.host),
+            direct_path,
+            media_key: encrypted.media_key.to_vec(),
+            file_sha256: encrypted.file_sha256.to_vec(),
+            file_enc_sha256: encrypted.file_enc_sha256.to_vec(),
+            file_length: plaintext.len() as u64,
+        })
+    }
+
+    /// How many times the media at `direct_path` was downloaded.
+    pub fn downloads(&self, direct_path: &str) -> usize {
+        let token = direct_path.rsplit('/').next().unwrap_or_default();
+        self.shared
+            .world()
+            .downloads
+            .get(token)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Messages delivered to a companion and not acknowledged by it yet.
+    pub fn unacked(&self) -> usize {
+        self.shared.world().unacked.values().map(Vec::len).sum()
     }
 
     /// Every message a recipient decrypted, in order.
@@ -434,6 +505,22 @@ fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
     Ok(())
 }
 
+/// `GET <direct_path>`: encrypted media, uploaded by the client or hosted by the fake.
+async fn download(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let mut world = shared.world();
+    match world.uploads.get(&token).cloned() {
+        Some(body) => {
+            *world.downloads.entry(token).or_default() += 1;
+            body.into_response()
+        }
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// `POST /mms/<kind>/<token>`: an encrypted media upload. The token must be the
 /// base64url SHA-256 of the body, as the client computes it.
 async fn upload(
@@ -485,7 +572,7 @@ async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
     .await
 }
 
-async fn deliver(shared: &Shared, from: &str, text: &str) -> Result<String> {
+async fn deliver(shared: &Shared, from: &str, message: wa::Message) -> Result<String> {
     let conn = {
         let world = shared.world();
         anyhow::ensure!(
@@ -494,11 +581,15 @@ async fn deliver(shared: &Shared, from: &str, text: &str) -> Result<String> {
         );
         world.session_conn.context("no companion is logged in")?
     };
-    let (from, text) = (from.to_owned(), text.to_owned());
+    let (from, message) = (from.to_owned(), Box::new(message));
     ask(
         shared,
         conn,
-        |reply| Command::Deliver { from, text, reply },
+        |reply| Command::Deliver {
+            from,
+            message,
+            reply,
+        },
         "no companion is connected",
         "the connection closed before delivery",
     )
