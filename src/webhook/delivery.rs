@@ -115,7 +115,7 @@ fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
     let recorded = match outcome {
         Outcome::Delivered => {
             debug!(%url, event = %due.event_id, attempt = number, "webhook delivered");
-            outbox.delivered(due.seq, url)
+            outbox.delivered(due.seq, url, now)
         }
         Outcome::Final(error) => {
             warn!(%url, event = %due.event_id, %error, "webhook refused; not retried");

@@ -78,6 +78,8 @@ impl Webhooks {
                  (--webhook-insecure-skip-verify)"
             );
         }
+        let window = config.max_age.as_secs() as i64;
+        outbox.forget_done(unix_now() - window)?;
         let counts = outbox.counts()?;
         if counts.pending > 0 {
             info!(
@@ -106,6 +108,7 @@ impl Webhooks {
         for url in &webhooks.config.urls {
             tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
         }
+        tokio::spawn(forget_done_hourly(webhooks.outbox.clone(), window));
         Ok(webhooks)
     }
 
@@ -173,6 +176,21 @@ impl Webhooks {
 
     pub fn counts(&self) -> Result<Counts, OutboxError> {
         self.outbox.counts()
+    }
+}
+
+/// Delivered event ids are remembered for the retry window, then forgotten.
+async fn forget_done_hourly(outbox: Arc<Outbox>, window: i64) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let outbox = outbox.clone();
+        let forgotten =
+            tokio::task::spawn_blocking(move || outbox.forget_done(unix_now() - window)).await;
+        if let Ok(Err(e)) = forgotten {
+            warn!(error = %e, "cannot prune delivered webhook ids");
+        }
     }
 }
 

@@ -9,9 +9,10 @@ use rusqlite_migration::{M, Migrations};
 
 /// The migrations, in order; `user_version` records how many ran.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/0001_webhook_outbox.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/0001_webhook_outbox.sql")),
+        M::up(include_str!("../../migrations/0002_webhook_done.sql")),
+    ])
 }
 
 /// An event to store, with the URLs it goes to.
@@ -76,8 +77,8 @@ impl Outbox {
     }
 
     /// Stores `events`, each with one delivery per URL, in one transaction (all or
-    /// none). An event id already stored is skipped: WhatsApp may deliver a message
-    /// again. Returns how many were new.
+    /// none). An event id already stored, or delivered within the retry window, is
+    /// skipped: WhatsApp may deliver a message again. Returns how many were new.
     pub fn enqueue(
         &self,
         events: &[NewEvent],
@@ -101,7 +102,11 @@ impl Outbox {
             let mut insert_delivery = tx.prepare_cached(
                 "INSERT INTO webhook_deliveries (event_seq, url, next_attempt_at) VALUES (?1, ?2, ?3)",
             )?;
+            let mut done = tx.prepare_cached("SELECT 1 FROM webhook_done WHERE event_id = ?1")?;
             for event in events {
+                if done.exists(params![event.event_id])? {
+                    continue;
+                }
                 if insert_event.execute(params![event.event_id, event.chat, event.body, now])? == 0
                 {
                     continue;
@@ -179,19 +184,36 @@ impl Outbox {
             .flatten())
     }
 
-    /// A 2xx: the delivery is done; the event goes when no URL still needs it.
-    pub fn delivered(&self, seq: i64, url: &str) -> Result<(), OutboxError> {
-        let conn = self.conn();
-        conn.execute(
+    /// A 2xx: the delivery is done; the event goes when no URL still needs it, and
+    /// its id is remembered so that a redelivered message is not sent again.
+    pub fn delivered(&self, seq: i64, url: &str, now: i64) -> Result<(), OutboxError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "DELETE FROM webhook_deliveries WHERE event_seq = ?1 AND url = ?2",
             params![seq, url],
         )?;
-        conn.execute(
+        tx.execute(
+            "INSERT OR IGNORE INTO webhook_done (event_id, done_at) \
+             SELECT event_id, ?2 FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
+            params![seq, now],
+        )?;
+        tx.execute(
             "DELETE FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
              (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
             params![seq],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Forgets delivered event ids older than `before`.
+    pub fn forget_done(&self, before: i64) -> Result<usize, OutboxError> {
+        Ok(self.conn().execute(
+            "DELETE FROM webhook_done WHERE done_at < ?1",
+            params![before],
+        )?)
     }
 
     /// A failed attempt to retry at `next_at`.
@@ -260,14 +282,14 @@ mod tests {
         assert_eq!(ids, ["1", "3"], "the head of each chat");
         // The head of x fails: x waits, y does not.
         outbox.retry(due[0].seq, "http://a", 20, "503").unwrap();
-        outbox.delivered(due[1].seq, "http://a").unwrap();
+        outbox.delivered(due[1].seq, "http://a", 10).unwrap();
         assert!(outbox.due("http://a", 15, 10).unwrap().is_empty());
         // Event 2 is due but waits behind 1, so the next wake-up is 1's retry.
         assert_eq!(outbox.next_due_at("http://a").unwrap(), Some(20));
         let later = outbox.due("http://a", 20, 10).unwrap();
         assert_eq!(later.len(), 1);
         assert_eq!((later[0].event_id.as_str(), later[0].attempts), ("1", 1));
-        outbox.delivered(later[0].seq, "http://a").unwrap();
+        outbox.delivered(later[0].seq, "http://a", 20).unwrap();
         assert_eq!(outbox.due("http://a", 20, 10).unwrap()[0].event_id, "2");
         // URL b still has all three.
         assert_eq!(
@@ -293,8 +315,14 @@ mod tests {
         // Dropping URL b on restart forgets its deliveries only.
         assert_eq!(outbox.retain_urls(&["http://a".into()]).unwrap(), 1);
         let due = outbox.due("http://a", 5, 10).unwrap();
-        outbox.delivered(due[0].seq, "http://a").unwrap();
+        outbox.delivered(due[0].seq, "http://a", 5).unwrap();
         assert_eq!(outbox.counts().unwrap(), Counts::default());
+        // Delivered: the same message coming again is not sent again…
+        assert_eq!(outbox.enqueue(&[event("1", "x")], &urls(), 6).unwrap(), 0);
+        // …until the retry window has passed.
+        assert_eq!(outbox.forget_done(5).unwrap(), 0);
+        assert_eq!(outbox.forget_done(6).unwrap(), 1);
+        assert_eq!(outbox.enqueue(&[event("1", "x")], &urls(), 7).unwrap(), 1);
     }
 
     #[test]

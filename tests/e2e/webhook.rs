@@ -364,3 +364,94 @@ async fn delivery_and_read_receipts_reach_the_webhook_as_message_ack() {
         .collect();
     assert!(descriptions.contains(&"the user opened the chat and saw the message.".to_owned()));
 }
+
+/// Texts of the accepted events, each with the one event id it always carried.
+fn accepted_ids(receiver: &Receiver) -> HashMap<String, String> {
+    let mut id_of: HashMap<String, String> = HashMap::new();
+    for hit in receiver.accepted() {
+        let text = hit.body["payload"]["body"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let id = hit.header("x-webhook-id").to_owned();
+        let first = id_of.entry(text.clone()).or_insert_with(|| id.clone());
+        assert_eq!(first, &id, "{text} came with two event ids");
+    }
+    id_of
+}
+
+/// First arrivals in order per chat (a duplicate, when a crash hit between a 2xx
+/// and its record, comes later).
+fn assert_ordered_per_chat(receiver: &Receiver, sent: &HashMap<&str, Vec<String>>) {
+    for (from, texts) in sent {
+        let chat = format!("{from}@s.whatsapp.net");
+        let mut seen = std::collections::HashSet::new();
+        let order: Vec<String> = receiver
+            .accepted()
+            .iter()
+            .filter(|h| h.body["payload"]["chat_id"] == chat.as_str())
+            .map(|h| h.body["payload"]["body"].as_str().unwrap().to_owned())
+            .filter(|t| texts.contains(t) && seen.insert(t.clone()))
+            .collect();
+        assert_eq!(&order, texts, "{chat}");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_right_after_a_burst_and_during_delivery_loses_no_message() {
+    let receiver = Receiver::start(200).await;
+    receiver.set(|s| s.delay = Duration::from_millis(40));
+    let (fake, mut server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+
+    for round in 0..2 {
+        let mut sent: HashMap<&str, Vec<String>> = HashMap::new();
+        for i in 0..100 {
+            for from in [FRIEND, OTHER] {
+                let text = format!("round {round}: {from} #{i}");
+                fake.deliver(from, &text).await.unwrap();
+                sent.entry(from).or_default().push(text);
+            }
+        }
+        if round == 1 {
+            // In the middle of webhook delivery.
+            wait_for("some deliveries", Duration::from_secs(30), || {
+                receiver.accepted().len() >= 220
+            })
+            .await;
+        }
+        let unacked = fake.unacked();
+        let delivered = receiver.accepted().len();
+        server.kill_and_restart().await;
+        eprintln!(
+            "round {round}: killed with {unacked} messages unacknowledged to WhatsApp and \
+             {delivered} webhooks accepted in all"
+        );
+        wait_for(
+            "every message at the receiver",
+            Duration::from_secs(90),
+            || {
+                let ids = accepted_ids(&receiver);
+                sent.values().flatten().all(|t| ids.contains_key(t))
+            },
+        )
+        .await;
+        assert_ordered_per_chat(&receiver, &sent);
+        let acked = tokio::time::timeout(Duration::from_secs(15), async {
+            while fake.unacked() > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(
+            acked.is_ok(),
+            "{} messages never acknowledged to WhatsApp; server log:\n{}",
+            fake.unacked(),
+            server.log()
+        );
+    }
+    let hits = receiver.accepted().len();
+    let distinct = accepted_ids(&receiver).len();
+    eprintln!("{hits} webhooks accepted for {distinct} messages");
+    assert_eq!(distinct, 400);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}

@@ -553,15 +553,26 @@ impl Conn {
             self.receive_message(node, device).await?;
             return Ok(false);
         }
-        if node.tag == "ack" {
-            if attr(node, "class").as_deref() == Some("message") {
-                let id = attr(node, "id").unwrap_or_default();
-                if let Some(queue) = self.shared.world().unacked.get_mut(&device.id) {
-                    queue.retain(|(queued, _)| *queued != id);
-                }
-            } else {
-                self.take_ack(node);
+        // A received message is acknowledged by a delivery receipt, or by a bare
+        // `<ack class="message">`: WhatsApp then drops it from the offline queue.
+        let message_ack = node.tag == "ack" && attr(node, "class").as_deref() == Some("message");
+        let delivery_receipt = node.tag == "receipt"
+            && matches!(attr(node, "type").as_deref(), None | Some("inactive"));
+        if message_ack || delivery_receipt {
+            let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
+            if let Some(list) = child(node, "list") {
+                ids.extend(
+                    list.get_children_by_tag("item")
+                        .filter_map(|i| attr(i, "id")),
+                );
             }
+            if let Some(queue) = self.shared.world().unacked.get_mut(&device.id) {
+                queue.retain(|(queued, _)| !ids.contains(queued));
+            }
+            return Ok(false);
+        }
+        if node.tag == "ack" {
+            self.take_ack(node);
             return Ok(false);
         }
         if !is_request(node) || self.answered_with_fault(node).await? {
