@@ -20,7 +20,19 @@ pub fn router() -> Router<AppState> {
 
 /// Not in v2.3.0: the dashboard polls it to know when a scan has logged in.
 async fn status(State(state): State<AppState>) -> Response {
-    ok("Success", Some(state.app.status()))
+    ok("Success", Some(state.app.status().await))
+}
+
+/// Not in Go: the webhook outbox per URL, with each one's latest error.
+pub async fn webhook_status(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let status = state.app.webhook_status().await?;
+    Ok(match status {
+        Some(status) => ok("Success", Some(status)),
+        None => ok(
+            "Webhooks are not configured (--webhook)",
+            Some(serde_json::json!({"urls": []})),
+        ),
+    })
 }
 
 #[derive(Serialize)]

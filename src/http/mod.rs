@@ -72,6 +72,7 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .nest("/app", app::router())
         .nest("/user", user::router())
         .nest("/send", send::router())
+        .route("/webhook/status", axum::routing::get(app::webhook_status))
         .nest_service(
             "/statics",
             ServeDir::new(statics_dir).append_index_html_on_directories(false),

@@ -10,8 +10,8 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::ServiceError;
-use crate::webhook::Webhooks;
 use crate::webhook::outbox::Counts;
+use crate::webhook::{WebhookStatus, Webhooks};
 use crate::whatsapp::{SessionPhase, SessionStatus, WhatsApp, WhatsAppError};
 
 const QR_PREFIX: &str = "scan-qr-";
@@ -131,20 +131,45 @@ impl AppService {
     }
 
     /// Where the session stands, for `/app/status`.
-    pub fn status(&self) -> Status {
+    pub async fn status(&self) -> Status {
         let status = self.wa.status();
+        let webhooks = match &self.webhooks {
+            Some(w) => {
+                let w = w.clone();
+                let counts = tokio::task::spawn_blocking(move || w.counts()).await;
+                Some(match counts {
+                    Ok(Ok(counts)) => counts,
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "cannot count the webhook outbox");
+                        Counts::default()
+                    }
+                    Err(_) => Counts::default(),
+                })
+            }
+            None => None,
+        };
         Status {
             is_connected: status == SessionStatus::Connected,
             is_logged_in: status != SessionStatus::LoggedOut,
             device_id: self.wa.device_id().map(|jid| jid.to_string()),
             state: self.wa.phase(),
-            webhooks: self.webhooks.as_ref().map(|w| {
-                w.counts().unwrap_or_else(|e| {
-                    warn!(error = %e, "cannot count the webhook outbox");
-                    Counts::default()
-                })
-            }),
+            webhooks,
         }
+    }
+
+    /// The webhook outbox per URL with each one's latest error; `None` without
+    /// webhooks.
+    pub async fn webhook_status(&self) -> Result<Option<WebhookStatus>, ServiceError> {
+        let Some(webhooks) = self.webhooks.clone() else {
+            return Ok(None);
+        };
+        let status = tokio::task::spawn_blocking(move || webhooks.status())
+            .await
+            .map_err(|e| ServiceError::Internal(format!("webhook status stopped: {e}")))?;
+        status.map(Some).map_err(|e| {
+            warn!(error = %e, "cannot read the webhook outbox");
+            ServiceError::Internal(format!("cannot read the webhook outbox: {e}"))
+        })
     }
 
     pub async fn reconnect(&self) -> Result<(), ServiceError> {

@@ -80,7 +80,7 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
         let (due, next) = match due {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
-                warn!(%url, error = %e, "cannot read the webhook outbox; retrying in 5 s");
+                warn!(url = %super::redact_url(&url), error = %e, "cannot read the webhook outbox; retrying in 5 s");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
@@ -112,29 +112,35 @@ fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
     let outcome = post(agent, url, &due.body, &signature, &due.event_id, number);
     let outbox = &webhooks.outbox;
     let now = unix_now();
+    let error = match &outcome {
+        Outcome::Delivered => None,
+        Outcome::Final(e) | Outcome::Retry { error: e, .. } => Some(e.as_str()),
+    };
+    webhooks.note(url, error);
+    let shown = super::redact_url(url);
     let recorded = match outcome {
         Outcome::Delivered => {
-            debug!(%url, event = %due.event_id, attempt = number, "webhook delivered");
+            debug!(url = %shown, event = %due.event_id, attempt = number, "webhook delivered");
             outbox.delivered(due.seq, url, now)
         }
         Outcome::Final(error) => {
-            warn!(%url, event = %due.event_id, %error, "webhook refused; not retried");
+            warn!(url = %shown, event = %due.event_id, %error, "webhook refused; not retried");
             outbox.dead(due.seq, url, &error)
         }
         Outcome::Retry { error, .. }
             if now - due.created_at >= webhooks.config.max_age.as_secs() as i64 =>
         {
-            warn!(%url, event = %due.event_id, %error, attempts = number, "webhook event dead: retried for the whole retry window");
+            warn!(url = %shown, event = %due.event_id, %error, attempts = number, "webhook event dead: retried for the whole retry window");
             outbox.dead(due.seq, url, &error)
         }
         Outcome::Retry { after, error } => {
             let wait = backoff(due.attempts, after);
-            debug!(%url, event = %due.event_id, %error, retry_in_secs = wait, "webhook attempt failed");
+            debug!(url = %shown, event = %due.event_id, %error, retry_in_secs = wait, "webhook attempt failed");
             outbox.retry(due.seq, url, now + wait, &error)
         }
     };
     if let Err(e) = recorded {
-        warn!(%url, error = %e, "cannot record a webhook outcome; it will be retried");
+        warn!(url = %shown, error = %e, "cannot record a webhook outcome; it will be retried");
     }
 }
 

@@ -18,7 +18,7 @@ pub mod outbox;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -51,6 +51,41 @@ pub struct Webhooks {
     /// One per URL: wakes its worker when events arrive.
     wake: HashMap<String, Arc<Notify>>,
     media: Option<Arc<media::MediaSaver>>,
+    /// The latest outcomes per URL, for `/webhook/status`.
+    health: Mutex<HashMap<String, UrlHealth>>,
+}
+
+/// The latest outcomes of one URL (since this process started).
+#[derive(Debug, Clone, Default)]
+struct UrlHealth {
+    last_error: Option<(String, i64)>,
+    last_delivered_at: Option<i64>,
+}
+
+/// What `/webhook/status` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookStatus {
+    /// Events in the outbox, and how many it holds at most.
+    pub events: u64,
+    pub max_events: u64,
+    /// The outbox is full: incoming messages are not acknowledged until it drains.
+    pub full: bool,
+    pub pending: u64,
+    pub retrying: u64,
+    pub dead: u64,
+    pub urls: Vec<UrlStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UrlStatus {
+    /// Without credentials or query string, which may hold secrets.
+    pub url: String,
+    pub pending: u64,
+    pub retrying: u64,
+    pub dead: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub last_delivered_at: Option<String>,
 }
 
 impl Webhooks {
@@ -104,6 +139,7 @@ impl Webhooks {
             outbox,
             wake,
             media,
+            health: Mutex::default(),
         });
         for url in &webhooks.config.urls {
             tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
@@ -177,6 +213,77 @@ impl Webhooks {
     pub fn counts(&self) -> Result<Counts, OutboxError> {
         self.outbox.counts()
     }
+
+    /// Records an attempt's outcome for `/webhook/status`.
+    fn note(&self, url: &str, error: Option<&str>) {
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = health.entry(url.to_owned()).or_default();
+        match error {
+            Some(e) => entry.last_error = Some((e.to_owned(), unix_now())),
+            None => entry.last_delivered_at = Some(unix_now()),
+        }
+    }
+
+    /// Counts per URL with each one's latest error (blocking: reads the outbox).
+    pub fn status(&self) -> Result<WebhookStatus, OutboxError> {
+        let (counts, events) = self.outbox.url_counts()?;
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let time = |t: i64| {
+            jiff::Timestamp::from_second(t)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        };
+        let urls: Vec<UrlStatus> = self
+            .config
+            .urls
+            .iter()
+            .map(|url| {
+                let c = counts
+                    .iter()
+                    .find(|c| &c.url == url)
+                    .cloned()
+                    .unwrap_or_default();
+                let h = health.get(url).cloned().unwrap_or_default();
+                UrlStatus {
+                    url: redact_url(url),
+                    pending: c.pending,
+                    retrying: c.retrying,
+                    dead: c.dead,
+                    last_error: h.last_error.as_ref().map(|(e, _)| e.clone()),
+                    last_error_at: h.last_error.map(|(_, t)| time(t)),
+                    last_delivered_at: h.last_delivered_at.map(time),
+                }
+            })
+            .collect();
+        Ok(WebhookStatus {
+            events,
+            max_events: self.config.max_events,
+            full: events >= self.config.max_events,
+            pending: urls.iter().map(|u| u.pending).sum(),
+            retrying: urls.iter().map(|u| u.retrying).sum(),
+            dead: urls.iter().map(|u| u.dead).sum(),
+            urls,
+        })
+    }
+}
+
+/// `url` without user info, query or fragment (they may hold tokens): fit for logs
+/// and status pages.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<axum::http::Uri>() {
+        Ok(uri) => {
+            let host = uri.host().unwrap_or("");
+            let port = uri.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let scheme = uri.scheme_str().unwrap_or("http");
+            let query = if uri.query().is_some() { "?…" } else { "" };
+            format!("{scheme}://{host}{port}{}{query}", uri.path())
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
 }
 
 /// Delivered event ids are remembered for the retry window, then forgotten.
@@ -226,6 +333,15 @@ mod tests {
         assert!(!w.ignores(&["62811@s.whatsapp.net", "205@lid"]));
         let (none, _dir) = webhooks(&[]);
         assert!(!none.ignores(&["120363@g.us"]));
+    }
+
+    #[test]
+    fn urls_lose_credentials_and_query_strings() {
+        assert_eq!(
+            redact_url("https://user:pw@hooks.example.com:8443/in?token=abc#x"),
+            "https://hooks.example.com:8443/in?…"
+        );
+        assert_eq!(redact_url("http://10.0.0.2/hook"), "http://10.0.0.2/hook");
     }
 
     #[tokio::test]

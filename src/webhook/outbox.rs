@@ -40,6 +40,17 @@ pub struct Counts {
     pub dead: u64,
 }
 
+/// One URL's deliveries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlCounts {
+    pub url: String,
+    /// Waiting (retrying ones included).
+    pub pending: u64,
+    /// Waiting after at least one failed attempt.
+    pub retrying: u64,
+    pub dead: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("the webhook outbox is full ({0} events waiting)")]
@@ -236,6 +247,27 @@ impl Outbox {
         Ok(())
     }
 
+    /// Deliveries per URL, and how many events the outbox holds.
+    pub fn url_counts(&self) -> Result<(Vec<UrlCounts>, u64), OutboxError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT url, COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 0 AND attempts > 0), 0), \
+             COALESCE(SUM(dead = 1), 0) FROM webhook_deliveries GROUP BY url ORDER BY url",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UrlCounts {
+                url: r.get(0)?,
+                pending: r.get::<_, i64>(1)? as u64,
+                retrying: r.get::<_, i64>(2)? as u64,
+                dead: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        let counts = rows.collect::<Result<_, _>>()?;
+        let events: i64 =
+            conn.query_row("SELECT COUNT(*) FROM webhook_events", [], |r| r.get(0))?;
+        Ok((counts, events as u64))
+    }
+
     pub fn counts(&self) -> Result<Counts, OutboxError> {
         let conn = self.conn();
         let (pending, dead) = conn.query_row(
@@ -346,5 +378,18 @@ mod tests {
             outbox.enqueue(&[event("3", "y")], &urls(), 1),
             Err(OutboxError::Full(2))
         ));
+        outbox.retry(due[1].seq, "http://a", 5, "HTTP 503").unwrap();
+        let (per_url, events) = outbox.url_counts().unwrap();
+        assert_eq!(events, 2);
+        assert_eq!(
+            per_url[0],
+            UrlCounts {
+                url: "http://a".into(),
+                pending: 1,
+                retrying: 1,
+                dead: 1
+            }
+        );
+        assert_eq!((per_url[1].pending, per_url[1].dead), (2, 0));
     }
 }

@@ -179,7 +179,9 @@ async fn an_incoming_text_reaches_the_webhook_signed_in_the_go_shape() {
 async fn a_503_is_retried_with_the_same_event_id_and_a_400_is_not() {
     let receiver = Receiver::start(200).await;
     receiver.set(|s| s.script = [503, 503].into());
-    let (fake, _server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    // A token in the query string stays out of /webhook/status.
+    let url = format!("{}?token=hush", receiver.url);
+    let (fake, server, _dir) = paired_with_webhooks(&[&url]).await;
     fake.deliver(FRIEND, "retry me").await.unwrap();
     wait_for("the third attempt", Duration::from_secs(20), || {
         !receiver.accepted().is_empty()
@@ -201,6 +203,29 @@ async fn a_503_is_retried_with_the_same_event_id_and_a_400_is_not() {
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(receiver.hits().len(), 4, "a 400 was retried");
+
+    let status = server.get("/webhook/status").await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let results = &status.body["results"];
+    assert_eq!(
+        (results["pending"].as_u64(), results["dead"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(results["full"], false);
+    let one = &results["urls"][0];
+    assert_eq!(one["url"], format!("{}?…", receiver.url).as_str());
+    assert_eq!(one["dead"], 1);
+    assert_eq!(one["last_error"], "HTTP 400");
+    assert!(
+        one["last_error_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    assert!(one["last_delivered_at"].is_string());
+    assert!(!status.body.to_string().contains("hush"));
+    assert!(!server.log().contains("hush"), "the URL's token was logged");
 }
 
 #[tokio::test]
