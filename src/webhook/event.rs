@@ -6,7 +6,9 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::wacore::download::Downloadable;
-use whatsapp_rust::wacore::types::events::Receipt;
+use whatsapp_rust::wacore::stanza::groups::GroupNotificationAction;
+use whatsapp_rust::wacore::types::call::{CallAction, IncomingCall};
+use whatsapp_rust::wacore::types::events::{GroupUpdate, Receipt};
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 use whatsapp_rust::{Jid, Server};
@@ -368,6 +370,147 @@ pub fn receipt_event(device_id: &str, receipt: &Receipt) -> Option<Built> {
     );
     Some(Built {
         name: "message.ack",
+        event,
+        jids,
+    })
+}
+
+/// The events of a group change, as Go sends them: `group.participants` per
+/// membership action (`join`, `leave`, `promote`, `demote`), and `group.joined`
+/// when this account (`own`: its JIDs, non-AD) was added. Other changes (name,
+/// topic, settings) are not forwarded, as in Go.
+pub fn group_events(device_id: &str, own: &[String], update: &GroupUpdate) -> Vec<Built> {
+    let (kind, participants, reason) = match &update.action {
+        GroupNotificationAction::Add {
+            participants,
+            reason,
+        } => ("join", participants, reason.as_deref()),
+        GroupNotificationAction::Remove { participants, .. } => ("leave", participants, None),
+        GroupNotificationAction::Promote { participants } => ("promote", participants, None),
+        GroupNotificationAction::Demote { participants } => ("demote", participants, None),
+        _ => return Vec::new(),
+    };
+    let chat_id = update.group_jid.to_non_ad_string();
+    let jids: Vec<String> = participants
+        .iter()
+        .map(|p| {
+            p.phone_number
+                .as_ref()
+                .filter(|_| p.jid.server == Server::Lid)
+                .unwrap_or(&p.jid)
+                .to_non_ad_string()
+        })
+        .collect();
+    let timestamp = rfc3339(&update.timestamp);
+    let key = format!(
+        "{}/{}/{kind}",
+        update
+            .notification_id
+            .clone()
+            .unwrap_or_else(|| update.timestamp.timestamp().to_string()),
+        update.action_index
+    );
+    let is_own = |jid: &String| own.contains(jid);
+    let (mine, others): (Vec<String>, Vec<String>) = jids.into_iter().partition(is_own);
+    let mut events = Vec::new();
+    if kind == "join" && !mine.is_empty() {
+        let mut payload = Map::new();
+        payload.insert("chat_id".into(), json!(chat_id));
+        payload.insert("type".into(), json!("join"));
+        payload.insert("jids".into(), json!(mine));
+        if let Some(reason) = reason {
+            payload.insert("reason".into(), json!(reason));
+        }
+        let event = envelope(
+            device_id,
+            "group.joined",
+            &chat_id,
+            &key,
+            Some(timestamp.clone()),
+            payload,
+        );
+        events.push(Built {
+            name: "group.joined",
+            event,
+            jids: vec![chat_id.clone()],
+        });
+    }
+    let listed = if kind == "join" {
+        others
+    } else {
+        [mine, others].concat()
+    };
+    if !listed.is_empty() {
+        let mut payload = Map::new();
+        payload.insert("chat_id".into(), json!(chat_id));
+        payload.insert("type".into(), json!(kind));
+        payload.insert("jids".into(), json!(listed));
+        let event = envelope(
+            device_id,
+            "group.participants",
+            &chat_id,
+            &key,
+            Some(timestamp),
+            payload,
+        );
+        events.push(Built {
+            name: "group.participants",
+            event,
+            jids: vec![chat_id],
+        });
+    }
+    events
+}
+
+/// The `call.offer` event of a call ringing (offers replayed from the offline
+/// queue are not: they come as missed calls).
+pub fn call_event(device_id: &str, call: &IncomingCall) -> Option<Built> {
+    let CallAction::Offer {
+        call_id,
+        call_creator,
+        caller_pn,
+        group_jid,
+        ..
+    } = &call.action
+    else {
+        return None;
+    };
+    let pn = caller_pn
+        .as_ref()
+        .filter(|_| call_creator.server == Server::Lid);
+    let (from, from_lid) = pn_and_lid(call_creator, pn);
+    let mut payload = Map::new();
+    payload.insert("call_id".into(), json!(call_id));
+    payload.insert("from".into(), json!(from));
+    if let Some(lid) = &from_lid {
+        payload.insert("from_lid".into(), json!(lid));
+    }
+    if let Some(name) = &call.notify {
+        payload.insert("sender_display_name".into(), json!(name));
+    }
+    payload.insert("auto_rejected".into(), json!(false));
+    if let Some(platform) = &call.platform {
+        payload.insert("remote_platform".into(), json!(platform));
+    }
+    if let Some(version) = &call.version {
+        payload.insert("remote_version".into(), json!(version));
+    }
+    if let Some(group) = group_jid {
+        payload.insert("group_jid".into(), json!(group.to_non_ad_string()));
+    }
+    let mut jids = vec![from.clone()];
+    jids.extend(from_lid);
+    let timestamp = rfc3339(&call.timestamp);
+    let event = envelope(
+        device_id,
+        "call.offer",
+        &from,
+        call_id,
+        Some(timestamp),
+        payload,
+    );
+    Some(Built {
+        name: "call.offer",
         event,
         jids,
     })

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
 use outbox::{Counts, NewEvent, Outbox, OutboxError};
@@ -53,6 +53,8 @@ pub struct Webhooks {
     media: Option<Arc<media::MediaSaver>>,
     /// The latest outcomes per URL, for `/webhook/status`.
     health: Mutex<HashMap<String, UrlHealth>>,
+    /// Events stored by [`record_in_background`](Self::record_in_background).
+    background: mpsc::UnboundedSender<NewEvent>,
 }
 
 /// The latest outcomes of one URL (since this process started).
@@ -134,13 +136,16 @@ impl Webhooks {
         if let Some(saver) = &media {
             saver.spawn_sweeper();
         }
+        let (background, queued) = mpsc::unbounded_channel();
         let webhooks = Arc::new(Webhooks {
             config,
             outbox,
             wake,
             media,
             health: Mutex::default(),
+            background,
         });
+        tokio::spawn(record_queued(Arc::downgrade(&webhooks), queued));
         for url in &webhooks.config.urls {
             tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
         }
@@ -178,18 +183,15 @@ impl Webhooks {
         Ok(added)
     }
 
-    /// Queues an event that no acknowledgement waits for (a receipt): stored in the
-    /// background.
-    pub fn record_in_background(self: &Arc<Self>, built: event::Built) {
+    /// Queues an event that no acknowledgement waits for (a receipt, a group
+    /// change, a call): stored in the background, in the order queued.
+    pub fn record_in_background(&self, built: event::Built) {
         if self.ignores(&built.jids) {
             return;
         }
-        let webhooks = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = webhooks.record(vec![built.event]).await {
-                warn!(error = %e, "a webhook event was dropped");
-            }
-        });
+        if self.background.send(built.event).is_err() {
+            warn!("a webhook event was dropped: the server is stopping");
+        }
     }
 
     /// Whether an event concerning `jids` is filtered out by `--webhook-ignore-jids`.
@@ -283,6 +285,23 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{host}{port}{}{query}", uri.path())
         }
         Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+/// Stores queued events in order, in batches of what has piled up.
+async fn record_queued(
+    webhooks: std::sync::Weak<Webhooks>,
+    mut queued: mpsc::UnboundedReceiver<NewEvent>,
+) {
+    let mut batch = Vec::new();
+    while queued.recv_many(&mut batch, 256).await > 0 {
+        let Some(webhooks) = webhooks.upgrade() else {
+            return;
+        };
+        let count = batch.len();
+        if let Err(e) = webhooks.record(std::mem::take(&mut batch)).await {
+            warn!(error = %e, events = count, "webhook events dropped");
+        }
     }
 }
 

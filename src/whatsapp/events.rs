@@ -51,8 +51,16 @@ impl SessionEvents {
             if session.autoreply.is_some() {
                 interest = interest.with(EventKind::Messages);
             }
-            if session.webhooks().is_some_and(|w| w.wants("message.ack")) {
-                interest = interest.with(EventKind::Receipt);
+            if let Some(webhooks) = session.webhooks() {
+                if webhooks.wants("message.ack") {
+                    interest = interest.with(EventKind::Receipt);
+                }
+                if webhooks.wants("group.participants") || webhooks.wants("group.joined") {
+                    interest = interest.with(EventKind::GroupUpdate);
+                }
+                if webhooks.wants("call.offer") {
+                    interest = interest.with(EventKind::IncomingCall);
+                }
             }
         }
         let handler = SessionEvents {
@@ -139,18 +147,19 @@ impl EventHandler for SessionEvents {
             }
             Event::TemporaryBan(_) => warn!("WhatsApp reports a temporary ban for this account"),
             Event::ClientOutdated(_) => error!("WhatsApp reports this client version as outdated"),
-            Event::Receipt(receipt) => {
-                if let (Some(webhooks), Some(client)) = (session.webhooks(), self.client.upgrade())
-                {
-                    let device = client
-                        .pn()
-                        .map(|j| j.to_non_ad_string())
-                        .unwrap_or_default();
-                    if let Some(built) = crate::webhook::event::receipt_event(&device, receipt) {
-                        webhooks.record_in_background(built);
-                    }
-                }
-            }
+            Event::Receipt(receipt) => self.to_webhooks(&session, |device, _| {
+                crate::webhook::event::receipt_event(device, receipt)
+                    .into_iter()
+                    .collect()
+            }),
+            Event::GroupUpdate(update) => self.to_webhooks(&session, |device, own| {
+                crate::webhook::event::group_events(device, own, update)
+            }),
+            Event::IncomingCall(call) => self.to_webhooks(&session, |device, _| {
+                crate::webhook::event::call_event(device, call)
+                    .into_iter()
+                    .collect()
+            }),
             Event::Messages(batch) if session.generation() == self.generation => {
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {
@@ -159,6 +168,31 @@ impl EventHandler for SessionEvents {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl SessionEvents {
+    /// Queues the webhook events `build` makes from this account's phone-number
+    /// JID and all its JIDs (non-AD), those the configuration sends.
+    fn to_webhooks(
+        &self,
+        session: &Inner,
+        build: impl FnOnce(&str, &[String]) -> Vec<crate::webhook::event::Built>,
+    ) {
+        let (Some(webhooks), Some(client)) = (session.webhooks(), self.client.upgrade()) else {
+            return;
+        };
+        let pn = client.pn().map(|j| j.to_non_ad_string());
+        let own: Vec<String> = pn
+            .iter()
+            .cloned()
+            .chain(client.lid().map(|j| j.to_non_ad_string()))
+            .collect();
+        for built in build(pn.as_deref().unwrap_or_default(), &own) {
+            if webhooks.wants(built.name) {
+                webhooks.record_in_background(built);
+            }
         }
     }
 }

@@ -310,3 +310,85 @@ async fn without_auto_download_media_carries_its_url() {
 fn dir_path(dir: &tempfile::TempDir) -> &std::path::Path {
     dir.path()
 }
+
+/// The events named `name`, in arrival order.
+fn events_named(receiver: &Receiver, name: &str) -> Vec<Value> {
+    receiver
+        .hits()
+        .into_iter()
+        .filter(|h| h.body["event"] == name)
+        .map(|h| h.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn group_membership_changes_and_calls_reach_the_webhook() {
+    use crate::webhook::OTHER;
+    use fake_whatsapp::{FakeGroup, PHONE_USER};
+    let (fake, receiver, _server, _dir) = paired(&[]).await;
+    let group = |members: &[&str]| FakeGroup {
+        subject: "Team".into(),
+        admin: FRIEND.into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+    };
+    fake.add_group("120363000000001", group(&[FRIEND, PHONE_USER]));
+    fake.add_group("120363000000002", group(&[FRIEND]));
+    let gid = "120363000000001@g.us";
+    let other = format!("{OTHER}@s.whatsapp.net");
+    // One change at a time: whatsapp-rust handles notifications concurrently, so
+    // changes a few milliseconds apart may reach its event handler in any order.
+    for (n, action) in ["add", "promote", "demote", "remove"].iter().enumerate() {
+        fake.group_participants("120363000000001", action, &[OTHER], FRIEND)
+            .await
+            .unwrap();
+        wait_for("the group change", Duration::from_secs(10), || {
+            events_named(&receiver, "group.participants").len() > n
+        })
+        .await;
+    }
+    fake.group_participants("120363000000002", "add", &[PHONE_USER], FRIEND)
+        .await
+        .unwrap();
+    let call_id = fake.call_offer(FRIEND).await.unwrap();
+
+    wait_for("the group and call events", Duration::from_secs(20), || {
+        events_named(&receiver, "group.participants").len() == 4
+            && events_named(&receiver, "group.joined").len() == 1
+            && events_named(&receiver, "call.offer").len() == 1
+    })
+    .await;
+    let changes = events_named(&receiver, "group.participants");
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|e| e["payload"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["join", "promote", "demote", "leave"]);
+    for event in &changes {
+        assert_eq!(event["payload"]["chat_id"], gid);
+        assert_eq!(event["payload"]["jids"], json!([other]));
+        assert_eq!(event["device_id"], fake.phone_jid());
+        let t = event["timestamp"].as_str().unwrap();
+        assert!(t.parse::<jiff::Timestamp>().is_ok(), "{t}");
+    }
+    let joined = &events_named(&receiver, "group.joined")[0];
+    assert_eq!(joined["payload"]["chat_id"], "120363000000002@g.us");
+    assert_eq!(joined["payload"]["type"], "join");
+    assert_eq!(joined["payload"]["jids"], json!([fake.phone_jid()]));
+
+    let call = &events_named(&receiver, "call.offer")[0];
+    assert_eq!(call["payload"]["call_id"], call_id.as_str());
+    assert_eq!(
+        call["payload"]["from"],
+        format!("{FRIEND}@s.whatsapp.net").as_str()
+    );
+    assert_eq!(call["payload"]["auto_rejected"], false);
+    assert_eq!(call["payload"]["remote_platform"], "android");
+    assert!(call["timestamp"].is_string());
+
+    // The client acknowledged every notification as WhatsApp expects.
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    wait_for("the notifications' acks", Duration::from_secs(5), || {
+        fake.flood().acked == 5
+    })
+    .await;
+}

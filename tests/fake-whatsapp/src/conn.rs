@@ -170,6 +170,9 @@ impl Conn {
                 Event::Command(Command::Deliver { reply, .. }) => {
                     let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
                 }
+                Event::Command(Command::Push { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
+                }
                 Event::Command(Command::Scan(qr, reply)) => {
                     let outcome = self.pair_with(&qr).await;
                     let failed = outcome.is_err();
@@ -233,6 +236,10 @@ impl Conn {
                     continue;
                 }
                 Event::Command(Command::Deliver { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
+                    continue;
+                }
+                Event::Command(Command::Push { reply, .. }) => {
                     let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
                     continue;
                 }
@@ -315,6 +322,12 @@ impl Conn {
                 Event::Command(Command::End(stanza)) => return self.end(stanza).await,
                 Event::Command(Command::Scan(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
+                }
+                Event::Command(Command::Push { node, owed, reply }) => {
+                    if let Some(owed) = owed {
+                        self.ledger.expect(owed);
+                    }
+                    let _ = reply.send(self.send(node).await);
                 }
                 Event::Command(Command::Deliver {
                     from,

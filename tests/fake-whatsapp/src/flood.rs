@@ -28,7 +28,7 @@ pub struct Source {
     pub notifier: String,
 }
 
-/// The `<ack>` the client owes for one flood stanza.
+/// The `<ack>` the client owes for one stanza the fake sent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owed {
     class: &'static str,
@@ -84,6 +84,19 @@ fn notification(kind: &str, id: String, source: &Source, now: u64) -> NodeBuilde
         .attr("from", source.notifier.clone())
         .attr("id", id)
         .attr("t", now.to_string())
+}
+
+impl Owed {
+    /// The ack of a `<notification type=kind id from participant?>`.
+    pub fn notification(kind: &str, id: &str, from: &str, participant: Option<&str>) -> Owed {
+        Owed {
+            class: "notification",
+            id: id.to_owned(),
+            kind: Some(kind.to_owned()),
+            to: from.to_owned(),
+            participant: participant.map(str::to_owned),
+        }
+    }
 }
 
 fn owed_notification(kind: &str, id: String, source: &Source) -> Owed {

@@ -11,6 +11,7 @@
 
 pub mod admin;
 mod conn;
+mod events;
 mod flood;
 mod inbox;
 mod iq;
@@ -210,6 +211,12 @@ enum Command {
     Drop,
     /// Send this stanza (a `<stream:error>`), then close the connection.
     End(Node),
+    /// Send the companion this stanza, expecting `owed` back if given.
+    Push {
+        node: Node,
+        owed: Option<flood::Owed>,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// A contact sends the companion a message; answers with the message id.
     Deliver {
         from: String,
@@ -404,6 +411,42 @@ impl FakeWhatsApp {
         })
     }
 
+    /// In group `gid`, the member `by` `action`s (`add`, `remove`, `promote`,
+    /// `demote`) `members` (phone numbers; the phone's own number for this account):
+    /// the companion gets the `w:gp2` notification, whose ack is checked.
+    pub async fn group_participants(
+        &self,
+        gid: &str,
+        action: &str,
+        members: &[&str],
+        by: &str,
+    ) -> Result<()> {
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        {
+            let mut world = self.shared.world();
+            let group = world.groups.get_mut(gid).context("unknown group")?;
+            match action {
+                "add" => group.members.extend(members.iter().cloned()),
+                "remove" => group.members.retain(|m| !members.contains(m)),
+                _ => {}
+            }
+        }
+        let (node, owed) = events::group_participants(gid, action, &members, by, unix_now())?;
+        push(&self.shared, node, Some(owed)).await
+    }
+
+    /// The contact `from` calls this account; returns the call id.
+    pub async fn call_offer(&self, from: &str) -> Result<String> {
+        let call_id = format!("{:032X}", rand::random::<u128>());
+        push(
+            &self.shared,
+            events::call_offer(from, &call_id, unix_now()),
+            None,
+        )
+        .await?;
+        Ok(call_id)
+    }
+
     /// How many times the media at `direct_path` was downloaded.
     pub fn downloads(&self, direct_path: &str) -> usize {
         let token = direct_path.rsplit('/').next().unwrap_or_default();
@@ -592,6 +635,21 @@ async fn deliver(shared: &Shared, from: &str, message: wa::Message) -> Result<St
         },
         "no companion is connected",
         "the connection closed before delivery",
+    )
+    .await
+}
+
+async fn push(shared: &Shared, node: Node, owed: Option<flood::Owed>) -> Result<()> {
+    let conn = shared
+        .world()
+        .session_conn
+        .context("no companion is logged in")?;
+    ask(
+        shared,
+        conn,
+        |reply| Command::Push { node, owed, reply },
+        "no companion is connected",
+        "the connection closed before the stanza went out",
     )
     .await
 }
