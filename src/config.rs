@@ -149,6 +149,10 @@ pub struct Config {
     #[arg(long, env = "APP_MEDIA_RETENTION_DAYS", default_value_t = 30)]
     pub media_retention_days: u64,
 
+    /// Days messages are kept in the message store (0 keeps them until logout).
+    #[arg(long, env = "APP_MESSAGE_RETENTION_DAYS", default_value_t = 0)]
+    pub message_retention_days: u64,
+
     /// WebSocket URL of the WhatsApp server. Only for test builds (cargo feature `e2e`),
     /// to talk to a fake WhatsApp server; a normal build refuses it.
     #[arg(long, env = "WHATSAPP_WS_URL")]
@@ -198,6 +202,17 @@ impl Config {
                 ),
             })
             .collect()
+    }
+
+    /// The message store, beside the session.
+    pub fn chat_db_path(&self) -> PathBuf {
+        self.db_path.with_file_name("chat.db")
+    }
+
+    /// How long stored messages are kept; `None` until logout.
+    pub fn message_retention(&self) -> Option<Duration> {
+        (self.message_retention_days > 0)
+            .then(|| Duration::from_secs(self.message_retention_days * 86_400))
     }
 
     /// The webhook settings, when any URL is configured.

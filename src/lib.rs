@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod media;
+pub mod messages;
 pub mod qr;
 pub mod service;
 #[cfg(feature = "e2e")]
@@ -107,7 +108,12 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
         Some(settings) => Some(webhook::Webhooks::start(settings)?),
         None => None,
     };
-    let inbound = webhooks.clone().map(webhook::hook::InboundHook::new);
+    let messages = Arc::new(messages::MessageStore::open(&config.chat_db_path())?);
+    messages::spawn_retention(messages.clone(), config.message_retention());
+    let inbound = whatsapp::inbound::Inbound {
+        messages: Some(messages),
+        webhooks: webhooks.clone(),
+    };
     let client = WhatsAppClient::start(ClientSettings {
         inbound,
         db_path: config.db_path.clone(),

@@ -4,16 +4,17 @@
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use whatsapp_rust::Server;
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::wacore::download::Downloadable;
 use whatsapp_rust::wacore::stanza::groups::GroupNotificationAction;
 use whatsapp_rust::wacore::types::call::{CallAction, IncomingCall};
 use whatsapp_rust::wacore::types::events::{GroupUpdate, Receipt};
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
-use whatsapp_rust::{Jid, Server};
 
 use super::outbox::NewEvent;
+use crate::whatsapp::content::pn_and_lid;
+pub use crate::whatsapp::content::{IncomingMedia, media_of};
 
 /// An event and the JIDs it concerns (chat and sender, as PN and LID), for
 /// `--webhook-ignore-jids`.
@@ -22,95 +23,6 @@ pub struct Built {
     pub name: &'static str,
     pub event: NewEvent,
     pub jids: Vec<String>,
-}
-
-/// The media an incoming message carries, as the hook needs it to download.
-pub struct IncomingMedia<'a> {
-    /// The payload key Go uses: `image`, `video`, `video_note`, `audio`, `document`,
-    /// `sticker`.
-    pub kind: &'static str,
-    pub downloadable: &'a dyn Downloadable,
-    pub mimetype: Option<&'a str>,
-    /// As the sender declares it.
-    pub file_length: Option<u64>,
-    pub url: Option<&'a str>,
-    pub caption: Option<&'a str>,
-    pub file_name: Option<&'a str>,
-    pub context: Option<&'a wa::ContextInfo>,
-}
-
-/// The media of `message` (wrappers such as view-once or ephemeral unwrapped).
-pub fn media_of(message: &wa::Message) -> Option<IncomingMedia<'_>> {
-    let m = message.get_base_message();
-    let doc = m
-        .document_with_caption_message
-        .as_option()
-        .and_then(|w| w.message.as_option())
-        .and_then(|inner| inner.document_message.as_option())
-        .or(m.document_message.as_option());
-    if let Some(i) = m.image_message.as_option() {
-        return Some(IncomingMedia {
-            kind: "image",
-            downloadable: i,
-            mimetype: i.mimetype.as_deref(),
-            file_length: i.file_length,
-            url: i.url.as_deref(),
-            caption: i.caption.as_deref(),
-            file_name: None,
-            context: i.context_info.as_option(),
-        });
-    }
-    for (kind, video) in [("video", &m.video_message), ("video_note", &m.ptv_message)] {
-        if let Some(v) = video.as_option() {
-            return Some(IncomingMedia {
-                kind,
-                downloadable: v,
-                mimetype: v.mimetype.as_deref(),
-                file_length: v.file_length,
-                url: v.url.as_deref(),
-                caption: v.caption.as_deref(),
-                file_name: None,
-                context: v.context_info.as_option(),
-            });
-        }
-    }
-    if let Some(a) = m.audio_message.as_option() {
-        return Some(IncomingMedia {
-            kind: "audio",
-            downloadable: a,
-            mimetype: a.mimetype.as_deref(),
-            file_length: a.file_length,
-            url: a.url.as_deref(),
-            caption: None,
-            file_name: None,
-            context: a.context_info.as_option(),
-        });
-    }
-    if let Some(d) = doc {
-        return Some(IncomingMedia {
-            kind: "document",
-            downloadable: d,
-            mimetype: d.mimetype.as_deref(),
-            file_length: d.file_length,
-            url: d.url.as_deref(),
-            caption: d.caption.as_deref(),
-            file_name: d.file_name.as_deref(),
-            context: d.context_info.as_option(),
-        });
-    }
-    if let Some(s) = m.sticker_message.as_option() {
-        return Some(IncomingMedia {
-            kind: "sticker",
-            downloadable: s,
-            mimetype: s.mimetype.as_deref(),
-            file_length: s.file_length,
-            url: s.url.as_deref(),
-            caption: None,
-            file_name: None,
-            context: s.context_info.as_option(),
-        });
-    }
-    None
 }
 
 /// Whether messages in `chat` are forwarded at all (Go skips broadcasts and
@@ -556,17 +468,6 @@ pub fn event_id(event: &str, chat: &str, message_id: &str) -> String {
     format!("evt_{hex}")
 }
 
-/// The phone-number JID of `jid` (non-AD), and its LID when it was one and the
-/// phone number is known.
-fn pn_and_lid(jid: &Jid, alt: Option<&Jid>) -> (String, Option<String>) {
-    match (jid.server, alt) {
-        (Server::Lid, Some(pn)) if pn.server == Server::Pn => {
-            (pn.to_non_ad_string(), Some(jid.to_non_ad_string()))
-        }
-        _ => (jid.to_non_ad_string(), None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,23 +479,6 @@ mod tests {
         assert_ne!(a, event_id("message", "2@s.whatsapp.net", "3EB0A"));
         assert_ne!(a, event_id("message.revoked", "1@s.whatsapp.net", "3EB0A"));
         assert_eq!(a.len(), 4 + 24);
-    }
-
-    #[test]
-    fn a_lid_with_a_known_phone_number_is_reported_as_both() {
-        let lid: Jid = "205550001234001@lid".parse().unwrap();
-        let pn: Jid = "15550001234:3@s.whatsapp.net".parse().unwrap();
-        assert_eq!(
-            pn_and_lid(&lid, Some(&pn)),
-            (
-                "15550001234@s.whatsapp.net".to_owned(),
-                Some("205550001234001@lid".to_owned())
-            )
-        );
-        assert_eq!(
-            pn_and_lid(&pn, None),
-            ("15550001234@s.whatsapp.net".to_owned(), None)
-        );
     }
 
     #[test]

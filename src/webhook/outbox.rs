@@ -10,8 +10,12 @@ use rusqlite_migration::{M, Migrations};
 /// The migrations, in order; `user_version` records how many ran.
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
-        M::up(include_str!("../../migrations/0001_webhook_outbox.sql")),
-        M::up(include_str!("../../migrations/0002_webhook_done.sql")),
+        M::up(include_str!(
+            "../../migrations/outbox/0001_webhook_outbox.sql"
+        )),
+        M::up(include_str!(
+            "../../migrations/outbox/0002_webhook_done.sql"
+        )),
     ])
 }
 
@@ -378,7 +382,10 @@ mod tests {
             outbox.enqueue(&[event("3", "y")], &urls(), 1),
             Err(OutboxError::Full(2))
         ));
-        outbox.retry(due[1].seq, "http://a", 5, "HTTP 503").unwrap();
+        let next = outbox.due("http://a", 1, 10).unwrap();
+        outbox
+            .retry(next[0].seq, "http://a", 5, "HTTP 503")
+            .unwrap();
         let (per_url, events) = outbox.url_counts().unwrap();
         assert_eq!(events, 2);
         assert_eq!(

@@ -88,8 +88,8 @@ pub async fn start(
         // A fake server has no version endpoint to ask.
         builder = builder.with_version((2, 3000, 1));
     }
-    if let Some(hook) = &settings.inbound {
-        builder = builder.with_inbound_durability_hook(hook.clone());
+    if settings.inbound.is_used() {
+        builder = builder.with_inbound_durability_hook(settings.inbound.clone());
     }
     let bot = builder
         .build()

@@ -51,6 +51,9 @@ impl SessionEvents {
             if session.autoreply.is_some() {
                 interest = interest.with(EventKind::Messages);
             }
+            if session.messages().is_some() {
+                interest = interest.with(EventKind::Receipt);
+            }
             if let Some(webhooks) = session.webhooks() {
                 if webhooks.wants("message.ack") {
                     interest = interest.with(EventKind::Receipt);
@@ -147,11 +150,23 @@ impl EventHandler for SessionEvents {
             }
             Event::TemporaryBan(_) => warn!("WhatsApp reports a temporary ban for this account"),
             Event::ClientOutdated(_) => error!("WhatsApp reports this client version as outdated"),
-            Event::Receipt(receipt) => self.to_webhooks(&session, |device, _| {
-                crate::webhook::event::receipt_event(device, receipt)
-                    .into_iter()
-                    .collect()
-            }),
+            Event::Receipt(receipt) => {
+                if let Some(store) = session.messages()
+                    && let Some(change) = crate::messages::from_wa::receipt(receipt)
+                {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.apply(&[change], jiff::Timestamp::now().as_second()) {
+                            warn!(error = %e, "a receipt was not stored");
+                        }
+                    });
+                }
+                self.to_webhooks(&session, |device, _| {
+                    crate::webhook::event::receipt_event(device, receipt)
+                        .into_iter()
+                        .collect()
+                })
+            }
             Event::GroupUpdate(update) => self.to_webhooks(&session, |device, own| {
                 crate::webhook::event::group_events(device, own, update)
             }),

@@ -12,11 +12,15 @@
 //! | [`queries`] | user info, avatars, privacy, groups |
 //! | [`autoreply`] | `--autoreply` and what it answers |
 //! | [`bot`] | building, stopping and deleting a client and its store |
+//! | [`content`] | what a message holds (media, JIDs), for webhooks and the message store |
+//! | [`inbound`] | incoming messages into the message store and the webhook outbox, before their ack |
 
 pub mod acks;
 pub mod autoreply;
 mod bot;
+pub mod content;
 mod events;
+pub mod inbound;
 mod queries;
 mod send;
 pub mod session;

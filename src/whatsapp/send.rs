@@ -14,6 +14,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::acks::AckOutcome;
 use super::session::Inner;
 use super::{Ack, MediaKind, Uploaded, WhatsAppError};
+use crate::messages::from_wa;
 
 pub async fn upload(
     session: &Inner,
@@ -52,6 +53,7 @@ pub async fn send(
         .register(&id, epoch)
         .ok_or(WhatsAppError::NotConnected)?;
     let options = SendOptions::default().with_message_id(id.clone());
+    let stored = session.messages().is_some().then(|| message.clone());
     let outcome = tokio::time::timeout(deadline, async {
         client
             .send_message_with_options(to.clone(), message, options)
@@ -66,12 +68,33 @@ pub async fn send(
             after: deadline,
         }),
         Ok(Err(e)) => Err(e),
-        Ok(Ok(AckOutcome::Accepted { timestamp })) => Ok(Ack {
-            timestamp: timestamp
+        Ok(Ok(AckOutcome::Accepted { timestamp })) => {
+            let timestamp = timestamp
                 .and_then(|t| Timestamp::from_second(t).ok())
-                .unwrap_or_else(Timestamp::now),
-            message_id: id,
-        }),
+                .unwrap_or_else(Timestamp::now);
+            if let (Some(store), Some(message)) = (session.messages(), stored) {
+                let change = from_wa::sent(
+                    to,
+                    client.pn().as_ref(),
+                    &id,
+                    timestamp.as_second(),
+                    &message,
+                );
+                let store = store.clone();
+                // After the answer's truth is known; the send does not wait for it.
+                tokio::task::spawn_blocking(move || {
+                    if let Some(change) = change
+                        && let Err(e) = store.apply(&[change], Timestamp::now().as_second())
+                    {
+                        tracing::warn!(error = %e, "a sent message was not stored");
+                    }
+                });
+            }
+            Ok(Ack {
+                timestamp,
+                message_id: id,
+            })
+        }
         Ok(Ok(AckOutcome::Refused(code))) => Err(WhatsAppError::Refused { id, code }),
         Ok(Ok(AckOutcome::Interrupted(why))) => Err(WhatsAppError::DeliveryUnknown { id, why }),
     }

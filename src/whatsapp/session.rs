@@ -39,8 +39,9 @@ pub struct ClientSettings {
     pub ack_timeout: Duration,
     /// Test builds only: the fake WhatsApp server's WebSocket URL.
     pub ws_url: Option<String>,
-    /// Takes incoming messages before they are acknowledged (webhooks).
-    pub inbound: Option<crate::webhook::hook::InboundHook>,
+    /// Takes incoming messages before they are acknowledged (message store,
+    /// webhooks).
+    pub inbound: super::inbound::Inbound,
 }
 
 pub(super) struct Inner {
@@ -133,8 +134,12 @@ impl Inner {
     }
 
     /// The webhooks, when configured.
+    pub fn messages(&self) -> Option<&Arc<crate::messages::MessageStore>> {
+        self.settings.inbound.messages.as_ref()
+    }
+
     pub fn webhooks(&self) -> Option<&Arc<crate::webhook::Webhooks>> {
-        self.settings.inbound.as_ref().map(|hook| hook.webhooks())
+        self.settings.inbound.webhooks.as_ref()
     }
 
     /// The generation of the current client.
@@ -470,7 +475,16 @@ async fn finish(
     }
     match forget {
         Forget::Nothing => {}
-        Forget::Always => bot::remove_store(db_path),
+        Forget::Always => {
+            bot::remove_store(db_path);
+            if let Some(store) = session.messages().cloned() {
+                match tokio::task::spawn_blocking(move || store.clear()).await {
+                    Ok(Ok(())) => info!("stored messages deleted"),
+                    Ok(Err(e)) => warn!(error = %e, "cannot delete the stored messages"),
+                    Err(_) => warn!("deleting the stored messages stopped"),
+                }
+            }
+        }
         Forget::IfUnpaired if !paired => bot::remove_store(db_path),
         Forget::IfUnpaired => {
             // The phone scanned just as the attempt ended: keep the device.

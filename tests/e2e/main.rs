@@ -10,5 +10,6 @@ mod lifecycle;
 mod sandbox;
 mod send;
 mod session;
+mod store;
 mod user;
 mod webhook;

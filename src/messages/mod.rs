@@ -1,0 +1,542 @@
+//! The message store: every message in and out, with what happened to it afterwards
+//! (reactions, edits, deletion for everyone) and its receipts, in SQLite
+//! (`storages/chat.db`, WAL) through `rusqlite`, schema in `migrations/chat/`.
+//! Replies, forwards, media re-downloads and chat history build on it.
+//!
+//! | file | responsibility |
+//! |---|---|
+//! | this one | the store and its domain types |
+//! | [`from_wa`] | WhatsApp messages, receipts and sends as [`Change`]s |
+//!
+//! Calls are blocking and short; async callers use the blocking pool.
+
+pub mod from_wa;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/chat/0001_messages.sql"
+    ))])
+}
+
+/// The media of a stored message: what downloading or forwarding it needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredMedia {
+    pub mimetype: Option<String>,
+    pub file_name: Option<String>,
+    pub url: Option<String>,
+    pub direct_path: Option<String>,
+    pub media_key: Option<Vec<u8>>,
+    pub file_sha256: Option<Vec<u8>>,
+    pub file_enc_sha256: Option<Vec<u8>>,
+    pub file_length: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The chat's JID (phone-number form for people, `@g.us` for groups).
+    pub chat: String,
+    pub id: String,
+    pub sender: String,
+    pub sender_lid: Option<String>,
+    pub push_name: Option<String>,
+    /// Unix seconds.
+    pub timestamp: i64,
+    pub is_from_me: bool,
+    /// `text`, `image`, `video`, `video_note`, `audio`, `document`, `sticker`,
+    /// `contact`, `location` or `other`.
+    pub kind: String,
+    /// The text, or the media's caption.
+    pub body: Option<String>,
+    pub quoted_id: Option<String>,
+    pub media: Option<StoredMedia>,
+    /// The WhatsApp message (protobuf).
+    pub raw: Vec<u8>,
+    pub edited_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Something that happened, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Message(Box<StoredMessage>),
+    /// `sender` reacted to a message with `emoji` (empty: removed the reaction).
+    Reaction {
+        chat: String,
+        message_id: String,
+        sender: String,
+        emoji: String,
+        timestamp: i64,
+    },
+    /// The message's text became `body` (`edit_id`: the edit's own message id).
+    Edit {
+        chat: String,
+        edit_id: String,
+        message_id: String,
+        body: String,
+        timestamp: i64,
+    },
+    /// Deleted for everyone.
+    Revoke {
+        chat: String,
+        message_id: String,
+        timestamp: i64,
+    },
+    Receipt {
+        chat: String,
+        message_ids: Vec<String>,
+        kind: String,
+        sender: String,
+        timestamp: i64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("message store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("message store migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("cannot create the message store's folder: {0}")]
+    Folder(std::io::Error),
+}
+
+pub struct MessageStore {
+    conn: Mutex<Connection>,
+}
+
+impl MessageStore {
+    /// Opens (or creates) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(StoreError::Folder)?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Incoming messages are written before WhatsApp gets their ack.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `changes` in one transaction. Idempotent: WhatsApp may deliver a
+    /// message again, and the same change then changes nothing.
+    pub fn apply(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for change in changes {
+            apply_one(&tx, change, now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One stored message with its latest text.
+    pub fn get(&self, chat: &str, id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                "SELECT chat_jid, id, sender, sender_lid, push_name, timestamp, is_from_me, kind, \
+                 body, quoted_id, mimetype, file_name, url, direct_path, media_key, file_sha256, \
+                 file_enc_sha256, file_length, raw, edited_at, revoked_at \
+                 FROM messages WHERE chat_jid = ?1 AND id = ?2",
+                params![chat, id],
+                |r| {
+                    let direct_path: Option<String> = r.get(13)?;
+                    let media = direct_path.is_some().then(|| StoredMedia {
+                        mimetype: r.get(10).ok().flatten(),
+                        file_name: r.get(11).ok().flatten(),
+                        url: r.get(12).ok().flatten(),
+                        direct_path: direct_path.clone(),
+                        media_key: r.get(14).ok().flatten(),
+                        file_sha256: r.get(15).ok().flatten(),
+                        file_enc_sha256: r.get(16).ok().flatten(),
+                        file_length: r.get::<_, Option<i64>>(17).ok().flatten().map(|l| l as u64),
+                    });
+                    Ok(StoredMessage {
+                        chat: r.get(0)?,
+                        id: r.get(1)?,
+                        sender: r.get(2)?,
+                        sender_lid: r.get(3)?,
+                        push_name: r.get(4)?,
+                        timestamp: r.get(5)?,
+                        is_from_me: r.get(6)?,
+                        kind: r.get(7)?,
+                        body: r.get(8)?,
+                        quoted_id: r.get(9)?,
+                        media,
+                        raw: r.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default(),
+                        edited_at: r.get(19)?,
+                        revoked_at: r.get(20)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    /// Reactions to a message, as (sender, emoji).
+    pub fn reactions(&self, chat: &str, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sender, emoji FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 \
+             ORDER BY timestamp, sender",
+        )?;
+        let rows = stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Receipts of a message, as (kind, sender).
+    pub fn receipts(&self, chat: &str, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, sender FROM receipts WHERE chat_jid = ?1 AND message_id = ?2 \
+             ORDER BY timestamp, kind",
+        )?;
+        let rows = stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many messages are stored.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Deletes messages older than `before` (unix seconds) with their reactions,
+    /// edits and receipts, and chats left empty. Returns how many messages went.
+    pub fn prune(&self, before: i64) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for table in ["reactions", "edits", "receipts"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE (chat_jid, message_id) IN \
+                     (SELECT chat_jid, id FROM messages WHERE timestamp < ?1)"
+                ),
+                params![before],
+            )?;
+        }
+        let removed = tx.execute("DELETE FROM messages WHERE timestamp < ?1", params![before])?;
+        tx.execute(
+            "DELETE FROM chats WHERE NOT EXISTS \
+             (SELECT 1 FROM messages WHERE messages.chat_jid = chats.jid)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Forgets everything: the account logged out.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute_batch(
+            "BEGIN; DELETE FROM reactions; DELETE FROM edits; DELETE FROM receipts; \
+             DELETE FROM messages; DELETE FROM chats; COMMIT; VACUUM;",
+        )?;
+        Ok(())
+    }
+}
+
+/// Prunes messages older than `retention` now and every hour.
+pub fn spawn_retention(
+    store: std::sync::Arc<MessageStore>,
+    retention: Option<std::time::Duration>,
+) {
+    let Some(retention) = retention else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let store = store.clone();
+            let before = jiff::Timestamp::now().as_second() - retention.as_secs() as i64;
+            match tokio::task::spawn_blocking(move || store.prune(before)).await {
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(n)) => tracing::info!(
+                    messages = n,
+                    "deleted messages older than the retention period"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune the message store"),
+            }
+        }
+    });
+}
+
+fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusqlite::Result<()> {
+    match change {
+        Change::Message(m) => {
+            let media = m.media.clone().unwrap_or_default();
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages (chat_jid, id, sender, sender_lid, push_name, \
+                 timestamp, is_from_me, kind, body, quoted_id, mimetype, file_name, url, \
+                 direct_path, media_key, file_sha256, file_enc_sha256, file_length, raw, stored_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                 ?17, ?18, ?19, ?20)",
+            )?
+            .execute(params![
+                m.chat,
+                m.id,
+                m.sender,
+                m.sender_lid,
+                m.push_name,
+                m.timestamp,
+                m.is_from_me,
+                m.kind,
+                m.body,
+                m.quoted_id,
+                media.mimetype,
+                media.file_name,
+                media.url,
+                media.direct_path,
+                media.media_key,
+                media.file_sha256,
+                media.file_enc_sha256,
+                media.file_length.map(|l| l as i64),
+                m.raw,
+                now
+            ])?;
+            let name = m
+                .push_name
+                .as_deref()
+                .filter(|_| !m.is_from_me && !m.chat.ends_with("@g.us"));
+            tx.prepare_cached(
+                "INSERT INTO chats (jid, name, last_message_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(jid) DO UPDATE SET \
+                 name = COALESCE(excluded.name, chats.name), \
+                 last_message_at = MAX(chats.last_message_at, excluded.last_message_at)",
+            )?
+            .execute(params![m.chat, name, m.timestamp])?;
+        }
+        Change::Reaction {
+            chat,
+            message_id,
+            sender,
+            emoji,
+            timestamp,
+        } => {
+            if emoji.is_empty() {
+                tx.prepare_cached(
+                    "DELETE FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 AND sender = ?3",
+                )?
+                .execute(params![chat, message_id, sender])?;
+            } else {
+                tx.prepare_cached(
+                    "INSERT INTO reactions (chat_jid, message_id, sender, emoji, timestamp) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET \
+                     emoji = excluded.emoji, timestamp = excluded.timestamp \
+                     WHERE excluded.timestamp >= reactions.timestamp",
+                )?
+                .execute(params![chat, message_id, sender, emoji, timestamp])?;
+            }
+        }
+        Change::Edit {
+            chat,
+            edit_id,
+            message_id,
+            body,
+            timestamp,
+        } => {
+            let new = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO edits (chat_jid, edit_id, message_id, body, edited_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![chat, edit_id, message_id, body, timestamp])?;
+            if new > 0 {
+                tx.prepare_cached(
+                    "UPDATE messages SET body = ?3, edited_at = ?4 \
+                     WHERE chat_jid = ?1 AND id = ?2 AND revoked_at IS NULL \
+                     AND (edited_at IS NULL OR edited_at <= ?4)",
+                )?
+                .execute(params![chat, message_id, body, timestamp])?;
+            }
+        }
+        Change::Revoke {
+            chat,
+            message_id,
+            timestamp,
+        } => {
+            tx.prepare_cached(
+                "UPDATE messages SET body = NULL, raw = NULL, url = NULL, direct_path = NULL, \
+                 media_key = NULL, file_sha256 = NULL, file_enc_sha256 = NULL, file_name = NULL, \
+                 revoked_at = ?3 WHERE chat_jid = ?1 AND id = ?2",
+            )?
+            .execute(params![chat, message_id, timestamp])?;
+            tx.prepare_cached("DELETE FROM edits WHERE chat_jid = ?1 AND message_id = ?2")?
+                .execute(params![chat, message_id])?;
+        }
+        Change::Receipt {
+            chat,
+            message_ids,
+            kind,
+            sender,
+            timestamp,
+        } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO receipts (chat_jid, message_id, kind, sender, timestamp) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for id in message_ids {
+                insert.execute(params![chat, id, kind, sender, timestamp])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
+        StoredMessage {
+            chat: "62811@s.whatsapp.net".into(),
+            id: id.into(),
+            sender: "62811@s.whatsapp.net".into(),
+            sender_lid: None,
+            push_name: Some("Ann".into()),
+            timestamp,
+            is_from_me: false,
+            kind: "image".into(),
+            body: Some(body.into()),
+            quoted_id: None,
+            media: Some(StoredMedia {
+                direct_path: Some("/v/x".into()),
+                media_key: Some(vec![1, 2, 3]),
+                file_length: Some(10),
+                ..StoredMedia::default()
+            }),
+            raw: vec![9, 9],
+            edited_at: None,
+            revoked_at: None,
+        }
+    }
+
+    const CHAT: &str = "62811@s.whatsapp.net";
+
+    fn store() -> (MessageStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (
+            MessageStore::open(&dir.path().join("chat.db")).unwrap(),
+            dir,
+        )
+    }
+
+    #[test]
+    fn the_migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[test]
+    fn a_message_is_stored_once_and_reactions_edits_and_receipts_apply_to_it() {
+        let (store, _dir) = store();
+        let m = message("A", 100, "hello");
+        store
+            .apply(&[Change::Message(Box::new(m.clone()))], 1)
+            .unwrap();
+        // Delivered again: nothing changes.
+        store
+            .apply(&[Change::Message(Box::new(message("A", 100, "other")))], 2)
+            .unwrap();
+        assert_eq!(store.get(CHAT, "A").unwrap(), Some(m.clone()));
+        assert_eq!(store.count().unwrap(), 1);
+
+        let react = |emoji: &str, t| Change::Reaction {
+            chat: CHAT.into(),
+            message_id: "A".into(),
+            sender: "62822@s.whatsapp.net".into(),
+            emoji: emoji.into(),
+            timestamp: t,
+        };
+        store
+            .apply(&[react("👍", 101), react("❤", 102)], 3)
+            .unwrap();
+        assert_eq!(
+            store.reactions(CHAT, "A").unwrap(),
+            [("62822@s.whatsapp.net".to_owned(), "❤".to_owned())]
+        );
+        store.apply(&[react("", 103)], 3).unwrap();
+        assert!(store.reactions(CHAT, "A").unwrap().is_empty());
+
+        let edit = |edit_id: &str, body: &str, t| Change::Edit {
+            chat: CHAT.into(),
+            edit_id: edit_id.into(),
+            message_id: "A".into(),
+            body: body.into(),
+            timestamp: t,
+        };
+        // An older edit arriving late does not win.
+        store
+            .apply(&[edit("E2", "second", 120), edit("E1", "first", 110)], 4)
+            .unwrap();
+        let stored = store.get(CHAT, "A").unwrap().unwrap();
+        assert_eq!(
+            (stored.body.as_deref(), stored.edited_at),
+            (Some("second"), Some(120))
+        );
+
+        let receipt = Change::Receipt {
+            chat: CHAT.into(),
+            message_ids: vec!["A".into()],
+            kind: "read".into(),
+            sender: CHAT.into(),
+            timestamp: 130,
+        };
+        store.apply(&[receipt.clone(), receipt], 5).unwrap();
+        assert_eq!(store.receipts(CHAT, "A").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_revoke_clears_the_content_and_keys() {
+        let (store, _dir) = store();
+        store
+            .apply(&[Change::Message(Box::new(message("A", 100, "secret")))], 1)
+            .unwrap();
+        let revoke = Change::Revoke {
+            chat: CHAT.into(),
+            message_id: "A".into(),
+            timestamp: 140,
+        };
+        store.apply(&[revoke], 2).unwrap();
+        let stored = store.get(CHAT, "A").unwrap().unwrap();
+        assert_eq!(stored.revoked_at, Some(140));
+        assert_eq!(stored.body, None);
+        assert!(stored.raw.is_empty());
+        assert_eq!(stored.media, None, "media keys are gone");
+    }
+
+    #[test]
+    fn retention_prunes_old_messages_and_logout_clears_everything() {
+        let (store, _dir) = store();
+        store
+            .apply(
+                &[
+                    Change::Message(Box::new(message("old", 100, "a"))),
+                    Change::Message(Box::new(message("new", 200, "b"))),
+                ],
+                1,
+            )
+            .unwrap();
+        assert_eq!(store.prune(150).unwrap(), 1);
+        assert!(store.get(CHAT, "old").unwrap().is_none());
+        assert!(store.get(CHAT, "new").unwrap().is_some());
+        store.clear().unwrap();
+        assert_eq!(store.count().unwrap(), 0);
+    }
+}
