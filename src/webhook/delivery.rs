@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tracing::{debug, warn};
 
-use super::outbox::Due;
+use super::outbox::{Due, Record};
 use super::{Webhooks, unix_now};
 
 /// Deliveries in flight per URL (each to a different chat).
@@ -97,50 +97,72 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
             continue;
         }
         let attempts = due.into_iter().map(|d| {
-            let (webhooks, agent, url) = (webhooks.clone(), agent.clone(), url.clone());
-            // The POST and the outbox update both block: one blocking task each.
-            tokio::task::spawn_blocking(move || attempt(&webhooks, &agent, &url, d))
+            let (secret, agent, url) = (webhooks.config.secret.clone(), agent.clone(), url.clone());
+            // Each POST blocks: one blocking task each.
+            tokio::task::spawn_blocking(move || {
+                let signature = signature(&secret, d.body.as_bytes());
+                let outcome = post(
+                    &agent,
+                    &url,
+                    &d.body,
+                    &signature,
+                    &d.event_id,
+                    d.attempts + 1,
+                );
+                (d, outcome)
+            })
         });
-        futures_util::future::join_all(attempts).await;
+        let now = unix_now();
+        let records: Vec<Record> = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|(d, outcome)| judge(&webhooks, &url, d, outcome, now))
+            .collect();
+        // The round's outcomes in one transaction.
+        let outbox = webhooks.outbox.clone();
+        let u = url.clone();
+        let recorded = tokio::task::spawn_blocking(move || outbox.record(&u, &records, now)).await;
+        if let Ok(Err(e)) = recorded {
+            warn!(url = %super::redact_url(&url), error = %e, "cannot record webhook outcomes; they will be retried");
+        }
     }
 }
 
-/// One attempt at `due`, and its outcome recorded in the outbox (blocking).
-fn attempt(webhooks: &Webhooks, agent: &ureq::Agent, url: &str, due: Due) {
+/// What to record for an attempt at `due` that came to `outcome`.
+fn judge(webhooks: &Webhooks, url: &str, due: Due, outcome: Outcome, now: i64) -> Record {
     let number = due.attempts + 1;
-    let signature = signature(&webhooks.config.secret, due.body.as_bytes());
-    let outcome = post(agent, url, &due.body, &signature, &due.event_id, number);
-    let outbox = &webhooks.outbox;
-    let now = unix_now();
     let error = match &outcome {
         Outcome::Delivered => None,
         Outcome::Final(e) | Outcome::Retry { error: e, .. } => Some(e.as_str()),
     };
     webhooks.note(url, error);
     let shown = super::redact_url(url);
-    let recorded = match outcome {
+    let seq = due.seq;
+    match outcome {
         Outcome::Delivered => {
             debug!(url = %shown, event = %due.event_id, attempt = number, "webhook delivered");
-            outbox.delivered(due.seq, url, now)
+            Record::Delivered { seq }
         }
         Outcome::Final(error) => {
             warn!(url = %shown, event = %due.event_id, %error, "webhook refused; not retried");
-            outbox.dead(due.seq, url, &error)
+            Record::Dead { seq, error }
         }
         Outcome::Retry { error, .. }
             if now - due.created_at >= webhooks.config.max_age.as_secs() as i64 =>
         {
             warn!(url = %shown, event = %due.event_id, %error, attempts = number, "webhook event dead: retried for the whole retry window");
-            outbox.dead(due.seq, url, &error)
+            Record::Dead { seq, error }
         }
         Outcome::Retry { after, error } => {
             let wait = backoff(due.attempts, after);
             debug!(url = %shown, event = %due.event_id, %error, retry_in_secs = wait, "webhook attempt failed");
-            outbox.retry(due.seq, url, now + wait, &error)
+            Record::Retry {
+                seq,
+                next_at: now + wait,
+                error,
+            }
         }
-    };
-    if let Err(e) = recorded {
-        warn!(url = %shown, error = %e, "cannot record a webhook outcome; it will be retried");
     }
 }
 

@@ -68,8 +68,28 @@ pub enum OutboxError {
 }
 
 pub struct Outbox {
+    /// Writes (WAL: one writer).
     conn: Mutex<Connection>,
+    /// Reads, which WAL lets run beside a write: the delivery workers' scans never
+    /// hold up the incoming messages' inserts.
+    reader: Mutex<Connection>,
     max_events: u64,
+}
+
+/// The outcome of one attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A 2xx: done; the event goes when no URL still needs it, and its id is
+    /// remembered so that a redelivered message is not sent again.
+    Delivered { seq: i64 },
+    /// A failed attempt, retried at `next_at`.
+    Retry {
+        seq: i64,
+        next_at: i64,
+        error: String,
+    },
+    /// A final failure: kept, counted as dead, never retried.
+    Dead { seq: i64, error: String },
 }
 
 impl Outbox {
@@ -81,14 +101,22 @@ impl Outbox {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations().to_latest(&mut conn)?;
+        let reader = Connection::open(path)?;
+        reader.pragma_update(None, "query_only", "ON")?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Outbox {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             max_events,
         })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `events`, each with one delivery per URL, in one transaction (all or
@@ -159,7 +187,7 @@ impl Outbox {
     /// The oldest live delivery of each chat for `url`, if it is due by `now`; at
     /// most `limit`, oldest first. Later events of a chat wait for its head.
     pub fn due(&self, url: &str, now: i64, limit: usize) -> Result<Vec<Due>, OutboxError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT e.seq, e.event_id, e.chat, e.body, d.attempts, e.created_at, d.next_attempt_at \
              FROM webhook_deliveries d JOIN webhook_events e ON e.seq = d.event_seq \
@@ -184,7 +212,7 @@ impl Outbox {
 
     /// When the next delivery for `url` falls due (of the heads of its chats).
     pub fn next_due_at(&self, url: &str) -> Result<Option<i64>, OutboxError> {
-        let conn = self.conn();
+        let conn = self.reader();
         Ok(conn
             .query_row(
                 "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d \
@@ -199,28 +227,56 @@ impl Outbox {
             .flatten())
     }
 
-    /// A 2xx: the delivery is done; the event goes when no URL still needs it, and
-    /// its id is remembered so that a redelivered message is not sent again.
-    pub fn delivered(&self, seq: i64, url: &str, now: i64) -> Result<(), OutboxError> {
+    /// Records the outcomes of attempts for `url` in one transaction.
+    pub fn record(&self, url: &str, records: &[Record], now: i64) -> Result<(), OutboxError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute(
-            "DELETE FROM webhook_deliveries WHERE event_seq = ?1 AND url = ?2",
-            params![seq, url],
-        )?;
-        tx.execute(
-            "INSERT OR IGNORE INTO webhook_done (event_id, done_at) \
-             SELECT event_id, ?2 FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
-             (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
-            params![seq, now],
-        )?;
-        tx.execute(
-            "DELETE FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
-             (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
-            params![seq],
-        )?;
+        for record in records {
+            match record {
+                Record::Delivered { seq } => {
+                    tx.prepare_cached(
+                        "DELETE FROM webhook_deliveries WHERE event_seq = ?1 AND url = ?2",
+                    )?
+                    .execute(params![seq, url])?;
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO webhook_done (event_id, done_at) \
+                         SELECT event_id, ?2 FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
+                    )?
+                    .execute(params![seq, now])?;
+                    tx.prepare_cached(
+                        "DELETE FROM webhook_events WHERE seq = ?1 AND NOT EXISTS \
+                         (SELECT 1 FROM webhook_deliveries WHERE event_seq = ?1)",
+                    )?
+                    .execute(params![seq])?;
+                }
+                Record::Retry {
+                    seq,
+                    next_at,
+                    error,
+                } => {
+                    tx.prepare_cached(
+                        "UPDATE webhook_deliveries SET attempts = attempts + 1, \
+                         next_attempt_at = ?3, last_error = ?4 WHERE event_seq = ?1 AND url = ?2",
+                    )?
+                    .execute(params![seq, url, next_at, error])?;
+                }
+                Record::Dead { seq, error } => {
+                    tx.prepare_cached(
+                        "UPDATE webhook_deliveries SET attempts = attempts + 1, dead = 1, \
+                         last_error = ?3 WHERE event_seq = ?1 AND url = ?2",
+                    )?
+                    .execute(params![seq, url, error])?;
+                }
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn delivered(&self, seq: i64, url: &str, now: i64) -> Result<(), OutboxError> {
+        self.record(url, &[Record::Delivered { seq }], now)
     }
 
     /// Forgets delivered event ids older than `before`.
@@ -231,29 +287,29 @@ impl Outbox {
         )?)
     }
 
-    /// A failed attempt to retry at `next_at`.
-    pub fn retry(&self, seq: i64, url: &str, next_at: i64, error: &str) -> Result<(), OutboxError> {
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?3, \
-             last_error = ?4 WHERE event_seq = ?1 AND url = ?2",
-            params![seq, url, next_at, error],
-        )?;
-        Ok(())
+    #[cfg(test)]
+    fn retry(&self, seq: i64, url: &str, next_at: i64, error: &str) -> Result<(), OutboxError> {
+        let error = error.to_owned();
+        self.record(
+            url,
+            &[Record::Retry {
+                seq,
+                next_at,
+                error,
+            }],
+            0,
+        )
     }
 
-    /// A final failure: kept, counted as dead, never retried.
-    pub fn dead(&self, seq: i64, url: &str, error: &str) -> Result<(), OutboxError> {
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, dead = 1, last_error = ?3 \
-             WHERE event_seq = ?1 AND url = ?2",
-            params![seq, url, error],
-        )?;
-        Ok(())
+    #[cfg(test)]
+    fn dead(&self, seq: i64, url: &str, error: &str) -> Result<(), OutboxError> {
+        let error = error.to_owned();
+        self.record(url, &[Record::Dead { seq, error }], 0)
     }
 
     /// Deliveries per URL, and how many events the outbox holds.
     pub fn url_counts(&self) -> Result<(Vec<UrlCounts>, u64), OutboxError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT url, COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 0 AND attempts > 0), 0), \
              COALESCE(SUM(dead = 1), 0) FROM webhook_deliveries GROUP BY url ORDER BY url",
@@ -273,7 +329,7 @@ impl Outbox {
     }
 
     pub fn counts(&self) -> Result<Counts, OutboxError> {
-        let conn = self.conn();
+        let conn = self.reader();
         let (pending, dead) = conn.query_row(
             "SELECT COALESCE(SUM(dead = 0), 0), COALESCE(SUM(dead = 1), 0) FROM webhook_deliveries",
             [],

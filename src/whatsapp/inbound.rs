@@ -35,6 +35,30 @@ impl std::fmt::Debug for Inbound {
     }
 }
 
+impl Inbound {
+    /// Records `batch` in the message store.
+    async fn store(&self, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        let Some(store) = &self.messages else {
+            return Ok(());
+        };
+        let changes: Vec<_> = batch
+            .iter()
+            .filter_map(|m| from_wa::incoming(&m.info, &m.message))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let store = store.clone();
+        let now = jiff::Timestamp::now().as_second();
+        tokio::task::spawn_blocking(move || store.apply(&changes, now))
+            .await?
+            .map_err(|e| {
+                warn!(error = %e, "incoming messages not stored: WhatsApp will deliver them again");
+                anyhow::Error::new(e)
+            })
+    }
+}
+
 #[whatsapp_rust::async_trait]
 impl InboundDurabilityHook for Inbound {
     async fn on_messages(
@@ -42,25 +66,15 @@ impl InboundDurabilityHook for Inbound {
         client: Arc<Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
-        if let Some(store) = &self.messages {
-            let changes: Vec<_> = batch
-                .iter()
-                .filter_map(|m| from_wa::incoming(&m.info, &m.message))
-                .collect();
-            if !changes.is_empty() {
-                let store = store.clone();
-                let now = jiff::Timestamp::now().as_second();
-                tokio::task::spawn_blocking(move || store.apply(&changes, now))
-                    .await?
-                    .map_err(|e| {
-                        warn!(error = %e, "incoming messages not stored: WhatsApp will deliver them again");
-                        anyhow::Error::new(e)
-                    })?;
+        // Two files, two fsyncs: side by side.
+        let (stored, outboxed) = tokio::join!(self.store(batch), async {
+            match &self.webhooks {
+                Some(webhooks) => webhooks.take_inbound(&client, batch).await,
+                None => Ok(()),
             }
-        }
-        if let Some(webhooks) = &self.webhooks {
-            webhooks.take_inbound(&client, batch).await?;
-        }
+        });
+        stored?;
+        outboxed?;
         Ok(())
     }
 }
