@@ -1,8 +1,8 @@
 //! Documents: any file, sent with its (sanitised) original name and a MIME type
 //! sniffed from its content.
 
+use super::MediaError;
 use super::{Upload, read_file};
-use crate::service::ServiceError;
 
 pub struct Document {
     pub bytes: Vec<u8>,
@@ -10,7 +10,7 @@ pub struct Document {
     pub file_name: String,
 }
 
-pub async fn prepare(upload: &Upload) -> Result<Document, ServiceError> {
+pub async fn prepare(upload: &Upload) -> Result<Document, MediaError> {
     let bytes = read_file(&upload.path).await?;
     let mime_type = sniff_mime(&bytes).to_owned();
     let file_name = display_name(upload.file_name.as_deref());

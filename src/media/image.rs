@@ -12,8 +12,8 @@ use image::{
     RgbImage,
 };
 
+use super::MediaError;
 use super::{MediaConfig, Upload, blocking, read_file};
-use crate::service::ServiceError;
 
 pub const NOT_ALLOWED: &str = "your image is not allowed. please use jpg/jpeg/png";
 /// Width of a compressed image.
@@ -39,7 +39,7 @@ pub async fn prepare(
     upload: &Upload,
     compress: bool,
     config: &MediaConfig,
-) -> Result<PreparedImage, ServiceError> {
+) -> Result<PreparedImage, MediaError> {
     // The slot first: requests queued for one do not each hold their file in memory.
     let slot = config.heavy_work_slot().await?;
     let bytes = read_file(&upload.path).await?;
@@ -47,10 +47,10 @@ pub async fn prepare(
 }
 
 /// Checks, orients, compresses and thumbnails an image held in memory.
-pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, ServiceError> {
+pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, MediaError> {
     let format = match image::guess_format(&bytes) {
         Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
-        _ => return Err(ServiceError::BadRequest(NOT_ALLOWED.to_owned())),
+        _ => return Err(MediaError::Rejected(NOT_ALLOWED.to_owned())),
     };
     let target = if compress {
         COMPRESSED_WIDTH
@@ -94,12 +94,12 @@ pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, ServiceE
     }
 }
 
-fn bad_image(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::BadRequest(format!("the image cannot be read: {e}"))
+fn bad_image(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Rejected(format!("the image cannot be read: {e}"))
 }
 
 /// Decodes after checking the declared size, and applies the EXIF orientation.
-fn decode(bytes: &[u8], format: ImageFormat) -> Result<DynamicImage, ServiceError> {
+fn decode(bytes: &[u8], format: ImageFormat) -> Result<DynamicImage, MediaError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_alloc = Some(MAX_ALLOC);
@@ -115,9 +115,9 @@ fn decode(bytes: &[u8], format: ImageFormat) -> Result<DynamicImage, ServiceErro
     Ok(img)
 }
 
-fn too_large(width: u32, height: u32) -> Option<ServiceError> {
+fn too_large(width: u32, height: u32) -> Option<MediaError> {
     (u64::from(width) * u64::from(height) > MAX_PIXELS).then(|| {
-        ServiceError::BadRequest(format!(
+        MediaError::Rejected(format!(
             "the image is too large: {width}x{height} pixels (at most {} megapixels)",
             MAX_PIXELS / 1_000_000
         ))
@@ -141,7 +141,7 @@ fn swaps_axes(orientation: Orientation) -> bool {
 /// the smallest of 1/1, 1/2, 1/4, 1/8 that is still at least `target` wide once
 /// upright. Returns the upright image and the full upright size, or `None` for
 /// JPEGs this decoder does not handle (CMYK, 16-bit), which take the general path.
-fn decode_jpeg_scaled(bytes: &[u8], target: u32) -> Result<Option<Decoded>, ServiceError> {
+fn decode_jpeg_scaled(bytes: &[u8], target: u32) -> Result<Option<Decoded>, MediaError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(bad_image)?;
     let Some(info) = decoder.info() else {
@@ -203,12 +203,12 @@ fn shrink_to_width(img: &DynamicImage, width: u32) -> DynamicImage {
 }
 
 /// JPEG-encodes `img`, putting transparent pixels on white.
-fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, ServiceError> {
+fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, MediaError> {
     let rgb = flatten_on_white(img);
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, quality)
         .encode_image(&rgb)
-        .map_err(|e| ServiceError::Internal(format!("cannot encode JPEG: {e}")))?;
+        .map_err(|e| MediaError::Failed(format!("cannot encode JPEG: {e}")))?;
     Ok(out)
 }
 

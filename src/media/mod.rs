@@ -16,7 +16,19 @@ use std::time::Duration;
 use tempfile::TempPath;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::service::ServiceError;
+/// Why media could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The upload itself is at fault (type, size, content): the client's error.
+    #[error("{0}")]
+    Rejected(String),
+    /// Media work waited too long for a slot: retry later.
+    #[error("{0}")]
+    Busy(String),
+    /// Anything else: a short cause; details went to the log.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Settings of the media pipeline.
 #[derive(Debug, Clone)]
@@ -51,11 +63,11 @@ impl MediaConfig {
 
     /// Waits for a heavy work slot, at most [`MediaConfig::heavy_work_wait`]. The slot
     /// is free again when the permit is dropped.
-    async fn heavy_work_slot(&self) -> Result<OwnedSemaphorePermit, ServiceError> {
+    async fn heavy_work_slot(&self) -> Result<OwnedSemaphorePermit, MediaError> {
         let wait = self.heavy_work_wait;
         match tokio::time::timeout(wait, self.heavy_work.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_closed)) => Err(ServiceError::Internal(
+            Ok(Err(_closed)) => Err(MediaError::Failed(
                 "media processing is shut down".to_owned(),
             )),
             Err(_elapsed) => Err(busy(wait)),
@@ -64,9 +76,9 @@ impl MediaConfig {
 }
 
 /// The refusal of a request that found no heavy work slot in time: a temporary
-/// condition (to become `ServiceError::Busy`, answered 503, once that variant exists).
-pub fn busy(waited: Duration) -> ServiceError {
-    ServiceError::Busy(format!(
+/// condition (answered 503).
+pub fn busy(waited: Duration) -> MediaError {
+    MediaError::Busy(format!(
         "the server is busy processing other media; try again later (waited {} ms)",
         waited.as_millis()
     ))
@@ -85,12 +97,12 @@ pub struct Upload {
 
 /// Reads a whole temporary media file (an upload or an ffmpeg output). A failure is
 /// the server's fault: the file was just written.
-async fn read_file(path: &Path) -> Result<Vec<u8>, ServiceError> {
+async fn read_file(path: &Path) -> Result<Vec<u8>, MediaError> {
     tokio::fs::read(path).await.map_err(read_error)
 }
 
 /// The first bytes of an upload, enough to recognise its format.
-async fn read_head(upload: &Upload, max: usize) -> Result<Vec<u8>, ServiceError> {
+async fn read_head(upload: &Upload, max: usize) -> Result<Vec<u8>, MediaError> {
     use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::open(&upload.path)
         .await
@@ -103,23 +115,23 @@ async fn read_head(upload: &Upload, max: usize) -> Result<Vec<u8>, ServiceError>
     Ok(head)
 }
 
-fn read_error(e: std::io::Error) -> ServiceError {
-    ServiceError::Internal(format!("cannot read a temporary media file: {e}"))
+fn read_error(e: std::io::Error) -> MediaError {
+    MediaError::Failed(format!("cannot read a temporary media file: {e}"))
 }
 
 /// Runs CPU-heavy work off the async threads, holding `slot` until the work is done
 /// (even when the request is dropped meanwhile: the blocking thread runs on).
 async fn blocking<T: Send + 'static>(
     slot: OwnedSemaphorePermit,
-    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
+    work: impl FnOnce() -> Result<T, MediaError> + Send + 'static,
+) -> Result<T, MediaError> {
     tokio::task::spawn_blocking(move || {
         let result = work();
         drop(slot);
         result
     })
     .await
-    .map_err(|e| ServiceError::Internal(format!("media processing stopped: {e}")))?
+    .map_err(|e| MediaError::Failed(format!("media processing stopped: {e}")))?
 }
 
 #[cfg(test)]
@@ -159,8 +171,8 @@ mod tests {
         out
     }
 
-    fn is_busy(result: Result<impl Sized, ServiceError>) -> bool {
-        matches!(result, Err(ServiceError::Busy(m)) if m.starts_with("the server is busy"))
+    fn is_busy(result: Result<impl Sized, MediaError>) -> bool {
+        matches!(result, Err(MediaError::Busy(m)) if m.starts_with("the server is busy"))
     }
 
     #[tokio::test]

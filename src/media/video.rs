@@ -9,9 +9,9 @@ use std::path::Path;
 
 use tempfile::TempPath;
 
+use super::MediaError;
 use super::ffmpeg::{self, Demuxer, FfmpegError};
 use super::{MediaConfig, Upload, read_file, read_head};
-use crate::service::ServiceError;
 
 pub const NOT_ALLOWED: &str = "your video type is not allowed. please use mp4/mkv";
 /// MIME types a video part may declare.
@@ -68,35 +68,35 @@ pub fn container_of(head: &[u8]) -> Option<Demuxer> {
     }
 }
 
-fn ffmpeg_error(e: FfmpegError) -> ServiceError {
+fn ffmpeg_error(e: FfmpegError) -> MediaError {
     match e {
-        FfmpegError::FrameTooLarge => ServiceError::BadRequest(format!(
+        FfmpegError::FrameTooLarge => MediaError::Rejected(format!(
             "the video is too large: at most {} megapixels per frame (8192x8192)",
             ffmpeg::MAX_PIXELS / 1_000_000
         )),
         // The operator's to fix; the message names no upload.
-        e @ FfmpegError::NotFound(_) => ServiceError::Internal(e.to_string()),
-        e => ServiceError::Internal(format!("video processing failed: {e}")),
+        e @ FfmpegError::NotFound(_) => MediaError::Failed(e.to_string()),
+        e => MediaError::Failed(format!("video processing failed: {e}")),
     }
 }
 
-fn temp_output(config: &MediaConfig, suffix: &str) -> Result<TempPath, ServiceError> {
+fn temp_output(config: &MediaConfig, suffix: &str) -> Result<TempPath, MediaError> {
     tempfile::Builder::new()
         .prefix("video-")
         .suffix(suffix)
         .tempfile_in(&config.temp_dir)
         .map(|f| f.into_temp_path())
-        .map_err(|e| ServiceError::Internal(format!("cannot create a temporary file: {e}")))
+        .map_err(|e| MediaError::Failed(format!("cannot create a temporary file: {e}")))
 }
 
 pub async fn prepare(
     upload: &Upload,
     compress: bool,
     config: &MediaConfig,
-) -> Result<PreparedVideo, ServiceError> {
+) -> Result<PreparedVideo, MediaError> {
     let head = read_head(upload, 8192).await?;
     let container =
-        container_of(&head).ok_or_else(|| ServiceError::BadRequest(NOT_ALLOWED.to_owned()))?;
+        container_of(&head).ok_or_else(|| MediaError::Rejected(NOT_ALLOWED.to_owned()))?;
 
     let slot = config.heavy_work_slot().await?;
     let thumbnail = thumbnail(container, &upload.path, config).await?;
@@ -162,7 +162,7 @@ async fn thumbnail(
     container: Demuxer,
     input: &Path,
     config: &MediaConfig,
-) -> Result<Vec<u8>, ServiceError> {
+) -> Result<Vec<u8>, MediaError> {
     let out = temp_output(config, ".jpg")?;
     for seek in ["1", "0"] {
         let args = thumbnail_args(container, seek, input, &out);
@@ -174,7 +174,7 @@ async fn thumbnail(
             return Ok(jpeg);
         }
     }
-    Err(ServiceError::BadRequest(
+    Err(MediaError::Rejected(
         "the video has no frame to make a thumbnail from".to_owned(),
     ))
 }

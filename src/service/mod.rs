@@ -28,6 +28,17 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl From<crate::media::MediaError> for ServiceError {
+    fn from(e: crate::media::MediaError) -> Self {
+        use crate::media::MediaError;
+        match e {
+            MediaError::Rejected(m) => ServiceError::BadRequest(m),
+            MediaError::Busy(m) => ServiceError::Busy(m),
+            MediaError::Failed(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
 /// The v2.3.0 errors for a session that cannot serve a request right now.
 pub fn ensure_connected(wa: &dyn WhatsApp) -> Result<(), ServiceError> {
     match wa.status() {

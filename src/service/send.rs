@@ -5,18 +5,19 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tracing::info;
-use whatsapp_rust::prelude::{MessageField, wa};
 
 use super::{ServiceError, ensure_connected};
 use crate::domain::recipient::Recipient;
 use crate::domain::timestamp::server_time;
 use crate::domain::vcard::contact_vcard;
 use crate::media::{self, MediaConfig, Upload};
-use crate::whatsapp::{Ack, MediaKind, Uploaded, WhatsApp};
+use crate::whatsapp::{Ack, MediaKind, Outgoing, WhatsApp};
 
-/// The `results` of every send route.
+/// The `results` of every send route: `status` as v2.3.0 words it, and the id of
+/// the message (additive; the later Go versions have it).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct SendResult {
+    pub message_id: String,
     pub status: String,
 }
 
@@ -48,11 +49,8 @@ impl SendService {
 
     pub async fn message(&self, to: &Recipient, text: String) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
-        let message = wa::Message {
-            conversation: Some(text),
-            ..Default::default()
-        };
-        self.deliver(to, message, "Message sent to").await
+        self.deliver(to, Outgoing::Text(text), "Message sent to")
+            .await
     }
 
     pub async fn contact(
@@ -62,13 +60,9 @@ impl SendService {
         phone: &str,
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
-        let message = wa::Message {
-            contact_message: MessageField::some(wa::message::ContactMessage {
-                display_name: Some(name.trim().to_owned()),
-                vcard: Some(contact_vcard(name, phone)),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let message = Outgoing::Contact {
+            name: name.trim().to_owned(),
+            vcard: contact_vcard(name, phone),
         };
         self.deliver(to, message, "Contact sent to").await
     }
@@ -81,17 +75,13 @@ impl SendService {
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let doc = media::document::prepare(&upload).await?;
-        let uploaded = self.wa.upload(doc.bytes, MediaKind::Document).await?;
+        let file = self.wa.upload(doc.bytes, MediaKind::Document).await?;
         drop(upload);
-        let message = wa::Message {
-            document_message: MessageField::some(wa::message::DocumentMessage {
-                mimetype: Some(doc.mime_type),
-                title: Some(doc.file_name.clone()),
-                file_name: Some(doc.file_name),
-                caption,
-                ..document_fields(uploaded)
-            }),
-            ..Default::default()
+        let message = Outgoing::Document {
+            file,
+            mime_type: doc.mime_type,
+            file_name: doc.file_name,
+            caption,
         };
         self.deliver(to, message, "Document sent to").await
     }
@@ -100,25 +90,15 @@ impl SendService {
         ensure_connected(&*self.wa)?;
         let image = media::image::prepare(&req.upload, req.compress, &self.media).await?;
         drop(req.upload);
-        let uploaded = self.wa.upload(image.bytes, MediaKind::Image).await?;
-        let message = wa::Message {
-            image_message: MessageField::some(wa::message::ImageMessage {
-                url: Some(uploaded.url),
-                direct_path: Some(uploaded.direct_path),
-                media_key: Some(uploaded.media_key),
-                file_enc_sha256: Some(uploaded.file_enc_sha256),
-                file_sha256: Some(uploaded.file_sha256),
-                file_length: Some(uploaded.file_length),
-                media_key_timestamp: Some(uploaded.media_key_timestamp),
-                mimetype: Some(image.mime_type.to_owned()),
-                width: Some(image.width),
-                height: Some(image.height),
-                jpeg_thumbnail: Some(image.thumbnail),
-                caption: req.caption,
-                view_once: Some(req.view_once),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let file = self.wa.upload(image.bytes, MediaKind::Image).await?;
+        let message = Outgoing::Image {
+            file,
+            mime_type: image.mime_type.to_owned(),
+            width: image.width,
+            height: image.height,
+            thumbnail: image.thumbnail,
+            caption: req.caption,
+            view_once: req.view_once,
         };
         self.deliver(to, message, "Image message sent to").await
     }
@@ -127,23 +107,13 @@ impl SendService {
         ensure_connected(&*self.wa)?;
         let video = media::video::prepare(&req.upload, req.compress, &self.media).await?;
         drop(req.upload);
-        let uploaded = self.wa.upload(video.bytes, MediaKind::Video).await?;
-        let message = wa::Message {
-            video_message: MessageField::some(wa::message::VideoMessage {
-                url: Some(uploaded.url),
-                direct_path: Some(uploaded.direct_path),
-                media_key: Some(uploaded.media_key),
-                file_enc_sha256: Some(uploaded.file_enc_sha256),
-                file_sha256: Some(uploaded.file_sha256),
-                file_length: Some(uploaded.file_length),
-                media_key_timestamp: Some(uploaded.media_key_timestamp),
-                mimetype: Some(video.mime_type.to_owned()),
-                jpeg_thumbnail: Some(video.thumbnail),
-                caption: req.caption,
-                view_once: Some(req.view_once),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let file = self.wa.upload(video.bytes, MediaKind::Video).await?;
+        let message = Outgoing::Video {
+            file,
+            mime_type: video.mime_type.to_owned(),
+            thumbnail: video.thumbnail,
+            caption: req.caption,
+            view_once: req.view_once,
         };
         self.deliver(to, message, "Video sent to").await
     }
@@ -151,7 +121,7 @@ impl SendService {
     async fn deliver(
         &self,
         to: &Recipient,
-        message: wa::Message,
+        message: Outgoing,
         what: &str,
     ) -> Result<SendResult, ServiceError> {
         let Ack {
@@ -160,20 +130,8 @@ impl SendService {
         } = self.wa.send(to.jid(), message).await?;
         info!(id = %message_id, "sent");
         Ok(SendResult {
+            message_id,
             status: format!("{what} {to} (server timestamp: {})", server_time(timestamp)),
         })
-    }
-}
-
-fn document_fields(up: Uploaded) -> wa::message::DocumentMessage {
-    wa::message::DocumentMessage {
-        url: Some(up.url),
-        direct_path: Some(up.direct_path),
-        media_key: Some(up.media_key),
-        file_enc_sha256: Some(up.file_enc_sha256),
-        file_sha256: Some(up.file_sha256),
-        file_length: Some(up.file_length),
-        media_key_timestamp: Some(up.media_key_timestamp),
-        ..Default::default()
     }
 }

@@ -9,6 +9,7 @@
 //! | [`events`] | what each client event does |
 //! | [`acks`] | one waiter per sent message |
 //! | [`send`] | uploads, and sends bounded by one deadline |
+//! | [`outgoing`] | the domain's outgoing messages as protobuf messages |
 //! | [`queries`] | user info, avatars, privacy, groups |
 //! | [`autoreply`] | `--autoreply` and what it answers |
 //! | [`bot`] | building, stopping and deleting a client and its store |
@@ -21,6 +22,7 @@ mod bot;
 pub mod content;
 mod events;
 pub mod inbound;
+mod outgoing;
 mod queries;
 mod send;
 pub mod session;
@@ -31,7 +33,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use whatsapp_rust::Jid;
-use whatsapp_rust::waproto::whatsapp as wa;
 
 use state::Interruption;
 
@@ -143,17 +144,7 @@ pub enum MediaKind {
     Document,
 }
 
-/// Where an upload landed and the keys a message needs to point at it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    pub url: String,
-    pub direct_path: String,
-    pub media_key: Vec<u8>,
-    pub file_enc_sha256: Vec<u8>,
-    pub file_sha256: Vec<u8>,
-    pub file_length: u64,
-    pub media_key_timestamp: i64,
-}
+pub use crate::domain::outgoing::{Outgoing, Uploaded};
 
 /// WhatsApp's acknowledgement of a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +242,7 @@ pub trait WhatsApp: Send + Sync + 'static {
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
 
     /// Sends `message` and waits for WhatsApp's acknowledgement.
-    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError>;
+    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError>;
 
     /// Stops the session cleanly (flushes the store); used on server shutdown.
     async fn shutdown(&self);
@@ -303,7 +294,7 @@ impl WhatsApp for session::WhatsAppClient {
         send::upload(&self.inner, data, kind).await
     }
 
-    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError> {
+    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
         send::send(&self.inner, to, message).await
     }
 

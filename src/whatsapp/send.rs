@@ -9,11 +9,10 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::download::MediaType;
 use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::upload::UploadOptions;
-use whatsapp_rust::waproto::whatsapp as wa;
 
 use super::acks::AckOutcome;
 use super::session::Inner;
-use super::{Ack, MediaKind, Uploaded, WhatsAppError};
+use super::{Ack, MediaKind, Outgoing, Uploaded, WhatsAppError};
 use crate::messages::from_wa;
 
 pub async fn upload(
@@ -37,11 +36,8 @@ pub async fn upload(
     })
 }
 
-pub async fn send(
-    session: &Arc<Inner>,
-    to: &Jid,
-    message: wa::Message,
-) -> Result<Ack, WhatsAppError> {
+pub async fn send(session: &Arc<Inner>, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
+    let message = super::outgoing::to_wa(message);
     let deadline = session.settings.ack_timeout;
     // The epoch before the connection check: a connection lost in between is seen
     // by `register`.

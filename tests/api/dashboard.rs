@@ -179,7 +179,7 @@ async fn the_dashboard_works_in_headless_chromium() {
                     let sent = app.wa.sent();
                     assert_eq!(sent.len(), 1, "one message reached the session");
                     assert_eq!(sent[0].0.to_string(), "6289685028129@s.whatsapp.net");
-                    assert_eq!(sent[0].1.conversation.as_deref(), Some("hello"));
+                    assert_eq!(sent[0].1.text(), Some("hello"));
                 }
                 "logout-dismissed" => {
                     assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 0);

@@ -12,11 +12,10 @@ use jiff::Timestamp;
 use serde_json::Value;
 use whatsapp_api::config::Config;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, Group, MediaKind, PairingCode, Privacy, SessionStatus, Uploaded, UserDetails,
-    WhatsApp, WhatsAppError,
+    Ack, Avatar, Group, MediaKind, Outgoing, PairingCode, Privacy, SessionStatus, Uploaded,
+    UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
-use whatsapp_rust::waproto::whatsapp as wa;
 
 /// The acknowledgement time every fake send reports.
 pub const ACK_SECONDS: i64 = 1_644_550_409;
@@ -31,7 +30,7 @@ pub struct FakeState {
     pub avatar: Option<Avatar>,
     pub privacy: Privacy,
     pub groups: Vec<Group>,
-    pub sent: Vec<(Jid, wa::Message)>,
+    pub sent: Vec<(Jid, Outgoing)>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -61,7 +60,7 @@ impl FakeSession {
         });
     }
 
-    pub fn sent(&self) -> Vec<(Jid, wa::Message)> {
+    pub fn sent(&self) -> Vec<(Jid, Outgoing)> {
         self.state.lock().unwrap().sent.clone()
     }
 
@@ -153,7 +152,7 @@ impl WhatsApp for FakeSession {
         })
     }
 
-    async fn send(&self, to: &Jid, message: wa::Message) -> Result<Ack, WhatsAppError> {
+    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
         let delay = self.state.lock().unwrap().send_delay;
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-use whatsapp_api::whatsapp::{MediaKind, SessionStatus};
+use whatsapp_api::whatsapp::{MediaKind, Outgoing, SessionStatus};
 
 use crate::common::{file_part, jpeg, sample_video};
 use crate::helpers::{TestApp, sent_status};
@@ -75,14 +75,24 @@ async fn image_is_compressed_upright_with_a_thumbnail() {
     assert_eq!(uploads[0].1, MediaKind::Image);
     let uploaded = decoded(&uploads[0].0);
     assert_eq!((uploaded.width(), uploaded.height()), (600, 900));
-    let msg = app.wa.sent()[0].1.clone();
-    let image = msg.image_message.as_option().unwrap();
-    assert_eq!(image.caption.as_deref(), Some("selamat malam"));
-    assert_eq!(image.view_once, Some(true));
-    assert_eq!(image.mimetype.as_deref(), Some("image/jpeg"));
-    assert_eq!((image.width, image.height), (Some(600), Some(900)));
-    assert_eq!(image.file_length, Some(uploads[0].0.len() as u64));
-    let thumb = decoded(image.jpeg_thumbnail.as_deref().unwrap());
+    let Outgoing::Image {
+        file,
+        mime_type,
+        width,
+        height,
+        thumbnail,
+        caption,
+        view_once,
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not an image");
+    };
+    assert_eq!(caption.as_deref(), Some("selamat malam"));
+    assert!(view_once);
+    assert_eq!(mime_type, "image/jpeg");
+    assert_eq!((width, height), (600, 900));
+    assert_eq!(file.file_length, uploads[0].0.len() as u64);
+    let thumb = decoded(&thumbnail);
     assert_eq!((thumb.width(), thumb.height()), (100, 150));
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
@@ -102,11 +112,18 @@ async fn image_without_compress_keeps_the_original_bytes() {
 
     let uploads = app.wa.uploads();
     assert_eq!(sha256(&uploads[0].0), sha256(&original));
-    let msg = app.wa.sent()[0].1.clone();
-    let image = msg.image_message.as_option().unwrap();
-    assert_eq!(image.mimetype.as_deref(), Some("image/png"));
-    assert_eq!(image.view_once, Some(false));
-    let thumb = decoded(image.jpeg_thumbnail.as_deref().unwrap());
+    let Outgoing::Image {
+        mime_type,
+        thumbnail,
+        view_once,
+        ..
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not an image");
+    };
+    assert_eq!(mime_type, "image/png");
+    assert!(!view_once);
+    let thumb = decoded(&thumbnail);
     assert_eq!((thumb.width(), thumb.height()), (100, 67));
 }
 
@@ -176,12 +193,19 @@ async fn file_is_sent_as_a_document_with_a_clean_name_and_sniffed_type() {
     let uploads = app.wa.uploads();
     assert_eq!(uploads[0].1, MediaKind::Document);
     assert_eq!(sha256(&uploads[0].0), sha256(&pdf));
-    let msg = app.wa.sent()[0].1.clone();
-    let doc = msg.document_message.as_option().unwrap();
-    assert_eq!(doc.file_name.as_deref(), Some("report.pdf"));
-    assert_eq!(doc.mimetype.as_deref(), Some("application/pdf"));
-    assert_eq!(doc.caption.as_deref(), Some("the report"));
-    assert_eq!(doc.file_length, Some(pdf.len() as u64));
+    let Outgoing::Document {
+        file,
+        mime_type,
+        file_name,
+        caption,
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not a document");
+    };
+    assert_eq!(file_name, "report.pdf");
+    assert_eq!(mime_type, "application/pdf");
+    assert_eq!(caption.as_deref(), Some("the report"));
+    assert_eq!(file.file_length, pdf.len() as u64);
     assert!(app.temp_files().is_empty());
     assert!(!app.temp.join("../../etc/report.pdf").exists());
 }
@@ -258,11 +282,18 @@ async fn video_is_sent_with_a_thumbnail_from_near_one_second() {
         sha256(&mp4),
         "mp4 without compress is sent as it is"
     );
-    let msg = app.wa.sent()[0].1.clone();
-    let video = msg.video_message.as_option().unwrap();
-    assert_eq!(video.mimetype.as_deref(), Some("video/mp4"));
-    assert_eq!(video.caption.as_deref(), Some("ini contoh caption video"));
-    let thumb = decoded(video.jpeg_thumbnail.as_deref().unwrap());
+    let Outgoing::Video {
+        mime_type,
+        caption,
+        thumbnail,
+        ..
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not a video");
+    };
+    assert_eq!(mime_type, "video/mp4");
+    assert_eq!(caption.as_deref(), Some("ini contoh caption video"));
+    let thumb = decoded(&thumbnail);
     assert_eq!((thumb.width(), thumb.height()), (100, 76));
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }

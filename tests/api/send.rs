@@ -2,7 +2,7 @@
 //! all send routes.
 
 use serde_json::json;
-use whatsapp_api::whatsapp::SessionStatus;
+use whatsapp_api::whatsapp::{Outgoing, SessionStatus};
 
 use crate::helpers::{TestApp, sent_status};
 
@@ -25,7 +25,7 @@ async fn message_is_sent_as_text_and_reports_the_ack_time() {
     let sent = app.wa.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0.to_string(), "6289685024091@s.whatsapp.net");
-    assert_eq!(sent[0].1.conversation.as_deref(), Some("selamat malam"));
+    assert_eq!(sent[0].1, Outgoing::Text("selamat malam".into()));
 }
 
 #[tokio::test]
@@ -50,7 +50,7 @@ async fn message_accepts_json_with_a_numeric_phone_and_urlencoded_forms() {
         .wa
         .sent()
         .into_iter()
-        .map(|(_, m)| m.conversation.unwrap())
+        .map(|(_, m)| m.text().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["json", "hello 👋"]);
 }
@@ -178,14 +178,12 @@ async fn contact_is_sent_as_a_vcard() {
         res.body["results"]["status"],
         sent_status("Contact sent to", "6289685024051@s.whatsapp.net")
     );
-    let message = app.wa.sent()[0].1.clone();
-    let contact = message.contact_message.as_option().unwrap();
-    assert_eq!(contact.display_name.as_deref(), Some("Aldino Kemal"));
     assert_eq!(
-        contact.vcard.as_deref(),
-        Some(
-            "BEGIN:VCARD\nVERSION:3.0\nN:;Aldino Kemal;;;\nFN:Aldino Kemal\nTEL;type=CELL;waid=6289685024992:+6289685024992\nEND:VCARD"
-        )
+        app.wa.sent()[0].1,
+        Outgoing::Contact {
+            name: "Aldino Kemal".into(),
+            vcard: "BEGIN:VCARD\nVERSION:3.0\nN:;Aldino Kemal;;;\nFN:Aldino Kemal\nTEL;type=CELL;waid=6289685024992:+6289685024992\nEND:VCARD".into(),
+        }
     );
 }
 
