@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WEBHOOK_OUTBOX_MAX", default_value_t = 100_000)]
     pub webhook_outbox_max: u64,
 
+    /// Refuse unknown request fields with a 400 (by default they are ignored, as Go
+    /// ignored them).
+    #[arg(long, env = "APP_STRICT_FIELDS", default_value_t = false)]
+    pub strict_fields: bool,
+
     /// Download incoming media into `statics/media/` for webhooks (`false`: the
     /// payload carries WhatsApp's URL instead).
     #[arg(

@@ -20,7 +20,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::ServiceExt;
+use axum::extract::Request;
 use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 
 use config::Config;
 use http::{AppState, Limits};
@@ -62,6 +66,7 @@ pub fn app_state(
             max_file_mb: config.max_file_size_mb,
             max_video_mb: config.max_video_size_mb,
             request_timeout: config.request_timeout(),
+            strict_fields: config.strict_fields,
         }),
         guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
             accounts: config
@@ -134,7 +139,15 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    // Outside the router, so that `/send/message/` is routed as `/send/message`.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+    let app = tower::util::MapRequestLayer::new(|mut req: Request| {
+        let sent = http::SentUri(req.uri().clone());
+        req.extensions_mut().insert(sent);
+        req
+    })
+    .layer(app);
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown)
         .await
 }

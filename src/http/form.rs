@@ -23,6 +23,27 @@ pub struct FormSpec<'a> {
     pub fields: &'a [&'a str],
     pub file: Option<FileSpec<'a>>,
     pub temp_dir: &'a PathBuf,
+    /// Unknown fields are a 400 (`--strict-fields`); else they are ignored, as Go
+    /// ignored them.
+    pub strict: bool,
+}
+
+impl FormSpec<'_> {
+    /// The declared name `name` stands for, matched without regard to case as Go's
+    /// binders did (`Phone`, `MESSAGE`).
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.eq_ignore_ascii_case(name))
+            .copied()
+    }
+
+    /// Whether `name` is the file part.
+    fn is_file(&self, name: &str) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|f| f.field.eq_ignore_ascii_case(name))
+    }
 }
 
 /// The one file part a media route takes.
@@ -50,7 +71,8 @@ impl Form {
         self.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
     }
 
-    /// A boolean field (`true/false/1/0`, any case); `default` when absent or empty.
+    /// A boolean field (`true/false/1/0/t/f/on/off`, any case: Go's `ParseBool` and
+    /// HTML checkboxes); `default` when absent or empty.
     pub fn flag(&self, name: &str, default: bool, errors: &mut ValidationErrors) -> bool {
         match self
             .get(name)
@@ -58,8 +80,8 @@ impl Form {
             .as_deref()
         {
             None | Some("") => default,
-            Some("true" | "1") => true,
-            Some("false" | "0") => false,
+            Some("true" | "1" | "t" | "on") => true,
+            Some("false" | "0" | "f" | "off") => false,
             Some(_) => {
                 errors.add(name, "must be a boolean (true or false)");
                 default
@@ -67,17 +89,45 @@ impl Form {
         }
     }
 
-    fn insert(&mut self, spec: &FormSpec<'_>, name: String, value: String) -> Result<(), ApiError> {
-        if !spec.fields.contains(&name.as_str()) {
-            return Err(unknown_field(&name));
+    /// Rewrites a phone number written for humans (`+62 812-3456-7890`) as digits.
+    /// Anything else (a JID, a typo) is left as it is, for validation to report.
+    pub fn normalize_phone(&mut self, name: &str) {
+        if let Some(value) = self.fields.get_mut(name) {
+            let digits: String = value
+                .trim()
+                .trim_start_matches('+')
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-'))
+                .collect();
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                *value = digits;
+            }
         }
-        self.fields.insert(name, value);
-        Ok(())
+    }
+
+    fn insert(&mut self, spec: &FormSpec<'_>, name: String, value: String) -> Result<(), ApiError> {
+        match spec.field(&name) {
+            Some(field) => {
+                self.fields.insert(field.to_owned(), value);
+                Ok(())
+            }
+            None => ignore_unknown(spec, &name),
+        }
     }
 }
 
 fn unknown_field(name: &str) -> ApiError {
     ApiError::bad_request(ValidationErrors::single(name, "is not a known field").to_string())
+}
+
+/// An unknown field: a 400 when strict, else skipped (cache busters like `_=`,
+/// fields of later Go versions).
+fn ignore_unknown(spec: &FormSpec<'_>, name: &str) -> Result<(), ApiError> {
+    if spec.strict {
+        return Err(unknown_field(name));
+    }
+    tracing::debug!(field = %name, "unknown field ignored");
+    Ok(())
 }
 
 /// Reads a query string (the user routes).
@@ -169,8 +219,9 @@ fn read_json(body: &[u8], spec: &FormSpec<'_>) -> Result<Form, ApiError> {
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
             _ => {
-                if !spec.fields.contains(&name.as_str()) {
-                    return Err(unknown_field(&name));
+                if spec.field(&name).is_none() {
+                    ignore_unknown(spec, &name)?;
+                    continue;
                 }
                 return Err(ApiError::bad_request(
                     ValidationErrors::single(&name, "must be a string, number or boolean")
@@ -214,13 +265,14 @@ async fn read_multipart(req: Request, spec: &FormSpec<'_>) -> Result<Form, ApiEr
         let mut field = field;
         let name = field.name().unwrap_or("").to_owned();
         match &spec.file {
-            Some(file) if file.field == name => {
+            Some(file) if spec.is_file(&name) => {
                 let upload = save_upload(&mut field, file, spec.temp_dir).await?;
                 form.file = Some(upload);
             }
             _ => {
-                if !spec.fields.contains(&name.as_str()) {
-                    return Err(unknown_field(&name));
+                if spec.field(&name).is_none() {
+                    ignore_unknown(spec, &name)?;
+                    continue;
                 }
                 let mut value = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {

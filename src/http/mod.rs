@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_video_mb: u64,
     /// Longest a request may take; sends wait for WhatsApp, uploads for slow clients.
     pub request_timeout: Duration,
+    /// Unknown request fields are a 400 instead of being ignored.
+    pub strict_fields: bool,
 }
 
 impl Limits {
@@ -147,17 +149,29 @@ fn cors(guard: Arc<guard::Guard>) -> CorsLayer {
         ])
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!("Cannot {method} {}", uri.path()),
-    )
+/// The path as the client sent it (before a trailing slash was trimmed).
+fn sent_path(uri: &Uri, original: Option<&SentUri>) -> String {
+    original.map_or(uri, |o| &o.0).path().to_owned()
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+/// The request's URI before [`crate::serve`] trimmed a trailing slash.
+#[derive(Clone)]
+pub struct SentUri(pub Uri);
+
+async fn not_found(method: Method, uri: Uri, original: Option<Extension<SentUri>>) -> ApiError {
+    let path = sent_path(&uri, original.as_ref().map(|o| &o.0));
+    ApiError::new(StatusCode::NOT_FOUND, format!("Cannot {method} {path}"))
+}
+
+async fn method_not_allowed(
+    method: Method,
+    uri: Uri,
+    original: Option<Extension<SentUri>>,
+) -> ApiError {
+    let path = sent_path(&uri, original.as_ref().map(|o| &o.0));
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("Cannot {method} {}", uri.path()),
+        format!("Cannot {method} {path}"),
     )
 }
 
@@ -175,7 +189,7 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// into the envelope too.
 async fn envelope_errors(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = sent_path(req.uri(), req.extensions().get::<SentUri>());
     let res = next.run(req).await;
     let status = res.status();
     let is_json = res

@@ -40,6 +40,7 @@ async fn text_form(state: &AppState, req: Request, fields: &[&str]) -> Result<Fo
         fields,
         file: None,
         temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
     };
     read_body(req, &spec).await
 }
@@ -68,18 +69,22 @@ async fn media_form(
             ),
         }),
         temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
     };
     read_body(req, &spec).await
 }
 
 /// Checks `phone` and turns it, with `type`, into the recipient.
-fn recipient(form: &Form, errors: &mut ValidationErrors) -> Option<Recipient> {
+fn recipient(form: &mut Form, errors: &mut ValidationErrors) -> Option<Recipient> {
+    let chat_type = ChatType::from_field(form.get("type"));
+    if chat_type == ChatType::User {
+        form.normalize_phone("phone");
+    }
     let before = errors.clone();
     errors.check("phone", form.get("phone"), PHONE_RULES);
     if *errors != before {
         return None;
     }
-    let chat_type = ChatType::from_field(form.get("type"));
     match Recipient::parse(form.get("phone").unwrap_or_default(), chat_type) {
         Ok(r) => Some(r),
         Err(reason) => {
@@ -109,9 +114,9 @@ fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
 }
 
 async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let form = text_form(&state, req, &["phone", "message", "type"]).await?;
+    let mut form = text_form(&state, req, &["phone", "message", "type"]).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&form, &mut errors);
+    let to = recipient(&mut form, &mut errors);
     errors.check("message", form.get("message"), &[Rule::Required]);
     errors.into_result()?;
     let (to, text) = (validated(to)?, validated(form.text("message"))?);
@@ -120,14 +125,15 @@ async fn message(State(state): State<AppState>, req: Request) -> Result<Response
 }
 
 async fn contact(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let form = text_form(
+    let mut form = text_form(
         &state,
         req,
         &["phone", "contact_name", "contact_phone", "type"],
     )
     .await?;
+    form.normalize_phone("contact_phone");
     let mut errors = ValidationErrors::new();
-    let to = recipient(&form, &mut errors);
+    let to = recipient(&mut form, &mut errors);
     errors.check("contact_name", form.get("contact_name"), &[Rule::Required]);
     errors.check(
         "contact_phone",
@@ -147,7 +153,7 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&form, &mut errors);
+    let to = recipient(&mut form, &mut errors);
     errors.check("caption", form.get("caption"), CAPTION_RULES);
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", true, &mut errors);
@@ -172,7 +178,7 @@ async fn file(State(state): State<AppState>, req: Request) -> Result<Response, A
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&form, &mut errors);
+    let to = recipient(&mut form, &mut errors);
     let upload = required_file(&mut form, "file", &mut errors);
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
@@ -185,7 +191,7 @@ async fn video(State(state): State<AppState>, req: Request) -> Result<Response, 
     let max_mb = state.limits.max_video_mb;
     let mut form = media_form(&state, req, &fields, "video", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&form, &mut errors);
+    let to = recipient(&mut form, &mut errors);
     errors.check("caption", form.get("caption"), CAPTION_RULES);
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", false, &mut errors);

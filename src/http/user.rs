@@ -24,8 +24,10 @@ fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError
         fields: &["phone"],
         file: None,
         temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
     };
-    let form = read_query(query, &spec)?;
+    let mut form = read_query(query, &spec)?;
+    form.normalize_phone("phone");
     let mut errors = ValidationErrors::new();
     errors.check(
         "phone",

@@ -58,8 +58,8 @@ async fn malformed_json_is_a_bad_request() {
 }
 
 #[tokio::test]
-async fn unknown_fields_are_refused() {
-    let app = TestApp::spawn().await;
+async fn with_strict_fields_unknown_fields_are_refused() {
+    let app = TestApp::spawn_with(&["--strict-fields"]).await;
     app.post_json(
         "/send/message",
         json!({"phone": "6289685024091", "message": "x", "mesage": "typo"}),

@@ -8,6 +8,7 @@ mod dashboard;
 mod errors;
 mod helpers;
 mod hostile_media;
+mod lenient;
 mod media;
 mod security;
 mod send;
