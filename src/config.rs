@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WEBHOOK_OUTBOX_MAX", default_value_t = 100_000)]
     pub webhook_outbox_max: u64,
 
+    /// Wire format: `v2.3.0` (integer codes, `type=user|group`) or `v9` (the later
+    /// Go versions: string codes, their statuses, no `type` needed).
+    #[arg(long, env = "APP_API_COMPAT", value_enum, default_value = "v2.3.0")]
+    pub api_compat: crate::http::wire::ApiCompat,
+
     /// Refuse unknown request fields with a 400 (by default they are ignored, as Go
     /// ignored them).
     #[arg(long, env = "APP_STRICT_FIELDS", default_value_t = false)]
@@ -181,8 +186,10 @@ impl Config {
         Duration::from_secs(self.ffmpeg_timeout_secs)
     }
 
+    /// Where QR images go: `statics/images/qrcode/` in v2.3.0, `statics/qrcode/` in
+    /// the later versions.
     pub fn qr_dir(&self) -> PathBuf {
-        self.statics_dir.join("images").join("qrcode")
+        self.statics_dir.join(self.api_compat.qr_path())
     }
 
     pub fn temp_dir(&self) -> PathBuf {

@@ -67,6 +67,7 @@ pub fn app_state(
             max_video_mb: config.max_video_size_mb,
             request_timeout: config.request_timeout(),
             strict_fields: config.strict_fields,
+            api_compat: config.api_compat,
         }),
         guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
             accounts: config

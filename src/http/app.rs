@@ -44,8 +44,9 @@ struct LoginResult {
 async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let qr = state.app.login().await?;
     let qr_link = format!(
-        "{}/statics/images/qrcode/{}",
+        "{}/statics/{}/{}",
         base_url(&headers),
+        state.limits.api_compat.qr_path(),
         qr.file_name
     );
     Ok(ok(

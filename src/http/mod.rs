@@ -8,6 +8,7 @@ pub mod guard;
 pub mod response;
 pub mod send;
 pub mod user;
+pub mod wire;
 
 use std::any::Any;
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Unknown request fields are a 400 instead of being ignored.
     pub strict_fields: bool,
+    /// The wire dialect.
+    pub api_compat: wire::ApiCompat,
 }
 
 impl Limits {
@@ -69,6 +72,8 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
     let body_limit = state.limits.body_limit();
     let state_timeout = state.limits.request_timeout;
     let guard = state.guard.clone();
+    let dialect_state = state.clone();
+    let device_state = state.clone();
     Router::new()
         .merge(dashboard::router())
         .nest("/app", app::router())
@@ -89,10 +94,14 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
             state_timeout,
         ))
         .layer(middleware::from_fn(envelope_errors))
+        // Inside the guard: an unauthenticated caller learns nothing about ids.
+        .layer(middleware::from_fn_with_state(device_state, wire::device))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn_with_state(guard.clone(), guard::guard))
         // Outside the guard: preflights need no credentials.
         .layer(cors(guard))
+        // Outermost: every envelope, the guard's included, in the chosen dialect.
+        .layer(middleware::from_fn_with_state(dialect_state, wire::dialect))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {

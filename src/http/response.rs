@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::warn;
 
+use super::wire::ErrorCode;
 use crate::service::ServiceError;
 use crate::whatsapp::WhatsAppError;
 
@@ -32,6 +33,8 @@ pub fn ok<T: Serialize>(message: &str, results: Option<T>) -> Response {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// What the later Go versions call it; by default, what the status says.
+    pub code: Option<ErrorCode>,
 }
 
 impl ApiError {
@@ -39,7 +42,13 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
+    }
+
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = Some(code);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -54,14 +63,21 @@ impl IntoResponse for ApiError {
             message: self.message,
             results: None,
         };
-        (self.status, Json(body)).into_response()
+        let code = self
+            .code
+            .unwrap_or_else(|| ErrorCode::from_status(self.status));
+        let mut res = (self.status, Json(body)).into_response();
+        res.extensions_mut().insert(code);
+        res
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         let status = match &err {
-            ServiceError::Validation(_) | ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Validation(_)
+            | ServiceError::BadRequest(_)
+            | ServiceError::NotOnWhatsApp(_) => StatusCode::BAD_REQUEST,
             ServiceError::Busy(_) => {
                 warn!(error = %err, "request refused: media work is saturated");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -79,15 +95,34 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::WhatsApp(_) | ServiceError::NoAvatar => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let code = match &err {
+            ServiceError::Validation(_) | ServiceError::BadRequest(_) => ErrorCode::Validation,
+            ServiceError::NotOnWhatsApp(_) => ErrorCode::InvalidJid,
+            ServiceError::Busy(_) => ErrorCode::Unavailable,
+            ServiceError::NoAvatar => ErrorCode::NotFound,
+            ServiceError::WhatsApp(e) => match e {
+                WhatsAppError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
+                WhatsAppError::NotLoggedIn
+                | WhatsAppError::NotConnected
+                | WhatsAppError::NoDevice => ErrorCode::Authentication,
+                WhatsAppError::Timeout(..) | WhatsAppError::AckTimeout { .. } => {
+                    ErrorCode::GatewayTimeout
+                }
+                WhatsAppError::Refused { code, .. } if code == "463" => ErrorCode::Timelock,
+                _ => ErrorCode::Internal,
+            },
+            ServiceError::Internal(_) => ErrorCode::Internal,
+        };
         let message = err.to_string();
-        match &err {
+        let error = match &err {
             // The detail after the cause (a library's error, an OS error with a temp
             // path, ffmpeg's output) went to the log above; the client gets the cause.
             ServiceError::WhatsApp(WhatsAppError::Failed(_)) | ServiceError::Internal(_) => {
                 ApiError::new(status, short_cause(&message))
             }
             _ => ApiError::new(status, message),
-        }
+        };
+        error.with_code(code)
     }
 }
 
@@ -98,6 +133,6 @@ fn short_cause(message: &str) -> &str {
 
 impl From<crate::domain::validation::ValidationErrors> for ApiError {
     fn from(err: crate::domain::validation::ValidationErrors) -> Self {
-        ApiError::bad_request(err.to_string())
+        ApiError::bad_request(err.to_string()).with_code(ErrorCode::Validation)
     }
 }

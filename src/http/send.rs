@@ -10,6 +10,7 @@ use axum::routing::post;
 use super::AppState;
 use super::form::{FileSpec, Form, FormSpec, read_body};
 use super::response::{ApiError, ok};
+use super::wire::ApiCompat;
 use crate::domain::recipient::{ChatType, Recipient};
 use crate::domain::validation::{Rule, ValidationErrors};
 use crate::media::{self, Upload};
@@ -74,9 +75,25 @@ async fn media_form(
     read_body(req, &spec).await
 }
 
-/// Checks `phone` and turns it, with `type`, into the recipient.
-fn recipient(form: &mut Form, errors: &mut ValidationErrors) -> Option<Recipient> {
-    let chat_type = ChatType::from_field(form.get("type"));
+/// Checks `phone` and turns it, with `type`, into the recipient. The later
+/// versions have no `type`: a longer number than 15 digits is a group there.
+fn recipient(
+    state: &AppState,
+    form: &mut Form,
+    errors: &mut ValidationErrors,
+) -> Option<Recipient> {
+    let chat_type = match (state.limits.api_compat, form.get("type")) {
+        (ApiCompat::V9, None | Some("")) => {
+            let phone = form.get("phone").unwrap_or_default();
+            let digits = phone.trim().trim_start_matches('+');
+            if digits.len() > 15 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                ChatType::Group
+            } else {
+                ChatType::User
+            }
+        }
+        (_, given) => ChatType::from_field(given),
+    };
     if chat_type == ChatType::User {
         form.normalize_phone("phone");
     }
@@ -116,7 +133,7 @@ fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
 async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let mut form = text_form(&state, req, &["phone", "message", "type"]).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&mut form, &mut errors);
+    let to = recipient(&state, &mut form, &mut errors);
     errors.check("message", form.get("message"), &[Rule::Required]);
     errors.into_result()?;
     let (to, text) = (validated(to)?, validated(form.text("message"))?);
@@ -133,7 +150,7 @@ async fn contact(State(state): State<AppState>, req: Request) -> Result<Response
     .await?;
     form.normalize_phone("contact_phone");
     let mut errors = ValidationErrors::new();
-    let to = recipient(&mut form, &mut errors);
+    let to = recipient(&state, &mut form, &mut errors);
     errors.check("contact_name", form.get("contact_name"), &[Rule::Required]);
     errors.check(
         "contact_phone",
@@ -153,7 +170,7 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&mut form, &mut errors);
+    let to = recipient(&state, &mut form, &mut errors);
     errors.check("caption", form.get("caption"), CAPTION_RULES);
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", true, &mut errors);
@@ -178,7 +195,7 @@ async fn file(State(state): State<AppState>, req: Request) -> Result<Response, A
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&mut form, &mut errors);
+    let to = recipient(&state, &mut form, &mut errors);
     let upload = required_file(&mut form, "file", &mut errors);
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
@@ -191,7 +208,7 @@ async fn video(State(state): State<AppState>, req: Request) -> Result<Response, 
     let max_mb = state.limits.max_video_mb;
     let mut form = media_form(&state, req, &fields, "video", max_mb).await?;
     let mut errors = ValidationErrors::new();
-    let to = recipient(&mut form, &mut errors);
+    let to = recipient(&state, &mut form, &mut errors);
     errors.check("caption", form.get("caption"), CAPTION_RULES);
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", false, &mut errors);

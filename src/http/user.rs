@@ -8,6 +8,7 @@ use axum::routing::get;
 use super::AppState;
 use super::form::{FormSpec, read_query};
 use super::response::{ApiError, ok};
+use super::wire::ApiCompat;
 use crate::domain::validation::{Rule, ValidationErrors};
 
 pub fn router() -> Router<AppState> {
@@ -41,7 +42,15 @@ fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError
 async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let phone = phone_query(&state, q.as_deref())?;
     let info = state.user.info(&phone).await?;
-    Ok(ok("Success", Some(info)))
+    Ok(match state.limits.api_compat {
+        ApiCompat::V2_3_0 => ok("Success", Some(info)),
+        // The later versions list it under `data`, with a `name`.
+        ApiCompat::V9 => {
+            let mut entry = serde_json::to_value(&info).unwrap_or_default();
+            entry["name"] = serde_json::Value::from("");
+            ok("Success", Some(serde_json::json!({ "data": [entry] })))
+        }
+    })
 }
 
 async fn avatar(

@@ -172,6 +172,19 @@ impl AppService {
         })
     }
 
+    /// Whether `id` (the later versions' `X-Device-Id`) names this account: its
+    /// phone number or JID. `None` when no device is paired to compare with.
+    pub fn is_this_device(&self, id: &str) -> Option<bool> {
+        let jid = self.wa.device_id()?;
+        let id = id.trim();
+        Some(
+            id == jid.user.as_str()
+                || id == jid.to_string()
+                || id == jid.to_non_ad_string()
+                || id == format!("{}@s.whatsapp.net", jid.user),
+        )
+    }
+
     pub async fn reconnect(&self) -> Result<(), ServiceError> {
         self.wa.reconnect().await?;
         Ok(())

@@ -16,6 +16,9 @@ pub enum ServiceError {
     /// Bad input that is not about one field (file type, size, unknown number…).
     #[error("{0}")]
     BadRequest(String),
+    /// The number has no WhatsApp account.
+    #[error("{0} is not registered on WhatsApp")]
+    NotOnWhatsApp(String),
     #[error(transparent)]
     WhatsApp(#[from] WhatsAppError),
     #[error("no avatar found")]

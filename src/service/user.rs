@@ -146,9 +146,11 @@ impl UserService {
     pub async fn info(&self, phone: &str) -> Result<UserInfo, ServiceError> {
         ensure_connected(&*self.wa)?;
         let jid = user_jid(phone);
-        let details = self.wa.user_info(&jid).await?.ok_or_else(|| {
-            ServiceError::BadRequest(format!("{} is not registered on WhatsApp", jid.user))
-        })?;
+        let details = self
+            .wa
+            .user_info(&jid)
+            .await?
+            .ok_or_else(|| ServiceError::NotOnWhatsApp(jid.user.to_string()))?;
         let devices = details
             .devices
             .iter()

@@ -5,6 +5,7 @@ mod app;
 #[path = "../common/mod.rs"]
 mod common;
 mod dashboard;
+mod dialect;
 mod errors;
 mod helpers;
 mod hostile_media;
