@@ -16,6 +16,54 @@ pub fn router() -> Router<AppState> {
         .route("/logout", get(logout))
         .route("/reconnect", get(reconnect))
         .route("/status", get(status))
+        .route("/devices", get(devices))
+        .route("/info", get(info))
+}
+
+/// The later versions' device list: this server's one account, when paired.
+async fn devices(State(state): State<AppState>) -> Response {
+    let devices: Vec<_> = state
+        .app
+        .status()
+        .await
+        .device_id
+        .map(|jid| {
+            let user = jid.split([':', '@']).next().unwrap_or_default().to_owned();
+            serde_json::json!({ "name": "", "device": user, "jid": jid })
+        })
+        .into_iter()
+        .collect();
+    ok("Fetch device success", Some(devices))
+}
+
+/// The later versions' app info: version and upload limits (bytes).
+async fn info(State(state): State<AppState>) -> Response {
+    let mb = |n: u64| n * 1_000_000;
+    ok(
+        "Fetch app info success",
+        Some(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "os": std::env::consts::OS,
+            "base_path": "",
+            "max_file_size": mb(state.limits.max_file_mb),
+            "max_image_size": mb(state.limits.max_file_mb),
+            "max_video_size": mb(state.limits.max_video_mb),
+            "chatwoot_enabled": false,
+        })),
+    )
+}
+
+/// `GET /health`: plain `OK`, or 503 while the server stops. Outside every layer:
+/// no credentials, no envelope, no request log.
+pub async fn health(State(state): State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    use crate::whatsapp::SessionPhase;
+    match state.app.phase() {
+        SessionPhase::Stopping => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+        ),
+        _ => (axum::http::StatusCode::OK, "OK"),
+    }
 }
 
 /// Not in v2.3.0: the dashboard polls it to know when a scan has logged in.

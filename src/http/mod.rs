@@ -74,6 +74,7 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
     let guard = state.guard.clone();
     let dialect_state = state.clone();
     let device_state = state.clone();
+    let health_state = state.clone();
     Router::new()
         .merge(dashboard::router())
         .nest("/app", app::router())
@@ -118,6 +119,11 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
                         "request"
                     );
                 }),
+        )
+        // Added after the layers: none applies to it.
+        .route(
+            "/health",
+            axum::routing::get(app::health).with_state(health_state),
         )
 }
 

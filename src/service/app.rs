@@ -30,6 +30,8 @@ pub struct Status {
     /// A device is paired and stored, connected or not.
     pub is_logged_in: bool,
     pub device_id: Option<String>,
+    /// The device's JID, as the later versions name it beside `device_id`.
+    pub jid: Option<String>,
     /// The lifecycle phase (`connected`, `replaced`, `pairing`, …).
     pub state: SessionPhase,
     /// Webhook deliveries waiting and dead; only when webhooks are configured.
@@ -130,6 +132,10 @@ impl AppService {
         Ok(())
     }
 
+    pub fn phase(&self) -> SessionPhase {
+        self.wa.phase()
+    }
+
     /// Where the session stands, for `/app/status`.
     pub async fn status(&self) -> Status {
         let status = self.wa.status();
@@ -152,6 +158,7 @@ impl AppService {
             is_connected: status == SessionStatus::Connected,
             is_logged_in: status != SessionStatus::LoggedOut,
             device_id: self.wa.device_id().map(|jid| jid.to_string()),
+            jid: self.wa.device_id().map(|jid| jid.to_string()),
             state: self.wa.phase(),
             webhooks,
         }

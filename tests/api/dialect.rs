@@ -276,3 +276,48 @@ async fn a_device_id_must_name_this_account() {
     let res = app.get("/app/status?device_id=nope").await;
     assert_eq!(res.status, 404, "{}", res.text);
 }
+
+#[tokio::test]
+async fn health_is_plain_text_and_needs_no_credentials() {
+    for mode in [Mode::V2, Mode::V9] {
+        let app = app(mode, &["--basic-auth", "kemal:secret"]).await;
+        let res = reqwest::get(app.url("/health")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        assert_eq!(res.text().await.unwrap(), "OK");
+        assert_eq!(
+            app.get("/app/status").await.status,
+            401,
+            "the rest still needs them"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_later_app_routes_answer_in_both_dialects() {
+    for mode in [Mode::V2, Mode::V9] {
+        let app = app(mode, &[]).await;
+        let devices = app.get("/app/devices").await;
+        assert_eq!(devices.status, 200, "{}", devices.text);
+        assert_eq!(
+            devices.body["results"],
+            json!([{"name": "", "device": "6289685028000", "jid": crate::helpers::DEVICE_ID}])
+        );
+        let info = app.get("/app/info").await;
+        assert_eq!(
+            info.body["results"]["max_file_size"], 30_000_000,
+            "{}",
+            info.text
+        );
+        let status = app.get("/app/status").await;
+        assert_eq!(status.body["results"]["jid"], crate::helpers::DEVICE_ID);
+        app.wa.set_status(SessionStatus::LoggedOut);
+        let devices = app.get("/app/devices").await;
+        assert_eq!(devices.body["results"], json!([]), "{mode:?}");
+    }
+}
