@@ -14,7 +14,7 @@ pub struct Uploaded {
 }
 
 /// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
     Text(String),
     /// A contact card.
@@ -45,6 +45,32 @@ pub enum Outgoing {
         caption: Option<String>,
         view_once: bool,
     },
+    /// A pin on the map, in degrees.
+    Location {
+        latitude: f64,
+        longitude: f64,
+        name: Option<String>,
+        address: Option<String>,
+    },
+}
+
+/// What surrounds a message: the later Go versions' common send fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The id of a stored message of the same chat to quote (ignored when not
+    /// stored, as Go does).
+    pub reply_to: Option<String>,
+    /// Accounts mentioned (phone numbers or JIDs).
+    pub mentions: Vec<String>,
+    pub forwarded: bool,
+    /// Disappearing-message timer, in seconds.
+    pub expiration: Option<u32>,
+}
+
+impl Context {
+    pub fn is_empty(&self) -> bool {
+        *self == Context::default()
+    }
 }
 
 impl Outgoing {
@@ -52,10 +78,49 @@ impl Outgoing {
     pub fn text(&self) -> Option<&str> {
         match self {
             Outgoing::Text(text) => Some(text),
-            Outgoing::Contact { .. } => None,
+            Outgoing::Contact { .. } | Outgoing::Location { .. } => None,
             Outgoing::Document { caption, .. }
             | Outgoing::Image { caption, .. }
             | Outgoing::Video { caption, .. } => caption.as_deref(),
         }
+    }
+}
+
+/// The phone numbers mentioned as `@628123456789` in a text (5 to 16 digits after
+/// an `@` that starts a word).
+pub fn mentions_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut previous = ' ';
+    for (i, c) in text.char_indices() {
+        if c == '@' && !previous.is_alphanumeric() {
+            let digits: String = text[i + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let after = text[i + 1 + digits.len()..].chars().next();
+            if (5..=16).contains(&digits.len())
+                && !after.is_some_and(|a| a.is_alphanumeric())
+                && !found.contains(&digits)
+            {
+                found.push(digits);
+            }
+        }
+        previous = c;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_at_signs_followed_by_a_phone_number() {
+        assert_eq!(
+            mentions_in("hi @6281234567 and @6289999999, not mail@62811111111 or @123"),
+            ["6281234567", "6289999999"]
+        );
+        assert_eq!(mentions_in("@6281234567 @6281234567x"), ["6281234567"]);
+        assert!(mentions_in("no mentions").is_empty());
     }
 }

@@ -15,6 +15,10 @@ use super::response::ApiError;
 use crate::domain::validation::ValidationErrors;
 use crate::media::Upload;
 
+/// Fields that take several values: a JSON array, repeated form fields, or a
+/// comma-separated text.
+const LIST_FIELDS: &[&str] = &["mentions"];
+
 /// Largest text field or non-multipart body.
 const MAX_TEXT_BYTES: usize = 1024 * 1024;
 
@@ -89,6 +93,17 @@ impl Form {
         }
     }
 
+    /// A list field's values (see [`LIST_FIELDS`]), trimmed, empty ones dropped.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Rewrites a phone number written for humans (`+62 812-3456-7890`) as digits.
     /// Anything else (a JID, a typo) is left as it is, for validation to report.
     pub fn normalize_phone(&mut self, name: &str) {
@@ -108,7 +123,15 @@ impl Form {
     fn insert(&mut self, spec: &FormSpec<'_>, name: String, value: String) -> Result<(), ApiError> {
         match spec.field(&name) {
             Some(field) => {
-                self.fields.insert(field.to_owned(), value);
+                match self.fields.get_mut(field) {
+                    Some(earlier) if LIST_FIELDS.contains(&field) => {
+                        earlier.push(',');
+                        earlier.push_str(&value);
+                    }
+                    _ => {
+                        self.fields.insert(field.to_owned(), value);
+                    }
+                }
                 Ok(())
             }
             None => ignore_unknown(spec, &name),
@@ -218,6 +241,16 @@ fn read_json(body: &[u8], spec: &FormSpec<'_>) -> Result<Form, ApiError> {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Array(items)
+                if spec.field(&name).is_some_and(|f| LIST_FIELDS.contains(&f))
+                    && items.iter().all(|i| i.is_string() || i.is_number()) =>
+            {
+                items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
             _ => {
                 if spec.field(&name).is_none() {
                     ignore_unknown(spec, &name)?;

@@ -15,6 +15,7 @@ use crate::domain::recipient::{ChatType, Recipient};
 use crate::domain::validation::{Rule, ValidationErrors};
 use crate::media::{self, Upload};
 use crate::service::send::{ImageSend, VideoSend};
+use crate::whatsapp::{Context, Outgoing};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,6 +24,81 @@ pub fn router() -> Router<AppState> {
         .route("/file", post(file))
         .route("/video", post(video))
         .route("/contact", post(contact))
+        .route("/location", post(location))
+}
+
+/// The later versions' fields every send route takes.
+const COMMON: [&str; 4] = ["reply_message_id", "mentions", "is_forwarded", "duration"];
+
+/// A route's own fields and the common ones.
+fn with_common<'a>(own: &[&'a str]) -> Vec<&'a str> {
+    own.iter().copied().chain(COMMON).collect()
+}
+
+/// The disappearing timers WhatsApp offers (24 hours, 7 days, 90 days).
+const TIMERS: [u32; 3] = [86_400, 604_800, 7_776_000];
+
+/// The common fields: quote, mentions, forwarded flag, disappearing timer. A timer
+/// WhatsApp does not offer is ignored, as Go ignores it.
+fn context(form: &Form, errors: &mut ValidationErrors) -> Context {
+    let expiration = match form.get("duration").map(str::trim) {
+        None | Some("") => None,
+        Some(value) => match value.parse::<u32>() {
+            Ok(secs) if TIMERS.contains(&secs) => Some(secs),
+            Ok(_) => None,
+            Err(_) => {
+                errors.add("duration", "must be a number of seconds");
+                None
+            }
+        },
+    };
+    Context {
+        reply_to: form.text("reply_message_id"),
+        mentions: form.list("mentions"),
+        forwarded: form.flag("is_forwarded", false, errors),
+        expiration,
+    }
+}
+
+/// A coordinate in degrees within `-limit..=limit`.
+fn degrees(form: &Form, name: &str, limit: f64, errors: &mut ValidationErrors) -> Option<f64> {
+    let value = form.get(name).map(str::trim).unwrap_or_default();
+    if value.is_empty() {
+        errors.add(name, "cannot be blank");
+        return None;
+    }
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && (-limit..=limit).contains(&v) => Some(v),
+        _ => {
+            errors.add(
+                name,
+                format!("must be a number between -{limit} and {limit}"),
+            );
+            None
+        }
+    }
+}
+
+async fn location(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = with_common(&["phone", "latitude", "longitude", "name", "address", "type"]);
+    let mut form = text_form(&state, req, &fields).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    let latitude = degrees(&form, "latitude", 90.0, &mut errors);
+    let longitude = degrees(&form, "longitude", 180.0, &mut errors);
+    let context = context(&form, &mut errors);
+    errors.into_result()?;
+    let location = Outgoing::Location {
+        latitude: validated(latitude)?,
+        longitude: validated(longitude)?,
+        name: form.text("name"),
+        address: form.text("address"),
+    };
+    let result = state
+        .send
+        .location(&validated(to)?, location, context)
+        .await?;
+    Ok(ok("Success", Some(result)))
 }
 
 /// Sizes are in SI megabytes, as the Go server counted them.
@@ -131,23 +207,21 @@ fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
 }
 
 async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let mut form = text_form(&state, req, &["phone", "message", "type"]).await?;
+    let fields = with_common(&["phone", "message", "type"]);
+    let mut form = text_form(&state, req, &fields).await?;
     let mut errors = ValidationErrors::new();
     let to = recipient(&state, &mut form, &mut errors);
     errors.check("message", form.get("message"), &[Rule::Required]);
+    let context = context(&form, &mut errors);
     errors.into_result()?;
     let (to, text) = (validated(to)?, validated(form.text("message"))?);
-    let result = state.send.message(&to, text).await?;
+    let result = state.send.message(&to, text, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn contact(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let mut form = text_form(
-        &state,
-        req,
-        &["phone", "contact_name", "contact_phone", "type"],
-    )
-    .await?;
+    let fields = with_common(&["phone", "contact_name", "contact_phone", "type"]);
+    let mut form = text_form(&state, req, &fields).await?;
     form.normalize_phone("contact_phone");
     let mut errors = ValidationErrors::new();
     let to = recipient(&state, &mut form, &mut errors);
@@ -157,16 +231,17 @@ async fn contact(State(state): State<AppState>, req: Request) -> Result<Response
         form.get("contact_phone"),
         &[Rule::Required, Rule::PhoneDigits],
     );
+    let context = context(&form, &mut errors);
     errors.into_result()?;
     let to = validated(to)?;
     let name = form.get("contact_name").unwrap_or_default();
     let phone = form.get("contact_phone").unwrap_or_default();
-    let result = state.send.contact(&to, name, phone).await?;
+    let result = state.send.contact(&to, name, phone, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn image(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let fields = ["phone", "caption", "view_once", "type", "compress"];
+    let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
     let mut errors = ValidationErrors::new();
@@ -175,6 +250,7 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", true, &mut errors);
     let upload = required_file(&mut form, "image", &mut errors);
+    let context = context(&form, &mut errors);
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
     if !declared_type_is(&upload, &["image/jpeg", "image/jpg", "image/png"]) {
@@ -186,25 +262,29 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
         view_once,
         compress,
     };
-    let result = state.send.image(&to, req).await?;
+    let result = state.send.image(&to, req, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn file(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let fields = ["phone", "caption", "type"];
+    let fields = with_common(&["phone", "caption", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
     let mut errors = ValidationErrors::new();
     let to = recipient(&state, &mut form, &mut errors);
     let upload = required_file(&mut form, "file", &mut errors);
+    let context = context(&form, &mut errors);
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
-    let result = state.send.file(&to, upload, form.text("caption")).await?;
+    let result = state
+        .send
+        .file(&to, upload, form.text("caption"), context)
+        .await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn video(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let fields = ["phone", "caption", "view_once", "type", "compress"];
+    let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_video_mb;
     let mut form = media_form(&state, req, &fields, "video", max_mb).await?;
     let mut errors = ValidationErrors::new();
@@ -213,6 +293,7 @@ async fn video(State(state): State<AppState>, req: Request) -> Result<Response, 
     let view_once = form.flag("view_once", false, &mut errors);
     let compress = form.flag("compress", false, &mut errors);
     let upload = required_file(&mut form, "video", &mut errors);
+    let context = context(&form, &mut errors);
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
     if !declared_type_is(&upload, &media::video::ALLOWED_TYPES) {
@@ -224,6 +305,6 @@ async fn video(State(state): State<AppState>, req: Request) -> Result<Response, 
         view_once,
         compress,
     };
-    let result = state.send.video(&to, req).await?;
+    let result = state.send.video(&to, req, context).await?;
     Ok(ok("Success", Some(result)))
 }

@@ -7,11 +7,12 @@ use serde::Serialize;
 use tracing::info;
 
 use super::{ServiceError, ensure_connected};
+use crate::domain::outgoing::mentions_in;
 use crate::domain::recipient::Recipient;
 use crate::domain::timestamp::server_time;
 use crate::domain::vcard::contact_vcard;
 use crate::media::{self, MediaConfig, Upload};
-use crate::whatsapp::{Ack, MediaKind, Outgoing, WhatsApp};
+use crate::whatsapp::{Ack, Context, MediaKind, Outgoing, WhatsApp};
 
 /// The `results` of every send route: `status` as v2.3.0 words it, and the id of
 /// the message (additive; the later Go versions have it).
@@ -47,9 +48,30 @@ impl SendService {
         Self { wa, media }
     }
 
-    pub async fn message(&self, to: &Recipient, text: String) -> Result<SendResult, ServiceError> {
+    pub async fn message(
+        &self,
+        to: &Recipient,
+        text: String,
+        mut context: Context,
+    ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
-        self.deliver(to, Outgoing::Text(text), "Message sent to")
+        for mention in mentions_in(&text) {
+            if !context.mentions.contains(&mention) {
+                context.mentions.push(mention);
+            }
+        }
+        self.deliver(to, Outgoing::Text(text), context, "Message sent to")
+            .await
+    }
+
+    pub async fn location(
+        &self,
+        to: &Recipient,
+        location: Outgoing,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.deliver(to, location, context, "Send location success")
             .await
     }
 
@@ -58,13 +80,14 @@ impl SendService {
         to: &Recipient,
         name: &str,
         phone: &str,
+        context: Context,
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let message = Outgoing::Contact {
             name: name.trim().to_owned(),
             vcard: contact_vcard(name, phone),
         };
-        self.deliver(to, message, "Contact sent to").await
+        self.deliver(to, message, context, "Contact sent to").await
     }
 
     pub async fn file(
@@ -72,6 +95,7 @@ impl SendService {
         to: &Recipient,
         upload: Upload,
         caption: Option<String>,
+        context: Context,
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let doc = media::document::prepare(&upload).await?;
@@ -83,10 +107,15 @@ impl SendService {
             file_name: doc.file_name,
             caption,
         };
-        self.deliver(to, message, "Document sent to").await
+        self.deliver(to, message, context, "Document sent to").await
     }
 
-    pub async fn image(&self, to: &Recipient, req: ImageSend) -> Result<SendResult, ServiceError> {
+    pub async fn image(
+        &self,
+        to: &Recipient,
+        req: ImageSend,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let image = media::image::prepare(&req.upload, req.compress, &self.media).await?;
         drop(req.upload);
@@ -100,10 +129,16 @@ impl SendService {
             caption: req.caption,
             view_once: req.view_once,
         };
-        self.deliver(to, message, "Image message sent to").await
+        self.deliver(to, message, context, "Image message sent to")
+            .await
     }
 
-    pub async fn video(&self, to: &Recipient, req: VideoSend) -> Result<SendResult, ServiceError> {
+    pub async fn video(
+        &self,
+        to: &Recipient,
+        req: VideoSend,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let video = media::video::prepare(&req.upload, req.compress, &self.media).await?;
         drop(req.upload);
@@ -115,19 +150,20 @@ impl SendService {
             caption: req.caption,
             view_once: req.view_once,
         };
-        self.deliver(to, message, "Video sent to").await
+        self.deliver(to, message, context, "Video sent to").await
     }
 
     async fn deliver(
         &self,
         to: &Recipient,
         message: Outgoing,
+        context: Context,
         what: &str,
     ) -> Result<SendResult, ServiceError> {
         let Ack {
             message_id,
             timestamp,
-        } = self.wa.send(to.jid(), message).await?;
+        } = self.wa.send(to.jid(), message, context).await?;
         info!(id = %message_id, "sent");
         Ok(SendResult {
             message_id,

@@ -144,7 +144,7 @@ pub enum MediaKind {
     Document,
 }
 
-pub use crate::domain::outgoing::{Outgoing, Uploaded};
+pub use crate::domain::outgoing::{Context, Outgoing, Uploaded};
 
 /// WhatsApp's acknowledgement of a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +242,12 @@ pub trait WhatsApp: Send + Sync + 'static {
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
 
     /// Sends `message` and waits for WhatsApp's acknowledgement.
-    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError>;
+    async fn send(
+        &self,
+        to: &Jid,
+        message: Outgoing,
+        context: Context,
+    ) -> Result<Ack, WhatsAppError>;
 
     /// Stops the session cleanly (flushes the store); used on server shutdown.
     async fn shutdown(&self);
@@ -294,8 +299,13 @@ impl WhatsApp for session::WhatsAppClient {
         send::upload(&self.inner, data, kind).await
     }
 
-    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
-        send::send(&self.inner, to, message).await
+    async fn send(
+        &self,
+        to: &Jid,
+        message: Outgoing,
+        context: Context,
+    ) -> Result<Ack, WhatsAppError> {
+        send::send(&self.inner, to, message, context).await
     }
 
     async fn shutdown(&self) {

@@ -4,6 +4,65 @@ use whatsapp_rust::prelude::{MessageField, wa};
 
 use crate::domain::outgoing::{Outgoing, Uploaded};
 
+/// The quoted message of a reply: its id, author and content.
+pub struct Quote {
+    pub id: String,
+    pub sender: String,
+    pub message: wa::Message,
+}
+
+/// Puts the context (quote, mentions, forwarded flag, timer) on `message`; a bare
+/// text becomes an extended text, which can carry it.
+pub fn with_context(
+    mut message: wa::Message,
+    quote: Option<Quote>,
+    mentions: Vec<String>,
+    forwarded: bool,
+    expiration: Option<u32>,
+) -> wa::Message {
+    use whatsapp_rust::prelude::MessageExt;
+    if quote.is_none() && mentions.is_empty() && !forwarded && expiration.is_none() {
+        return message;
+    }
+    if let Some(text) = message.conversation.take() {
+        message.extended_text_message = MessageField::some(wa::message::ExtendedTextMessage {
+            text: Some(text),
+            ..Default::default()
+        });
+    }
+    let mut context = wa::ContextInfo {
+        mentioned_jid: mentions,
+        expiration,
+        ..Default::default()
+    };
+    if forwarded {
+        context.is_forwarded = Some(true);
+        context.forwarding_score = Some(1);
+    }
+    if let Some(quote) = quote {
+        context.stanza_id = Some(quote.id);
+        context.participant = Some(quote.sender);
+        context.quoted_message = MessageField::from_box(quote.message.prepare_for_quote());
+    }
+    let slot = if let Some(m) = message.extended_text_message.as_option_mut() {
+        &mut m.context_info
+    } else if let Some(m) = message.image_message.as_option_mut() {
+        &mut m.context_info
+    } else if let Some(m) = message.video_message.as_option_mut() {
+        &mut m.context_info
+    } else if let Some(m) = message.document_message.as_option_mut() {
+        &mut m.context_info
+    } else if let Some(m) = message.contact_message.as_option_mut() {
+        &mut m.context_info
+    } else if let Some(m) = message.location_message.as_option_mut() {
+        &mut m.context_info
+    } else {
+        return message;
+    };
+    *slot = MessageField::some(context);
+    message
+}
+
 pub fn to_wa(message: Outgoing) -> wa::Message {
     match message {
         Outgoing::Text(text) => wa::Message {
@@ -78,6 +137,21 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
                 ..Default::default()
             }
         }
+        Outgoing::Location {
+            latitude,
+            longitude,
+            name,
+            address,
+        } => wa::Message {
+            location_message: MessageField::some(wa::message::LocationMessage {
+                degrees_latitude: Some(latitude),
+                degrees_longitude: Some(longitude),
+                name,
+                address,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         Outgoing::Video {
             file,
             mime_type,

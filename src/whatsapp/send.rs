@@ -11,8 +11,9 @@ use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::upload::UploadOptions;
 
 use super::acks::AckOutcome;
+use super::outgoing::Quote;
 use super::session::Inner;
-use super::{Ack, MediaKind, Outgoing, Uploaded, WhatsAppError};
+use super::{Ack, Context, MediaKind, Outgoing, Uploaded, WhatsAppError};
 use crate::messages::from_wa;
 
 pub async fn upload(
@@ -36,8 +37,28 @@ pub async fn upload(
     })
 }
 
-pub async fn send(session: &Arc<Inner>, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
-    let message = super::outgoing::to_wa(message);
+pub async fn send(
+    session: &Arc<Inner>,
+    to: &Jid,
+    message: Outgoing,
+    context: Context,
+) -> Result<Ack, WhatsAppError> {
+    let quote = match context.reply_to {
+        Some(id) => quote(session, to, id).await,
+        None => None,
+    };
+    let mentions = context
+        .mentions
+        .iter()
+        .filter_map(|m| mention_jid(m))
+        .collect();
+    let message = super::outgoing::with_context(
+        super::outgoing::to_wa(message),
+        quote,
+        mentions,
+        context.forwarded,
+        context.expiration,
+    );
     let deadline = session.settings.ack_timeout;
     // The epoch before the connection check: a connection lost in between is seen
     // by `register`.
@@ -94,6 +115,49 @@ pub async fn send(session: &Arc<Inner>, to: &Jid, message: Outgoing) -> Result<A
         Ok(Ok(AckOutcome::Refused(code))) => Err(WhatsAppError::Refused { id, code }),
         Ok(Ok(AckOutcome::Interrupted(why))) => Err(WhatsAppError::DeliveryUnknown { id, why }),
     }
+}
+
+/// The stored message `id` of the chat `to`, to quote; `None` (a plain send, as
+/// Go does) when it is not stored.
+async fn quote(session: &Inner, to: &Jid, id: String) -> Option<Quote> {
+    use whatsapp_rust::buffa::Message as _;
+    let store = session.messages()?.clone();
+    let chat = to.to_non_ad_string();
+    let lookup = id.clone();
+    let stored = tokio::task::spawn_blocking(move || store.get(&chat, &lookup))
+        .await
+        .ok()?;
+    let stored = match stored {
+        Ok(Some(m)) if m.revoked_at.is_none() => m,
+        Ok(_) => {
+            tracing::debug!(%id, "reply_message_id is not a stored message of this chat; sent without a quote");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the message store; sent without a quote");
+            return None;
+        }
+    };
+    let message = whatsapp_rust::waproto::whatsapp::Message::decode_from_slice(&stored.raw).ok()?;
+    Some(Quote {
+        id,
+        sender: stored.sender,
+        message,
+    })
+}
+
+/// A mention as a JID: a phone number (`+`, spaces and dashes allowed) or a JID.
+fn mention_jid(mention: &str) -> Option<String> {
+    let mention = mention.trim().trim_start_matches('@');
+    if mention.contains('@') {
+        return mention.parse::<Jid>().ok().map(|j| j.to_non_ad_string());
+    }
+    let digits: String = mention
+        .chars()
+        .filter(|c| !matches!(c, '+' | ' ' | '-'))
+        .collect();
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{digits}@s.whatsapp.net"))
 }
 
 fn media_type(kind: MediaKind) -> MediaType {

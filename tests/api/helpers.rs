@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 use whatsapp_api::config::Config;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, Group, MediaKind, Outgoing, PairingCode, Privacy, SessionStatus, Uploaded,
-    UserDetails, WhatsApp, WhatsAppError,
+    Ack, Avatar, Context, Group, MediaKind, Outgoing, PairingCode, Privacy, SessionStatus,
+    Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
 
@@ -31,6 +31,8 @@ pub struct FakeState {
     pub privacy: Privacy,
     pub groups: Vec<Group>,
     pub sent: Vec<(Jid, Outgoing)>,
+    /// The context of each send, in order.
+    pub contexts: Vec<Context>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -152,7 +154,13 @@ impl WhatsApp for FakeSession {
         })
     }
 
-    async fn send(&self, to: &Jid, message: Outgoing) -> Result<Ack, WhatsAppError> {
+    async fn send(
+        &self,
+        to: &Jid,
+        message: Outgoing,
+        context: Context,
+    ) -> Result<Ack, WhatsAppError> {
+        self.state.lock().unwrap().contexts.push(context);
         let delay = self.state.lock().unwrap().send_delay;
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;

@@ -9,6 +9,7 @@ mod dialect;
 mod errors;
 mod helpers;
 mod hostile_media;
+mod later_sends;
 mod lenient;
 mod media;
 mod security;

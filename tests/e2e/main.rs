@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod harness;
 mod incoming;
+mod later_sends;
 mod lifecycle;
 mod sandbox;
 mod send;

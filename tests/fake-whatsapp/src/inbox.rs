@@ -85,6 +85,11 @@ fn has_content(m: &wa::Message) -> bool {
         || m.video_message.is_set()
         || m.document_message.is_set()
         || m.contact_message.is_set()
+        || m.location_message.as_option().is_some_and(|l| {
+            // A pin needs both coordinates, on the globe.
+            l.degrees_latitude.is_some_and(|v| (-90.0..=90.0).contains(&v))
+                && l.degrees_longitude.is_some_and(|v| (-180.0..=180.0).contains(&v))
+        })
 }
 
 /// The media fields every media message carries.

@@ -1,0 +1,99 @@
+//! The later Go versions' sends, through the fake: what the recipient decrypts
+//! carries the quote, mentions, forwarded flag and timer; a location its coordinates.
+
+use std::time::Duration;
+
+use crate::harness::wait_for;
+use crate::send::{FRIEND, delivered, paired};
+
+#[tokio::test]
+async fn a_reply_quotes_the_stored_message_with_mentions_forwarded_and_a_timer() {
+    let (fake, server, _dir) = paired().await;
+    let question = fake.deliver(FRIEND, "are you coming?").await.unwrap();
+    // Acknowledged to WhatsApp only once stored.
+    wait_for("the question stored", Duration::from_secs(10), || {
+        fake.unacked() == 0
+    })
+    .await;
+    let reply = server
+        .post_form(
+            "/send/message",
+            &[
+                ("phone", FRIEND),
+                ("message", "yes, with @6281234567"),
+                ("reply_message_id", &question),
+                ("mentions", "6289685028777"),
+                ("is_forwarded", "true"),
+                ("duration", "86400"),
+            ],
+        )
+        .await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let text = copy
+        .message
+        .extended_text_message
+        .as_option()
+        .expect("an extended text");
+    assert_eq!(text.text.as_deref(), Some("yes, with @6281234567"));
+    let context = text.context_info.as_option().expect("a context");
+    assert_eq!(context.stanza_id.as_deref(), Some(question.as_str()));
+    assert_eq!(
+        context.participant.as_deref(),
+        Some(format!("{FRIEND}@s.whatsapp.net").as_str())
+    );
+    let quoted = context
+        .quoted_message
+        .as_option()
+        .expect("the quoted message");
+    assert_eq!(quoted.conversation.as_deref(), Some("are you coming?"));
+    let mut mentioned = context.mentioned_jid.clone();
+    mentioned.sort();
+    assert_eq!(
+        mentioned,
+        ["6281234567@s.whatsapp.net", "6289685028777@s.whatsapp.net"]
+    );
+    assert_eq!(context.is_forwarded, Some(true));
+    assert_eq!(context.expiration, Some(86_400));
+
+    // An id that is not stored: sent without a quote, as Go does.
+    let reply = server
+        .post_form(
+            "/send/message",
+            &[
+                ("phone", FRIEND),
+                ("message", "plain"),
+                ("reply_message_id", "NOPE"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let last = fake.received().last().unwrap().clone();
+    assert_eq!(last.message.conversation.as_deref(), Some("plain"));
+}
+
+#[tokio::test]
+async fn a_location_arrives_with_its_coordinates() {
+    let (fake, server, _dir) = paired().await;
+    let reply = server
+        .post_form(
+            "/send/location",
+            &[
+                ("phone", FRIEND),
+                ("latitude", "-6.175392"),
+                ("longitude", "106.827153"),
+                ("name", "Monas"),
+                ("address", "Gambir, Jakarta"),
+            ],
+        )
+        .await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let location = copy
+        .message
+        .location_message
+        .as_option()
+        .expect("a location");
+    assert_eq!(location.degrees_latitude, Some(-6.175392));
+    assert_eq!(location.degrees_longitude, Some(106.827153));
+    assert_eq!(location.name.as_deref(), Some("Monas"));
+    assert_eq!(location.address.as_deref(), Some("Gambir, Jakarta"));
+}
