@@ -45,6 +45,12 @@ pub enum Outgoing {
         caption: Option<String>,
         view_once: bool,
     },
+    /// A poll: people may pick up to `max_answer` of the options.
+    Poll {
+        question: String,
+        options: Vec<String>,
+        max_answer: u32,
+    },
     /// A pin on the map, in degrees.
     Location {
         latitude: f64,
@@ -79,6 +85,7 @@ impl Outgoing {
         match self {
             Outgoing::Text(text) => Some(text),
             Outgoing::Contact { .. } | Outgoing::Location { .. } => None,
+            Outgoing::Poll { question, .. } => Some(question),
             Outgoing::Document { caption, .. }
             | Outgoing::Image { caption, .. }
             | Outgoing::Video { caption, .. } => caption.as_deref(),

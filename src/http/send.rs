@@ -25,6 +25,88 @@ pub fn router() -> Router<AppState> {
         .route("/video", post(video))
         .route("/contact", post(contact))
         .route("/location", post(location))
+        .route("/poll", post(poll))
+        .route("/presence", post(presence))
+        .route("/chat-presence", post(chat_presence))
+}
+
+async fn poll(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = with_common(&["phone", "question", "options", "max_answer", "type"]);
+    let mut form = text_form(&state, req, &fields).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    errors.check("question", form.get("question"), &[Rule::Required]);
+    let options = form.list("options");
+    let unique: std::collections::HashSet<&String> = options.iter().collect();
+    if options.len() < 2 {
+        errors.add("options", "must have at least 2 options");
+    } else if options.len() > 12 {
+        errors.add("options", "must have at most 12 options");
+    } else if unique.len() != options.len() {
+        errors.add("options", "must be unique");
+    }
+    let max_answer = match form.get("max_answer").map(str::trim) {
+        None | Some("") => Some(1),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= 1 && (n as usize) <= options.len().max(1) => Some(n),
+            _ => {
+                errors.add(
+                    "max_answer",
+                    format!("must be between 1 and {}", options.len().max(1)),
+                );
+                None
+            }
+        },
+    };
+    let context = context(&form, &mut errors);
+    errors.into_result()?;
+    let poll = Outgoing::Poll {
+        question: validated(form.text("question"))?,
+        options,
+        max_answer: validated(max_answer)?,
+    };
+    let result = state.send.poll(&validated(to)?, poll, context).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let form = text_form(&state, req, &["type"]).await?;
+    let mut errors = ValidationErrors::new();
+    errors.check("type", form.get("type"), &[Rule::Required]);
+    let available = match form.get("type").map(str::trim) {
+        Some(t) if t.eq_ignore_ascii_case("available") => Some(true),
+        Some(t) if t.eq_ignore_ascii_case("unavailable") => Some(false),
+        Some("") | None => None,
+        Some(_) => {
+            errors.add("type", "must be available or unavailable");
+            None
+        }
+    };
+    errors.into_result()?;
+    let result = state.send.presence(validated(available)?).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn chat_presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let mut form = text_form(&state, req, &["phone", "action", "type"]).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    errors.check("action", form.get("action"), &[Rule::Required]);
+    let typing = match form.get("action").map(str::trim) {
+        Some(a) if a.eq_ignore_ascii_case("start") => Some(true),
+        Some(a) if a.eq_ignore_ascii_case("stop") => Some(false),
+        Some("") | None => None,
+        Some(_) => {
+            errors.add("action", "must be start or stop");
+            None
+        }
+    };
+    errors.into_result()?;
+    let result = state
+        .send
+        .chat_presence(&validated(to)?, validated(typing)?)
+        .await?;
+    Ok(ok("Success", Some(result)))
 }
 
 /// The later versions' fields every send route takes.

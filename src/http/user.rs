@@ -17,6 +17,17 @@ pub fn router() -> Router<AppState> {
         .route("/avatar", get(avatar))
         .route("/my/privacy", get(privacy))
         .route("/my/groups", get(groups))
+        .route("/check", get(check))
+}
+
+/// The later versions' `/user/check`: `{is_on_whatsapp}`.
+async fn check(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let phone = phone_query(&state, q.as_deref())?;
+    let on = state.user.check(&phone).await?;
+    Ok(ok(
+        "Success",
+        Some(serde_json::json!({ "is_on_whatsapp": on })),
+    ))
 }
 
 /// The `phone` query parameter: required, E.164, 10–15 bytes.

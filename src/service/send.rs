@@ -64,6 +64,16 @@ impl SendService {
             .await
     }
 
+    pub async fn poll(
+        &self,
+        to: &Recipient,
+        poll: Outgoing,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.deliver(to, poll, context, "Send poll success").await
+    }
+
     pub async fn location(
         &self,
         to: &Recipient,
@@ -151,6 +161,36 @@ impl SendService {
             view_once: req.view_once,
         };
         self.deliver(to, message, context, "Video sent to").await
+    }
+
+    /// `/send/presence`: online or offline.
+    pub async fn presence(&self, available: bool) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.wa.set_presence(available).await?;
+        let kind = if available {
+            "available"
+        } else {
+            "unavailable"
+        };
+        Ok(SendResult {
+            message_id: "presence".to_owned(),
+            status: format!("Send presence success {kind}"),
+        })
+    }
+
+    /// `/send/chat-presence`: typing in a chat, or stopped.
+    pub async fn chat_presence(
+        &self,
+        to: &Recipient,
+        typing: bool,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.wa.chat_presence(to.jid(), typing).await?;
+        let action = if typing { "start" } else { "stop" };
+        Ok(SendResult {
+            message_id: format!("chat-presence-{action}"),
+            status: format!("Send chat presence {action} typing success {to}"),
+        })
     }
 
     async fn deliver(

@@ -142,6 +142,12 @@ impl UserService {
         Self { wa }
     }
 
+    /// Whether `phone` (a validated E.164 number) has a WhatsApp account.
+    pub async fn check(&self, phone: &str) -> Result<bool, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        Ok(self.wa.user_info(&user_jid(phone)).await?.is_some())
+    }
+
     /// `phone` must already be a validated E.164 number.
     pub async fn info(&self, phone: &str) -> Result<UserInfo, ServiceError> {
         ensure_connected(&*self.wa)?;

@@ -238,6 +238,12 @@ pub trait WhatsApp: Send + Sync + 'static {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError>;
 
+    /// Shows this account as online (`true`) or offline to its contacts.
+    async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError>;
+
+    /// Shows `to` that this account is typing (`true`) or stopped.
+    async fn chat_presence(&self, to: &Jid, typing: bool) -> Result<(), WhatsAppError>;
+
     /// Encrypts and uploads media; the returned keys go into the message.
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
 
@@ -293,6 +299,26 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         queries::groups(&*self.inner.ready_client()?).await
+    }
+
+    async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError> {
+        let client = self.inner.ready_client()?;
+        let presence = client.presence();
+        let done = match available {
+            true => presence.set_available().await,
+            false => presence.set_unavailable().await,
+        };
+        done.map_err(|e| WhatsAppError::failed("presence update failed", e))
+    }
+
+    async fn chat_presence(&self, to: &Jid, typing: bool) -> Result<(), WhatsAppError> {
+        let client = self.inner.ready_client()?;
+        let chatstate = client.chatstate();
+        let done = match typing {
+            true => chatstate.send_composing(to).await,
+            false => chatstate.send_paused(to).await,
+        };
+        done.map_err(|e| WhatsAppError::failed("chat presence update failed", e))
     }
 
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {

@@ -137,6 +137,42 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
                 ..Default::default()
             }
         }
+        Outgoing::Poll {
+            question,
+            options,
+            max_answer,
+        } => {
+            let poll = wa::message::PollCreationMessage {
+                name: Some(question),
+                options: options
+                    .into_iter()
+                    .map(|name| wa::message::poll_creation_message::Option {
+                        option_name: Some(name),
+                        option_hash: None,
+                    })
+                    .collect(),
+                selectable_options_count: Some(max_answer),
+                ..Default::default()
+            };
+            // As WhatsApp Web: v3 for single choice, v1 for several; the 32-byte
+            // secret lets voters encrypt their votes.
+            let mut message = if max_answer == 1 {
+                wa::Message {
+                    poll_creation_message_v3: MessageField::some(poll),
+                    ..Default::default()
+                }
+            } else {
+                wa::Message {
+                    poll_creation_message: MessageField::some(poll),
+                    ..Default::default()
+                }
+            };
+            message.message_context_info = MessageField::some(wa::MessageContextInfo {
+                message_secret: Some(rand::random::<[u8; 32]>().to_vec()),
+                ..Default::default()
+            });
+            message
+        }
         Outgoing::Location {
             latitude,
             longitude,

@@ -33,6 +33,8 @@ pub struct FakeState {
     pub sent: Vec<(Jid, Outgoing)>,
     /// The context of each send, in order.
     pub contexts: Vec<Context>,
+    /// Presence updates: `presence:<available>` or `<jid>:<typing>`.
+    pub presences: Vec<String>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -138,6 +140,18 @@ impl WhatsApp for FakeSession {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         Ok(self.state.lock().unwrap().groups.clone())
+    }
+
+    async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        state.presences.push(format!("presence:{available}"));
+        Ok(())
+    }
+
+    async fn chat_presence(&self, to: &Jid, typing: bool) -> Result<(), WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        state.presences.push(format!("{to}:{typing}"));
+        Ok(())
     }
 
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {

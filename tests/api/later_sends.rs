@@ -117,3 +117,147 @@ async fn every_send_takes_the_common_fields() {
         "duration: must be a number of seconds."
     );
 }
+
+#[tokio::test]
+async fn presence_and_chat_presence_answer_as_the_later_versions() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json("/send/presence", json!({"type": "available"}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(
+        res.body["results"],
+        json!({"message_id": "presence", "status": "Send presence success available"})
+    );
+    let res = app
+        .post_form(
+            "/send/chat-presence",
+            &[("phone", PHONE), ("action", "start")],
+        )
+        .await;
+    assert_eq!(
+        res.body["results"],
+        json!({
+            "message_id": "chat-presence-start",
+            "status": "Send chat presence start typing success 6289685024091@s.whatsapp.net"
+        })
+    );
+    app.post_form(
+        "/send/chat-presence",
+        &[("phone", PHONE), ("action", "stop")],
+    )
+    .await
+    .assert_success("Success");
+    let res = app
+        .post_json("/send/presence", json!({"type": "busy"}))
+        .await;
+    assert_eq!(
+        res.body["message"],
+        "type: must be available or unavailable."
+    );
+    let res = app
+        .post_form("/send/chat-presence", &[("phone", PHONE)])
+        .await;
+    assert_eq!(res.body["message"], "action: cannot be blank.");
+    assert_eq!(
+        app.wa.state.lock().unwrap().presences,
+        [
+            "presence:true",
+            "6289685024091@s.whatsapp.net:true",
+            "6289685024091@s.whatsapp.net:false"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn user_check_says_whether_a_number_is_on_whatsapp() {
+    let app = TestApp::spawn().await;
+    let res = app.get(&format!("/user/check?phone={PHONE}")).await;
+    assert_eq!(
+        res.body["results"],
+        json!({"is_on_whatsapp": false}),
+        "{}",
+        res.text
+    );
+    app.wa.state.lock().unwrap().user = Some(whatsapp_api::whatsapp::UserDetails::default());
+    let res = app.get(&format!("/user/check?phone={PHONE}")).await;
+    assert_eq!(
+        res.body["results"],
+        json!({"is_on_whatsapp": true}),
+        "{}",
+        res.text
+    );
+    let res = app.get("/user/check?phone=12").await;
+    assert_eq!(res.status, 400, "{}", res.text);
+}
+
+#[tokio::test]
+async fn a_poll_needs_distinct_options_and_a_sensible_choice_count() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json(
+            "/send/poll",
+            json!({"phone": PHONE, "question": "Lunch?", "options": ["Soto", "Sate", "Bakso"], "max_answer": 2}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(
+        res.body["results"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Send poll success 6289685024091@s.whatsapp.net")
+    );
+    assert_eq!(
+        app.wa.sent()[0].1,
+        Outgoing::Poll {
+            question: "Lunch?".into(),
+            options: vec!["Soto".into(), "Sate".into(), "Bakso".into()],
+            max_answer: 2,
+        }
+    );
+    for (body, message) in [
+        (
+            json!({"phone": PHONE, "question": "Q", "options": ["A"]}),
+            "options: must have at least 2 options.",
+        ),
+        (
+            json!({"phone": PHONE, "question": "Q", "options": ["A", "A"]}),
+            "options: must be unique.",
+        ),
+        (
+            json!({"phone": PHONE, "question": "Q", "options": ["A", "B"], "max_answer": 3}),
+            "max_answer: must be between 1 and 2.",
+        ),
+        (
+            json!({"phone": PHONE, "options": ["A", "B"]}),
+            "question: cannot be blank.",
+        ),
+    ] {
+        let res = app.post_json("/send/poll", body).await;
+        assert_eq!(
+            (res.status, res.body["message"].as_str().unwrap()),
+            (400, message)
+        );
+    }
+    // Repeated form fields work too; max_answer defaults to 1.
+    app.post_form(
+        "/send/poll",
+        &[
+            ("phone", PHONE),
+            ("question", "Q"),
+            ("options", "Yes"),
+            ("options", "No"),
+        ],
+    )
+    .await
+    .assert_success("Success");
+    let Outgoing::Poll {
+        max_answer,
+        options,
+        ..
+    } = &app.wa.sent()[1].1
+    else {
+        panic!("not a poll");
+    };
+    assert_eq!((*max_answer, options.len()), (1, 2));
+}

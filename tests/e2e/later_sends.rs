@@ -97,3 +97,75 @@ async fn a_location_arrives_with_its_coordinates() {
     assert_eq!(location.name.as_deref(), Some("Monas"));
     assert_eq!(location.address.as_deref(), Some("Gambir, Jakarta"));
 }
+
+#[tokio::test]
+async fn presence_and_typing_reach_whatsapp() {
+    let (fake, server, _dir) = paired().await;
+    let before = fake.presences().len();
+    let reply = server
+        .post_form("/send/presence", &[("type", "unavailable")])
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    for action in ["start", "stop"] {
+        let reply = server
+            .post_form(
+                "/send/chat-presence",
+                &[("phone", FRIEND), ("action", action)],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    wait_for("the stanzas", Duration::from_secs(5), || {
+        fake.chatstates().len() == 2
+    })
+    .await;
+    assert_eq!(fake.presences()[before..], ["unavailable"]);
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    assert_eq!(
+        fake.chatstates(),
+        [
+            (friend.clone(), "composing".to_owned()),
+            (friend, "paused".to_owned())
+        ]
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn a_poll_arrives_with_its_options_and_secret() {
+    let (fake, server, _dir) = paired().await;
+    let reply = server
+        .post_form(
+            "/send/poll",
+            &[
+                ("phone", FRIEND),
+                ("question", "Lunch?"),
+                ("options", "Soto"),
+                ("options", "Sate"),
+                ("options", "Bakso"),
+                ("max_answer", "2"),
+            ],
+        )
+        .await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let poll = copy
+        .message
+        .poll_creation_message
+        .as_option()
+        .expect("a multiple-choice poll");
+    assert_eq!(poll.name.as_deref(), Some("Lunch?"));
+    let names: Vec<_> = poll
+        .options
+        .iter()
+        .filter_map(|o| o.option_name.as_deref())
+        .collect();
+    assert_eq!(names, ["Soto", "Sate", "Bakso"]);
+    assert_eq!(poll.selectable_options_count, Some(2));
+    let secret = copy
+        .message
+        .message_context_info
+        .as_option()
+        .and_then(|c| c.message_secret.clone())
+        .expect("the poll's secret");
+    assert_eq!(secret.len(), 32);
+}

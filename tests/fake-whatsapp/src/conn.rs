@@ -588,6 +588,29 @@ impl Conn {
             self.take_ack(node);
             return Ok(false);
         }
+        if node.tag == "presence" {
+            let kind = attr(node, "type").unwrap_or_else(|| "available".to_owned());
+            if !matches!(kind.as_str(), "available" | "unavailable") {
+                let problem = format!("a presence of unknown type: {}", crate::show(node));
+                self.shared.world().problems.push(problem);
+            }
+            self.shared.world().presences.push(kind);
+            return Ok(false);
+        }
+        if node.tag == "chatstate" {
+            let to = attr(node, "to").unwrap_or_default();
+            let state = node
+                .children()
+                .and_then(|c| c.first())
+                .map(|c| c.tag.to_string())
+                .unwrap_or_default();
+            if to.is_empty() || !matches!(state.as_str(), "composing" | "paused") {
+                let problem = format!("a malformed chat state: {}", crate::show(node));
+                self.shared.world().problems.push(problem);
+            }
+            self.shared.world().chatstates.push((to, state));
+            return Ok(false);
+        }
         if !is_request(node) || self.answered_with_fault(node).await? {
             return Ok(false);
         }

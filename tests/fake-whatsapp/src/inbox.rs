@@ -85,11 +85,44 @@ fn has_content(m: &wa::Message) -> bool {
         || m.video_message.is_set()
         || m.document_message.is_set()
         || m.contact_message.is_set()
+        || poll_is_sound(m)
         || m.location_message.as_option().is_some_and(|l| {
             // A pin needs both coordinates, on the globe.
-            l.degrees_latitude.is_some_and(|v| (-90.0..=90.0).contains(&v))
-                && l.degrees_longitude.is_some_and(|v| (-180.0..=180.0).contains(&v))
+            l.degrees_latitude
+                .is_some_and(|v| (-90.0..=90.0).contains(&v))
+                && l.degrees_longitude
+                    .is_some_and(|v| (-180.0..=180.0).contains(&v))
         })
+}
+
+/// A poll needs a question, 2 to 12 distinct options, a choice count within them
+/// and the 32-byte secret voters derive their keys from.
+fn poll_is_sound(m: &wa::Message) -> bool {
+    let Some(poll) = m
+        .poll_creation_message
+        .as_option()
+        .or(m.poll_creation_message_v3.as_option())
+    else {
+        return false;
+    };
+    let names: std::collections::HashSet<_> = poll
+        .options
+        .iter()
+        .filter_map(|o| o.option_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let secret = m
+        .message_context_info
+        .as_option()
+        .and_then(|c| c.message_secret.as_ref())
+        .is_some_and(|s| s.len() == 32);
+    poll.name.as_deref().is_some_and(|n| !n.is_empty())
+        && (2..=12).contains(&poll.options.len())
+        && names.len() == poll.options.len()
+        && poll
+            .selectable_options_count
+            .is_some_and(|c| c >= 1 && c as usize <= names.len())
+        && secret
 }
 
 /// The media fields every media message carries.

@@ -180,6 +180,10 @@ struct World {
     unacked: HashMap<u32, Vec<(String, Node)>>,
     /// How many times media was downloaded, by token.
     downloads: HashMap<String, usize>,
+    /// `<presence>` types the companion sent, in order.
+    presences: Vec<String>,
+    /// `<chatstate>`s the companion sent: (to, state).
+    chatstates: Vec<(String, String)>,
 }
 
 /// Media the fake serves as if a contact's phone had uploaded it: what a media
@@ -456,6 +460,16 @@ impl FakeWhatsApp {
             .get(token)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The presence types (`available`, `unavailable`) the companion announced.
+    pub fn presences(&self) -> Vec<String> {
+        self.shared.world().presences.clone()
+    }
+
+    /// The chat states the companion sent: (to, `composing` or `paused`).
+    pub fn chatstates(&self) -> Vec<(String, String)> {
+        self.shared.world().chatstates.clone()
     }
 
     /// Messages delivered to a companion and not acknowledged by it yet.
