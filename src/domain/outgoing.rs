@@ -45,6 +45,12 @@ pub enum Outgoing {
         caption: Option<String>,
         view_once: bool,
     },
+    /// Audio; a voice note (`ptt`) plays in the chat like a recorded message.
+    Audio {
+        file: Uploaded,
+        mime_type: String,
+        ptt: bool,
+    },
     /// A poll: people may pick up to `max_answer` of the options.
     Poll {
         question: String,
@@ -84,7 +90,7 @@ impl Outgoing {
     pub fn text(&self) -> Option<&str> {
         match self {
             Outgoing::Text(text) => Some(text),
-            Outgoing::Contact { .. } | Outgoing::Location { .. } => None,
+            Outgoing::Contact { .. } | Outgoing::Location { .. } | Outgoing::Audio { .. } => None,
             Outgoing::Poll { question, .. } => Some(question),
             Outgoing::Document { caption, .. }
             | Outgoing::Image { caption, .. }

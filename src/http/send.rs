@@ -26,8 +26,24 @@ pub fn router() -> Router<AppState> {
         .route("/contact", post(contact))
         .route("/location", post(location))
         .route("/poll", post(poll))
+        .route("/audio", post(audio))
         .route("/presence", post(presence))
         .route("/chat-presence", post(chat_presence))
+}
+
+async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = with_common(&["phone", "ptt", "type"]);
+    let max_mb = state.limits.max_file_mb;
+    let mut form = media_form(&state, req, &fields, "audio", max_mb).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    let ptt = form.flag("ptt", false, &mut errors);
+    let upload = required_file(&mut form, "audio", &mut errors);
+    let context = context(&form, &mut errors);
+    errors.into_result()?;
+    let (to, upload) = (validated(to)?, validated(upload)?);
+    let result = state.send.audio(&to, upload, ptt, context).await?;
+    Ok(ok("Success", Some(result)))
 }
 
 async fn poll(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {

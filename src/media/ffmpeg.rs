@@ -52,6 +52,11 @@ pub enum Demuxer {
     /// Matroska and WebM.
     Matroska,
     Avi,
+    Mp3,
+    Ogg,
+    Wav,
+    Aac,
+    Flac,
 }
 
 impl Demuxer {
@@ -60,6 +65,11 @@ impl Demuxer {
             Demuxer::Mov => "mov",
             Demuxer::Matroska => "matroska",
             Demuxer::Avi => "avi",
+            Demuxer::Mp3 => "mp3",
+            Demuxer::Ogg => "ogg",
+            Demuxer::Wav => "wav",
+            Demuxer::Aac => "aac",
+            Demuxer::Flac => "flac",
         }
     }
 
@@ -70,7 +80,7 @@ impl Demuxer {
             // External data references ("drefs") and absolute alias paths would let
             // an mp4 name other files to read.
             Demuxer::Mov => &["-enable_drefs", "0", "-use_absolute_path", "0"],
-            Demuxer::Matroska | Demuxer::Avi => &[],
+            _ => &[],
         }
     }
 }

@@ -4,6 +4,7 @@
 //! resizing, ffmpeg runs) takes a slot of [`MediaConfig::heavy_work`] first, so that a
 //! burst of uploads queues instead of oversubscribing the CPUs and memory.
 
+pub mod audio;
 pub mod document;
 pub mod ffmpeg;
 pub mod image;

@@ -64,6 +64,26 @@ impl SendService {
             .await
     }
 
+    pub async fn audio(
+        &self,
+        to: &Recipient,
+        upload: Upload,
+        ptt: bool,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let audio = media::audio::prepare(&upload, ptt, &self.media).await?;
+        drop(upload);
+        let file = self.wa.upload(audio.bytes, MediaKind::Audio).await?;
+        let message = Outgoing::Audio {
+            file,
+            mime_type: audio.mime_type,
+            ptt,
+        };
+        self.deliver(to, message, context, "Send audio success")
+            .await
+    }
+
     pub async fn poll(
         &self,
         to: &Recipient,

@@ -142,6 +142,7 @@ pub enum MediaKind {
     Image,
     Video,
     Document,
+    Audio,
 }
 
 pub use crate::domain::outgoing::{Context, Outgoing, Uploaded};

@@ -54,6 +54,8 @@ pub fn with_context(
         &mut m.context_info
     } else if let Some(m) = message.contact_message.as_option_mut() {
         &mut m.context_info
+    } else if let Some(m) = message.audio_message.as_option_mut() {
+        &mut m.context_info
     } else if let Some(m) = message.location_message.as_option_mut() {
         &mut m.context_info
     } else {
@@ -137,6 +139,25 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
                 ..Default::default()
             }
         }
+        Outgoing::Audio {
+            file,
+            mime_type,
+            ptt,
+        } => wa::Message {
+            audio_message: MessageField::some(wa::message::AudioMessage {
+                url: Some(file.url),
+                direct_path: Some(file.direct_path),
+                media_key: Some(file.media_key),
+                file_enc_sha256: Some(file.file_enc_sha256),
+                file_sha256: Some(file.file_sha256),
+                file_length: Some(file.file_length),
+                media_key_timestamp: Some(file.media_key_timestamp),
+                mimetype: Some(mime_type),
+                ptt: Some(ptt),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         Outgoing::Poll {
             question,
             options,

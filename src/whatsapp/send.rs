@@ -165,5 +165,6 @@ fn media_type(kind: MediaKind) -> MediaType {
         MediaKind::Image => MediaType::Image,
         MediaKind::Video => MediaType::Video,
         MediaKind::Document => MediaType::Document,
+        MediaKind::Audio => MediaType::Audio,
     }
 }

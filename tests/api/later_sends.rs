@@ -261,3 +261,51 @@ async fn a_poll_needs_distinct_options_and_a_sensible_choice_count() {
     };
     assert_eq!((*max_answer, options.len()), (1, 2));
 }
+
+#[tokio::test]
+async fn audio_as_a_voice_note_becomes_ogg_opus_and_mp3_goes_as_it_is() {
+    use crate::common::{file_part, sample_audio};
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = sample_audio(dir.path(), "tone.wav");
+    let form = reqwest::multipart::Form::new()
+        .text("phone", PHONE)
+        .text("ptt", "true")
+        .part("audio", file_part(wav, "tone.wav", "audio/wav"));
+    let res = app.post_multipart("/send/audio", form).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(
+        res.body["results"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Send audio success 6289685024091@s.whatsapp.net")
+    );
+    let uploads = app.wa.uploads();
+    assert!(uploads[0].0.starts_with(b"OggS"));
+    assert!(uploads[0].0.windows(8).any(|w| w == b"OpusHead"));
+    let Outgoing::Audio { mime_type, ptt, .. } = &app.wa.sent()[0].1 else {
+        panic!("not audio");
+    };
+    assert_eq!((mime_type.as_str(), *ptt), ("audio/ogg; codecs=opus", true));
+
+    let mp3 = sample_audio(dir.path(), "tone.mp3");
+    let form = reqwest::multipart::Form::new()
+        .text("phone", PHONE)
+        .part("audio", file_part(mp3.clone(), "tone.mp3", "audio/mpeg"));
+    app.post_multipart("/send/audio", form)
+        .await
+        .assert_success("Success");
+    assert_eq!(app.wa.uploads()[1].0, mp3, "sent as it is");
+
+    let form = reqwest::multipart::Form::new().text("phone", PHONE).part(
+        "audio",
+        file_part(b"just some text".to_vec(), "a.mp3", "audio/mpeg"),
+    );
+    let res = app.post_multipart("/send/audio", form).await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert_eq!(
+        res.body["message"],
+        "your audio type is not allowed. please use mp3/m4a/aac/ogg/wav/flac"
+    );
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+}

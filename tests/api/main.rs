@@ -14,4 +14,5 @@ mod lenient;
 mod media;
 mod security;
 mod send;
+mod spec;
 mod user;

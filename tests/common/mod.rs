@@ -56,3 +56,24 @@ pub fn decode_qr(png: &[u8]) -> String {
     assert_eq!(grids.len(), 1, "one QR code in the image");
     grids[0].decode().unwrap().1
 }
+
+/// A second of a 440 Hz tone in the format `name`'s extension names, made by ffmpeg.
+pub fn sample_audio(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("sine=frequency=440:duration=1")
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is needed by the tests (apt-get install ffmpeg)");
+    assert!(status.success());
+    std::fs::read(path).unwrap()
+}

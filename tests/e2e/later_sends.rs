@@ -169,3 +169,22 @@ async fn a_poll_arrives_with_its_options_and_secret() {
         .expect("the poll's secret");
     assert_eq!(secret.len(), 32);
 }
+
+#[tokio::test]
+async fn a_voice_note_arrives_as_ogg_opus() {
+    let (fake, server, dir) = paired().await;
+    let wav = crate::common::sample_audio(dir.path(), "note.wav");
+    let form = reqwest::multipart::Form::new()
+        .text("phone", FRIEND)
+        .text("ptt", "true")
+        .part(
+            "audio",
+            crate::common::file_part(wav, "note.wav", "audio/wav"),
+        );
+    let reply = server.post_multipart("/send/audio", form).await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let audio = copy.message.audio_message.as_option().expect("audio");
+    assert_eq!(audio.ptt, Some(true));
+    let media = copy.media.expect("the decrypted voice note");
+    assert!(media.starts_with(b"OggS") && media.windows(8).any(|w| w == b"OpusHead"));
+}

@@ -84,6 +84,7 @@ fn has_content(m: &wa::Message) -> bool {
         || m.image_message.is_set()
         || m.video_message.is_set()
         || m.document_message.is_set()
+        || m.audio_message.is_set()
         || m.contact_message.is_set()
         || poll_is_sound(m)
         || m.location_message.as_option().is_some_and(|l| {
@@ -156,6 +157,16 @@ fn media_of(m: &wa::Message) -> Option<MediaRef<'_>> {
             file_length: v.file_length,
         });
     }
+    if let Some(a) = m.audio_message.as_option() {
+        return Some(MediaRef {
+            kind: MediaType::Audio,
+            direct_path: a.direct_path.as_deref(),
+            media_key: a.media_key.as_deref(),
+            file_sha256: a.file_sha256.as_deref(),
+            file_enc_sha256: a.file_enc_sha256.as_deref(),
+            file_length: a.file_length,
+        });
+    }
     if let Some(d) = m.document_message.as_option() {
         return Some(MediaRef {
             kind: MediaType::Document,
@@ -208,6 +219,19 @@ async fn checked(
                 m.file_length == Some(plain.len() as u64),
                 "file_length does not match the decrypted media"
             );
+            if let Some(audio) = message.audio_message.as_option()
+                && audio.ptt == Some(true)
+            {
+                // A voice note must be OGG/Opus, or phones do not play it.
+                ensure!(
+                    plain.starts_with(b"OggS") && plain.windows(8).any(|w| w == b"OpusHead"),
+                    "a voice note that is not OGG/Opus"
+                );
+                ensure!(
+                    audio.mimetype.as_deref() == Some("audio/ogg; codecs=opus"),
+                    "a voice note's mimetype is not audio/ogg; codecs=opus"
+                );
+            }
             Some(plain)
         }
     };
