@@ -134,6 +134,11 @@ pub struct Config {
     #[arg(long, env = "APP_API_COMPAT", value_enum, default_value = "v2.3.0")]
     pub api_compat: crate::http::wire::ApiCompat,
 
+    /// Let `image_url`, `file_url`… fetch from loopback, private and link-local
+    /// addresses (by default only public addresses are fetched).
+    #[arg(long, env = "APP_ALLOW_PRIVATE_URLS", default_value_t = false)]
+    pub allow_private_urls: bool,
+
     /// Refuse unknown request fields with a 400 (by default they are ignored, as Go
     /// ignored them).
     #[arg(long, env = "APP_STRICT_FIELDS", default_value_t = false)]

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod fetch;
 pub mod http;
 pub mod media;
 pub mod messages;
@@ -69,6 +70,10 @@ pub fn app_state(
             strict_fields: config.strict_fields,
             api_compat: config.api_compat,
         }),
+        fetcher: fetch::Fetcher::new(
+            config.allow_private_urls,
+            std::time::Duration::from_secs(60),
+        ),
         guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
             accounts: config
                 .basic_auth_accounts()

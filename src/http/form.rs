@@ -173,7 +173,8 @@ pub async fn read_body(req: Request, spec: &FormSpec<'_>) -> Result<Form, ApiErr
     let mime = content_type.split(';').next().unwrap_or("").trim();
     match mime {
         "multipart/form-data" => read_multipart(req, spec).await,
-        "application/x-www-form-urlencoded" if spec.file.is_none() => {
+        // Media routes too: their file may come by URL (`image_url`…).
+        "application/x-www-form-urlencoded" => {
             let body = read_small_body(req.into_body()).await?;
             let mut form = Form::default();
             for (name, value) in parse_urlencoded(&body)? {
@@ -181,18 +182,14 @@ pub async fn read_body(req: Request, spec: &FormSpec<'_>) -> Result<Form, ApiErr
             }
             Ok(form)
         }
-        "application/json" if spec.file.is_none() => {
+        "application/json" => {
             let body = read_small_body(req.into_body()).await?;
             read_json(&body, spec)
         }
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            if spec.file.is_some() {
-                "unsupported content type: send multipart/form-data"
-            } else {
-                "unsupported content type: send multipart/form-data, \
-                 application/x-www-form-urlencoded or application/json"
-            },
+            "unsupported content type: send multipart/form-data, \
+             application/x-www-form-urlencoded or application/json",
         )),
     }
 }

@@ -65,6 +65,8 @@ pub struct AppState {
     pub send: Arc<SendService>,
     pub limits: Arc<Limits>,
     pub guard: Arc<guard::Guard>,
+    /// Fetches what requests name by URL (`image_url`…).
+    pub fetcher: crate::fetch::Fetcher,
 }
 
 /// The whole API, with static files served from `statics_dir` under `/statics/`.

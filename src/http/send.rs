@@ -13,6 +13,7 @@ use super::response::{ApiError, ok};
 use super::wire::ApiCompat;
 use crate::domain::recipient::{ChatType, Recipient};
 use crate::domain::validation::{Rule, ValidationErrors};
+use crate::fetch::FetchError;
 use crate::media::{self, Upload};
 use crate::service::send::{ImageSend, VideoSend};
 use crate::whatsapp::{Context, Outgoing};
@@ -234,19 +235,44 @@ async fn media_form(
     } else {
         "file"
     };
+    let too_large = format!(
+        "max {what} upload is {max_mb} MB, please upload in cloud and send via text if your file is higher than {max_mb} MB"
+    );
+    // The later versions' `image_url`, `file_url`…: the file fetched instead.
+    let url_field = format!("{file_field}_url");
+    let mut fields = fields.to_vec();
+    fields.push(&url_field);
     let spec = FormSpec {
-        fields,
+        fields: &fields,
         file: Some(FileSpec {
             field: file_field,
             max_bytes: max_mb * MEGABYTE,
-            too_large: format!(
-                "max {what} upload is {max_mb} MB, please upload in cloud and send via text if your file is higher than {max_mb} MB"
-            ),
+            too_large: too_large.clone(),
         }),
         temp_dir: &state.limits.temp_dir,
         strict: state.limits.strict_fields,
     };
-    read_body(req, &spec).await
+    let mut form = read_body(req, &spec).await?;
+    if form.file.is_none()
+        && let Some(url) = form.text(&url_field)
+    {
+        let (fetcher, dir) = (state.fetcher.clone(), state.limits.temp_dir.clone());
+        let max_bytes = max_mb * MEGABYTE;
+        let fetched = tokio::task::spawn_blocking(move || fetcher.download(&url, &dir, max_bytes))
+            .await
+            .map_err(|_| ApiError::bad_request(format!("{url_field}: the download stopped")))?;
+        let fetched = fetched.map_err(|e| match e {
+            FetchError::TooLarge(_) => ApiError::bad_request(too_large),
+            e => ApiError::from(ValidationErrors::single(&url_field, e.to_string())),
+        })?;
+        form.file = Some(Upload {
+            path: fetched.path,
+            file_name: fetched.file_name,
+            content_type: fetched.content_type,
+            len: fetched.len,
+        });
+    }
+    Ok(form)
 }
 
 /// Checks `phone` and turns it, with `type`, into the recipient. The later

@@ -309,3 +309,76 @@ async fn audio_as_a_voice_note_becomes_ogg_opus_and_mp3_goes_as_it_is() {
     );
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
+
+/// A loopback web server answering `path` with `body`.
+async fn web_server(body: Vec<u8>, content_type: &'static str) -> String {
+    let app = axum::Router::new().route(
+        "/media/{name}",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", content_type)], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn media_urls_are_fetched_from_public_addresses_only_unless_allowed() {
+    let base = web_server(crate::common::jpeg(800, 600), "image/jpeg").await;
+    let url = format!("{base}/media/photo.jpg");
+    let app = TestApp::spawn().await;
+    let res = app
+        .post_json("/send/image", json!({"phone": PHONE, "image_url": url}))
+        .await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert_eq!(
+        res.body["message"],
+        "image_url: 127.0.0.1 is not a public address."
+    );
+    for bad in ["file:///etc/passwd", "gopher://example.com/"] {
+        let res = app
+            .post_json("/send/file", json!({"phone": PHONE, "file_url": bad}))
+            .await;
+        assert_eq!(
+            res.body["message"], "file_url: only http:// and https:// URLs can be fetched.",
+            "{bad}"
+        );
+    }
+    assert!(app.wa.sent().is_empty());
+
+    let app = TestApp::spawn_with(&["--allow-private-urls", "--max-file-size-mb", "1"]).await;
+    let res = app
+        .post_form(
+            "/send/image",
+            &[
+                ("phone", PHONE),
+                ("image_url", &url),
+                ("caption", "fetched"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let Outgoing::Image { width, caption, .. } = &app.wa.sent()[0].1 else {
+        panic!("not an image");
+    };
+    assert_eq!((*width, caption.as_deref()), (600, Some("fetched")));
+    // The file limit holds for fetched files too.
+    let big = web_server(vec![0u8; 1_500_000], "application/octet-stream").await;
+    let res = app
+        .post_json(
+            "/send/file",
+            json!({"phone": PHONE, "file_url": format!("{big}/media/big.bin")}),
+        )
+        .await;
+    assert_eq!(res.status, 400);
+    assert!(
+        res.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("max file upload is 1 MB")
+    );
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+}
