@@ -51,6 +51,10 @@ pub enum Outgoing {
         mime_type: String,
         ptt: bool,
     },
+    /// A 512×512 WebP sticker.
+    Sticker {
+        file: Uploaded,
+    },
     /// A poll: people may pick up to `max_answer` of the options.
     Poll {
         question: String,
@@ -90,7 +94,10 @@ impl Outgoing {
     pub fn text(&self) -> Option<&str> {
         match self {
             Outgoing::Text(text) => Some(text),
-            Outgoing::Contact { .. } | Outgoing::Location { .. } | Outgoing::Audio { .. } => None,
+            Outgoing::Contact { .. }
+            | Outgoing::Location { .. }
+            | Outgoing::Audio { .. }
+            | Outgoing::Sticker { .. } => None,
             Outgoing::Poll { question, .. } => Some(question),
             Outgoing::Document { caption, .. }
             | Outgoing::Image { caption, .. }

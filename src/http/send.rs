@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/location", post(location))
         .route("/poll", post(poll))
         .route("/audio", post(audio))
+        .route("/sticker", post(sticker))
         .route("/presence", post(presence))
         .route("/chat-presence", post(chat_presence))
 }
@@ -44,6 +45,20 @@ async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, 
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
     let result = state.send.audio(&to, upload, ptt, context).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn sticker(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = with_common(&["phone", "type"]);
+    let max_mb = state.limits.max_file_mb;
+    let mut form = media_form(&state, req, &fields, "sticker", max_mb).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    let upload = required_file(&mut form, "sticker", &mut errors);
+    let context = context(&form, &mut errors);
+    errors.into_result()?;
+    let (to, upload) = (validated(to)?, validated(upload)?);
+    let result = state.send.sticker(&to, upload, context).await?;
     Ok(ok("Success", Some(result)))
 }
 

@@ -57,6 +57,11 @@ pub enum Demuxer {
     Wav,
     Aac,
     Flac,
+    /// Still images, one per format.
+    Jpeg,
+    Png,
+    WebP,
+    Gif,
 }
 
 impl Demuxer {
@@ -70,6 +75,10 @@ impl Demuxer {
             Demuxer::Wav => "wav",
             Demuxer::Aac => "aac",
             Demuxer::Flac => "flac",
+            Demuxer::Jpeg => "jpeg_pipe",
+            Demuxer::Png => "png_pipe",
+            Demuxer::WebP => "webp_pipe",
+            Demuxer::Gif => "gif",
         }
     }
 

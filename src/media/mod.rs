@@ -8,6 +8,7 @@ pub mod audio;
 pub mod document;
 pub mod ffmpeg;
 pub mod image;
+pub mod sticker;
 pub mod video;
 
 use std::path::{Path, PathBuf};

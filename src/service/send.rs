@@ -84,6 +84,20 @@ impl SendService {
             .await
     }
 
+    pub async fn sticker(
+        &self,
+        to: &Recipient,
+        upload: Upload,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let sticker = media::sticker::prepare(&upload, &self.media).await?;
+        drop(upload);
+        let file = self.wa.upload(sticker.bytes, MediaKind::Sticker).await?;
+        self.deliver(to, Outgoing::Sticker { file }, context, "Sticker sent to")
+            .await
+    }
+
     pub async fn poll(
         &self,
         to: &Recipient,

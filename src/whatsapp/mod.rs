@@ -143,6 +143,7 @@ pub enum MediaKind {
     Video,
     Document,
     Audio,
+    Sticker,
 }
 
 pub use crate::domain::outgoing::{Context, Outgoing, Uploaded};

@@ -56,6 +56,8 @@ pub fn with_context(
         &mut m.context_info
     } else if let Some(m) = message.audio_message.as_option_mut() {
         &mut m.context_info
+    } else if let Some(m) = message.sticker_message.as_option_mut() {
+        &mut m.context_info
     } else if let Some(m) = message.location_message.as_option_mut() {
         &mut m.context_info
     } else {
@@ -154,6 +156,22 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
                 media_key_timestamp: Some(file.media_key_timestamp),
                 mimetype: Some(mime_type),
                 ptt: Some(ptt),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Outgoing::Sticker { file } => wa::Message {
+            sticker_message: MessageField::some(wa::message::StickerMessage {
+                url: Some(file.url),
+                direct_path: Some(file.direct_path),
+                media_key: Some(file.media_key),
+                file_enc_sha256: Some(file.file_enc_sha256),
+                file_sha256: Some(file.file_sha256),
+                file_length: Some(file.file_length),
+                media_key_timestamp: Some(file.media_key_timestamp),
+                mimetype: Some("image/webp".to_owned()),
+                width: Some(crate::media::sticker::SIDE),
+                height: Some(crate::media::sticker::SIDE),
                 ..Default::default()
             }),
             ..Default::default()

@@ -166,5 +166,6 @@ fn media_type(kind: MediaKind) -> MediaType {
         MediaKind::Video => MediaType::Video,
         MediaKind::Document => MediaType::Document,
         MediaKind::Audio => MediaType::Audio,
+        MediaKind::Sticker => MediaType::Sticker,
     }
 }

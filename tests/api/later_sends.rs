@@ -382,3 +382,49 @@ async fn media_urls_are_fetched_from_public_addresses_only_unless_allowed() {
     );
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
+
+#[tokio::test]
+async fn a_sticker_becomes_a_512_square_webp() {
+    use crate::common::{file_part, jpeg};
+    let app = TestApp::spawn().await;
+    let form = reqwest::multipart::Form::new().text("phone", PHONE).part(
+        "sticker",
+        file_part(jpeg(300, 200), "cat.jpg", "image/jpeg"),
+    );
+    let res = app.post_multipart("/send/sticker", form).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(
+        res.body["results"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sticker sent to 6289685024091@s.whatsapp.net")
+    );
+    let (bytes, kind) = app.wa.uploads()[0].clone();
+    assert_eq!(kind, whatsapp_api::whatsapp::MediaKind::Sticker);
+    assert_eq!(&bytes[0..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WEBP");
+    // The image crate here reads no WebP; ffmpeg does: ask it for the size.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.webp");
+    std::fs::write(&path, &bytes).unwrap();
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-i"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&out.stderr);
+    assert!(info.contains("512x512"), "{info}");
+    assert!(matches!(app.wa.sent()[0].1, Outgoing::Sticker { .. }));
+
+    let form = reqwest::multipart::Form::new().text("phone", PHONE).part(
+        "sticker",
+        file_part(b"%PDF-1.4".to_vec(), "x.pdf", "application/pdf"),
+    );
+    let res = app.post_multipart("/send/sticker", form).await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert_eq!(
+        res.body["message"],
+        "your sticker is not allowed. please use jpg/jpeg/png/webp/gif"
+    );
+    assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
+}

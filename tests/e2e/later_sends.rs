@@ -188,3 +188,18 @@ async fn a_voice_note_arrives_as_ogg_opus() {
     let media = copy.media.expect("the decrypted voice note");
     assert!(media.starts_with(b"OggS") && media.windows(8).any(|w| w == b"OpusHead"));
 }
+
+#[tokio::test]
+async fn a_sticker_arrives_as_a_512_square_webp() {
+    let (fake, server, _dir) = paired().await;
+    let form = reqwest::multipart::Form::new().text("phone", FRIEND).part(
+        "sticker",
+        crate::common::file_part(crate::common::jpeg(640, 360), "wide.jpg", "image/jpeg"),
+    );
+    let reply = server.post_multipart("/send/sticker", form).await;
+    // The fake refuses anything but a 512x512 WebP.
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let sticker = copy.message.sticker_message.as_option().expect("a sticker");
+    assert_eq!(sticker.mimetype.as_deref(), Some("image/webp"));
+    assert!(copy.media.unwrap().starts_with(b"RIFF"));
+}

@@ -85,6 +85,7 @@ fn has_content(m: &wa::Message) -> bool {
         || m.video_message.is_set()
         || m.document_message.is_set()
         || m.audio_message.is_set()
+        || m.sticker_message.is_set()
         || m.contact_message.is_set()
         || poll_is_sound(m)
         || m.location_message.as_option().is_some_and(|l| {
@@ -126,6 +127,27 @@ fn poll_is_sound(m: &wa::Message) -> bool {
         && secret
 }
 
+/// The canvas size of a WebP image, from its header (VP8X, VP8 or VP8L).
+fn webp_size(b: &[u8]) -> Option<(u32, u32)> {
+    if b.len() < 30 || &b[0..4] != b"RIFF" || &b[8..12] != b"WEBP" {
+        return None;
+    }
+    let le24 = |i: usize| u32::from(b[i]) | u32::from(b[i + 1]) << 8 | u32::from(b[i + 2]) << 16;
+    match &b[12..16] {
+        b"VP8X" => Some((le24(24) + 1, le24(27) + 1)),
+        b"VP8 " => {
+            let w = u32::from(u16::from_le_bytes([b[26], b[27]]) & 0x3fff);
+            let h = u32::from(u16::from_le_bytes([b[28], b[29]]) & 0x3fff);
+            Some((w, h))
+        }
+        b"VP8L" => {
+            let bits = u32::from_le_bytes([b[21], b[22], b[23], b[24]]);
+            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+        }
+        _ => None,
+    }
+}
+
 /// The media fields every media message carries.
 struct MediaRef<'a> {
     kind: MediaType,
@@ -155,6 +177,16 @@ fn media_of(m: &wa::Message) -> Option<MediaRef<'_>> {
             file_sha256: v.file_sha256.as_deref(),
             file_enc_sha256: v.file_enc_sha256.as_deref(),
             file_length: v.file_length,
+        });
+    }
+    if let Some(s) = m.sticker_message.as_option() {
+        return Some(MediaRef {
+            kind: MediaType::Sticker,
+            direct_path: s.direct_path.as_deref(),
+            media_key: s.media_key.as_deref(),
+            file_sha256: s.file_sha256.as_deref(),
+            file_enc_sha256: s.file_enc_sha256.as_deref(),
+            file_length: s.file_length,
         });
     }
     if let Some(a) = m.audio_message.as_option() {
@@ -219,6 +251,14 @@ async fn checked(
                 m.file_length == Some(plain.len() as u64),
                 "file_length does not match the decrypted media"
             );
+            if message.sticker_message.is_set() {
+                // WhatsApp shows stickers as 512×512 WebP.
+                ensure!(
+                    webp_size(&plain) == Some((512, 512)),
+                    "a sticker that is not a 512x512 WebP: {:?}",
+                    webp_size(&plain)
+                );
+            }
             if let Some(audio) = message.audio_message.as_option()
                 && audio.ptt == Some(true)
             {
