@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod fetch;
 pub mod http;
+pub mod link_preview;
 pub mod media;
 pub mod messages;
 pub mod qr;
@@ -61,7 +62,12 @@ pub fn app_state(
     Ok(AppState {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone())),
-        send: Arc::new(SendService::new(wa, media)),
+        send: Arc::new(
+            SendService::new(wa, media).with_previews(fetch::Fetcher::new(
+                config.allow_private_urls,
+                std::time::Duration::from_secs(10),
+            )),
+        ),
         limits: Arc::new(Limits {
             temp_dir,
             max_file_mb: config.max_file_size_mb,

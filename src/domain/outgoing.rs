@@ -51,6 +51,14 @@ pub enum Outgoing {
         mime_type: String,
         ptt: bool,
     },
+    /// A text with a link and the link's preview.
+    Link {
+        text: String,
+        url: String,
+        title: Option<String>,
+        description: Option<String>,
+        thumbnail: Option<Vec<u8>>,
+    },
     /// A 512×512 WebP sticker.
     Sticker {
         file: Uploaded,
@@ -99,6 +107,7 @@ impl Outgoing {
             | Outgoing::Audio { .. }
             | Outgoing::Sticker { .. } => None,
             Outgoing::Poll { question, .. } => Some(question),
+            Outgoing::Link { text, .. } => Some(text),
             Outgoing::Document { caption, .. }
             | Outgoing::Image { caption, .. }
             | Outgoing::Video { caption, .. } => caption.as_deref(),

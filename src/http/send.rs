@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/poll", post(poll))
         .route("/audio", post(audio))
         .route("/sticker", post(sticker))
+        .route("/link", post(link))
         .route("/presence", post(presence))
         .route("/chat-presence", post(chat_presence))
 }
@@ -59,6 +60,33 @@ async fn sticker(State(state): State<AppState>, req: Request) -> Result<Response
     errors.into_result()?;
     let (to, upload) = (validated(to)?, validated(upload)?);
     let result = state.send.sticker(&to, upload, context).await?;
+    Ok(ok("Success", Some(result)))
+}
+
+async fn link(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let fields = with_common(&["phone", "link", "caption", "type"]);
+    let mut form = text_form(&state, req, &fields).await?;
+    let mut errors = ValidationErrors::new();
+    let to = recipient(&state, &mut form, &mut errors);
+    errors.check("caption", form.get("caption"), &[Rule::Required]);
+    errors.check("link", form.get("link"), &[Rule::Required]);
+    let link = form.text("link").map(|l| l.trim().to_owned());
+    if let Some(l) = &link
+        && !(l.starts_with("http://") || l.starts_with("https://"))
+    {
+        errors.add("link", "must be a valid URL");
+    }
+    let context = context(&form, &mut errors);
+    errors.into_result()?;
+    let result = state
+        .send
+        .link(
+            &validated(to)?,
+            validated(link)?,
+            validated(form.text("caption"))?,
+            context,
+        )
+        .await?;
     Ok(ok("Success", Some(result)))
 }
 

@@ -41,11 +41,53 @@ pub struct VideoSend {
 pub struct SendService {
     wa: Arc<dyn WhatsApp>,
     media: MediaConfig,
+    /// Fetches link previews; `None`: links go without one.
+    previews: Option<crate::fetch::Fetcher>,
 }
 
 impl SendService {
     pub fn new(wa: Arc<dyn WhatsApp>, media: MediaConfig) -> Self {
-        Self { wa, media }
+        Self {
+            wa,
+            media,
+            previews: None,
+        }
+    }
+
+    /// Link previews fetched with `fetcher`.
+    pub fn with_previews(mut self, fetcher: crate::fetch::Fetcher) -> Self {
+        self.previews = Some(fetcher);
+        self
+    }
+
+    /// A caption and a link, with the page's preview when it can be read.
+    pub async fn link(
+        &self,
+        to: &Recipient,
+        link: String,
+        caption: String,
+        context: Context,
+    ) -> Result<SendResult, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let preview = match self.previews.clone() {
+            Some(fetcher) => {
+                let (url, dir) = (link.clone(), self.media.temp_dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    crate::link_preview::preview(&fetcher, &url, &dir)
+                })
+                .await
+                .unwrap_or_default()
+            }
+            None => Default::default(),
+        };
+        let message = Outgoing::Link {
+            text: format!("{caption}\n{link}"),
+            url: link,
+            title: preview.title,
+            description: preview.description,
+            thumbnail: preview.thumbnail,
+        };
+        self.deliver(to, message, context, "Link sent to").await
     }
 
     pub async fn message(

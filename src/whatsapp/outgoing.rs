@@ -160,6 +160,23 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
             }),
             ..Default::default()
         },
+        Outgoing::Link {
+            text,
+            url,
+            title,
+            description,
+            thumbnail,
+        } => wa::Message {
+            extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some(text),
+                matched_text: Some(url),
+                title,
+                description,
+                jpeg_thumbnail: thumbnail,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         Outgoing::Sticker { file } => wa::Message {
             sticker_message: MessageField::some(wa::message::StickerMessage {
                 url: Some(file.url),

@@ -428,3 +428,95 @@ async fn a_sticker_becomes_a_512_square_webp() {
     );
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
+
+/// A loopback site with a page carrying Open Graph tags and its image.
+pub async fn site_with_a_page() -> String {
+    let picture = crate::common::jpeg(1200, 630);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let page = format!(
+        r#"<!doctype html><html><head><title>Fallback</title>
+        <meta property="og:title" content="Nasi goreng, the recipe">
+        <meta property="og:description" content="Fried rice in 15 minutes.">
+        <meta property="og:image" content="{base}/cover.jpg"></head><body>hi</body></html>"#
+    );
+    let app = axum::Router::new()
+        .route(
+            "/recipe",
+            axum::routing::get(move || {
+                let page = page.clone();
+                async move { ([("content-type", "text/html; charset=utf-8")], page) }
+            }),
+        )
+        .route(
+            "/cover.jpg",
+            axum::routing::get(move || {
+                let picture = picture.clone();
+                async move { ([("content-type", "image/jpeg")], picture) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn a_link_carries_the_page_preview_when_the_page_can_be_read() {
+    let site = site_with_a_page().await;
+    let link = format!("{site}/recipe");
+    let app = TestApp::spawn_with(&["--allow-private-urls"]).await;
+    let res = app
+        .post_json(
+            "/send/link",
+            json!({"phone": PHONE, "link": link, "caption": "Try this"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(
+        res.body["results"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Link sent to 6289685024091@s.whatsapp.net")
+    );
+    let Outgoing::Link {
+        text,
+        url,
+        title,
+        description,
+        thumbnail,
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not a link");
+    };
+    assert_eq!(text, format!("Try this\n{link}"));
+    assert_eq!(url, link);
+    assert_eq!(title.as_deref(), Some("Nasi goreng, the recipe"));
+    assert_eq!(description.as_deref(), Some("Fried rice in 15 minutes."));
+    let thumb = image::load_from_memory(&thumbnail.expect("a thumbnail")).unwrap();
+    assert_eq!(thumb.width(), 100);
+
+    // Without the flag the page is on a private address: no preview, still sent.
+    let app = TestApp::spawn().await;
+    app.post_json(
+        "/send/link",
+        json!({"phone": PHONE, "link": link, "caption": "x"}),
+    )
+    .await
+    .assert_success("Success");
+    let Outgoing::Link {
+        title, thumbnail, ..
+    } = app.wa.sent()[0].1.clone()
+    else {
+        panic!("not a link");
+    };
+    assert_eq!((title, thumbnail), (None, None));
+    let res = app
+        .post_json(
+            "/send/link",
+            json!({"phone": PHONE, "link": "javascript:alert(1)"}),
+        )
+        .await;
+    assert_eq!(
+        res.body["message"],
+        "caption: cannot be blank; link: must be a valid URL."
+    );
+}

@@ -203,3 +203,62 @@ async fn a_sticker_arrives_as_a_512_square_webp() {
     assert_eq!(sticker.mimetype.as_deref(), Some("image/webp"));
     assert!(copy.media.unwrap().starts_with(b"RIFF"));
 }
+
+#[tokio::test]
+async fn a_link_arrives_with_its_preview() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        crate::harness::Server::start_with(&fake, dir.path(), &["--allow-private-urls"]).await;
+    server.pair(&fake).await;
+    let site = crate::later_sends::site().await;
+    let link = format!("{site}/recipe");
+    let reply = server
+        .post_form(
+            "/send/link",
+            &[("phone", FRIEND), ("link", &link), ("caption", "Try this")],
+        )
+        .await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    let text = copy
+        .message
+        .extended_text_message
+        .as_option()
+        .expect("a text");
+    assert_eq!(
+        text.text.as_deref(),
+        Some(format!("Try this\n{link}").as_str())
+    );
+    assert_eq!(text.matched_text.as_deref(), Some(link.as_str()));
+    assert_eq!(text.title.as_deref(), Some("Recipe"));
+    assert!(
+        text.jpeg_thumbnail
+            .as_ref()
+            .is_some_and(|t| t.starts_with(&[0xff, 0xd8]))
+    );
+}
+
+/// A loopback page with Open Graph tags and an image.
+pub async fn site() -> String {
+    let picture = crate::common::jpeg(800, 400);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let page = r#"<html><head><meta property="og:title" content="Recipe">
+        <meta property="og:image" content="/cover.jpg"></head></html>"#;
+    let app = axum::Router::new()
+        .route(
+            "/recipe",
+            axum::routing::get(move || async move { ([("content-type", "text/html")], page) }),
+        )
+        .route(
+            "/cover.jpg",
+            axum::routing::get(move || {
+                let picture = picture.clone();
+                async move { ([("content-type", "image/jpeg")], picture) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
