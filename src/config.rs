@@ -6,6 +6,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// A drop-in WhatsApp HTTP API server (go-whatsapp-web-multidevice API v2.3.0).
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
@@ -37,6 +44,11 @@ pub struct Config {
     /// (IP addresses and `localhost` always work); stops DNS rebinding.
     #[arg(long, env = "APP_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per
+    /// line, for log collectors).
+    #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 
     /// Verbose logs (debug level for this server and the WhatsApp client).
     #[arg(short, long, env = "APP_DEBUG", default_value_t = false)]

@@ -14,12 +14,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use whatsapp_api::config::Config;
+use std::io::IsTerminal;
+
+use whatsapp_api::config::{Config, LogFormat};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_logs(config.debug);
+    // Kept to the end: dropping it flushes the log lines still queued.
+    let _logs = init_logs(config.debug, config.log_format);
 
     let (router, wa) = whatsapp_api::build(&config).await?;
     let listener = TcpListener::bind((config.host, config.port)).await?;
@@ -69,19 +72,29 @@ async fn main() -> anyhow::Result<()> {
 /// How long running requests may take to finish once shutdown is requested.
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
-/// Logs go to stderr; `RUST_LOG` overrides the level chosen by `--debug`. `init` also
-/// bridges the `log` facade, which whatsapp-rust logs through.
-fn init_logs(debug: bool) {
+/// Logs go to stderr through a background writer (a request never waits for the
+/// terminal or a pipe), in colour only when stderr is a terminal, as text or JSON
+/// lines; `RUST_LOG` overrides the level chosen by `--debug`. `init` also bridges the
+/// `log` facade, which whatsapp-rust logs through.
+fn init_logs(debug: bool, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let default = if debug {
         "debug,hyper=info,h2=info,diesel=info"
     } else {
         "info,whatsapp_rust=warn,wacore=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    // Not lossy: under a flood of lines, logging slows down rather than drops some.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+    guard
 }
 
 async fn shutdown_signal() {

@@ -51,3 +51,45 @@ async fn logout_removes_the_device_at_whatsapp_and_the_store() {
     let device = server.pair(&fake).await;
     assert_eq!(device.id, 2);
 }
+
+#[tokio::test]
+async fn logs_have_no_colour_codes_in_a_file_and_can_be_json_lines() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&fake, dir.path()).await;
+    server.pair(&fake).await;
+    let text = server.log();
+    assert!(text.contains("connected to WhatsApp"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{text}"
+    );
+    drop(server);
+
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&fake, dir.path(), &["--log-format", "json"]).await;
+    server.pair(&fake).await;
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 5, "{log}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["timestamp"].is_string())
+    );
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request")
+        .expect("a request line");
+    assert!(request["fields"]["status"].is_number() && request["span"]["path"].is_string());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "connected to WhatsApp")
+    );
+}
