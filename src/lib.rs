@@ -61,7 +61,7 @@ pub fn app_state(
     };
     Ok(AppState {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
-        user: Arc::new(UserService::new(wa.clone())),
+        user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
         send: Arc::new(
             SendService::new(wa, media).with_previews(fetch::Fetcher::new(
                 config.allow_private_urls,

@@ -18,6 +18,55 @@ pub fn router() -> Router<AppState> {
         .route("/my/privacy", get(privacy))
         .route("/my/groups", get(groups))
         .route("/check", get(check))
+        .route("/avatar", axum::routing::post(set_avatar))
+        .route("/pushname", axum::routing::post(set_push_name))
+}
+
+/// `POST /user/avatar`: multipart `avatar` (JPEG or PNG), sent as 640×640.
+async fn set_avatar(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let spec = super::form::FormSpec {
+        fields: &[],
+        file: Some(super::form::FileSpec {
+            field: "avatar",
+            max_bytes: state.limits.max_file_mb * 1_000_000,
+            too_large: format!("max file upload is {} MB", state.limits.max_file_mb),
+        }),
+        temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
+    };
+    let mut form = super::form::read_body(req, &spec).await?;
+    let Some(upload) = form.file.take() else {
+        return Err(ValidationErrors::single("avatar", "cannot be blank").into());
+    };
+    state.user.set_avatar(upload).await?;
+    Ok(ok::<()>("Success change avatar", None))
+}
+
+/// `POST /user/pushname`: `push_name`, the name others see.
+async fn set_push_name(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let spec = FormSpec {
+        fields: &["push_name"],
+        file: None,
+        temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
+    };
+    let form = super::form::read_body(req, &spec).await?;
+    let mut errors = ValidationErrors::new();
+    errors.check(
+        "push_name",
+        form.get("push_name").map(str::trim),
+        &[Rule::Required, Rule::Length(1, 25)],
+    );
+    errors.into_result()?;
+    let name = form.get("push_name").unwrap_or_default().trim();
+    state.user.set_push_name(name).await?;
+    Ok(ok::<()>("Success change push name", None))
 }
 
 /// The later versions' `/user/check`: `{is_on_whatsapp}`.

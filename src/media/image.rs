@@ -94,6 +94,36 @@ pub fn process(bytes: Vec<u8>, compress: bool) -> Result<PreparedImage, MediaErr
     }
 }
 
+/// Side of a profile picture.
+pub const AVATAR_SIDE: u32 = 640;
+
+/// A profile picture: the centre square of a JPEG or PNG, 640×640, as JPEG.
+pub async fn avatar(upload: &Upload, config: &MediaConfig) -> Result<Vec<u8>, MediaError> {
+    let slot = config.heavy_work_slot().await?;
+    let bytes = read_file(&upload.path).await?;
+    blocking(slot, move || {
+        let format = match image::guess_format(&bytes) {
+            Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png)) => f,
+            _ => return Err(MediaError::Rejected(NOT_ALLOWED.to_owned())),
+        };
+        let img = decode(&bytes, format)?;
+        let side = img.width().min(img.height());
+        let square = img.crop_imm(
+            (img.width() - side) / 2,
+            (img.height() - side) / 2,
+            side,
+            side,
+        );
+        let sized = square.resize_exact(
+            AVATAR_SIDE,
+            AVATAR_SIDE,
+            image::imageops::FilterType::Triangle,
+        );
+        encode_jpeg(&sized, 85)
+    })
+    .await
+}
+
 fn bad_image(e: impl std::fmt::Display) -> MediaError {
     MediaError::Rejected(format!("the image cannot be read: {e}"))
 }

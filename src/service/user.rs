@@ -94,6 +94,7 @@ pub struct Participant {
 
 pub struct UserService {
     wa: Arc<dyn WhatsApp>,
+    media: Option<crate::media::MediaConfig>,
 }
 
 /// The JID of a validated E.164 phone number.
@@ -139,7 +140,30 @@ impl From<Group> for GroupInfo {
 
 impl UserService {
     pub fn new(wa: Arc<dyn WhatsApp>) -> Self {
-        Self { wa }
+        Self { wa, media: None }
+    }
+
+    /// Image work (profile pictures) with `media`'s limits.
+    pub fn with_media(mut self, media: crate::media::MediaConfig) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    /// Sets this account's profile picture from an uploaded JPEG or PNG.
+    pub async fn set_avatar(&self, upload: crate::media::Upload) -> Result<String, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let media = self
+            .media
+            .as_ref()
+            .ok_or_else(|| ServiceError::Internal("image processing is not set up".to_owned()))?;
+        let jpeg = crate::media::image::avatar(&upload, media).await?;
+        drop(upload);
+        Ok(self.wa.set_avatar(jpeg).await?)
+    }
+
+    pub async fn set_push_name(&self, name: &str) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        Ok(self.wa.set_push_name(name).await?)
     }
 
     /// Whether `phone` (a validated E.164 number) has a WhatsApp account.

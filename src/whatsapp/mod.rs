@@ -240,6 +240,12 @@ pub trait WhatsApp: Send + Sync + 'static {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError>;
 
+    /// Sets this account's profile picture (a JPEG); returns its id.
+    async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
+
+    /// Sets the name this account shows to others.
+    async fn set_push_name(&self, name: &str) -> Result<(), WhatsAppError>;
+
     /// Shows this account as online (`true`) or offline to its contacts.
     async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError>;
 
@@ -301,6 +307,25 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         queries::groups(&*self.inner.ready_client()?).await
+    }
+
+    async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
+        let client = self.inner.ready_client()?;
+        let set = client
+            .profile()
+            .set_profile_picture(jpeg)
+            .await
+            .map_err(|e| WhatsAppError::failed("profile picture update failed", e))?;
+        Ok(set.id)
+    }
+
+    async fn set_push_name(&self, name: &str) -> Result<(), WhatsAppError> {
+        let client = self.inner.ready_client()?;
+        client
+            .profile()
+            .set_push_name(name)
+            .await
+            .map_err(|e| WhatsAppError::failed("push name update failed", e))
     }
 
     async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError> {

@@ -35,6 +35,9 @@ pub struct FakeState {
     pub contexts: Vec<Context>,
     /// Presence updates: `presence:<available>` or `<jid>:<typing>`.
     pub presences: Vec<String>,
+    /// Profile pictures set (JPEG bytes) and push names set.
+    pub avatars: Vec<Vec<u8>>,
+    pub push_names: Vec<String>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -140,6 +143,16 @@ impl WhatsApp for FakeSession {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         Ok(self.state.lock().unwrap().groups.clone())
+    }
+
+    async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
+        self.state.lock().unwrap().avatars.push(jpeg);
+        Ok("1700000000".to_owned())
+    }
+
+    async fn set_push_name(&self, name: &str) -> Result<(), WhatsAppError> {
+        self.state.lock().unwrap().push_names.push(name.to_owned());
+        Ok(())
     }
 
     async fn set_presence(&self, available: bool) -> Result<(), WhatsAppError> {

@@ -520,3 +520,34 @@ async fn a_link_carries_the_page_preview_when_the_page_can_be_read() {
         "caption: cannot be blank; link: must be a valid URL."
     );
 }
+
+#[tokio::test]
+async fn a_profile_picture_is_sent_as_a_640_square_jpeg_and_the_push_name_is_checked() {
+    use crate::common::file_part;
+    let app = TestApp::spawn().await;
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(1000, 500, |x, _| image::Rgb([(x % 256) as u8, 0, 0]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let form =
+        reqwest::multipart::Form::new().part("avatar", file_part(png, "me.png", "image/png"));
+    let res = app.post_multipart("/user/avatar", form).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["message"], "Success change avatar");
+    let sent = app.wa.state.lock().unwrap().avatars.clone();
+    let jpeg = image::load_from_memory_with_format(&sent[0], image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((jpeg.width(), jpeg.height()), (640, 640));
+    let res = app
+        .post_multipart("/user/avatar", reqwest::multipart::Form::new())
+        .await;
+    assert_eq!(res.body["message"], "avatar: cannot be blank.");
+
+    let res = app
+        .post_json("/user/pushname", json!({"push_name": " Toko Budi "}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["message"], "Success change push name");
+    let res = app.post_json("/user/pushname", json!({})).await;
+    assert_eq!(res.body["message"], "push_name: cannot be blank.");
+    assert_eq!(app.wa.state.lock().unwrap().push_names, ["Toko Budi"]);
+}

@@ -132,3 +132,28 @@ async fn privacy_and_groups_come_from_the_fake() {
         "{members:?}"
     );
 }
+
+#[tokio::test]
+async fn the_profile_picture_and_push_name_reach_whatsapp() {
+    let (fake, server, _dir) = crate::send::paired().await;
+    let form = reqwest::multipart::Form::new().part(
+        "avatar",
+        crate::common::file_part(crate::common::jpeg(900, 1200), "me.jpg", "image/jpeg"),
+    );
+    let reply = server.post_multipart("/user/avatar", form).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let pictures = fake.own_pictures();
+    assert_eq!(pictures.len(), 1);
+    let picture = image::load_from_memory(&pictures[0]).unwrap();
+    assert_eq!((picture.width(), picture.height()), (640, 640));
+
+    let reply = server
+        .post_form("/user/pushname", &[("push_name", "Toko Budi")])
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        fake.push_names().last().map(String::as_str),
+        Some("Toko Budi")
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}

@@ -589,6 +589,9 @@ impl Conn {
             return Ok(false);
         }
         if node.tag == "presence" {
+            if let Some(name) = attr(node, "name") {
+                self.shared.world().push_names.push(name);
+            }
             let kind = attr(node, "type").unwrap_or_else(|| "available".to_owned());
             if !matches!(kind.as_str(), "available" | "unavailable") {
                 let problem = format!("a presence of unknown type: {}", crate::show(node));

@@ -161,6 +161,9 @@ fn usync(shared: &Shared, node: &Node) -> Node {
 }
 
 fn picture(shared: &Shared, node: &Node) -> Node {
+    if attr(node, "type").as_deref() == Some("set") {
+        return set_own_picture(shared, node);
+    }
     let world = shared.world();
     let target = attr(node, "target").unwrap_or_default();
     let user = target.split(['@', ':']).next().unwrap_or_default();
@@ -191,6 +194,36 @@ fn picture(shared: &Shared, node: &Node) -> Node {
                     .build(),
             ],
         ),
+    }
+}
+
+/// The companion sets the account's own picture: a JPEG, kept as the phone's.
+fn set_own_picture(shared: &Shared, node: &Node) -> Node {
+    let bytes = child(node, "picture")
+        .and_then(crate::node::bytes)
+        .map(<[u8]>::to_vec);
+    let mut world = shared.world();
+    match bytes {
+        Some(jpeg) if jpeg.starts_with(&[0xff, 0xd8, 0xff]) => {
+            world.own_pictures.push(jpeg);
+            let id = 1_700_000_000 + world.own_pictures.len() as u64;
+            iq_result(
+                node,
+                vec![
+                    NodeBuilder::new("picture")
+                        .attr("id", id.to_string())
+                        .build(),
+                ],
+            )
+        }
+        other => {
+            let problem = format!(
+                "a profile picture that is not a JPEG ({} bytes)",
+                other.map_or(0, |b| b.len())
+            );
+            world.problems.push(problem);
+            crate::node::iq_error(node, 406, "not-acceptable")
+        }
     }
 }
 

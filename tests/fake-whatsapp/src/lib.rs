@@ -184,6 +184,10 @@ struct World {
     presences: Vec<String>,
     /// `<chatstate>`s the companion sent: (to, state).
     chatstates: Vec<(String, String)>,
+    /// Profile pictures the companion set for the account (JPEG).
+    own_pictures: Vec<Vec<u8>>,
+    /// Push names the companion announced.
+    push_names: Vec<String>,
 }
 
 /// Media the fake serves as if a contact's phone had uploaded it: what a media
@@ -465,6 +469,16 @@ impl FakeWhatsApp {
     /// The presence types (`available`, `unavailable`) the companion announced.
     pub fn presences(&self) -> Vec<String> {
         self.shared.world().presences.clone()
+    }
+
+    /// Profile pictures the companion set for the account, in order (JPEG bytes).
+    pub fn own_pictures(&self) -> Vec<Vec<u8>> {
+        self.shared.world().own_pictures.clone()
+    }
+
+    /// Push names the companion announced (`<presence name=…>`).
+    pub fn push_names(&self) -> Vec<String> {
+        self.shared.world().push_names.clone()
     }
 
     /// The chat states the companion sent: (to, `composing` or `paused`).
