@@ -20,6 +20,17 @@ pub fn router() -> Router<AppState> {
         .route("/check", get(check))
         .route("/avatar", axum::routing::post(set_avatar))
         .route("/pushname", axum::routing::post(set_push_name))
+        .route("/business-profile", get(business_profile))
+}
+
+/// The later versions' `/user/business-profile?phone=`.
+async fn business_profile(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let phone = phone_query(&state, q.as_deref())?;
+    let profile = state.user.business_profile(&phone).await?;
+    Ok(ok("Success get business profile", Some(profile)))
 }
 
 /// `POST /user/avatar`: multipart `avatar` (JPEG or PNG), sent as 640×640.

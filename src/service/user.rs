@@ -149,6 +149,34 @@ impl UserService {
         self
     }
 
+    /// The business profile of `phone` (a validated E.164 number), in the later Go
+    /// versions' shape.
+    pub async fn business_profile(&self, phone: &str) -> Result<serde_json::Value, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let jid = user_jid(phone);
+        let profile = self.wa.business_profile(&jid).await?.ok_or_else(|| {
+            ServiceError::BadRequest(format!("{} is not a business account", jid.user))
+        })?;
+        Ok(serde_json::json!({
+            "jid": profile.jid,
+            "email": profile.email.unwrap_or_default(),
+            "address": profile.address.unwrap_or_default(),
+            "description": profile.description,
+            "website": profile.website,
+            "categories": profile.categories.into_iter()
+                .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+                .collect::<Vec<_>>(),
+            "profile_options": {},
+            "business_hours_timezone": profile.timezone.unwrap_or_default(),
+            "business_hours": profile.hours.into_iter().map(|h| serde_json::json!({
+                "day_of_week": h.day,
+                "mode": h.mode,
+                "open_time": h.open.map(|t| t.to_string()).unwrap_or_default(),
+                "close_time": h.close.map(|t| t.to_string()).unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+        }))
+    }
+
     /// Sets this account's profile picture from an uploaded JPEG or PNG.
     pub async fn set_avatar(&self, upload: crate::media::Upload) -> Result<String, ServiceError> {
         ensure_connected(&*self.wa)?;

@@ -92,6 +92,30 @@ pub struct UserDetails {
     pub devices: Vec<u16>,
 }
 
+/// A business account's public profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusinessProfile {
+    pub jid: String,
+    pub description: String,
+    pub email: Option<String>,
+    pub website: Vec<String>,
+    /// (id, name)
+    pub categories: Vec<(String, String)>,
+    pub address: Option<String>,
+    pub timezone: Option<String>,
+    pub hours: Vec<BusinessHours>,
+}
+
+/// Opening hours of one day: `mode` is `open_24h`, `specific_hours` or
+/// `appointment_only`; times in minutes after midnight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusinessHours {
+    pub day: String,
+    pub mode: String,
+    pub open: Option<u32>,
+    pub close: Option<u32>,
+}
+
 /// A profile picture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Avatar {
@@ -240,6 +264,9 @@ pub trait WhatsApp: Send + Sync + 'static {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError>;
 
+    /// The business profile of `jid`; `None` when it is not a business account.
+    async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError>;
+
     /// Sets this account's profile picture (a JPEG); returns its id.
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
@@ -307,6 +334,10 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         queries::groups(&*self.inner.ready_client()?).await
+    }
+
+    async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError> {
+        queries::business_profile(&*self.inner.ready_client()?, jid).await
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

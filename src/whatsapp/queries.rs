@@ -5,7 +5,9 @@ use jiff::Timestamp;
 use whatsapp_rust::privacy_settings::PrivacyCategory;
 use whatsapp_rust::{Client, Jid};
 
-use super::{Avatar, Group, GroupMember, Privacy, UserDetails, WhatsAppError};
+use super::{
+    Avatar, BusinessHours, BusinessProfile, Group, GroupMember, Privacy, UserDetails, WhatsAppError,
+};
 
 pub async fn user_info(client: &Client, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
     let infos = client
@@ -112,4 +114,37 @@ fn to_group(meta: whatsapp_rust::features::GroupMetadata) -> Group {
             })
             .collect(),
     }
+}
+
+pub async fn business_profile(
+    client: &Client,
+    jid: &Jid,
+) -> Result<Option<BusinessProfile>, WhatsAppError> {
+    let profile = client
+        .get_business_profile(jid)
+        .await
+        .map_err(|e| WhatsAppError::failed("business profile query failed", e))?;
+    Ok(profile.map(|p| BusinessProfile {
+        jid: p
+            .wid
+            .map_or_else(|| jid.to_non_ad_string(), |w| w.to_non_ad_string()),
+        description: p.description,
+        email: p.email,
+        website: p.website,
+        categories: p.categories.into_iter().map(|c| (c.id, c.name)).collect(),
+        address: p.address,
+        timezone: p.business_hours.timezone,
+        hours: p
+            .business_hours
+            .business_config
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| BusinessHours {
+                day: h.day_of_week.to_string(),
+                mode: h.mode.to_string(),
+                open: h.open_time,
+                close: h.close_time,
+            })
+            .collect(),
+    }))
 }

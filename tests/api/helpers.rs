@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 use whatsapp_api::config::Config;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, Context, Group, MediaKind, Outgoing, PairingCode, Privacy, SessionStatus,
-    Uploaded, UserDetails, WhatsApp, WhatsAppError,
+    Ack, Avatar, BusinessProfile, Context, Group, MediaKind, Outgoing, PairingCode, Privacy,
+    SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
 
@@ -38,6 +38,7 @@ pub struct FakeState {
     /// Profile pictures set (JPEG bytes) and push names set.
     pub avatars: Vec<Vec<u8>>,
     pub push_names: Vec<String>,
+    pub business: Option<BusinessProfile>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -143,6 +144,10 @@ impl WhatsApp for FakeSession {
 
     async fn groups(&self) -> Result<Vec<Group>, WhatsAppError> {
         Ok(self.state.lock().unwrap().groups.clone())
+    }
+
+    async fn business_profile(&self, _jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError> {
+        Ok(self.state.lock().unwrap().business.clone())
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

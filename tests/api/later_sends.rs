@@ -551,3 +551,50 @@ async fn a_profile_picture_is_sent_as_a_640_square_jpeg_and_the_push_name_is_che
     assert_eq!(res.body["message"], "push_name: cannot be blank.");
     assert_eq!(app.wa.state.lock().unwrap().push_names, ["Toko Budi"]);
 }
+
+#[tokio::test]
+async fn a_business_profile_comes_in_the_later_shape() {
+    use whatsapp_api::whatsapp::{BusinessHours, BusinessProfile};
+    let app = TestApp::spawn().await;
+    let res = app
+        .get(&format!("/user/business-profile?phone={PHONE}"))
+        .await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert_eq!(
+        res.body["message"],
+        "6289685024091 is not a business account"
+    );
+    app.wa.state.lock().unwrap().business = Some(BusinessProfile {
+        jid: format!("{PHONE}@s.whatsapp.net"),
+        description: "Soto".into(),
+        email: Some("a@b.example".into()),
+        website: vec!["https://b.example".into()],
+        categories: vec![("1".into(), "Food".into())],
+        address: None,
+        timezone: Some("Asia/Jakarta".into()),
+        hours: vec![BusinessHours {
+            day: "tue".into(),
+            mode: "specific_hours".into(),
+            open: Some(480),
+            close: Some(1080),
+        }],
+    });
+    let res = app
+        .get(&format!("/user/business-profile?phone={PHONE}"))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(
+        res.body["results"],
+        json!({
+            "jid": "6289685024091@s.whatsapp.net",
+            "email": "a@b.example",
+            "address": "",
+            "description": "Soto",
+            "website": ["https://b.example"],
+            "categories": [{"id": "1", "name": "Food"}],
+            "profile_options": {},
+            "business_hours_timezone": "Asia/Jakarta",
+            "business_hours": [{"day_of_week": "tue", "mode": "specific_hours", "open_time": "480", "close_time": "1080"}],
+        })
+    );
+}

@@ -157,3 +157,35 @@ async fn the_profile_picture_and_push_name_reach_whatsapp() {
     );
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
+
+#[tokio::test]
+async fn a_business_profile_comes_from_whatsapp() {
+    let (fake, server, _dir) = crate::send::paired().await;
+    fake.add_contact(
+        "6289685027000",
+        fake_whatsapp::ContactInfo {
+            business_name: Some("Toko Budi".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let reply = server
+        .get("/user/business-profile?phone=6289685027000")
+        .await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+    let profile = &reply.body["results"];
+    assert_eq!(profile["jid"], "6289685027000@s.whatsapp.net");
+    assert_eq!(profile["description"], "Toko Budi: the fake business");
+    assert_eq!(profile["website"], json!(["https://6289685027000.example"]));
+    assert_eq!(profile["categories"][0]["name"], "Shopping & retail");
+    assert_eq!(profile["business_hours_timezone"], "Asia/Jakarta");
+    assert_eq!(profile["business_hours"][1]["open_time"], "480");
+    // A person, not a business.
+    let reply = server
+        .get(&format!(
+            "/user/business-profile?phone={}",
+            crate::send::FRIEND
+        ))
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}

@@ -42,6 +42,7 @@ pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
             ))
         }
         "w:profile:picture" => Some(picture(shared, node)),
+        "w:biz" => Some(business_profile(shared, node)),
         "w:g2" => groups(shared, node),
         "w:m" if child(node, "media_conn").is_some() => Some(iq_result(
             node,
@@ -195,6 +196,68 @@ fn picture(shared: &Shared, node: &Node) -> Node {
             ],
         ),
     }
+}
+
+/// A contact's business profile: every contact with a business name has one.
+fn business_profile(shared: &Shared, node: &Node) -> Node {
+    let asked = child(node, "business_profile")
+        .and_then(|b| child(b, "profile"))
+        .and_then(|p| attr(p, "jid"))
+        .unwrap_or_default();
+    let user = asked
+        .split(['@', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let name = shared
+        .world()
+        .contacts
+        .get(&user)
+        .and_then(|c| c.business_name.clone());
+    let Some(name) = name else {
+        return iq_result(node, vec![NodeBuilder::new("business_profile").build()]);
+    };
+    let text =
+        |tag: &'static str, value: String| NodeBuilder::new(tag).string_content(value).build();
+    let profile = NodeBuilder::new("profile")
+        .attr("jid", format!("{user}@s.whatsapp.net"))
+        .children([
+            text("description", format!("{name}: the fake business")),
+            // No e-mail: this binary encoder writes any `a@b` text as a JID, which
+            // the client then cannot read.
+            text("website", format!("https://{user}.example")),
+            text("address", "Jl. Fake 1, Jakarta".to_owned()),
+            NodeBuilder::new("categories")
+                .children([NodeBuilder::new("category")
+                    .attr("id", "133436743388217")
+                    .string_content("Shopping & retail")
+                    .build()])
+                .build(),
+            NodeBuilder::new("business_hours")
+                .attr("timezone", "Asia/Jakarta")
+                .children([
+                    NodeBuilder::new("business_hours_config")
+                        .attr("day_of_week", "mon")
+                        .attr("mode", "open_24h")
+                        .build(),
+                    NodeBuilder::new("business_hours_config")
+                        .attr("day_of_week", "tue")
+                        .attr("mode", "specific_hours")
+                        .attr("open_time", "480")
+                        .attr("close_time", "1080")
+                        .build(),
+                ])
+                .build(),
+        ])
+        .build();
+    iq_result(
+        node,
+        vec![
+            NodeBuilder::new("business_profile")
+                .children([profile])
+                .build(),
+        ],
+    )
 }
 
 /// The companion sets the account's own picture: a JPEG, kept as the phone's.

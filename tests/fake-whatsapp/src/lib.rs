@@ -934,3 +934,45 @@ mod tests {
         assert_eq!(body, r#"{"sent":5,"acked":4}"#);
     }
 }
+
+#[cfg(test)]
+mod iq_tests {
+    use super::*;
+    use whatsapp_rust::wacore::iq::business::BusinessProfileSpec;
+    use whatsapp_rust::wacore::iq::spec::IqSpec;
+
+    /// The client's own request and parser against the fake's answer.
+    #[tokio::test]
+    async fn a_business_profile_answers_the_clients_request() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        fake.add_contact(
+            "6289685027000",
+            ContactInfo {
+                business_name: Some("Toko".into()),
+                ..ContactInfo::default()
+            },
+        )
+        .unwrap();
+        let jid: whatsapp_rust::Jid = "6289685027000@s.whatsapp.net".parse().unwrap();
+        let spec = BusinessProfileSpec::new(&jid);
+        let query = spec.build_iq();
+        let Some(whatsapp_rust::wacore_binary::NodeContent::Nodes(children)) = query.content else {
+            panic!("the request has no child nodes");
+        };
+        let node = whatsapp_rust::NodeBuilder::new("iq")
+            .attr("id", "REQ-1")
+            .attr("type", "get")
+            .attr("xmlns", "w:biz")
+            .children(children)
+            .build();
+        let answer = iq::answer(&fake.shared, &node, "w:biz").expect("answered");
+        let profile = spec.parse_response(&answer.as_node_ref()).unwrap().unwrap();
+        assert_eq!(profile.description, "Toko: the fake business");
+        // What travels must also survive the binary encoding.
+        let wire = whatsapp_rust::wacore_binary::marshal::marshal(&answer).unwrap();
+        let back = whatsapp_rust::wacore_binary::marshal::unmarshal_ref(&wire[1..]).unwrap();
+        let again = spec.parse_response(&back).unwrap().unwrap();
+        assert_eq!(again.description, profile.description);
+        assert_eq!(again.website, ["https://6289685027000.example"]);
+    }
+}
