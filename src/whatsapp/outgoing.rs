@@ -67,42 +67,49 @@ pub fn with_context(
     message
 }
 
-pub fn to_wa(message: Outgoing) -> wa::Message {
-    match message {
-        Outgoing::Text(text) => wa::Message {
-            conversation: Some(text),
+/// A media message of type `$ty` pointing at the upload `$file`, with the
+/// fields given besides.
+macro_rules! media {
+    ($ty:path, $file:expr, { $($field:ident: $value:expr),* $(,)? }) => {{
+        let file: Uploaded = $file;
+        $ty {
+            url: Some(file.url),
+            direct_path: Some(file.direct_path),
+            media_key: Some(file.media_key),
+            file_enc_sha256: Some(file.file_enc_sha256),
+            file_sha256: Some(file.file_sha256),
+            file_length: Some(file.file_length),
+            media_key_timestamp: Some(file.media_key_timestamp),
+            $($field: $value,)*
             ..Default::default()
-        },
-        Outgoing::Contact { name, vcard } => wa::Message {
-            contact_message: MessageField::some(wa::message::ContactMessage {
+        }
+    }};
+}
+
+pub fn to_wa(message: Outgoing) -> wa::Message {
+    let mut out = wa::Message::default();
+    match message {
+        Outgoing::Text(text) => out.conversation = Some(text),
+        Outgoing::Contact { name, vcard } => {
+            out.contact_message = MessageField::some(wa::message::ContactMessage {
                 display_name: Some(name),
                 vcard: Some(vcard),
                 ..Default::default()
-            }),
-            ..Default::default()
-        },
+            });
+        }
         Outgoing::Document {
             file,
             mime_type,
             file_name,
             caption,
-        } => wa::Message {
-            document_message: MessageField::some(wa::message::DocumentMessage {
-                url: Some(file.url),
-                direct_path: Some(file.direct_path),
-                media_key: Some(file.media_key),
-                file_enc_sha256: Some(file.file_enc_sha256),
-                file_sha256: Some(file.file_sha256),
-                file_length: Some(file.file_length),
-                media_key_timestamp: Some(file.media_key_timestamp),
+        } => {
+            out.document_message = MessageField::some(media!(wa::message::DocumentMessage, file, {
                 mimetype: Some(mime_type),
                 title: Some(file_name.clone()),
                 file_name: Some(file_name),
-                caption,
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+                caption: caption,
+            }));
+        }
         Outgoing::Image {
             file,
             mime_type,
@@ -112,87 +119,63 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
             caption,
             view_once,
         } => {
-            let Uploaded {
-                url,
-                direct_path,
-                media_key,
-                file_enc_sha256,
-                file_sha256,
-                file_length,
-                media_key_timestamp,
-            } = file;
-            wa::Message {
-                image_message: MessageField::some(wa::message::ImageMessage {
-                    url: Some(url),
-                    direct_path: Some(direct_path),
-                    media_key: Some(media_key),
-                    file_enc_sha256: Some(file_enc_sha256),
-                    file_sha256: Some(file_sha256),
-                    file_length: Some(file_length),
-                    media_key_timestamp: Some(media_key_timestamp),
-                    mimetype: Some(mime_type),
-                    width: Some(width),
-                    height: Some(height),
-                    jpeg_thumbnail: Some(thumbnail),
-                    caption,
-                    view_once: Some(view_once),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
+            out.image_message = MessageField::some(media!(wa::message::ImageMessage, file, {
+                mimetype: Some(mime_type),
+                width: Some(width),
+                height: Some(height),
+                jpeg_thumbnail: Some(thumbnail),
+                caption: caption,
+                view_once: Some(view_once),
+            }));
+        }
+        Outgoing::Video {
+            file,
+            mime_type,
+            thumbnail,
+            caption,
+            view_once,
+        } => {
+            out.video_message = MessageField::some(media!(wa::message::VideoMessage, file, {
+                mimetype: Some(mime_type),
+                jpeg_thumbnail: Some(thumbnail),
+                caption: caption,
+                view_once: Some(view_once),
+            }));
         }
         Outgoing::Audio {
             file,
             mime_type,
             ptt,
-        } => wa::Message {
-            audio_message: MessageField::some(wa::message::AudioMessage {
-                url: Some(file.url),
-                direct_path: Some(file.direct_path),
-                media_key: Some(file.media_key),
-                file_enc_sha256: Some(file.file_enc_sha256),
-                file_sha256: Some(file.file_sha256),
-                file_length: Some(file.file_length),
-                media_key_timestamp: Some(file.media_key_timestamp),
+        } => {
+            out.audio_message = MessageField::some(media!(wa::message::AudioMessage, file, {
                 mimetype: Some(mime_type),
                 ptt: Some(ptt),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+            }));
+        }
+        Outgoing::Sticker { file } => {
+            let side = crate::media::sticker::SIDE;
+            out.sticker_message = MessageField::some(media!(wa::message::StickerMessage, file, {
+                mimetype: Some("image/webp".to_owned()),
+                width: Some(side),
+                height: Some(side),
+            }));
+        }
         Outgoing::Link {
             text,
             url,
             title,
             description,
             thumbnail,
-        } => wa::Message {
-            extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
+        } => {
+            out.extended_text_message = MessageField::some(wa::message::ExtendedTextMessage {
                 text: Some(text),
                 matched_text: Some(url),
                 title,
                 description,
                 jpeg_thumbnail: thumbnail,
                 ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Outgoing::Sticker { file } => wa::Message {
-            sticker_message: MessageField::some(wa::message::StickerMessage {
-                url: Some(file.url),
-                direct_path: Some(file.direct_path),
-                media_key: Some(file.media_key),
-                file_enc_sha256: Some(file.file_enc_sha256),
-                file_sha256: Some(file.file_sha256),
-                file_length: Some(file.file_length),
-                media_key_timestamp: Some(file.media_key_timestamp),
-                mimetype: Some("image/webp".to_owned()),
-                width: Some(crate::media::sticker::SIDE),
-                height: Some(crate::media::sticker::SIDE),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+            });
+        }
         Outgoing::Poll {
             question,
             options,
@@ -212,60 +195,30 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
             };
             // As WhatsApp Web: v3 for single choice, v1 for several; the 32-byte
             // secret lets voters encrypt their votes.
-            let mut message = if max_answer == 1 {
-                wa::Message {
-                    poll_creation_message_v3: MessageField::some(poll),
-                    ..Default::default()
-                }
+            if max_answer == 1 {
+                out.poll_creation_message_v3 = MessageField::some(poll);
             } else {
-                wa::Message {
-                    poll_creation_message: MessageField::some(poll),
-                    ..Default::default()
-                }
-            };
-            message.message_context_info = MessageField::some(wa::MessageContextInfo {
+                out.poll_creation_message = MessageField::some(poll);
+            }
+            out.message_context_info = MessageField::some(wa::MessageContextInfo {
                 message_secret: Some(rand::random::<[u8; 32]>().to_vec()),
                 ..Default::default()
             });
-            message
         }
         Outgoing::Location {
             latitude,
             longitude,
             name,
             address,
-        } => wa::Message {
-            location_message: MessageField::some(wa::message::LocationMessage {
+        } => {
+            out.location_message = MessageField::some(wa::message::LocationMessage {
                 degrees_latitude: Some(latitude),
                 degrees_longitude: Some(longitude),
                 name,
                 address,
                 ..Default::default()
-            }),
-            ..Default::default()
-        },
-        Outgoing::Video {
-            file,
-            mime_type,
-            thumbnail,
-            caption,
-            view_once,
-        } => wa::Message {
-            video_message: MessageField::some(wa::message::VideoMessage {
-                url: Some(file.url),
-                direct_path: Some(file.direct_path),
-                media_key: Some(file.media_key),
-                file_enc_sha256: Some(file.file_enc_sha256),
-                file_sha256: Some(file.file_sha256),
-                file_length: Some(file.file_length),
-                media_key_timestamp: Some(file.media_key_timestamp),
-                mimetype: Some(mime_type),
-                jpeg_thumbnail: Some(thumbnail),
-                caption,
-                view_once: Some(view_once),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
+            });
+        }
     }
+    out
 }

@@ -3,6 +3,7 @@
 use serde_json::json;
 use whatsapp_api::whatsapp::{Context, Outgoing};
 
+use crate::common::{jpeg, site_with_a_page, web_server};
 use crate::helpers::TestApp;
 
 const PHONE: &str = "6289685024091";
@@ -310,24 +311,9 @@ async fn audio_as_a_voice_note_becomes_ogg_opus_and_mp3_goes_as_it_is() {
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
 
-/// A loopback web server answering `path` with `body`.
-async fn web_server(body: Vec<u8>, content_type: &'static str) -> String {
-    let app = axum::Router::new().route(
-        "/media/{name}",
-        axum::routing::get(move || {
-            let body = body.clone();
-            async move { ([("content-type", content_type)], body) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
-
 #[tokio::test]
 async fn media_urls_are_fetched_from_public_addresses_only_unless_allowed() {
-    let base = web_server(crate::common::jpeg(800, 600), "image/jpeg").await;
+    let base = web_server(vec![("/media/photo.jpg", "image/jpeg", jpeg(800, 600))]).await;
     let url = format!("{base}/media/photo.jpg");
     let app = TestApp::spawn().await;
     let res = app
@@ -366,7 +352,12 @@ async fn media_urls_are_fetched_from_public_addresses_only_unless_allowed() {
     };
     assert_eq!((*width, caption.as_deref()), (600, Some("fetched")));
     // The file limit holds for fetched files too.
-    let big = web_server(vec![0u8; 1_500_000], "application/octet-stream").await;
+    let big = web_server(vec![(
+        "/media/big.bin",
+        "application/octet-stream",
+        vec![0u8; 1_500_000],
+    )])
+    .await;
     let res = app
         .post_json(
             "/send/file",
@@ -429,39 +420,9 @@ async fn a_sticker_becomes_a_512_square_webp() {
     assert!(app.temp_files().is_empty(), "{:?}", app.temp_files());
 }
 
-/// A loopback site with a page carrying Open Graph tags and its image.
-pub async fn site_with_a_page() -> String {
-    let picture = crate::common::jpeg(1200, 630);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let page = format!(
-        r#"<!doctype html><html><head><title>Fallback</title>
-        <meta property="og:title" content="Nasi goreng, the recipe">
-        <meta property="og:description" content="Fried rice in 15 minutes.">
-        <meta property="og:image" content="{base}/cover.jpg"></head><body>hi</body></html>"#
-    );
-    let app = axum::Router::new()
-        .route(
-            "/recipe",
-            axum::routing::get(move || {
-                let page = page.clone();
-                async move { ([("content-type", "text/html; charset=utf-8")], page) }
-            }),
-        )
-        .route(
-            "/cover.jpg",
-            axum::routing::get(move || {
-                let picture = picture.clone();
-                async move { ([("content-type", "image/jpeg")], picture) }
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
-}
-
 #[tokio::test]
 async fn a_link_carries_the_page_preview_when_the_page_can_be_read() {
-    let site = site_with_a_page().await;
+    let site = site_with_a_page("Nasi goreng, the recipe", "Fried rice in 15 minutes.").await;
     let link = format!("{site}/recipe");
     let app = TestApp::spawn_with(&["--allow-private-urls"]).await;
     let res = app

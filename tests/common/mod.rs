@@ -20,6 +20,16 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
 
 /// A short H.264 mp4 made by ffmpeg (which the tests need, as the server does).
 pub fn sample_video(dir: &std::path::Path, name: &str, extra: &[&str]) -> Vec<u8> {
+    lavfi(dir, name, "testsrc=duration=2:size=320x240:rate=10", extra)
+}
+
+/// A second of a 440 Hz tone in the format `name`'s extension names.
+pub fn sample_audio(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    lavfi(dir, name, "sine=frequency=440:duration=1", &[])
+}
+
+/// What ffmpeg makes of the lavfi `source` with `extra` output options, as `name`.
+fn lavfi(dir: &std::path::Path, name: &str, source: &str, extra: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
     let status = Command::new("ffmpeg")
         .args([
@@ -31,7 +41,7 @@ pub fn sample_video(dir: &std::path::Path, name: &str, extra: &[&str]) -> Vec<u8
             "lavfi",
             "-i",
         ])
-        .arg("testsrc=duration=2:size=320x240:rate=10")
+        .arg(source)
         .args(extra)
         .arg(&path)
         .status()
@@ -57,23 +67,37 @@ pub fn decode_qr(png: &[u8]) -> String {
     grids[0].decode().unwrap().1
 }
 
-/// A second of a 440 Hz tone in the format `name`'s extension names, made by ffmpeg.
-pub fn sample_audio(dir: &std::path::Path, name: &str) -> Vec<u8> {
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("sine=frequency=440:duration=1")
-        .arg(&path)
-        .status()
-        .expect("ffmpeg is needed by the tests (apt-get install ffmpeg)");
-    assert!(status.success());
-    std::fs::read(path).unwrap()
+/// A web server on loopback answering each `(path, content type, body)`; its base
+/// URL.
+pub async fn web_server(pages: Vec<(&'static str, &'static str, Vec<u8>)>) -> String {
+    let mut app = axum::Router::new();
+    for (path, content_type, body) in pages {
+        app = app.route(
+            path,
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([("content-type", content_type)], body) }
+            }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// A page with Open Graph tags whose image is `/cover.jpg` on the same server; the
+/// base URL (the page is `/recipe`).
+pub async fn site_with_a_page(title: &str, description: &str) -> String {
+    let page = format!(
+        r#"<!doctype html><html><head><title>Fallback</title>
+        <meta property="og:title" content="{title}">
+        <meta property="og:description" content="{description}">
+        <meta property="og:image" content="/cover.jpg"></head><body>hi</body></html>"#
+    );
+    web_server(vec![
+        ("/recipe", "text/html; charset=utf-8", page.into_bytes()),
+        ("/cover.jpg", "image/jpeg", jpeg(1200, 630)),
+    ])
+    .await
 }

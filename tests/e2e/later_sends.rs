@@ -213,7 +213,7 @@ async fn a_link_arrives_with_its_preview() {
     let server =
         crate::harness::Server::start_with(&fake, dir.path(), &["--allow-private-urls"]).await;
     server.pair(&fake).await;
-    let site = crate::later_sends::site().await;
+    let site = crate::common::site_with_a_page("Recipe", "Fried rice").await;
     let link = format!("{site}/recipe");
     let reply = server
         .post_form(
@@ -238,27 +238,4 @@ async fn a_link_arrives_with_its_preview() {
             .as_ref()
             .is_some_and(|t| t.starts_with(&[0xff, 0xd8]))
     );
-}
-
-/// A loopback page with Open Graph tags and an image.
-pub async fn site() -> String {
-    let picture = crate::common::jpeg(800, 400);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let page = r#"<html><head><meta property="og:title" content="Recipe">
-        <meta property="og:image" content="/cover.jpg"></head></html>"#;
-    let app = axum::Router::new()
-        .route(
-            "/recipe",
-            axum::routing::get(move || async move { ([("content-type", "text/html")], page) }),
-        )
-        .route(
-            "/cover.jpg",
-            axum::routing::get(move || {
-                let picture = picture.clone();
-                async move { ([("content-type", "image/jpeg")], picture) }
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }
