@@ -90,7 +90,7 @@ pub fn app_state(
     })
 }
 
-/// Removes upload and ffmpeg temp files (`upload-*`, `video-*`) older than `age`.
+/// Removes this server's temp files ([`media::TEMP_PREFIXES`]) older than `age`.
 fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -99,7 +99,7 @@ fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !(name.starts_with("upload-") || name.starts_with("video-")) {
+        if !media::TEMP_PREFIXES.iter().any(|p| name.starts_with(p)) {
             continue;
         }
         let stale = entry
@@ -182,6 +182,8 @@ mod tests {
         };
         write("upload-old", true);
         write("video-old.mp4", true);
+        write("media-old.ogg", true);
+        write("fetched-old", true);
         write("upload-live", false);
         write("notes-old.txt", true);
         sweep_temp_files(dir.path(), Duration::from_secs(600));

@@ -4,7 +4,7 @@
 
 use super::MediaError;
 use super::ffmpeg::{self, Demuxer, FfmpegError};
-use super::{MediaConfig, Upload, read_file, read_head};
+use super::{MediaConfig, Upload, read_file, read_head, temp_output};
 
 pub const NOT_ALLOWED: &str = "your audio type is not allowed. please use mp3/m4a/aac/ogg/wav/flac";
 const OPUS: &str = "audio/ogg; codecs=opus";
@@ -44,12 +44,7 @@ pub async fn prepare(
         });
     }
     let slot = config.heavy_work_slot().await?;
-    let out = tempfile::Builder::new()
-        .prefix("audio-")
-        .suffix(".ogg")
-        .tempfile_in(&config.temp_dir)
-        .map_err(|e| MediaError::Failed(format!("cannot create a temporary file: {e}")))?
-        .into_temp_path();
+    let out = temp_output(config, ".ogg")?;
     let mut args = ffmpeg::safe_input(&[], demuxer, &upload.path);
     args.extend(ffmpeg::output(
         &[

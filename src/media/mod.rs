@@ -18,6 +18,20 @@ use std::time::Duration;
 use tempfile::TempPath;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Prefixes of this server's temporary files (swept at start after a crash);
+/// `video-` is what earlier versions named ffmpeg's outputs.
+pub const TEMP_PREFIXES: [&str; 4] = ["upload-", "media-", "fetched-", "video-"];
+
+/// A fresh temporary output file named `media-…{suffix}` in the temp folder.
+pub(crate) fn temp_output(config: &MediaConfig, suffix: &str) -> Result<TempPath, MediaError> {
+    tempfile::Builder::new()
+        .prefix("media-")
+        .suffix(suffix)
+        .tempfile_in(&config.temp_dir)
+        .map(|f| f.into_temp_path())
+        .map_err(|e| MediaError::Failed(format!("cannot create a temporary file: {e}")))
+}
+
 /// Why media could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

@@ -5,7 +5,7 @@
 
 use super::MediaError;
 use super::ffmpeg::{self, Demuxer, FfmpegError};
-use super::{MediaConfig, Upload, read_file, read_head};
+use super::{MediaConfig, Upload, read_file, read_head, temp_output};
 
 pub const NOT_ALLOWED: &str = "your sticker is not allowed. please use jpg/jpeg/png/webp/gif";
 pub const SIDE: u32 = 512;
@@ -28,12 +28,7 @@ pub async fn prepare(upload: &Upload, config: &MediaConfig) -> Result<PreparedSt
     let head = read_head(upload, 64).await?;
     let demuxer = format_of(&head).ok_or_else(|| MediaError::Rejected(NOT_ALLOWED.to_owned()))?;
     let slot = config.heavy_work_slot().await?;
-    let out = tempfile::Builder::new()
-        .prefix("sticker-")
-        .suffix(".webp")
-        .tempfile_in(&config.temp_dir)
-        .map_err(|e| MediaError::Failed(format!("cannot create a temporary file: {e}")))?
-        .into_temp_path();
+    let out = temp_output(config, ".webp")?;
     let fit = format!(
         "scale={SIDE}:{SIDE}:force_original_aspect_ratio=decrease,format=rgba,\
          pad={SIDE}:{SIDE}:(ow-iw)/2:(oh-ih)/2:color=0x00000000"

@@ -7,11 +7,9 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use tempfile::TempPath;
-
 use super::MediaError;
 use super::ffmpeg::{self, Demuxer, FfmpegError};
-use super::{MediaConfig, Upload, read_file, read_head};
+use super::{MediaConfig, Upload, read_file, read_head, temp_output};
 
 pub const NOT_ALLOWED: &str = "your video type is not allowed. please use mp4/mkv";
 /// MIME types a video part may declare.
@@ -78,15 +76,6 @@ fn ffmpeg_error(e: FfmpegError) -> MediaError {
         e @ FfmpegError::NotFound(_) => MediaError::Failed(e.to_string()),
         e => MediaError::Failed(format!("video processing failed: {e}")),
     }
-}
-
-fn temp_output(config: &MediaConfig, suffix: &str) -> Result<TempPath, MediaError> {
-    tempfile::Builder::new()
-        .prefix("video-")
-        .suffix(suffix)
-        .tempfile_in(&config.temp_dir)
-        .map(|f| f.into_temp_path())
-        .map_err(|e| MediaError::Failed(format!("cannot create a temporary file: {e}")))
 }
 
 pub async fn prepare(
