@@ -88,10 +88,12 @@ impl AutoReply {
         true
     }
 
-    /// Answers `message` in its chat if it deserves it (runs on its own task).
+    /// Answers `message` in its chat if it deserves it (runs on its own task); the
+    /// answer goes into `store` like every message sent.
     pub fn handle(
         self: &Arc<Self>,
         client: Arc<Client>,
+        store: Option<Arc<crate::messages::MessageStore>>,
         info: &MessageInfo,
         message: &wa::Message,
     ) {
@@ -102,11 +104,26 @@ impl AutoReply {
         let to = info.source.chat.clone();
         let text = self.text.clone();
         tokio::spawn(async move {
-            match client
-                .send_message(to.clone(), wa::Message::text(text))
-                .await
-            {
-                Ok(_) => debug!(%to, "auto-reply sent"),
+            let answer = wa::Message::text(text);
+            match client.send_message(to.clone(), answer.clone()).await {
+                Ok(sent) => {
+                    debug!(%to, "auto-reply sent");
+                    let now = jiff::Timestamp::now().as_second();
+                    let change = crate::messages::from_wa::sent(
+                        &to,
+                        client.pn().as_ref(),
+                        &sent.message_id,
+                        now,
+                        &answer,
+                    );
+                    if let (Some(store), Some(change)) = (store, change) {
+                        let stored =
+                            tokio::task::spawn_blocking(move || store.apply(&[change], now)).await;
+                        if let Ok(Err(e)) = stored {
+                            warn!(error = %e, "an auto-reply was not stored");
+                        }
+                    }
+                }
                 Err(e) => warn!(%to, error = %e, "auto-reply failed"),
             }
         });

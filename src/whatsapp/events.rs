@@ -178,7 +178,8 @@ impl EventHandler for SessionEvents {
             Event::Messages(batch) if session.generation() == self.generation => {
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {
-                        reply.handle(client.clone(), &inbound.info, &inbound.message);
+                        let store = session.messages().cloned();
+                        reply.handle(client.clone(), store, &inbound.info, &inbound.message);
                     }
                 }
             }

@@ -236,6 +236,22 @@ async fn an_incoming_message_gets_the_autoreply_once_per_interval() {
         .unwrap_or_else(|| panic!("no autoreply reached {FRIEND}\n{}", server.log()));
     assert_eq!(reply.chat, format!("{FRIEND}@s.whatsapp.net"));
     assert_eq!(reply.message.conversation.as_deref(), Some("I am away"));
+    // Stored like every message sent, as Go stores its auto-replies.
+    let db = rusqlite::Connection::open(dir.path().join("storages/chat.db")).unwrap();
+    wait_for(
+        "the stored auto-reply",
+        std::time::Duration::from_secs(5),
+        || {
+            db.query_row(
+            "SELECT COUNT(*) FROM messages WHERE is_from_me = 1 AND body = 'I am away' AND id = ?1",
+            [&reply.id],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+        },
+    )
+    .await;
 
     // A second message within the interval gets no second answer…
     fake.deliver(FRIEND, "hello??").await.unwrap();
