@@ -70,6 +70,18 @@ impl fmt::Display for Recipient {
     }
 }
 
+/// The digits of a phone number written for humans (`+62 812-3456-7890`): a
+/// leading `+`, spaces and dashes dropped; `None` when anything else is left.
+pub fn phone_digits(written: &str) -> Option<String> {
+    let digits: String = written
+        .trim()
+        .trim_start_matches('+')
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .collect();
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,16 +107,10 @@ impl Form {
     /// Rewrites a phone number written for humans (`+62 812-3456-7890`) as digits.
     /// Anything else (a JID, a typo) is left as it is, for validation to report.
     pub fn normalize_phone(&mut self, name: &str) {
-        if let Some(value) = self.fields.get_mut(name) {
-            let digits: String = value
-                .trim()
-                .trim_start_matches('+')
-                .chars()
-                .filter(|c| !matches!(c, ' ' | '-'))
-                .collect();
-            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                *value = digits;
-            }
+        if let Some(value) = self.fields.get_mut(name)
+            && let Some(digits) = crate::domain::recipient::phone_digits(value)
+        {
+            *value = digits;
         }
     }
 

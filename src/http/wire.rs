@@ -136,19 +136,14 @@ pub async fn device(State(state): State<AppState>, req: Request, next: Next) -> 
     if let Some(id) = id
         && state.app.is_this_device(&id) == Some(false)
     {
-        let mut res = ApiError::new(
-            StatusCode::NOT_FOUND,
-            "device not found; this server has one account: use its phone number or JID",
-        )
-        .with_code(ErrorCode::DeviceNotFound)
-        .into_response();
-        let body = serde_json::json!({
-            "code": 404,
-            "message": "device not found; this server has one account: use its phone number or JID",
-            "results": { "device_id": id },
-        });
-        *res.body_mut() = Body::from(body.to_string());
-        res.headers_mut().remove(header::CONTENT_LENGTH);
+        let envelope = super::response::Envelope {
+            code: StatusCode::NOT_FOUND.as_u16(),
+            message: "device not found; this server has one account: use its phone number or JID"
+                .to_owned(),
+            results: Some(serde_json::json!({ "device_id": id })),
+        };
+        let mut res = (StatusCode::NOT_FOUND, axum::Json(envelope)).into_response();
+        res.extensions_mut().insert(ErrorCode::DeviceNotFound);
         return res;
     }
     next.run(req).await

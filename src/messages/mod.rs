@@ -143,6 +143,17 @@ impl MessageStore {
         Ok(())
     }
 
+    /// Records `change` on the blocking pool without waiting for it (a send, a
+    /// receipt); a failure is logged as `what` "was not stored".
+    pub fn apply_in_background(self: &std::sync::Arc<Self>, change: Change, what: &'static str) {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.apply(&[change], jiff::Timestamp::now().as_second()) {
+                tracing::warn!(error = %e, "{what} was not stored");
+            }
+        });
+    }
+
     /// One stored message with its latest text.
     pub fn get(&self, chat: &str, id: &str) -> Result<Option<StoredMessage>, StoreError> {
         let conn = self.conn();

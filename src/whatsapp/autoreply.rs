@@ -117,11 +117,7 @@ impl AutoReply {
                         &answer,
                     );
                     if let (Some(store), Some(change)) = (store, change) {
-                        let stored =
-                            tokio::task::spawn_blocking(move || store.apply(&[change], now)).await;
-                        if let Ok(Err(e)) = stored {
-                            warn!(error = %e, "an auto-reply was not stored");
-                        }
+                        store.apply_in_background(change, "an auto-reply");
                     }
                 }
                 Err(e) => warn!(%to, error = %e, "auto-reply failed"),

@@ -154,12 +154,7 @@ impl EventHandler for SessionEvents {
                 if let Some(store) = session.messages()
                     && let Some(change) = crate::messages::from_wa::receipt(receipt)
                 {
-                    let store = store.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if let Err(e) = store.apply(&[change], jiff::Timestamp::now().as_second()) {
-                            warn!(error = %e, "a receipt was not stored");
-                        }
-                    });
+                    store.apply_in_background(change, "a receipt");
                 }
                 self.to_webhooks(&session, |device, _| {
                     crate::webhook::event::receipt_event(device, receipt)

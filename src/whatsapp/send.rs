@@ -97,15 +97,10 @@ pub async fn send(
                     timestamp.as_second(),
                     &message,
                 );
-                let store = store.clone();
                 // After the answer's truth is known; the send does not wait for it.
-                tokio::task::spawn_blocking(move || {
-                    if let Some(change) = change
-                        && let Err(e) = store.apply(&[change], Timestamp::now().as_second())
-                    {
-                        tracing::warn!(error = %e, "a sent message was not stored");
-                    }
-                });
+                if let Some(change) = change {
+                    store.apply_in_background(change, "a sent message");
+                }
             }
             Ok(Ack {
                 timestamp,
@@ -152,12 +147,7 @@ fn mention_jid(mention: &str) -> Option<String> {
     if mention.contains('@') {
         return mention.parse::<Jid>().ok().map(|j| j.to_non_ad_string());
     }
-    let digits: String = mention
-        .chars()
-        .filter(|c| !matches!(c, '+' | ' ' | '-'))
-        .collect();
-    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| format!("{digits}@s.whatsapp.net"))
+    crate::domain::recipient::phone_digits(mention).map(|d| format!("{d}@s.whatsapp.net"))
 }
 
 fn media_type(kind: MediaKind) -> MediaType {
