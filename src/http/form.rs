@@ -75,24 +75,6 @@ impl Form {
         self.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
     }
 
-    /// A boolean field (`true/false/1/0/t/f/on/off`, any case: Go's `ParseBool` and
-    /// HTML checkboxes); `default` when absent or empty.
-    pub fn flag(&self, name: &str, default: bool, errors: &mut ValidationErrors) -> bool {
-        match self
-            .get(name)
-            .map(|v| v.trim().to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("") => default,
-            Some("true" | "1" | "t" | "on") => true,
-            Some("false" | "0" | "f" | "off") => false,
-            Some(_) => {
-                errors.add(name, "must be a boolean (true or false)");
-                default
-            }
-        }
-    }
-
     /// A list field's values (see [`LIST_FIELDS`]), trimmed, empty ones dropped.
     pub fn list(&self, name: &str) -> Vec<String> {
         self.get(name)
@@ -102,6 +84,30 @@ impl Form {
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The fields as the typed request `T`: blank fields are absent, list fields
+    /// (see [`LIST_FIELDS`]) are arrays, every other field is text.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .fields
+            .iter()
+            .filter(|(_, value)| !value.is_empty())
+            .map(|(name, value)| {
+                let value = if LIST_FIELDS.contains(&name.as_str()) {
+                    serde_json::Value::from(self.list(name))
+                } else {
+                    serde_json::Value::from(value.as_str())
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+            // Every field is text or a list of texts, so this is a mistake in a request
+            // type, not in the client's input.
+            tracing::error!(error = %e, "a form does not fit its request type");
+            ApiError::bad_request("invalid request")
+        })
     }
 
     /// Rewrites a phone number written for humans (`+62 812-3456-7890`) as digits.

@@ -5,6 +5,7 @@ pub mod app;
 pub mod dashboard;
 pub mod form;
 pub mod guard;
+pub mod request;
 pub mod response;
 pub mod send;
 pub mod user;

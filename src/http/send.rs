@@ -9,14 +9,19 @@ use axum::routing::post;
 
 use super::AppState;
 use super::form::{FileSpec, Form, FormSpec, read_body};
+use super::request::{
+    self, ChatPresence, Presence, SendAudio, SendContact, SendFile, SendLink, SendLocation,
+    SendMessage, SendPoll, SendRequest, SendSticker, SendVisual, available, flag, typing,
+};
 use super::response::{ApiError, ok};
 use super::wire::ApiCompat;
 use crate::domain::recipient::{ChatType, Recipient};
-use crate::domain::validation::{Rule, ValidationErrors};
+use crate::domain::validation::{ValidationErrors, invalid};
 use crate::fetch::FetchError;
 use crate::media::{self, Upload};
 use crate::service::send::{ImageSend, VideoSend};
 use crate::whatsapp::{Context, Outgoing};
+use validator::{Validate, ValidationError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,14 +43,13 @@ async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, 
     let fields = with_common(&["phone", "ptt", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "audio", max_mb).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    let ptt = form.flag("ptt", false, &mut errors);
-    let upload = required_file(&mut form, "audio", &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, upload) = (validated(to)?, validated(upload)?);
-    let result = state.send.audio(&to, upload, ptt, context).await?;
+    let mut checked = check::<SendAudio>(&state, &mut form)?;
+    let upload = checked.file(&mut form, "audio");
+    let (req, to, context) = checked.finish()?;
+    let result = state
+        .send
+        .audio(&to, validated(upload)?, flag(&req.ptt, false), context)
+        .await?;
     Ok(ok("Success", Some(result)))
 }
 
@@ -53,119 +57,52 @@ async fn sticker(State(state): State<AppState>, req: Request) -> Result<Response
     let fields = with_common(&["phone", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "sticker", max_mb).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    let upload = required_file(&mut form, "sticker", &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, upload) = (validated(to)?, validated(upload)?);
-    let result = state.send.sticker(&to, upload, context).await?;
+    let mut checked = check::<SendSticker>(&state, &mut form)?;
+    let upload = checked.file(&mut form, "sticker");
+    let (_, to, context) = checked.finish()?;
+    let result = state.send.sticker(&to, validated(upload)?, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn link(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "link", "caption", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("caption", form.get("caption"), &[Rule::Required]);
-    errors.check("link", form.get("link"), &[Rule::Required]);
-    let link = form.text("link").map(|l| l.trim().to_owned());
-    if let Some(l) = &link
-        && !(l.starts_with("http://") || l.starts_with("https://"))
-    {
-        errors.add("link", "must be a valid URL");
-    }
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let result = state
-        .send
-        .link(
-            &validated(to)?,
-            validated(link)?,
-            validated(form.text("caption"))?,
-            context,
-        )
-        .await?;
+    let (req, to, context) = check::<SendLink>(&state, &mut form)?.finish()?;
+    let link = validated(req.link)?.trim().to_owned();
+    let caption = validated(req.caption)?;
+    let result = state.send.link(&to, link, caption, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn poll(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "question", "options", "max_answer", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("question", form.get("question"), &[Rule::Required]);
-    let options = form.list("options");
-    let unique: std::collections::HashSet<&String> = options.iter().collect();
-    if options.len() < 2 {
-        errors.add("options", "must have at least 2 options");
-    } else if options.len() > 12 {
-        errors.add("options", "must have at most 12 options");
-    } else if unique.len() != options.len() {
-        errors.add("options", "must be unique");
-    }
-    let max_answer = match form.get("max_answer").map(str::trim) {
-        None | Some("") => Some(1),
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if n >= 1 && (n as usize) <= options.len().max(1) => Some(n),
-            _ => {
-                errors.add(
-                    "max_answer",
-                    format!("must be between 1 and {}", options.len().max(1)),
-                );
-                None
-            }
-        },
-    };
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
+    let mut checked = check::<SendPoll>(&state, &mut form)?;
+    let max_answer = checked.also("max_answer", checked.req.max_answer());
+    let (req, to, context) = checked.finish()?;
     let poll = Outgoing::Poll {
-        question: validated(form.text("question"))?,
-        options,
+        question: validated(req.question)?,
+        options: req.options,
         max_answer: validated(max_answer)?,
     };
-    let result = state.send.poll(&validated(to)?, poll, context).await?;
+    let result = state.send.poll(&to, poll, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let form = text_form(&state, req, &["type"]).await?;
-    let mut errors = ValidationErrors::new();
-    errors.check("type", form.get("type"), &[Rule::Required]);
-    let available = match form.get("type").map(str::trim) {
-        Some(t) if t.eq_ignore_ascii_case("available") => Some(true),
-        Some(t) if t.eq_ignore_ascii_case("unavailable") => Some(false),
-        Some("") | None => None,
-        Some(_) => {
-            errors.add("type", "must be available or unavailable");
-            None
-        }
-    };
-    errors.into_result()?;
+    let req: Presence = form.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    let available = req.r#type.as_deref().and_then(available);
     let result = state.send.presence(validated(available)?).await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn chat_presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let mut form = text_form(&state, req, &["phone", "action", "type"]).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("action", form.get("action"), &[Rule::Required]);
-    let typing = match form.get("action").map(str::trim) {
-        Some(a) if a.eq_ignore_ascii_case("start") => Some(true),
-        Some(a) if a.eq_ignore_ascii_case("stop") => Some(false),
-        Some("") | None => None,
-        Some(_) => {
-            errors.add("action", "must be start or stop");
-            None
-        }
-    };
-    errors.into_result()?;
-    let result = state
-        .send
-        .chat_presence(&validated(to)?, validated(typing)?)
-        .await?;
+    let (req, to, _) = check::<ChatPresence>(&state, &mut form)?.finish()?;
+    let typing = req.action.as_deref().and_then(typing);
+    let result = state.send.chat_presence(&to, validated(typing)?).await?;
     Ok(ok("Success", Some(result)))
 }
 
@@ -177,76 +114,25 @@ fn with_common<'a>(own: &[&'a str]) -> Vec<&'a str> {
     own.iter().copied().chain(COMMON).collect()
 }
 
-/// The disappearing timers WhatsApp offers (24 hours, 7 days, 90 days).
-const TIMERS: [u32; 3] = [86_400, 604_800, 7_776_000];
-
-/// The common fields: quote, mentions, forwarded flag, disappearing timer. A timer
-/// WhatsApp does not offer is ignored, as Go ignores it.
-fn context(form: &Form, errors: &mut ValidationErrors) -> Context {
-    let expiration = match form.get("duration").map(str::trim) {
-        None | Some("") => None,
-        Some(value) => match value.parse::<u32>() {
-            Ok(secs) if TIMERS.contains(&secs) => Some(secs),
-            Ok(_) => None,
-            Err(_) => {
-                errors.add("duration", "must be a number of seconds");
-                None
-            }
-        },
-    };
-    Context {
-        reply_to: form.text("reply_message_id"),
-        mentions: form.list("mentions"),
-        forwarded: form.flag("is_forwarded", false, errors),
-        expiration,
-    }
-}
-
-/// A coordinate in degrees within `-limit..=limit`.
-fn degrees(form: &Form, name: &str, limit: f64, errors: &mut ValidationErrors) -> Option<f64> {
-    let value = form.get(name).map(str::trim).unwrap_or_default();
-    if value.is_empty() {
-        errors.add(name, "cannot be blank");
-        return None;
-    }
-    match value.parse::<f64>() {
-        Ok(v) if v.is_finite() && (-limit..=limit).contains(&v) => Some(v),
-        _ => {
-            errors.add(
-                name,
-                format!("must be a number between -{limit} and {limit}"),
-            );
-            None
-        }
-    }
-}
-
 async fn location(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "latitude", "longitude", "name", "address", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    let latitude = degrees(&form, "latitude", 90.0, &mut errors);
-    let longitude = degrees(&form, "longitude", 180.0, &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let location = Outgoing::Location {
-        latitude: validated(latitude)?,
-        longitude: validated(longitude)?,
-        name: form.text("name"),
-        address: form.text("address"),
+    let (req, to, context) = check::<SendLocation>(&state, &mut form)?.finish()?;
+    let coordinate = |value: Option<String>, limit| {
+        validated(value.and_then(|v| request::degrees(&v, limit).ok()))
     };
-    let result = state
-        .send
-        .location(&validated(to)?, location, context)
-        .await?;
+    let location = Outgoing::Location {
+        latitude: coordinate(req.latitude, 90.0)?,
+        longitude: coordinate(req.longitude, 180.0)?,
+        name: req.name,
+        address: req.address,
+    };
+    let result = state.send.location(&to, location, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
 /// Sizes are in SI megabytes, as the Go server counted them.
 const MEGABYTE: u64 = 1_000_000;
-const PHONE_RULES: &[Rule] = &[Rule::Required, Rule::Length(10, 25)];
-const CAPTION_RULES: &[Rule] = &[Rule::Length(0, 200)];
 
 /// A value the validation above has vouched for; never `None` in practice.
 fn validated<T>(value: Option<T>) -> Result<T, ApiError> {
@@ -318,14 +204,20 @@ async fn media_form(
     Ok(form)
 }
 
-/// Checks `phone` and turns it, with `type`, into the recipient. The later
-/// versions have no `type`: a longer number than 15 digits is a group there.
-fn recipient(
-    state: &AppState,
-    form: &mut Form,
-    errors: &mut ValidationErrors,
-) -> Option<Recipient> {
-    let chat_type = match (state.limits.api_compat, form.get("type")) {
+/// A send request read from its form and checked: the failures of its rules, and
+/// of the checks that need more than one field, are collected before any is reported,
+/// so that the client sees them all at once in Go's format.
+struct Checked<T> {
+    req: T,
+    chat: ChatType,
+    errors: validator::ValidationErrors,
+}
+
+/// Reads and checks the send request `T`. The recipient's chat type is known first:
+/// the v2.3.0 `type`, or in the later versions the shape of `phone` (more than 15
+/// digits is a group); a user's number written for humans is normalised.
+fn check<T: SendRequest>(state: &AppState, form: &mut Form) -> Result<Checked<T>, ApiError> {
+    let chat = match (state.limits.api_compat, form.get("type")) {
         (ApiCompat::V9, None | Some("")) => {
             let phone = form.get("phone").unwrap_or_default();
             let digits = phone.trim().trim_start_matches('+');
@@ -337,30 +229,45 @@ fn recipient(
         }
         (_, given) => ChatType::from_field(given),
     };
-    if chat_type == ChatType::User {
+    if chat == ChatType::User {
         form.normalize_phone("phone");
     }
-    let before = errors.clone();
-    errors.check("phone", form.get("phone"), PHONE_RULES);
-    if *errors != before {
-        return None;
-    }
-    match Recipient::parse(form.get("phone").unwrap_or_default(), chat_type) {
-        Ok(r) => Some(r),
-        Err(reason) => {
-            errors.add("phone", reason);
-            None
-        }
-    }
+    form.normalize_phone("contact_phone");
+    let req: T = form.parse()?;
+    let errors = req.validate().err().unwrap_or_default();
+    Ok(Checked { req, chat, errors })
 }
 
-/// The file part, recorded as blank when missing.
-fn required_file(form: &mut Form, field: &str, errors: &mut ValidationErrors) -> Option<Upload> {
-    let file = form.file.take();
-    if file.is_none() {
-        errors.add(field, "cannot be blank");
+impl<T: SendRequest> Checked<T> {
+    /// The file part, recorded as blank when missing.
+    fn file(&mut self, form: &mut Form, field: &'static str) -> Option<Upload> {
+        let file = form.file.take();
+        if file.is_none() {
+            self.errors.add(field, ValidationError::new("required"));
+        }
+        file
     }
-    file
+
+    /// The outcome of a check beyond the declared rules, recorded under `field`.
+    fn also<V>(&mut self, field: &'static str, outcome: Result<V, ValidationError>) -> Option<V> {
+        outcome.map_err(|e| self.errors.add(field, e)).ok()
+    }
+
+    /// The request, its recipient and its common fields, or every failure found.
+    fn finish(mut self) -> Result<(T, Recipient, Context), ApiError> {
+        let to = if self.errors.errors().contains_key("to") {
+            None
+        } else {
+            let phone = self.req.to().phone.as_deref().unwrap_or_default();
+            let parsed = Recipient::parse(phone, self.chat).map_err(invalid);
+            self.also("phone", parsed)
+        };
+        if !self.errors.is_empty() {
+            return Err(ValidationErrors::from(self.errors).into());
+        }
+        let context = self.req.common().context();
+        Ok((self.req, validated(to)?, context))
+    }
 }
 
 /// Whether the part's declared type is one of `allowed` (parameters ignored).
@@ -376,34 +283,21 @@ fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
 async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "message", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("message", form.get("message"), &[Rule::Required]);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, text) = (validated(to)?, validated(form.text("message"))?);
-    let result = state.send.message(&to, text, context).await?;
+    let (req, to, context) = check::<SendMessage>(&state, &mut form)?.finish()?;
+    let result = state
+        .send
+        .message(&to, validated(req.message)?, context)
+        .await?;
     Ok(ok("Success", Some(result)))
 }
 
 async fn contact(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "contact_name", "contact_phone", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
-    form.normalize_phone("contact_phone");
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("contact_name", form.get("contact_name"), &[Rule::Required]);
-    errors.check(
-        "contact_phone",
-        form.get("contact_phone"),
-        &[Rule::Required, Rule::PhoneDigits],
-    );
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let to = validated(to)?;
-    let name = form.get("contact_name").unwrap_or_default();
-    let phone = form.get("contact_phone").unwrap_or_default();
-    let result = state.send.contact(&to, name, phone, context).await?;
+    let (req, to, context) = check::<SendContact>(&state, &mut form)?.finish()?;
+    let name = validated(req.contact_name)?;
+    let phone = validated(req.contact_phone)?;
+    let result = state.send.contact(&to, &name, &phone, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
@@ -411,25 +305,20 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
     let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("caption", form.get("caption"), CAPTION_RULES);
-    let view_once = form.flag("view_once", false, &mut errors);
-    let compress = form.flag("compress", true, &mut errors);
-    let upload = required_file(&mut form, "image", &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, upload) = (validated(to)?, validated(upload)?);
+    let mut checked = check::<SendVisual>(&state, &mut form)?;
+    let upload = checked.file(&mut form, "image");
+    let (req, to, context) = checked.finish()?;
+    let upload = validated(upload)?;
     if !declared_type_is(&upload, &["image/jpeg", "image/jpg", "image/png"]) {
         return Err(ApiError::bad_request(media::image::NOT_ALLOWED));
     }
-    let req = ImageSend {
+    let send = ImageSend {
         upload,
-        caption: form.text("caption"),
-        view_once,
-        compress,
+        caption: req.caption,
+        view_once: flag(&req.view_once, false),
+        compress: flag(&req.compress, true),
     };
-    let result = state.send.image(&to, req, context).await?;
+    let result = state.send.image(&to, send, context).await?;
     Ok(ok("Success", Some(result)))
 }
 
@@ -437,15 +326,12 @@ async fn file(State(state): State<AppState>, req: Request) -> Result<Response, A
     let fields = with_common(&["phone", "caption", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    let upload = required_file(&mut form, "file", &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, upload) = (validated(to)?, validated(upload)?);
+    let mut checked = check::<SendFile>(&state, &mut form)?;
+    let upload = checked.file(&mut form, "file");
+    let (req, to, context) = checked.finish()?;
     let result = state
         .send
-        .file(&to, upload, form.text("caption"), context)
+        .file(&to, validated(upload)?, req.caption, context)
         .await?;
     Ok(ok("Success", Some(result)))
 }
@@ -454,24 +340,19 @@ async fn video(State(state): State<AppState>, req: Request) -> Result<Response, 
     let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_video_mb;
     let mut form = media_form(&state, req, &fields, "video", max_mb).await?;
-    let mut errors = ValidationErrors::new();
-    let to = recipient(&state, &mut form, &mut errors);
-    errors.check("caption", form.get("caption"), CAPTION_RULES);
-    let view_once = form.flag("view_once", false, &mut errors);
-    let compress = form.flag("compress", false, &mut errors);
-    let upload = required_file(&mut form, "video", &mut errors);
-    let context = context(&form, &mut errors);
-    errors.into_result()?;
-    let (to, upload) = (validated(to)?, validated(upload)?);
+    let mut checked = check::<SendVisual>(&state, &mut form)?;
+    let upload = checked.file(&mut form, "video");
+    let (req, to, context) = checked.finish()?;
+    let upload = validated(upload)?;
     if !declared_type_is(&upload, &media::video::ALLOWED_TYPES) {
         return Err(ApiError::bad_request(media::video::NOT_ALLOWED));
     }
-    let req = VideoSend {
+    let send = VideoSend {
         upload,
-        caption: form.text("caption"),
-        view_once,
-        compress,
+        caption: req.caption,
+        view_once: flag(&req.view_once, false),
+        compress: flag(&req.compress, false),
     };
-    let result = state.send.video(&to, req, context).await?;
+    let result = state.send.video(&to, send, context).await?;
     Ok(ok("Success", Some(result)))
 }

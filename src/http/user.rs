@@ -7,9 +7,11 @@ use axum::routing::get;
 
 use super::AppState;
 use super::form::{FormSpec, read_query};
+use super::request::{PhoneQuery, PushName};
 use super::response::{ApiError, ok};
 use super::wire::ApiCompat;
-use crate::domain::validation::{Rule, ValidationErrors};
+use crate::domain::validation::ValidationErrors;
+use validator::Validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -67,15 +69,9 @@ async fn set_push_name(
         temp_dir: &state.limits.temp_dir,
         strict: state.limits.strict_fields,
     };
-    let form = super::form::read_body(req, &spec).await?;
-    let mut errors = ValidationErrors::new();
-    errors.check(
-        "push_name",
-        form.get("push_name").map(str::trim),
-        &[Rule::Required, Rule::Length(1, 25)],
-    );
-    errors.into_result()?;
-    let name = form.get("push_name").unwrap_or_default().trim();
+    let req: PushName = super::form::read_body(req, &spec).await?.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    let name = req.push_name.as_deref().unwrap_or_default().trim();
     state.user.set_push_name(name).await?;
     Ok(ok::<()>("Success change push name", None))
 }
@@ -100,14 +96,9 @@ fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError
     };
     let mut form = read_query(query, &spec)?;
     form.normalize_phone("phone");
-    let mut errors = ValidationErrors::new();
-    errors.check(
-        "phone",
-        form.get("phone"),
-        &[Rule::Required, Rule::E164, Rule::Length(10, 15)],
-    );
-    errors.into_result()?;
-    Ok(form.get("phone").unwrap_or_default().to_owned())
+    let req: PhoneQuery = form.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    Ok(req.phone.unwrap_or_default())
 }
 
 async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {

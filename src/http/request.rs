@@ -1,0 +1,371 @@
+//! The typed requests of the send and user routes, with their rules declared for
+//! `validator`. Fields hold the text the client sent (blank fields are `None`), so a
+//! rule can report it in Go's words; handlers turn them into domain values once the
+//! request has passed. The ozzo rendering of failures is in `domain::validation`.
+
+use serde::Deserialize;
+use validator::{Validate, ValidationError};
+
+use crate::domain::validation::{self as rules, byte_length, invalid, parse_bool};
+use crate::whatsapp::Context;
+
+/// The recipient every send route takes: `phone` (a number, a JID or a group id) and
+/// the v2.3.0 `type` (`user` or `group`).
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct To {
+    #[validate(required, custom(function = "chat_phone_length"))]
+    pub phone: Option<String>,
+    #[serde(rename = "type")]
+    pub chat_type: Option<String>,
+}
+
+fn chat_phone_length(value: &str) -> Result<(), ValidationError> {
+    byte_length(value, 10, 25)
+}
+
+/// The later versions' fields every send route takes.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct Common {
+    pub reply_message_id: Option<String>,
+    pub mentions: Vec<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub is_forwarded: Option<String>,
+    #[validate(custom(function = "seconds"))]
+    pub duration: Option<String>,
+}
+
+/// The disappearing timers WhatsApp offers (24 hours, 7 days, 90 days).
+const TIMERS: [u32; 3] = [86_400, 604_800, 7_776_000];
+
+fn seconds(value: &str) -> Result<(), ValidationError> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map(|_| ())
+        .map_err(|_| invalid("must be a number of seconds"))
+}
+
+impl Common {
+    /// Quote, mentions, forwarded flag and disappearing timer. A timer WhatsApp does
+    /// not offer is ignored, as Go ignores it.
+    pub fn context(&self) -> Context {
+        let expiration = self
+            .duration
+            .as_deref()
+            .and_then(|d| d.trim().parse::<u32>().ok())
+            .filter(|secs| TIMERS.contains(secs));
+        Context {
+            reply_to: self.reply_message_id.clone(),
+            mentions: self.mentions.clone(),
+            forwarded: flag(&self.is_forwarded, false),
+            expiration,
+        }
+    }
+}
+
+/// A boolean field that passed [`rules::boolean`]; `default` when absent.
+pub fn flag(value: &Option<String>, default: bool) -> bool {
+    value.as_deref().and_then(parse_bool).unwrap_or(default)
+}
+
+/// A send request: its recipient and the common fields.
+pub trait SendRequest: Validate + serde::de::DeserializeOwned {
+    fn to(&self) -> &To;
+    fn common(&self) -> &Common;
+}
+
+macro_rules! send_request {
+    ($($name:ident),* $(,)?) => {$(
+        impl SendRequest for $name {
+            fn to(&self) -> &To {
+                &self.to
+            }
+            fn common(&self) -> &Common {
+                &self.common
+            }
+        }
+    )*};
+}
+
+send_request!(
+    SendMessage,
+    SendContact,
+    SendVisual,
+    SendFile,
+    SendAudio,
+    SendSticker,
+    SendLink,
+    SendPoll,
+    SendLocation,
+    ChatPresence,
+);
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendMessage {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required)]
+    pub message: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendContact {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required)]
+    pub contact_name: Option<String>,
+    #[validate(required, custom(function = "rules::phone_digits"))]
+    pub contact_phone: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+/// An image or a video.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendVisual {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(custom(function = "caption_length"))]
+    pub caption: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub view_once: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub compress: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+fn caption_length(value: &str) -> Result<(), ValidationError> {
+    byte_length(value, 0, 200)
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendFile {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    pub caption: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendAudio {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(custom(function = "rules::boolean"))]
+    pub ptt: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendSticker {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendLink {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required, custom(function = "rules::http_url"))]
+    pub link: Option<String>,
+    #[validate(required)]
+    pub caption: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendPoll {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required)]
+    pub question: Option<String>,
+    #[validate(custom(function = "poll_options"))]
+    pub options: Vec<String>,
+    /// Checked against the number of options by [`SendPoll::max_answer`].
+    pub max_answer: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+fn poll_options(options: &[String]) -> Result<(), ValidationError> {
+    let unique: std::collections::HashSet<&String> = options.iter().collect();
+    if options.len() < 2 {
+        Err(invalid("must have at least 2 options"))
+    } else if options.len() > 12 {
+        Err(invalid("must have at most 12 options"))
+    } else if unique.len() != options.len() {
+        Err(invalid("must be unique"))
+    } else {
+        Ok(())
+    }
+}
+
+impl SendPoll {
+    /// How many options a voter may pick: 1 when absent, at most the number of options.
+    pub fn max_answer(&self) -> Result<u32, ValidationError> {
+        let most = self.options.len().max(1);
+        match self.max_answer.as_deref().map(str::trim) {
+            None | Some("") => Ok(1),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 && (n as usize) <= most => Ok(n),
+                _ => Err(invalid(format!("must be between 1 and {most}"))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SendLocation {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required, custom(function = "valid_latitude"))]
+    pub latitude: Option<String>,
+    #[validate(required, custom(function = "valid_longitude"))]
+    pub longitude: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+/// A coordinate in degrees within `-limit..=limit`.
+pub fn degrees(value: &str, limit: f64) -> Result<f64, ValidationError> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && (-limit..=limit).contains(&v) => Ok(v),
+        _ => Err(invalid(format!(
+            "must be a number between -{limit} and {limit}"
+        ))),
+    }
+}
+
+fn valid_latitude(value: &str) -> Result<(), ValidationError> {
+    degrees(value, 90.0).map(|_| ())
+}
+
+fn valid_longitude(value: &str) -> Result<(), ValidationError> {
+    degrees(value, 180.0).map(|_| ())
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct Presence {
+    #[serde(rename = "type")]
+    #[validate(required, custom(function = "presence_type"))]
+    pub r#type: Option<String>,
+}
+
+/// `available` → `true`, `unavailable` → `false`, any case.
+pub fn available(value: &str) -> Option<bool> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("available") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("unavailable") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn presence_type(value: &str) -> Result<(), ValidationError> {
+    available(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid("must be available or unavailable"))
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ChatPresence {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required, custom(function = "chat_action"))]
+    pub action: Option<String>,
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub common: Common,
+}
+
+/// `start` → `true` (typing), `stop` → `false`, any case.
+pub fn typing(value: &str) -> Option<bool> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("start") {
+        Some(true)
+    } else if value.eq_ignore_ascii_case("stop") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn chat_action(value: &str) -> Result<(), ValidationError> {
+    typing(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid("must be start or stop"))
+}
+
+/// `?phone=` of the user routes: a full international number.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct PhoneQuery {
+    #[validate(
+        required,
+        custom(function = "rules::e164"),
+        custom(function = "e164_length")
+    )]
+    pub phone: Option<String>,
+}
+
+fn e164_length(value: &str) -> Result<(), ValidationError> {
+    byte_length(value, 10, 15)
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct PushName {
+    #[validate(required, custom(function = "valid_push_name"))]
+    pub push_name: Option<String>,
+}
+
+/// 1–25 bytes once trimmed; only spaces is blank.
+fn valid_push_name(value: &str) -> Result<(), ValidationError> {
+    match value.trim() {
+        "" => Err(ValidationError::new("required")),
+        name => byte_length(name, 1, 25),
+    }
+}
