@@ -7,17 +7,48 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
 
+use axum::extract::RawQuery;
+use validator::Validate;
+
 use super::AppState;
+use super::form::{FormSpec, read_query};
+use super::request::PhoneQuery;
+use crate::domain::validation::ValidationErrors;
 use super::response::{ApiError, ok};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(login))
+        .route("/login-with-code", get(login_with_code))
         .route("/logout", get(logout))
         .route("/reconnect", get(reconnect))
         .route("/status", get(status))
         .route("/devices", get(devices))
         .route("/info", get(info))
+}
+
+/// The later versions' pairing by code: `?phone=` with its country code.
+async fn login_with_code(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let spec = FormSpec {
+        fields: &["phone"],
+        file: None,
+        temp_dir: &state.limits.temp_dir,
+        strict: state.limits.strict_fields,
+    };
+    let mut form = read_query(query.as_deref(), &spec)?;
+    form.normalize_phone("phone");
+    let req: PhoneQuery = form.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    let phone = req.phone.unwrap_or_default();
+    let digits = phone.trim_start_matches('+');
+    let pair_code = state.app.login_with_code(digits).await?;
+    Ok(ok(
+        "Login with code success",
+        Some(serde_json::json!({ "pair_code": pair_code })),
+    ))
 }
 
 /// The later versions' device list: this server's one account, when paired.

@@ -77,7 +77,8 @@ impl From<ServiceError> for ApiError {
         let status = match &err {
             ServiceError::Validation(_)
             | ServiceError::BadRequest(_)
-            | ServiceError::NotOnWhatsApp(_) => StatusCode::BAD_REQUEST,
+            | ServiceError::NotOnWhatsApp(_)
+            | ServiceError::WhatsApp(WhatsAppError::Rejected(_)) => StatusCode::BAD_REQUEST,
             ServiceError::Busy(_) => {
                 warn!(error = %err, "request refused: media work is saturated");
                 StatusCode::SERVICE_UNAVAILABLE
@@ -102,6 +103,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NoAvatar => ErrorCode::NotFound,
             ServiceError::WhatsApp(e) => match e {
                 WhatsAppError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
+                WhatsAppError::Rejected(_) => ErrorCode::Validation,
                 WhatsAppError::NotLoggedIn
                 | WhatsAppError::NotConnected
                 | WhatsAppError::NoDevice => ErrorCode::Authentication,

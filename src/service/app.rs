@@ -111,6 +111,19 @@ impl AppService {
         })
     }
 
+    /// Pairing by code (`/app/login-with-code`): the code to type on the phone of
+    /// `phone`, written as WhatsApp shows it (`ABCD-1234`).
+    pub async fn login_with_code(&self, phone: &str) -> Result<String, ServiceError> {
+        if self.wa.status() != SessionStatus::LoggedOut {
+            return Err(WhatsAppError::AlreadyLoggedIn.into());
+        }
+        let code = self.wa.link_code(phone).await?;
+        Ok(match (code.get(..4), code.get(4..)) {
+            (Some(head), Some(tail)) if code.len() == 8 => format!("{head}-{tail}"),
+            _ => code,
+        })
+    }
+
     /// Deletes the QR image once its code has expired, unless a newer one replaced it.
     fn schedule_removal(&self, file_name: String, expires_at: Instant) {
         let current = Arc::clone(&self.current);

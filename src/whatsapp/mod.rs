@@ -202,6 +202,9 @@ pub enum WhatsAppError {
     DeliveryUnknown { id: String, why: Interruption },
     #[error("WhatsApp refused message {id} (error {code})")]
     Refused { id: String, code: String },
+    /// WhatsApp refused the request as asked (a bad number, too many attempts).
+    #[error("{0}")]
+    Rejected(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -247,6 +250,11 @@ pub trait WhatsApp: Send + Sync + 'static {
 
     /// The current QR code of a pairing attempt, starting an attempt when none runs.
     async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError>;
+
+    /// An 8-character code that pairs this server with the account of `phone` (digits
+    /// with the country code) when typed on that phone; starts a pairing attempt when
+    /// none runs.
+    async fn link_code(&self, phone: &str) -> Result<String, WhatsAppError>;
 
     /// Logs the device out at WhatsApp and removes the stored session.
     async fn logout(&self) -> Result<(), WhatsAppError>;
@@ -310,6 +318,10 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn pairing_code(&self) -> Result<PairingCode, WhatsAppError> {
         self.inner.pairing_code().await
+    }
+
+    async fn link_code(&self, phone: &str) -> Result<String, WhatsAppError> {
+        self.inner.link_code(phone).await
     }
 
     async fn logout(&self) -> Result<(), WhatsAppError> {

@@ -14,6 +14,8 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 use whatsapp_rust::Client;
+use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
+use whatsapp_rust::wacore::pair_code::PairCodeRejection;
 
 use super::acks::PendingAcks;
 use super::autoreply::AutoReply;
@@ -274,6 +276,43 @@ impl Inner {
             }
         }
         Err(WhatsAppError::Failed("the pairing attempt ended".into()))
+    }
+
+    /// `/app/login-with-code`: a pairing attempt as for a QR code (its socket is up
+    /// once the first QR code came), then an 8-character code for `phone` (digits
+    /// with the country code) that its owner types under "Link with phone number
+    /// instead". Whichever the phone completes, QR or code, logs in. A new request
+    /// replaces a code still outstanding.
+    pub async fn link_code(&self, phone: &str) -> Result<String, WhatsAppError> {
+        self.pairing_code().await?;
+        let client = self
+            .machine()
+            .client()
+            .map(|live| Arc::clone(&live.client))
+            .ok_or_else(|| WhatsAppError::Failed("the pairing attempt ended".into()))?;
+        client.cancel_pair_code().await;
+        let options = PairCodeOptions {
+            phone_number: phone.to_owned(),
+            show_push_notification: true,
+            ..Default::default()
+        };
+        client.pair_with_code(options).await.map_err(|e| {
+            warn!(error = %e, "pairing by code refused");
+            if let PairError::PairCode(inner) = &e {
+                return WhatsAppError::Rejected(inner.to_string());
+            }
+            match e.rejection() {
+                Some(PairCodeRejection::RateOverlimit) => WhatsAppError::Rejected(
+                    "WhatsApp refused: too many codes asked for; try again later".into(),
+                ),
+                Some(_) => WhatsAppError::Rejected(
+                    "WhatsApp refused a code for this number (a wrong number, or too many \
+                     codes asked for it: try again later)"
+                        .into(),
+                ),
+                None => WhatsAppError::Failed(format!("pairing by code failed: {e}")),
+            }
+        })
     }
 
     /// `Some(Some(code))` once the attempt shows a valid code, `Some(None)` when the

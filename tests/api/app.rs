@@ -119,6 +119,48 @@ async fn login_when_logged_in_is_refused() {
 }
 
 #[tokio::test]
+async fn login_with_code_gives_the_code_for_the_normalised_number() {
+    let app = TestApp::spawn().await;
+    app.wa.set_status(SessionStatus::LoggedOut);
+    app.wa.set_pairing(CODE, Duration::from_secs(60));
+
+    let res = app
+        .get("/app/login-with-code?phone=%2B62%20896-8502-4091")
+        .await;
+
+    res.assert_success("Login with code success");
+    assert_eq!(res.body["results"]["pair_code"], "ABCD-1234");
+    assert_eq!(app.wa.state.lock().unwrap().link_codes, ["6289685024091"]);
+}
+
+#[tokio::test]
+async fn login_with_code_refuses_a_bad_number_before_asking_whatsapp() {
+    let app = TestApp::spawn().await;
+    app.wa.set_status(SessionStatus::LoggedOut);
+    app.wa.set_pairing(CODE, Duration::from_secs(60));
+
+    app.get("/app/login-with-code")
+        .await
+        .assert_error(400, "phone: cannot be blank.");
+    app.get("/app/login-with-code?phone=0812345678")
+        .await
+        .assert_error(400, "phone: must be a valid E164 number.");
+    app.get("/app/login-with-code?phone=62812abc")
+        .await
+        .assert_error(400, "phone: must be a valid E164 number.");
+    assert!(app.wa.state.lock().unwrap().link_codes.is_empty());
+}
+
+#[tokio::test]
+async fn login_with_code_when_logged_in_is_refused() {
+    let app = TestApp::spawn().await;
+    app.get("/app/login-with-code?phone=6289685024091")
+        .await
+        .assert_error(500, "you already logged in :)");
+    assert!(app.wa.state.lock().unwrap().link_codes.is_empty());
+}
+
+#[tokio::test]
 async fn logout_removes_the_session_and_qr_images() {
     let app = TestApp::spawn().await;
     app.wa.set_status(SessionStatus::LoggedOut);

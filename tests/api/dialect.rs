@@ -45,6 +45,12 @@ fn logged_out(app: &TestApp) {
     app.wa.set_status(SessionStatus::LoggedOut);
 }
 
+fn pairing(app: &TestApp) {
+    app.wa.set_status(SessionStatus::LoggedOut);
+    app.wa
+        .set_pairing("2@ref,key,identity,adv", std::time::Duration::from_secs(60));
+}
+
 fn unknown_user(app: &TestApp) {
     app.wa.state.lock().unwrap().user = None;
 }
@@ -83,6 +89,33 @@ fn cases() -> Vec<Case> {
             setup: connected,
             method: Method::GET,
             path: "/app/login",
+            form: &[],
+            v2: (500, json!(500)),
+            v9: (400, "ALREADY_LOGGED_IN"),
+        },
+        Case {
+            name: "pairing by code",
+            setup: pairing,
+            method: Method::GET,
+            path: "/app/login-with-code?phone=%2B62%20896-8502-4091",
+            form: &[],
+            v2: (200, json!(200)),
+            v9: (200, "SUCCESS"),
+        },
+        Case {
+            name: "pairing by code without a phone",
+            setup: pairing,
+            method: Method::GET,
+            path: "/app/login-with-code",
+            form: &[],
+            v2: (400, json!(400)),
+            v9: (400, "VALIDATION_ERROR"),
+        },
+        Case {
+            name: "pairing by code when logged in",
+            setup: connected,
+            method: Method::GET,
+            path: "/app/login-with-code?phone=6289685024091",
             form: &[],
             v2: (500, json!(500)),
             v9: (400, "ALREADY_LOGGED_IN"),

@@ -26,6 +26,8 @@ pub const DEVICE_ID: &str = "6289685028000:7@s.whatsapp.net";
 pub struct FakeState {
     pub status: Option<SessionStatus>,
     pub pairing: Option<PairingCode>,
+    /// The phone numbers pairing codes were asked for.
+    pub link_codes: Vec<String>,
     pub user: Option<UserDetails>,
     pub avatar: Option<Avatar>,
     pub privacy: Privacy,
@@ -105,6 +107,23 @@ impl WhatsApp for FakeSession {
                 Duration::from_secs(30),
                 "the QR code from WhatsApp",
             ))
+    }
+
+    async fn link_code(&self, phone: &str) -> Result<String, WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        if state.pairing.is_none() {
+            return Err(WhatsAppError::Timeout(
+                Duration::from_secs(30),
+                "the QR code from WhatsApp",
+            ));
+        }
+        if phone.len() < 7 {
+            return Err(WhatsAppError::Rejected(
+                "phone number is too short (must be at least 7 digits)".into(),
+            ));
+        }
+        state.link_codes.push(phone.to_owned());
+        Ok("ABCD1234".to_owned())
     }
 
     async fn logout(&self) -> Result<(), WhatsAppError> {
