@@ -13,8 +13,8 @@ use validator::Validate;
 use super::AppState;
 use super::form::{FormSpec, read_query};
 use super::request::PhoneQuery;
-use crate::domain::validation::ValidationErrors;
 use super::response::{ApiError, ok};
+use crate::domain::validation::ValidationErrors;
 
 pub fn router() -> Router<AppState> {
     Router::new()
