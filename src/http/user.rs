@@ -5,6 +5,8 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
 
+use serde_json::json;
+
 use super::AppState;
 use super::form::{FormSpec, read_query};
 use super::request::{PhoneQuery, PushName};
@@ -19,6 +21,8 @@ pub fn router() -> Router<AppState> {
         .route("/avatar", get(avatar))
         .route("/my/privacy", get(privacy))
         .route("/my/groups", get(groups))
+        .route("/my/contacts", get(contacts))
+        .route("/my/newsletters", get(newsletters))
         .route("/check", get(check))
         .route("/avatar", axum::routing::post(set_avatar))
         .route("/pushname", axum::routing::post(set_push_name))
@@ -132,4 +136,58 @@ async fn privacy(State(state): State<AppState>) -> Result<Response, ApiError> {
 async fn groups(State(state): State<AppState>) -> Result<Response, ApiError> {
     let groups = state.user.groups().await?;
     Ok(ok("Success get list groups", Some(groups)))
+}
+
+/// The later versions' `/user/my/contacts`: `{data: [{jid, name}]}`.
+async fn contacts(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let data: Vec<_> = state
+        .user
+        .contacts()
+        .await?
+        .into_iter()
+        .map(|c| json!({ "jid": c.jid, "name": c.name }))
+        .collect();
+    Ok(ok(
+        "Success get list contacts",
+        Some(json!({ "data": data })),
+    ))
+}
+
+/// The later versions' `/user/my/newsletters`: `{data: [...]}` in the shape of the Go
+/// server's newsletter metadata (counts and times as strings).
+async fn newsletters(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text =
+        |t: Option<String>| json!({ "text": t.unwrap_or_default(), "id": "", "update_time": "0" });
+    let picture = |path: Option<String>| {
+        path.map(|p| json!({ "url": "", "id": "", "type": "image", "direct_path": p }))
+    };
+    let data: Vec<_> = state
+        .user
+        .newsletters()
+        .await?
+        .into_iter()
+        .map(|n| {
+            json!({
+                "id": n.jid,
+                "state": { "type": n.state },
+                "thread_metadata": {
+                    "creation_time": n.created_at.unwrap_or_default().to_string(),
+                    "invite": n.invite_code.unwrap_or_default(),
+                    "name": text(Some(n.name)),
+                    "description": text(n.description),
+                    "subscribers_count": n.subscribers.to_string(),
+                    "verification": if n.verified { "verified" } else { "unverified" },
+                    "picture": picture(n.picture_path),
+                    "preview": picture(n.preview_path).unwrap_or_else(
+                        || json!({ "url": "", "id": "", "type": "", "direct_path": "" }),
+                    ),
+                },
+                "viewer_metadata": n.role.map(|role| json!({ "mute": "off", "role": role })),
+            })
+        })
+        .collect();
+    Ok(ok(
+        "Success get list newsletter",
+        Some(json!({ "data": data })),
+    ))
 }

@@ -3,7 +3,7 @@
 use whatsapp_rust::Jid;
 use whatsapp_rust::buffa::Message as _;
 use whatsapp_rust::prelude::*;
-use whatsapp_rust::wacore::types::events::Receipt;
+use whatsapp_rust::wacore::types::events::{ContactUpdate, PushNameUpdate, Receipt};
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
@@ -81,6 +81,38 @@ pub fn receipt(receipt: &Receipt) -> Option<Change> {
         kind: kind.to_owned(),
         sender,
         timestamp: receipt.timestamp.timestamp(),
+    })
+}
+
+/// A contact saved (or renamed) on the phone, synced through app state.
+pub fn contact(update: &ContactUpdate) -> Option<Change> {
+    let action = &update.action;
+    let jid = if update.jid.is_lid() {
+        action.pn_jid.clone()?
+    } else {
+        update.jid.to_non_ad_string()
+    };
+    let full_name = action
+        .full_name
+        .clone()
+        .or_else(|| action.first_name.clone())
+        .filter(|n| !n.is_empty());
+    Some(Change::Contact {
+        jid,
+        full_name,
+        push_name: None,
+    })
+}
+
+/// A person's new push name.
+pub fn push_name(update: &PushNameUpdate) -> Option<Change> {
+    if update.jid.is_lid() || update.new_push_name.is_empty() {
+        return None;
+    }
+    Some(Change::Contact {
+        jid: update.jid.to_non_ad_string(),
+        full_name: None,
+        push_name: Some(update.new_push_name.clone()),
     })
 }
 

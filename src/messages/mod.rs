@@ -19,9 +19,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/chat/0001_messages.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/chat/0001_messages.sql")),
+        M::up(include_str!("../../migrations/chat/0002_contacts.sql")),
+    ])
 }
 
 /// The media of a stored message: what downloading or forwarding it needs.
@@ -94,6 +95,21 @@ pub enum Change {
         sender: String,
         timestamp: i64,
     },
+    /// What is known of a person: the name saved on the phone and/or their push
+    /// name (`None` leaves the stored one).
+    Contact {
+        jid: String,
+        full_name: Option<String>,
+        push_name: Option<String>,
+    },
+}
+
+/// A person this account knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContact {
+    pub jid: String,
+    pub full_name: Option<String>,
+    pub push_name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +244,21 @@ impl MessageStore {
         Ok(n as u64)
     }
 
+    /// Every known person, by JID.
+    pub fn contacts(&self) -> Result<Vec<StoredContact>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT jid, full_name, push_name FROM contacts ORDER BY jid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredContact {
+                jid: r.get(0)?,
+                full_name: r.get(1)?,
+                push_name: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Deletes messages older than `before` (unix seconds) with their reactions,
     /// edits and receipts, and chats left empty. Returns how many messages went.
     pub fn prune(&self, before: i64) -> Result<usize, StoreError> {
@@ -257,7 +288,7 @@ impl MessageStore {
         let conn = self.conn();
         conn.execute_batch(
             "BEGIN; DELETE FROM reactions; DELETE FROM edits; DELETE FROM receipts; \
-             DELETE FROM messages; DELETE FROM chats; COMMIT; VACUUM;",
+             DELETE FROM messages; DELETE FROM chats; DELETE FROM contacts; COMMIT; VACUUM;",
         )?;
         Ok(())
     }
@@ -287,6 +318,24 @@ pub fn spawn_retention(
             }
         }
     });
+}
+
+fn upsert_contact(
+    tx: &rusqlite::Transaction<'_>,
+    jid: &str,
+    full_name: Option<&str>,
+    push_name: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO contacts (jid, full_name, push_name, updated_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(jid) DO UPDATE SET \
+         full_name = COALESCE(excluded.full_name, contacts.full_name), \
+         push_name = COALESCE(excluded.push_name, contacts.push_name), \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![jid, full_name, push_name, now])?;
+    Ok(())
 }
 
 fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusqlite::Result<()> {
@@ -333,7 +382,18 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
                  last_message_at = MAX(chats.last_message_at, excluded.last_message_at)",
             )?
             .execute(params![m.chat, name, m.timestamp])?;
+            if !m.is_from_me
+                && m.sender.ends_with("@s.whatsapp.net")
+                && let Some(push_name) = &m.push_name
+            {
+                upsert_contact(tx, &m.sender, None, Some(push_name), now)?;
+            }
         }
+        Change::Contact {
+            jid,
+            full_name,
+            push_name,
+        } => upsert_contact(tx, jid, full_name.as_deref(), push_name.as_deref(), now)?,
         Change::Reaction {
             chat,
             message_id,
@@ -447,6 +507,52 @@ mod tests {
             MessageStore::open(&dir.path().join("chat.db")).unwrap(),
             dir,
         )
+    }
+
+    #[test]
+    fn senders_become_contacts_and_a_saved_name_outranks_the_push_name() {
+        let (store, _dir) = store();
+        let mut own = message("B", 101, "mine");
+        own.is_from_me = true;
+        own.sender = "62899@s.whatsapp.net".into();
+        store
+            .apply(
+                &[
+                    Change::Message(Box::new(message("A", 100, "hi"))),
+                    Change::Message(Box::new(own)),
+                ],
+                1,
+            )
+            .unwrap();
+        let names = |store: &MessageStore| -> Vec<(String, Option<String>, Option<String>)> {
+            store
+                .contacts()
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.jid, c.full_name, c.push_name))
+                .collect()
+        };
+        assert_eq!(
+            names(&store),
+            [(CHAT.to_owned(), None, Some("Ann".to_owned()))],
+            "own messages make no contact"
+        );
+        let saved = Change::Contact {
+            jid: CHAT.into(),
+            full_name: Some("Ann Smith".into()),
+            push_name: None,
+        };
+        store.apply(&[saved], 2).unwrap();
+        assert_eq!(
+            names(&store),
+            [(
+                CHAT.to_owned(),
+                Some("Ann Smith".to_owned()),
+                Some("Ann".to_owned())
+            )]
+        );
+        store.clear().unwrap();
+        assert!(store.contacts().unwrap().is_empty());
     }
 
     #[test]

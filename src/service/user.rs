@@ -9,7 +9,7 @@ use whatsapp_rust::{Jid, Server};
 
 use super::{ServiceError, ensure_connected};
 use crate::domain::device::device_name;
-use crate::whatsapp::{Group, WhatsApp};
+use crate::whatsapp::{Contact, Group, Newsletter, WhatsApp};
 
 /// Go's zero `time.Time`, which v2.3.0 prints for unknown times.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -151,6 +151,17 @@ impl UserService {
 
     /// The business profile of `phone` (a validated E.164 number), in the later Go
     /// versions' shape.
+    /// The people this account knows, by JID.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, ServiceError> {
+        Ok(self.wa.contacts().await?)
+    }
+
+    /// The channels this account follows.
+    pub async fn newsletters(&self) -> Result<Vec<Newsletter>, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        Ok(self.wa.newsletters().await?)
+    }
+
     pub async fn business_profile(&self, phone: &str) -> Result<serde_json::Value, ServiceError> {
         ensure_connected(&*self.wa)?;
         let jid = user_jid(phone);

@@ -52,7 +52,10 @@ impl SessionEvents {
                 interest = interest.with(EventKind::Messages);
             }
             if session.messages().is_some() {
-                interest = interest.with(EventKind::Receipt);
+                interest = interest
+                    .with(EventKind::Receipt)
+                    .with(EventKind::ContactUpdate)
+                    .with(EventKind::PushNameUpdate);
             }
             if let Some(webhooks) = session.webhooks() {
                 if webhooks.wants("message.ack") {
@@ -161,6 +164,20 @@ impl EventHandler for SessionEvents {
                         .into_iter()
                         .collect()
                 })
+            }
+            Event::ContactUpdate(update) => {
+                if let Some(store) = session.messages()
+                    && let Some(change) = crate::messages::from_wa::contact(update)
+                {
+                    store.apply_in_background(change, "a contact");
+                }
+            }
+            Event::PushNameUpdate(update) => {
+                if let Some(store) = session.messages()
+                    && let Some(change) = crate::messages::from_wa::push_name(update)
+                {
+                    store.apply_in_background(change, "a push name");
+                }
             }
             Event::GroupUpdate(update) => self.to_webhooks(&session, |device, own| {
                 crate::webhook::event::group_events(device, own, update)

@@ -106,6 +106,33 @@ pub struct BusinessProfile {
     pub hours: Vec<BusinessHours>,
 }
 
+/// A person this account knows: `name` is the name saved on the phone, else their
+/// push name, else empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub jid: String,
+    pub name: String,
+}
+
+/// A channel (newsletter) this account follows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Newsletter {
+    pub jid: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub subscribers: u64,
+    pub verified: bool,
+    /// `active`, `suspended` or `geosuspended`.
+    pub state: &'static str,
+    pub picture_path: Option<String>,
+    pub preview_path: Option<String>,
+    pub invite_code: Option<String>,
+    /// `owner`, `admin`, `subscriber` or `guest`.
+    pub role: Option<&'static str>,
+    /// Unix seconds.
+    pub created_at: Option<u64>,
+}
+
 /// Opening hours of one day: `mode` is `open_24h`, `specific_hours` or
 /// `appointment_only`; times in minutes after midnight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +302,12 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// The business profile of `jid`; `None` when it is not a business account.
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError>;
 
+    /// The people this account knows (saved on the phone, or who wrote to it), by JID.
+    async fn contacts(&self) -> Result<Vec<Contact>, WhatsAppError>;
+
+    /// The channels this account follows.
+    async fn newsletters(&self) -> Result<Vec<Newsletter>, WhatsAppError>;
+
     /// Sets this account's profile picture (a JPEG); returns its id.
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
@@ -350,6 +383,27 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn business_profile(&self, jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError> {
         queries::business_profile(&*self.inner.ready_client()?, jid).await
+    }
+
+    async fn contacts(&self) -> Result<Vec<Contact>, WhatsAppError> {
+        let Some(store) = self.inner.messages().cloned() else {
+            return Ok(Vec::new());
+        };
+        let stored = tokio::task::spawn_blocking(move || store.contacts())
+            .await
+            .map_err(|e| WhatsAppError::failed("contact list", e))?
+            .map_err(|e| WhatsAppError::failed("contact list", e))?;
+        Ok(stored
+            .into_iter()
+            .map(|c| Contact {
+                jid: c.jid,
+                name: c.full_name.or(c.push_name).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn newsletters(&self) -> Result<Vec<Newsletter>, WhatsAppError> {
+        queries::newsletters(&*self.inner.ready_client()?).await
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

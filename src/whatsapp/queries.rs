@@ -6,7 +6,8 @@ use whatsapp_rust::privacy_settings::PrivacyCategory;
 use whatsapp_rust::{Client, Jid};
 
 use super::{
-    Avatar, BusinessHours, BusinessProfile, Group, GroupMember, Privacy, UserDetails, WhatsAppError,
+    Avatar, BusinessHours, BusinessProfile, Group, GroupMember, Newsletter, Privacy, UserDetails,
+    WhatsAppError,
 };
 
 pub async fn user_info(client: &Client, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
@@ -147,4 +148,40 @@ pub async fn business_profile(
             })
             .collect(),
     }))
+}
+
+pub async fn newsletters(client: &Client) -> Result<Vec<Newsletter>, WhatsAppError> {
+    use whatsapp_rust::features::{NewsletterRole, NewsletterState, NewsletterVerification};
+    let list = client
+        .newsletter()
+        .list_subscribed()
+        .await
+        .map_err(|e| WhatsAppError::failed("newsletter list query failed", e))?;
+    let mut list: Vec<Newsletter> = list
+        .into_iter()
+        .map(|n| Newsletter {
+            jid: n.jid.to_string(),
+            name: n.name,
+            description: n.description,
+            subscribers: n.subscriber_count,
+            verified: matches!(n.verification, NewsletterVerification::Verified),
+            state: match n.state {
+                NewsletterState::Suspended => "suspended",
+                NewsletterState::Geosuspended => "geosuspended",
+                _ => "active",
+            },
+            picture_path: n.picture_url,
+            preview_path: n.preview_url,
+            invite_code: n.invite_code,
+            role: n.role.map(|r| match r {
+                NewsletterRole::Owner => "owner",
+                NewsletterRole::Admin => "admin",
+                NewsletterRole::Subscriber => "subscriber",
+                _ => "guest",
+            }),
+            created_at: n.creation_time,
+        })
+        .collect();
+    list.sort_by(|a, b| a.jid.cmp(&b.jid));
+    Ok(list)
 }

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 use whatsapp_api::config::Config;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, BusinessProfile, Context, Group, MediaKind, Outgoing, PairingCode, Privacy,
-    SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
+    Ack, Avatar, BusinessProfile, Contact, Context, Group, MediaKind, Newsletter, Outgoing,
+    PairingCode, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
 
@@ -41,6 +41,8 @@ pub struct FakeState {
     pub avatars: Vec<Vec<u8>>,
     pub push_names: Vec<String>,
     pub business: Option<BusinessProfile>,
+    pub contacts: Vec<Contact>,
+    pub newsletters: Vec<Newsletter>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
     pub send_fails: bool,
@@ -167,6 +169,14 @@ impl WhatsApp for FakeSession {
 
     async fn business_profile(&self, _jid: &Jid) -> Result<Option<BusinessProfile>, WhatsAppError> {
         Ok(self.state.lock().unwrap().business.clone())
+    }
+
+    async fn contacts(&self) -> Result<Vec<Contact>, WhatsAppError> {
+        Ok(self.state.lock().unwrap().contacts.clone())
+    }
+
+    async fn newsletters(&self) -> Result<Vec<Newsletter>, WhatsAppError> {
+        Ok(self.state.lock().unwrap().newsletters.clone())
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

@@ -199,3 +199,53 @@ async fn no_groups_is_a_null_list() {
         res.text
     );
 }
+
+#[tokio::test]
+async fn my_contacts_list_jid_and_name() {
+    let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().contacts = vec![
+        whatsapp_api::whatsapp::Contact {
+            jid: "6289685024091@s.whatsapp.net".into(),
+            name: "Budi".into(),
+        },
+        whatsapp_api::whatsapp::Contact {
+            jid: "6289685024092@s.whatsapp.net".into(),
+            name: String::new(),
+        },
+    ];
+    let res = app.get("/user/my/contacts").await;
+    res.assert_success("Success get list contacts");
+    assert_eq!(
+        res.body["results"],
+        serde_json::json!({ "data": [
+            { "jid": "6289685024091@s.whatsapp.net", "name": "Budi" },
+            { "jid": "6289685024092@s.whatsapp.net", "name": "" },
+        ] })
+    );
+}
+
+#[tokio::test]
+async fn my_newsletters_need_a_session_and_use_the_go_shape() {
+    let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().newsletters = vec![whatsapp_api::whatsapp::Newsletter {
+        jid: "120363144038483540@newsletter".into(),
+        name: "News".into(),
+        subscribers: 7,
+        state: "active",
+        ..Default::default()
+    }];
+    let res = app.get("/user/my/newsletters").await;
+    res.assert_success("Success get list newsletter");
+    let n = &res.body["results"]["data"][0];
+    assert_eq!(n["id"], "120363144038483540@newsletter");
+    assert_eq!(n["thread_metadata"]["name"]["text"], "News");
+    assert_eq!(n["thread_metadata"]["subscribers_count"], "7");
+    assert_eq!(n["thread_metadata"]["verification"], "unverified");
+    assert_eq!(n["thread_metadata"]["picture"], serde_json::Value::Null);
+    assert_eq!(n["viewer_metadata"], serde_json::Value::Null);
+
+    app.wa.set_status(whatsapp_api::whatsapp::SessionStatus::LoggedOut);
+    app.get("/user/my/newsletters")
+        .await
+        .assert_error(500, "you are not loggin");
+}

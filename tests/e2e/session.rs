@@ -93,3 +93,54 @@ async fn logs_have_no_colour_codes_in_a_file_and_can_be_json_lines() {
             .any(|l| l["fields"]["message"] == "connected to WhatsApp")
     );
 }
+
+#[tokio::test]
+async fn pairing_by_code_logs_in() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&fake, dir.path()).await;
+
+    // WhatsApp refuses a code for a number that is not the phone's.
+    let other = server.get("/app/login-with-code?phone=15559990000").await;
+    assert_eq!(other.status, 400, "{}", other.body);
+    assert!(other.message().contains("refused"), "{}", other.body);
+
+    let phone = format!("+{}", fake_whatsapp::PHONE_USER);
+    let res = server
+        .get(&format!(
+            "/app/login-with-code?phone={}",
+            phone.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, server.log());
+    assert_eq!(res.message(), "Login with code success");
+    let code = res.body["results"]["pair_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.len(), 9, "{code}");
+    assert_eq!(&code[4..5], "-", "{code}");
+    let pending = fake.pair_codes();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].phone, fake_whatsapp::PHONE_USER);
+
+    // A mistyped code links nothing; the right one links this server.
+    let mistyped = if code.starts_with('A') {
+        "BBBB-BBBB"
+    } else {
+        "AAAA-AAAA"
+    };
+    assert!(fake.enter_code(mistyped).await.is_err());
+    assert!(fake.devices().is_empty());
+    let device = fake
+        .enter_code(&code)
+        .await
+        .unwrap_or_else(|e| panic!("the phone could not pair: {e:#}\n{}", server.log()));
+
+    let status = server.wait_connected().await;
+    assert_eq!(status["is_logged_in"], true);
+    assert_eq!(status["device_id"].as_str(), Some(device.jid.as_str()));
+    let again = server.get("/app/login-with-code?phone=15550001234").await;
+    assert_eq!(again.message(), "you already logged in :)");
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}

@@ -189,3 +189,68 @@ async fn a_business_profile_comes_from_whatsapp() {
         .await;
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn my_contacts_are_those_who_wrote_with_their_push_names() {
+    let (fake, server, _dir) = crate::send::paired().await;
+    let empty = server.get("/user/my/contacts").await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(empty.message(), "Success get list contacts");
+    assert_eq!(empty.body["results"], json!({ "data": [] }));
+
+    let hello = whatsapp_rust::prelude::wa::Message {
+        conversation: Some("hello".to_owned()),
+        ..Default::default()
+    };
+    fake.deliver_message(FRIEND, hello).await.unwrap();
+    // Stored before WhatsApp got the ack, so listed as soon as the fake saw it.
+    crate::harness::wait_for("the ack", std::time::Duration::from_secs(10), || {
+        fake.unacked() == 0
+    })
+    .await;
+
+    let res = server.get("/user/my/contacts").await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        res.body["results"],
+        json!({ "data": [{ "jid": format!("{FRIEND}@s.whatsapp.net"), "name": "Fake Contact" }] })
+    );
+}
+
+#[tokio::test]
+async fn my_newsletters_come_from_whatsapp_in_the_go_shape() {
+    let (fake, server, _dir) = crate::send::paired().await;
+    fake.add_newsletter(fake_whatsapp::FakeNewsletter {
+        id: "120363144038483540".to_owned(),
+        name: "Fake News".to_owned(),
+        description: "Only the fakest".to_owned(),
+        subscribers: 1234,
+        verified: true,
+        role: "subscriber".to_owned(),
+        invite: "0029VaFake".to_owned(),
+        created_at: 1_700_000_000,
+    });
+
+    let res = server.get("/user/my/newsletters").await;
+
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.message(), "Success get list newsletter");
+    let data = res.body["results"]["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{}", res.body);
+    let n = &data[0];
+    assert_eq!(n["id"], "120363144038483540@newsletter");
+    assert_eq!(n["state"]["type"], "active");
+    let thread = &n["thread_metadata"];
+    assert_eq!(thread["name"]["text"], "Fake News");
+    assert_eq!(thread["description"]["text"], "Only the fakest");
+    assert_eq!(thread["subscribers_count"], "1234");
+    assert_eq!(thread["verification"], "verified");
+    assert_eq!(thread["invite"], "0029VaFake");
+    assert_eq!(thread["creation_time"], "1700000000");
+    assert_eq!(
+        thread["picture"]["direct_path"],
+        "/v/t61/120363144038483540-picture"
+    );
+    assert_eq!(n["viewer_metadata"]["role"], "subscriber");
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}

@@ -3,6 +3,8 @@
 //! | route | what it does |
 //! |---|---|
 //! | `POST /admin/scan` `{"qr": "<QR text>"}` | the phone scans a QR code; returns the new device |
+//! | `GET /admin/pair-codes` | companions waiting for their pairing code to be typed (see [`crate::PendingCode`]) |
+//! | `POST /admin/enter-code` `{"code": "ABCD-1234"}` | the phone's user types a pairing code; returns the new device |
 //! | `GET /admin/devices` | linked devices (and whether they logged out) |
 //! | `GET /admin/logins` | every connection: handshake pattern and device |
 //! | `GET /admin/messages` | every message a recipient decrypted (text, media hash, ack time) |
@@ -31,6 +33,8 @@ use crate::{Faults, Shared};
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin/scan", post(scan))
+        .route("/admin/pair-codes", get(pair_codes))
+        .route("/admin/enter-code", post(enter_code))
         .route("/admin/devices", get(devices))
         .route("/admin/logins", get(logins))
         .route("/admin/drop", post(drop_all))
@@ -117,6 +121,22 @@ fn error(status: StatusCode, message: String) -> Response {
 
 async fn scan(State(shared): State<Arc<Shared>>, Json(body): Json<Scan>) -> Response {
     match crate::scan(&shared, &body.qr).await {
+        Ok(device) => Json(device).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+async fn pair_codes(State(shared): State<Arc<Shared>>) -> Response {
+    Json(crate::pair_codes(&shared)).into_response()
+}
+
+#[derive(Deserialize)]
+struct EnterCode {
+    code: String,
+}
+
+async fn enter_code(State(shared): State<Arc<Shared>>, Json(body): Json<EnterCode>) -> Response {
+    match crate::enter_code(&shared, &body.code).await {
         Ok(device) => Json(device).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }

@@ -1,24 +1,27 @@
 //! One client connection: the handshake, then either pairing (a new companion shows QR
-//! codes until the phone scans one) or a logged-in session answering the client's
-//! requests.
+//! codes until the phone scans one, or asks for a pairing code and waits for the phone's
+//! user to type it) or a logged-in session answering the client's requests.
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use axum::extract::ws::WebSocket;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use whatsapp_rust::NodeBuilder;
 use whatsapp_rust::buffa::Message as _;
 use whatsapp_rust::wacore::messages::MessageUtils;
+use whatsapp_rust::wacore::pair_code::PairCodeUtils;
 use whatsapp_rust::wacore_binary::node::Node;
 use whatsapp_rust::waproto::whatsapp as wa;
 
+use crate::link_code::{self, PrimaryHello};
 use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
 use crate::noise::{self, Secure};
-use crate::{Command, Device, Login, Shared, show, unix_now};
+use crate::phone::Companion;
+use crate::{Command, Device, LinkRequest, Login, PendingCode, Shared, show, unix_now};
 use crate::{flood, inbox, iq};
 
 /// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s),
@@ -27,6 +30,9 @@ const PAIRING_REFS: u32 = 6;
 
 /// How long a connection told to end waits for the client to close its side.
 const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the phone waits for `companion_finish` after `primary_hello`.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
     {
@@ -83,6 +89,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
     world.conns.remove(&id);
     world.sessions.remove(&id);
     world.pairing.retain(|_, c| *c != id);
+    world.link_codes.remove(&id);
 }
 
 struct Conn {
@@ -132,8 +139,9 @@ impl Conn {
         Ok(())
     }
 
-    /// A new companion: hand out QR refs, wait for the phone to scan one, sign the
-    /// companion in, and restart its stream (515) so that it logs in.
+    /// A new companion: hand out QR refs, wait for the phone to scan one (or for its
+    /// user to type the pairing code the companion asked for), sign the companion in,
+    /// and restart its stream (515) so that it logs in.
     async fn pair(mut self) -> Result<()> {
         let count = match self.shared.world().faults.qr_refs {
             0 => PAIRING_REFS,
@@ -174,26 +182,207 @@ impl Conn {
                     let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
                 }
                 Event::Command(Command::Scan(qr, reply)) => {
-                    let outcome = self.pair_with(&qr).await;
-                    let failed = outcome.is_err();
-                    let _ = reply.send(outcome);
-                    if failed {
-                        continue;
+                    let outcome = self.pair_with(&qr.companion()).await;
+                    if self.paired(outcome, reply).await? {
+                        return Ok(());
                     }
-                    // Restart: the client reconnects and logs in as the new device.
-                    self.send(NodeBuilder::new("stream:error").attr("code", "515").build())
-                        .await?;
-                    return Ok(());
                 }
-                Event::Node(node) => self.answer_basic(&node).await?,
+                Event::Command(Command::EnterCode(code, reply)) => {
+                    let outcome = self.pair_by_code(code).await;
+                    if self.paired(outcome, reply).await? {
+                        return Ok(());
+                    }
+                }
+                Event::Node(node) => self.answer_pairing(&node).await?,
             }
         }
     }
 
-    /// Sends `pair-success` for `qr` and waits for the companion's countersignature.
-    async fn pair_with(&mut self, qr: &crate::QrCode) -> Result<Device> {
-        if qr.noise_key != self.client_static {
-            bail!("the QR code's noise key is not this connection's");
+    /// Hands the outcome of a pairing to whoever asked for it. Once paired, restarts the
+    /// stream (515): the client reconnects and logs in as the new device. `true` then.
+    async fn paired(
+        &mut self,
+        outcome: Result<Device>,
+        reply: oneshot::Sender<Result<Device>>,
+    ) -> Result<bool> {
+        let failed = outcome.is_err();
+        let _ = reply.send(outcome);
+        if failed {
+            return Ok(false);
+        }
+        self.send(NodeBuilder::new("stream:error").attr("code", "515").build())
+            .await?;
+        Ok(true)
+    }
+
+    /// The companion's next stanza while the phone links it. Orders for the connection
+    /// are refused meanwhile, and the companion going away is an error.
+    async fn next_while_pairing(&mut self) -> Result<Node> {
+        loop {
+            match self.next().await? {
+                Event::Node(node) => return Ok(node),
+                Event::Closed | Event::Command(Command::Drop | Command::End(_)) => {
+                    bail!("the companion went away during pairing")
+                }
+                Event::Command(Command::Scan(_, reply) | Command::EnterCode(_, reply)) => {
+                    let _ = reply.send(Err(anyhow!("pairing is already under way")));
+                }
+                Event::Command(Command::Deliver { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow!("the companion is still pairing")));
+                }
+                Event::Command(Command::Push { reply, .. }) => {
+                    let _ = reply.send(Err(anyhow!("the companion is still pairing")));
+                }
+            }
+        }
+    }
+
+    /// Requests of a companion that is not linked yet: a request for a pairing code, and
+    /// what any connection may ask.
+    async fn answer_pairing(&mut self, node: &Node) -> Result<()> {
+        if !is_request(node) {
+            return Ok(());
+        }
+        match link_code::stage(node).as_deref() {
+            Some("companion_hello") => {
+                if !self.answered_with_fault(node).await? {
+                    self.companion_hello(node).await?;
+                }
+                Ok(())
+            }
+            Some(stage) => {
+                let problem = format!("a {stage} that the phone does not wait for");
+                warn!(conn = self.id, "{problem}");
+                self.shared.world().problems.push(problem);
+                self.send(iq_error(node, 400, "bad-request")).await
+            }
+            None => self.answer_basic(node).await,
+        }
+    }
+
+    /// `companion_hello`: the companion asks for a pairing code for a phone number. Only
+    /// the phone's own number gets one (a pairing ref); anything else is a
+    /// `bad-request`, and a malformed request is also a problem.
+    async fn companion_hello(&mut self, node: &Node) -> Result<()> {
+        let hello =
+            match link_code::companion_hello(node, &self.shared.phone.user, &self.client_static) {
+                Ok(hello) => hello,
+                Err(refusal) => {
+                    info!(conn = self.id, reason = %refusal.reason, "pairing code refused");
+                    if refusal.malformed {
+                        let problem = format!("companion_hello: {}", refusal.reason);
+                        self.shared.world().problems.push(problem);
+                    }
+                    return self.send(iq_error(node, refusal.code, refusal.text)).await;
+                }
+            };
+        let reference = format!("2@{}", STANDARD.encode(rand::random::<[u8; 18]>())).into_bytes();
+        info!(conn = self.id, platform = %hello.platform, "a companion asked for a pairing code");
+        let request = LinkRequest {
+            pending: PendingCode {
+                phone: hello.phone,
+                platform: hello.platform,
+                platform_id: hello.platform_id,
+                push_notification: hello.push_notification,
+                requested_at: unix_now(),
+                attempts: 0,
+            },
+            wrapped: hello.wrapped,
+            reference: reference.clone(),
+            since: std::time::Instant::now(),
+        };
+        // A new request replaces the connection's earlier one.
+        self.shared.world().link_codes.insert(self.id, request);
+        self.send(link_code::companion_hello_result(node, &reference))
+            .await
+    }
+
+    /// The phone's user typed `code`: send the companion `primary_hello`, open the key
+    /// bundle of its `companion_finish`, then sign it in with the ADV secret agreed.
+    async fn pair_by_code(&mut self, code: String) -> Result<Device> {
+        let (request, attempt) = {
+            let mut world = self.shared.world();
+            let request = world
+                .link_codes
+                .get_mut(&self.id)
+                .context("this companion asked for no pairing code")?;
+            ensure!(
+                request.since.elapsed() <= PairCodeUtils::code_validity(),
+                "the companion's pairing code has expired"
+            );
+            let tries = PairCodeUtils::max_primary_hello_attempts();
+            ensure!(
+                request.pending.attempts < tries,
+                "the companion takes a code only {tries} times"
+            );
+            request.pending.attempts += 1;
+            (request.clone(), request.pending.attempts)
+        };
+        let wrapped = request.wrapped;
+        let hello = tokio::task::spawn_blocking(move || PrimaryHello::new(&code, &wrapped))
+            .await
+            .context("unwrapping the companion's key")??;
+        let shared = self.shared.clone();
+        let phone = &shared.phone;
+        let id = format!("link-code-{}-{attempt}", self.id);
+        self.send(link_code::primary_hello(
+            &id,
+            &request.reference,
+            &hello,
+            phone.identity_public(),
+        ))
+        .await?;
+
+        let deadline = tokio::time::Instant::now() + FINISH_WAIT;
+        let node = loop {
+            let node = tokio::time::timeout_at(deadline, self.next_while_pairing())
+                .await
+                .map_err(|_| {
+                    anyhow!("the companion did not answer primary_hello within {FINISH_WAIT:?}")
+                })??;
+            if is_request(&node) && link_code::stage(&node).as_deref() == Some("companion_finish") {
+                break node;
+            }
+            self.answer_pairing(&node).await?;
+        };
+        let checked = link_code::companion_finish(&node).and_then(|finish| {
+            ensure!(
+                finish.phone == phone.user,
+                "companion_finish is for {}, not the phone's number",
+                finish.phone
+            );
+            ensure!(
+                finish.reference == request.reference,
+                "companion_finish names another pairing ref"
+            );
+            Ok(finish)
+        });
+        let finish = match checked {
+            Ok(finish) => finish,
+            Err(e) => {
+                let problem = format!("companion_finish: {e:#}");
+                warn!(conn = self.id, "{problem}");
+                self.shared.world().problems.push(problem);
+                self.send(iq_error(&node, 400, "bad-request")).await?;
+                return Err(e.context("the companion's companion_finish"));
+            }
+        };
+        // The server takes the bundle; only the phone can open it.
+        self.send(iq_result(&node, vec![])).await?;
+        let adv_secret =
+            hello.open_key_bundle(phone.identity(), &finish.identity_key, &finish.key_bundle)?;
+        let companion = Companion {
+            noise_key: self.client_static,
+            identity_key: finish.identity_key,
+            adv_secret,
+        };
+        self.pair_with(&companion).await
+    }
+
+    /// Sends `pair-success` for `companion` and waits for its countersignature.
+    async fn pair_with(&mut self, companion: &Companion) -> Result<Device> {
+        if companion.noise_key != self.client_static {
+            bail!("the companion's noise key is not this connection's");
         }
         let device_id = {
             let world = self.shared.world();
@@ -201,7 +390,7 @@ impl Conn {
         };
         let shared = self.shared.clone();
         let phone = &shared.phone;
-        let identity = phone.sign_companion(qr, device_id, unix_now())?;
+        let identity = phone.sign_companion(companion, device_id, unix_now())?;
         let jid = format!("{}:{device_id}@s.whatsapp.net", phone.user);
         let request_id = format!("pair-success-{}", self.id);
         let success = NodeBuilder::new("iq")
@@ -226,26 +415,12 @@ impl Conn {
         self.send(success).await?;
 
         loop {
-            let node = match self.next().await? {
-                Event::Node(node) => node,
-                Event::Closed | Event::Command(Command::Drop | Command::End(_)) => {
-                    bail!("the companion went away before countersigning")
-                }
-                Event::Command(Command::Scan(_, reply)) => {
-                    let _ = reply.send(Err(anyhow::anyhow!("pairing is already under way")));
-                    continue;
-                }
-                Event::Command(Command::Deliver { reply, .. }) => {
-                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
-                    continue;
-                }
-                Event::Command(Command::Push { reply, .. }) => {
-                    let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
-                    continue;
-                }
-            };
+            let node = self
+                .next_while_pairing()
+                .await
+                .context("before countersigning")?;
             if node.tag != "iq" || attr(&node, "id").as_deref() != Some(&request_id) {
-                self.answer_basic(&node).await?;
+                self.answer_pairing(&node).await?;
                 continue;
             }
             if attr(&node, "type").as_deref() != Some("result") {
@@ -255,16 +430,17 @@ impl Conn {
                 .get_optional_child_by_tag(&["pair-device-sign", "device-identity"])
                 .and_then(bytes)
                 .context("no pair-device-sign in the companion's answer")?;
-            phone.check_countersigned(qr, signed)?;
+            phone.check_countersigned(companion, signed)?;
             let device = Device {
                 id: device_id,
                 jid,
                 noise_key: self.client_static,
-                identity_key: qr.identity_key,
+                identity_key: companion.identity_key,
                 removed: false,
             };
             let mut world = self.shared.world();
             world.pairing.retain(|_, c| *c != self.id);
+            world.link_codes.remove(&self.id);
             world.devices.push(device.clone());
             info!(device = %device.jid, "companion paired");
             return Ok(device);
@@ -320,7 +496,7 @@ impl Conn {
                     return Ok(());
                 }
                 Event::Command(Command::End(stanza)) => return self.end(stanza).await,
-                Event::Command(Command::Scan(_, reply)) => {
+                Event::Command(Command::Scan(_, reply) | Command::EnterCode(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
                 }
                 Event::Command(Command::Push { node, owed, reply }) => {

@@ -44,6 +44,7 @@ pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
         "w:profile:picture" => Some(picture(shared, node)),
         "w:biz" => Some(business_profile(shared, node)),
         "w:g2" => groups(shared, node),
+        "w:mex" => Some(crate::newsletter::answer(shared, node)),
         "w:m" if child(node, "media_conn").is_some() => Some(iq_result(
             node,
             vec![

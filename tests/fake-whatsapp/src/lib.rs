@@ -3,7 +3,8 @@
 //!
 //! It speaks enough of the real protocol for the `whatsapp-rust` client: a WebSocket
 //! with Noise (XX, IK, XX-fallback), pairing through a simulated phone that scans the QR
-//! text, login, and the IQs a session needs. One HTTP port serves everything:
+//! text or types the pairing code the companion shows, login, and the IQs a session
+//! needs. One HTTP port serves everything:
 //! `/ws/chat` (the client's socket), `/mms/...` (media uploads) and `/admin/...` (see
 //! [`admin`]). Everything it receives is checked, never just acknowledged.
 //!
@@ -15,9 +16,12 @@ mod events;
 mod flood;
 mod inbox;
 mod iq;
+mod link_code;
+mod newsletter;
 mod node;
 pub mod noise;
 pub mod phone;
+pub use newsletter::FakeNewsletter;
 mod signal;
 
 use std::collections::HashMap;
@@ -41,7 +45,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use signal::DeviceKeys;
 
 pub use noise::Pattern;
-pub use phone::{Phone, QrCode};
+pub use phone::{Companion, Phone, QrCode};
 
 /// The account the simulated phone is logged in as.
 pub const PHONE_USER: &str = "15550001234";
@@ -60,6 +64,36 @@ pub struct Device {
     pub identity_key: [u8; 32],
     /// Removed by a logout from the companion.
     pub removed: bool,
+}
+
+/// A companion's request to link with a pairing code ("link with phone number
+/// instead"), waiting for the phone's user to type the code it shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCode {
+    /// The phone number the code was asked for (always the phone's own: a request
+    /// for another number is refused with `bad-request`).
+    pub phone: String,
+    /// `<companion_platform_display>`, e.g. `Chrome (Linux)`.
+    pub platform: String,
+    /// `<companion_platform_id>`, e.g. `1` for Chrome.
+    pub platform_id: String,
+    /// Whether the companion asked for a push notification on the phone.
+    pub push_notification: bool,
+    /// Unix time of the request; the code is valid for 180 s.
+    pub requested_at: u64,
+    /// How many times a code was typed for it (the companion takes 3 tries).
+    pub attempts: u32,
+}
+
+/// A pairing connection's request for a pairing code.
+#[derive(Clone)]
+struct LinkRequest {
+    pending: PendingCode,
+    /// The companion's ephemeral key, wrapped with the code.
+    wrapped: [u8; 80],
+    /// The `<link_code_pairing_ref>` the request was answered with.
+    reference: Vec<u8>,
+    since: std::time::Instant,
 }
 
 /// One connection the fake accepted.
@@ -155,12 +189,15 @@ struct World {
     conns: HashMap<u64, mpsc::UnboundedSender<Command>>,
     /// QR refs of connections waiting for a scan.
     pairing: HashMap<String, u64>,
+    /// Pairing connections that asked for a pairing code, by connection.
+    link_codes: HashMap<u64, LinkRequest>,
     devices: Vec<Device>,
     logins: Vec<Login>,
     faults: Faults,
     contacts: HashMap<String, Contact>,
     groups: HashMap<String, FakeGroup>,
     privacy: Vec<(String, String)>,
+    newsletters: Vec<FakeNewsletter>,
     received: Vec<Received>,
     /// Uploaded (encrypted) media by token.
     uploads: HashMap<String, Vec<u8>>,
@@ -215,6 +252,8 @@ fn text_message(text: &str) -> wa::Message {
 enum Command {
     /// The phone scanned one of this connection's QR codes.
     Scan(QrCode, oneshot::Sender<Result<Device>>),
+    /// The phone's user typed this (normalized) pairing code for this connection.
+    EnterCode(String, oneshot::Sender<Result<Device>>),
     /// Drop the socket without a goodbye.
     Drop,
     /// Send this stanza (a `<stream:error>`), then close the connection.
@@ -324,6 +363,22 @@ impl FakeWhatsApp {
         scan(&self.shared, qr_text).await
     }
 
+    /// Companions waiting for the phone's user to type their pairing code (asked for
+    /// less than 180 s ago, on a connection still open), oldest first.
+    pub fn pair_codes(&self) -> Vec<PendingCode> {
+        pair_codes(&self.shared)
+    }
+
+    /// The phone's user types `code` (`ABCD-1234`, with or without the dash): the phone
+    /// links the companion that asked for a code last, and returns the new device once
+    /// the companion has countersigned. A wrong code is an error and links nothing: it
+    /// shows only when the companion's key bundle does not open. The companion takes 3
+    /// tries of a code while it is valid (whatsapp-rust gives up 60 s after a try that
+    /// did not link; a later try then fails after waiting 30 s for it).
+    pub async fn enter_code(&self, code: &str) -> Result<Device> {
+        enter_code(&self.shared, code).await
+    }
+
     pub fn devices(&self) -> Vec<Device> {
         self.shared.world().devices.clone()
     }
@@ -375,6 +430,11 @@ impl FakeWhatsApp {
     /// Adds a group with id `id` (digits, without `@g.us`).
     pub fn add_group(&self, id: &str, group: FakeGroup) {
         self.shared.world().groups.insert(id.to_owned(), group);
+    }
+
+    /// The account follows the channel `newsletter`.
+    pub fn add_newsletter(&self, newsletter: FakeNewsletter) {
+        self.shared.world().newsletters.push(newsletter);
     }
 
     /// Privacy settings as (category, value) pairs, e.g. `("groupadd", "all")`.
@@ -643,6 +703,39 @@ async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
     .await
 }
 
+fn pair_codes(shared: &Shared) -> Vec<PendingCode> {
+    let world = shared.world();
+    let validity = whatsapp_rust::wacore::pair_code::PairCodeUtils::code_validity();
+    let mut requests: Vec<&LinkRequest> = world
+        .link_codes
+        .values()
+        .filter(|r| r.since.elapsed() <= validity)
+        .collect();
+    requests.sort_by_key(|r| r.since);
+    requests.into_iter().map(|r| r.pending.clone()).collect()
+}
+
+async fn enter_code(shared: &Shared, code: &str) -> Result<Device> {
+    let code = link_code::normalize_code(code)?;
+    // The code does not say which companion it is for: as WhatsApp does, the phone
+    // answers the latest request for its number.
+    let conn = shared
+        .world()
+        .link_codes
+        .iter()
+        .max_by_key(|(_, r)| r.since)
+        .map(|(conn, _)| *conn)
+        .context("no companion asked to link with a pairing code")?;
+    ask(
+        shared,
+        conn,
+        |reply| Command::EnterCode(code, reply),
+        "the companion that asked for the code is gone",
+        "the connection closed during pairing",
+    )
+    .await
+}
+
 async fn deliver(shared: &Shared, from: &str, message: wa::Message) -> Result<String> {
     let conn = {
         let world = shared.world();
@@ -831,6 +924,30 @@ mod tests {
         rx
     }
 
+    /// A pairing connection that asked for a pairing code `age` ago.
+    fn asking(fake: &FakeWhatsApp, age: std::time::Duration) -> mpsc::UnboundedReceiver<Command> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut world = fake.shared.world();
+        world.next_conn += 1;
+        let id = world.next_conn;
+        world.conns.insert(id, tx);
+        let request = LinkRequest {
+            pending: PendingCode {
+                phone: PHONE_USER.to_owned(),
+                platform: "Chrome (Linux)".to_owned(),
+                platform_id: "1".to_owned(),
+                push_notification: true,
+                requested_at: unix_now() - age.as_secs(),
+                attempts: 0,
+            },
+            wrapped: [id as u8; 80],
+            reference: format!("2@ref{id}").into_bytes(),
+            since: std::time::Instant::now() - age,
+        };
+        world.link_codes.insert(id, request);
+        rx
+    }
+
     fn ended_with(rx: &mut mpsc::UnboundedReceiver<Command>) -> String {
         match rx.try_recv() {
             Ok(Command::End(stanza)) => show(&stanza),
@@ -896,6 +1013,50 @@ mod tests {
         assert_eq!(status, 200);
         assert_eq!(body, r#"{"told":0}"#);
         assert!(fake.devices()[0].removed);
+    }
+
+    #[tokio::test]
+    async fn a_typed_code_goes_to_the_companion_that_asked_last() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        let err = fake.enter_code("ABCD-1234").await.unwrap_err();
+        assert!(err.to_string().contains("no companion asked"), "{err:#}");
+
+        let mut first = asking(&fake, std::time::Duration::from_secs(10));
+        let mut last = asking(&fake, std::time::Duration::ZERO);
+        let pending = fake.pair_codes();
+        assert_eq!(pending.len(), 2);
+        assert!(pending[0].requested_at <= pending[1].requested_at);
+
+        let typing = {
+            let fake = fake.clone();
+            tokio::spawn(async move { fake.enter_code("abcd-1234").await })
+        };
+        match last.recv().await {
+            Some(Command::EnterCode(code, reply)) => {
+                assert_eq!(code, "ABCD1234");
+                let _ = reply.send(Err(anyhow!("the key bundle does not open")));
+            }
+            _ => panic!("the last companion was not given the code"),
+        }
+        let err = typing.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("does not open"), "{err:#}");
+        assert!(
+            first.try_recv().is_err(),
+            "the older request got the code too"
+        );
+
+        // What is not a code reaches nobody.
+        assert!(fake.enter_code("ABCD-12").await.is_err());
+        assert!(last.try_recv().is_err());
+
+        let (status, body) = http(&fake, "GET", "/admin/pair-codes", "").await;
+        assert_eq!(status, 200);
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(listed[1]["phone"], PHONE_USER);
+        assert_eq!(listed[1]["platform"], "Chrome (Linux)");
+        let (status, body) = http(&fake, "POST", "/admin/enter-code", r#"{"code": "I0"}"#).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("is not a pairing code"), "{body}");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! The simulated phone: the account's identity key, and what it does when it scans a
-//! companion's QR code (sign the companion's identity into a `pair-success`).
+//! The simulated phone: the account's identity key, and what it does when it links a
+//! companion, by its QR code or by a pairing code (sign the companion's identity into a
+//! `pair-success`).
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use base64::Engine;
@@ -23,7 +24,25 @@ pub struct QrCode {
     pub adv_secret: [u8; 32],
 }
 
+/// What the phone knows of a companion it links: the companion's keys and the ADV
+/// secret the two share (shown in the QR code, or agreed while linking with a code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Companion {
+    pub noise_key: [u8; 32],
+    pub identity_key: [u8; 32],
+    pub adv_secret: [u8; 32],
+}
+
 impl QrCode {
+    /// The companion this QR code shows.
+    pub fn companion(&self) -> Companion {
+        Companion {
+            noise_key: self.noise_key,
+            identity_key: self.identity_key,
+            adv_secret: self.adv_secret,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Self> {
         let parts: Vec<&str> = text.trim().split(',').collect();
         ensure!(
@@ -67,10 +86,15 @@ impl Phone {
         }
     }
 
-    /// The `<device-identity>` of a `pair-success` for the companion that showed `qr`:
-    /// an `ADVSignedDeviceIdentityHMAC` whose account signature covers the companion's
-    /// identity key, MACed with the QR's adv secret.
-    pub fn sign_companion(&self, qr: &QrCode, device_id: u32, now: u64) -> Result<Vec<u8>> {
+    /// The `<device-identity>` of a `pair-success` for `companion`: an
+    /// `ADVSignedDeviceIdentityHMAC` whose account signature covers the companion's
+    /// identity key, MACed with the adv secret the two share.
+    pub fn sign_companion(
+        &self,
+        companion: &Companion,
+        device_id: u32,
+        now: u64,
+    ) -> Result<Vec<u8>> {
         let details = wa::ADVDeviceIdentity {
             raw_id: Some(device_id),
             timestamp: Some(now),
@@ -79,7 +103,12 @@ impl Phone {
             device_type: Some(wa::ADVEncryptionType::E2EE),
         }
         .encode_to_vec();
-        let signed_bytes = [&ACCOUNT_SIGNATURE_PREFIX[..], &details, &qr.identity_key].concat();
+        let signed_bytes = [
+            &ACCOUNT_SIGNATURE_PREFIX[..],
+            &details,
+            &companion.identity_key,
+        ]
+        .concat();
         let signature = calculate_curve_signature(&self.identity.private_key, &signed_bytes)
             .map_err(|e| anyhow!("signing: {e}"))?;
         let signed = wa::ADVSignedDeviceIdentity {
@@ -89,7 +118,7 @@ impl Phone {
             device_signature: None,
         }
         .encode_to_vec();
-        let hmac = hmac_sha256(&qr.adv_secret, &signed);
+        let hmac = hmac_sha256(&companion.adv_secret, &signed);
         Ok(wa::ADVSignedDeviceIdentityHMAC {
             details: Some(signed),
             hmac: Some(hmac.to_vec()),
@@ -100,7 +129,7 @@ impl Phone {
 
     /// Checks the companion's answer (`pair-device-sign`): the identity the phone signed,
     /// countersigned by the companion's own identity key.
-    pub fn check_countersigned(&self, qr: &QrCode, signed: &[u8]) -> Result<()> {
+    pub fn check_countersigned(&self, companion: &Companion, signed: &[u8]) -> Result<()> {
         let signed = wa::ADVSignedDeviceIdentity::decode_from_slice(signed)
             .context("pair-device-sign is not an ADVSignedDeviceIdentity")?;
         let details = signed.details.as_deref().context("no details")?;
@@ -119,13 +148,13 @@ impl Phone {
         let message = [
             &DEVICE_SIGNATURE_PREFIX[..],
             details,
-            &qr.identity_key,
+            &companion.identity_key,
             account_key,
         ]
         .concat();
-        let companion = PublicKey::from_djb_public_key_bytes(&qr.identity_key)
+        let key = PublicKey::from_djb_public_key_bytes(&companion.identity_key)
             .map_err(|e| anyhow!("companion identity key: {e}"))?;
-        if !companion.verify_signature(&message, device_signature) {
+        if !key.verify_signature(&message, device_signature) {
             bail!("the companion's device signature does not verify");
         }
         Ok(())
@@ -133,6 +162,11 @@ impl Phone {
 
     pub fn identity_public(&self) -> &[u8] {
         self.identity.public_key.public_key_bytes()
+    }
+
+    /// The account's identity key pair, for the key agreement of linking with a code.
+    pub(crate) fn identity(&self) -> &KeyPair {
+        &self.identity
     }
 }
 
