@@ -32,6 +32,7 @@ use config::Config;
 use http::{AppState, Limits};
 use media::MediaConfig;
 use service::app::AppService;
+use service::message::MessageService;
 use service::send::SendService;
 use service::user::UserService;
 use whatsapp::WhatsApp;
@@ -41,6 +42,7 @@ use whatsapp::session::{ClientSettings, WhatsAppClient};
 pub fn app_state(
     config: &Config,
     wa: Arc<dyn WhatsApp>,
+    messages: Arc<messages::MessageStore>,
     webhooks: Option<Arc<webhook::Webhooks>>,
 ) -> std::io::Result<AppState> {
     let temp_dir = config.temp_dir();
@@ -62,6 +64,12 @@ pub fn app_state(
     Ok(AppState {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
+        messages: Arc::new(MessageService::new(
+            wa.clone(),
+            messages,
+            config.statics_dir.join("media"),
+            config.max_download_size_mb.saturating_mul(1_000_000),
+        )),
         send: Arc::new(
             SendService::new(wa, media).with_previews(fetch::Fetcher::new(
                 config.allow_private_urls,
@@ -128,7 +136,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
     let messages = Arc::new(messages::MessageStore::open(&config.chat_db_path())?);
     messages::spawn_retention(messages.clone(), config.message_retention());
     let inbound = whatsapp::inbound::Inbound {
-        messages: Some(messages),
+        messages: Some(messages.clone()),
         webhooks: webhooks.clone(),
     };
     let client = WhatsAppClient::start(ClientSettings {
@@ -141,7 +149,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
     })
     .await?;
     let wa: Arc<dyn WhatsApp> = Arc::new(client);
-    let state = app_state(config, wa.clone(), webhooks)?;
+    let state = app_state(config, wa.clone(), messages, webhooks)?;
     Ok((http::router(state, config.statics_dir.clone()), wa))
 }
 

@@ -76,6 +76,35 @@ pub enum Outgoing {
         name: Option<String>,
         address: Option<String>,
     },
+    /// A reaction to a message of the chat; an empty emoji takes it back.
+    Reaction {
+        target: MessageRef,
+        emoji: String,
+    },
+    /// Deletes a message of the chat for everyone.
+    Revoke {
+        target: MessageRef,
+    },
+    /// New text for one of this account's messages in the chat.
+    Edit {
+        id: String,
+        text: String,
+    },
+    /// A stored message (WhatsApp's encoding, as received or sent) sent again,
+    /// marked forwarded; its media is relayed, not uploaded again.
+    Forward {
+        raw: Vec<u8>,
+    },
+}
+
+/// A message of a chat as WhatsApp names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub id: String,
+    /// Sent by this account.
+    pub from_me: bool,
+    /// Who sent it, in a group (for others' messages).
+    pub sender: Option<String>,
 }
 
 /// What surrounds a message: the later Go versions' common send fields.
@@ -105,7 +134,11 @@ impl Outgoing {
             Outgoing::Contact { .. }
             | Outgoing::Location { .. }
             | Outgoing::Audio { .. }
-            | Outgoing::Sticker { .. } => None,
+            | Outgoing::Sticker { .. }
+            | Outgoing::Reaction { .. }
+            | Outgoing::Revoke { .. }
+            | Outgoing::Forward { .. } => None,
+            Outgoing::Edit { text, .. } => Some(text),
             Outgoing::Poll { question, .. } => Some(question),
             Outgoing::Link { text, .. } => Some(text),
             Outgoing::Document { caption, .. }

@@ -148,7 +148,7 @@ async fn reconnect(State(state): State<AppState>) -> Result<Response, ApiError> 
 }
 
 /// `scheme://host` as the client reached us, proxies included.
-fn base_url(headers: &HeaderMap) -> String {
+pub fn base_url(headers: &HeaderMap) -> String {
     let scheme = match super::first_header_value(headers, "x-forwarded-proto") {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         _ => "http",

@@ -5,6 +5,7 @@ pub mod app;
 pub mod dashboard;
 pub mod form;
 pub mod guard;
+pub mod message;
 pub mod request;
 pub mod response;
 pub mod send;
@@ -64,6 +65,7 @@ pub struct AppState {
     pub app: Arc<AppService>,
     pub user: Arc<UserService>,
     pub send: Arc<SendService>,
+    pub messages: Arc<crate::service::message::MessageService>,
     pub limits: Arc<Limits>,
     pub guard: Arc<guard::Guard>,
     /// Fetches what requests name by URL (`image_url`…).
@@ -83,6 +85,7 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .nest("/app", app::router())
         .nest("/user", user::router())
         .nest("/send", send::router())
+        .nest("/message", message::router())
         .route("/webhook/status", axum::routing::get(app::webhook_status))
         .nest_service(
             "/statics",

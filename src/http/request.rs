@@ -6,7 +6,15 @@
 use serde::Deserialize;
 use validator::{Validate, ValidationError};
 
-use crate::domain::validation::{self as rules, byte_length, invalid, parse_bool};
+use super::AppState;
+use super::form::Form;
+use super::response::ApiError;
+use super::wire::ApiCompat;
+use crate::domain::recipient::{ChatType, Recipient};
+use crate::domain::validation::{
+    self as rules, ValidationErrors, byte_length, invalid, parse_bool,
+};
+use crate::media::Upload;
 use crate::whatsapp::Context;
 
 /// The recipient every send route takes: `phone` (a number, a JID or a group id) and
@@ -70,23 +78,101 @@ pub fn flag(value: &Option<String>, default: bool) -> bool {
     value.as_deref().and_then(parse_bool).unwrap_or(default)
 }
 
-/// A send request: its recipient and the common fields.
-pub trait SendRequest: Validate + serde::de::DeserializeOwned {
+/// A request naming a chat (`phone`, `type`): a send, or an action on a message.
+pub trait Addressed: Validate + serde::de::DeserializeOwned {
     fn to(&self) -> &To;
-    fn common(&self) -> &Common;
+    /// What surrounds a send; nothing for other requests.
+    fn context(&self) -> Context {
+        Context::default()
+    }
 }
 
 macro_rules! send_request {
     ($($name:ident),* $(,)?) => {$(
-        impl SendRequest for $name {
+        impl Addressed for $name {
             fn to(&self) -> &To {
                 &self.to
             }
-            fn common(&self) -> &Common {
-                &self.common
+            fn context(&self) -> Context {
+                self.common.context()
             }
         }
     )*};
+}
+
+macro_rules! addressed {
+    ($($name:ident),* $(,)?) => {$(
+        impl Addressed for $name {
+            fn to(&self) -> &To {
+                &self.to
+            }
+        }
+    )*};
+}
+
+addressed!(MessageAction, ReactToMessage, UpdateMessage, ForwardMessage);
+
+/// An action on a message: `phone` names its chat.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct MessageAction {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ReactToMessage {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    /// Empty takes the reaction back.
+    #[validate(custom(function = "one_emoji"))]
+    pub emoji: Option<String>,
+}
+
+/// One emoji (a few code points at most: skin tones, joiners).
+fn one_emoji(value: &str) -> Result<(), ValidationError> {
+    let value = value.trim();
+    if value.chars().count() <= 16 && !value.chars().any(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(invalid("must be an emoji"))
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct UpdateMessage {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(required)]
+    pub message: Option<String>,
+}
+
+/// `phone` is where the message goes.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ForwardMessage {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub to: To,
+    #[validate(custom(function = "seconds"))]
+    pub duration: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub force_reupload: Option<String>,
+}
+
+impl ForwardMessage {
+    /// The disappearing timer to send with, if one WhatsApp offers.
+    pub fn expiration(&self) -> Option<u32> {
+        self.duration
+            .as_deref()
+            .and_then(|d| d.trim().parse::<u32>().ok())
+            .filter(|secs| TIMERS.contains(secs))
+    }
 }
 
 send_request!(
@@ -368,4 +454,79 @@ fn valid_push_name(value: &str) -> Result<(), ValidationError> {
         "" => Err(ValidationError::new("required")),
         name => byte_length(name, 1, 25),
     }
+}
+
+/// A request naming a chat, read from its form and checked: the failures of its rules, and
+/// of the checks that need more than one field, are collected before any is reported,
+/// so that the client sees them all at once in Go's format.
+pub struct Checked<T> {
+    pub req: T,
+    chat: ChatType,
+    errors: validator::ValidationErrors,
+}
+
+/// Reads and checks the send request `T`. The recipient's chat type is known first:
+/// the v2.3.0 `type`, or in the later versions the shape of `phone` (more than 15
+/// digits is a group); a user's number written for humans is normalised.
+pub fn check<T: Addressed>(state: &AppState, form: &mut Form) -> Result<Checked<T>, ApiError> {
+    let chat = match (state.limits.api_compat, form.get("type")) {
+        (ApiCompat::V9, None | Some("")) => {
+            let phone = form.get("phone").unwrap_or_default();
+            let digits = phone.trim().trim_start_matches('+');
+            if digits.len() > 15 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                ChatType::Group
+            } else {
+                ChatType::User
+            }
+        }
+        (_, given) => ChatType::from_field(given),
+    };
+    if chat == ChatType::User {
+        form.normalize_phone("phone");
+    }
+    form.normalize_phone("contact_phone");
+    let req: T = form.parse()?;
+    let errors = req.validate().err().unwrap_or_default();
+    Ok(Checked { req, chat, errors })
+}
+
+impl<T: Addressed> Checked<T> {
+    /// The file part, recorded as blank when missing.
+    pub fn file(&mut self, form: &mut Form, field: &'static str) -> Option<Upload> {
+        let file = form.file.take();
+        if file.is_none() {
+            self.errors.add(field, ValidationError::new("required"));
+        }
+        file
+    }
+
+    /// The outcome of a check beyond the declared rules, recorded under `field`.
+    pub fn also<V>(
+        &mut self,
+        field: &'static str,
+        outcome: Result<V, ValidationError>,
+    ) -> Option<V> {
+        outcome.map_err(|e| self.errors.add(field, e)).ok()
+    }
+
+    /// The request, its recipient and its common fields, or every failure found.
+    pub fn finish(mut self) -> Result<(T, Recipient, Context), ApiError> {
+        let to = if self.errors.errors().contains_key("to") {
+            None
+        } else {
+            let phone = self.req.to().phone.as_deref().unwrap_or_default();
+            let parsed = Recipient::parse(phone, self.chat).map_err(invalid);
+            self.also("phone", parsed)
+        };
+        if !self.errors.is_empty() {
+            return Err(ValidationErrors::from(self.errors).into());
+        }
+        let context = self.req.context();
+        Ok((self.req, validated(to)?, context))
+    }
+}
+
+/// A value the validation above has vouched for; never `None` in practice.
+pub fn validated<T>(value: Option<T>) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::bad_request("invalid request"))
 }

@@ -94,13 +94,14 @@ impl From<ServiceError> for ApiError {
                 warn!(error = %err, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::WhatsApp(_) | ServiceError::NoAvatar => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let code = match &err {
             ServiceError::Validation(_) | ServiceError::BadRequest(_) => ErrorCode::Validation,
             ServiceError::NotOnWhatsApp(_) => ErrorCode::InvalidJid,
             ServiceError::Busy(_) => ErrorCode::Unavailable,
-            ServiceError::NoAvatar => ErrorCode::NotFound,
+            ServiceError::NoAvatar | ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::WhatsApp(e) => match e {
                 WhatsAppError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
                 WhatsAppError::Rejected(_) => ErrorCode::Validation,

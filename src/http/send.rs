@@ -11,17 +11,15 @@ use super::AppState;
 use super::form::{FileSpec, Form, FormSpec, read_body};
 use super::request::{
     self, ChatPresence, Presence, SendAudio, SendContact, SendFile, SendLink, SendLocation,
-    SendMessage, SendPoll, SendRequest, SendSticker, SendVisual, available, flag, typing,
+    SendMessage, SendPoll, SendSticker, SendVisual, available, check, flag, typing, validated,
 };
 use super::response::{ApiError, ok};
-use super::wire::ApiCompat;
-use crate::domain::recipient::{ChatType, Recipient};
-use crate::domain::validation::{ValidationErrors, invalid};
+use crate::domain::validation::ValidationErrors;
 use crate::fetch::FetchError;
 use crate::media::{self, Upload};
 use crate::service::send::{ImageSend, VideoSend};
-use crate::whatsapp::{Context, Outgoing};
-use validator::{Validate, ValidationError};
+use crate::whatsapp::Outgoing;
+use validator::Validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -134,11 +132,6 @@ async fn location(State(state): State<AppState>, req: Request) -> Result<Respons
 /// Sizes are in SI megabytes, as the Go server counted them.
 const MEGABYTE: u64 = 1_000_000;
 
-/// A value the validation above has vouched for; never `None` in practice.
-fn validated<T>(value: Option<T>) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::bad_request("invalid request"))
-}
-
 /// Reads the form of a route without a file.
 async fn text_form(state: &AppState, req: Request, fields: &[&str]) -> Result<Form, ApiError> {
     let spec = FormSpec {
@@ -202,72 +195,6 @@ async fn media_form(
         });
     }
     Ok(form)
-}
-
-/// A send request read from its form and checked: the failures of its rules, and
-/// of the checks that need more than one field, are collected before any is reported,
-/// so that the client sees them all at once in Go's format.
-struct Checked<T> {
-    req: T,
-    chat: ChatType,
-    errors: validator::ValidationErrors,
-}
-
-/// Reads and checks the send request `T`. The recipient's chat type is known first:
-/// the v2.3.0 `type`, or in the later versions the shape of `phone` (more than 15
-/// digits is a group); a user's number written for humans is normalised.
-fn check<T: SendRequest>(state: &AppState, form: &mut Form) -> Result<Checked<T>, ApiError> {
-    let chat = match (state.limits.api_compat, form.get("type")) {
-        (ApiCompat::V9, None | Some("")) => {
-            let phone = form.get("phone").unwrap_or_default();
-            let digits = phone.trim().trim_start_matches('+');
-            if digits.len() > 15 && digits.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-                ChatType::Group
-            } else {
-                ChatType::User
-            }
-        }
-        (_, given) => ChatType::from_field(given),
-    };
-    if chat == ChatType::User {
-        form.normalize_phone("phone");
-    }
-    form.normalize_phone("contact_phone");
-    let req: T = form.parse()?;
-    let errors = req.validate().err().unwrap_or_default();
-    Ok(Checked { req, chat, errors })
-}
-
-impl<T: SendRequest> Checked<T> {
-    /// The file part, recorded as blank when missing.
-    fn file(&mut self, form: &mut Form, field: &'static str) -> Option<Upload> {
-        let file = form.file.take();
-        if file.is_none() {
-            self.errors.add(field, ValidationError::new("required"));
-        }
-        file
-    }
-
-    /// The outcome of a check beyond the declared rules, recorded under `field`.
-    fn also<V>(&mut self, field: &'static str, outcome: Result<V, ValidationError>) -> Option<V> {
-        outcome.map_err(|e| self.errors.add(field, e)).ok()
-    }
-
-    /// The request, its recipient and its common fields, or every failure found.
-    fn finish(mut self) -> Result<(T, Recipient, Context), ApiError> {
-        let to = if self.errors.errors().contains_key("to") {
-            None
-        } else {
-            let phone = self.req.to().phone.as_deref().unwrap_or_default();
-            let parsed = Recipient::parse(phone, self.chat).map_err(invalid);
-            self.also("phone", parsed)
-        };
-        if !self.errors.is_empty() {
-            return Err(ValidationErrors::from(self.errors).into());
-        }
-        let context = self.req.common().context();
-        Ok((self.req, validated(to)?, context))
-    }
 }
 
 /// Whether the part's declared type is one of `allowed` (parameters ignored).

@@ -173,45 +173,40 @@ impl MessageStore {
     /// One stored message with its latest text.
     pub fn get(&self, chat: &str, id: &str) -> Result<Option<StoredMessage>, StoreError> {
         let conn = self.conn();
-        let found = conn
-            .query_row(
-                "SELECT chat_jid, id, sender, sender_lid, push_name, timestamp, is_from_me, kind, \
-                 body, quoted_id, mimetype, file_name, url, direct_path, media_key, file_sha256, \
-                 file_enc_sha256, file_length, raw, edited_at, revoked_at \
-                 FROM messages WHERE chat_jid = ?1 AND id = ?2",
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_jid = ?1 AND id = ?2");
+        Ok(conn
+            .query_row(&sql, params![chat, id], message_from_row)
+            .optional()?)
+    }
+
+    /// The stored message `id` of any chat (the latest, should two chats share it).
+    pub fn find(&self, id: &str) -> Result<Option<StoredMessage>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 ORDER BY timestamp DESC LIMIT 1"
+        );
+        Ok(conn
+            .query_row(&sql, params![id], message_from_row)
+            .optional()?)
+    }
+
+    /// Removes one message with its reactions, edits and receipts (deleted for me);
+    /// whether it was there.
+    pub fn forget(&self, chat: &str, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for table in ["reactions", "edits", "receipts"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE chat_jid = ?1 AND message_id = ?2"),
                 params![chat, id],
-                |r| {
-                    let direct_path: Option<String> = r.get(13)?;
-                    let media = direct_path.is_some().then(|| StoredMedia {
-                        mimetype: r.get(10).ok().flatten(),
-                        file_name: r.get(11).ok().flatten(),
-                        url: r.get(12).ok().flatten(),
-                        direct_path: direct_path.clone(),
-                        media_key: r.get(14).ok().flatten(),
-                        file_sha256: r.get(15).ok().flatten(),
-                        file_enc_sha256: r.get(16).ok().flatten(),
-                        file_length: r.get::<_, Option<i64>>(17).ok().flatten().map(|l| l as u64),
-                    });
-                    Ok(StoredMessage {
-                        chat: r.get(0)?,
-                        id: r.get(1)?,
-                        sender: r.get(2)?,
-                        sender_lid: r.get(3)?,
-                        push_name: r.get(4)?,
-                        timestamp: r.get(5)?,
-                        is_from_me: r.get(6)?,
-                        kind: r.get(7)?,
-                        body: r.get(8)?,
-                        quoted_id: r.get(9)?,
-                        media,
-                        raw: r.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default(),
-                        edited_at: r.get(19)?,
-                        revoked_at: r.get(20)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(found)
+            )?;
+        }
+        let removed = tx.execute(
+            "DELETE FROM messages WHERE chat_jid = ?1 AND id = ?2",
+            params![chat, id],
+        )?;
+        tx.commit()?;
+        Ok(removed > 0)
     }
 
     /// Reactions to a message, as (sender, emoji).
@@ -318,6 +313,41 @@ pub fn spawn_retention(
             }
         }
     });
+}
+
+/// The columns [`message_from_row`] reads, in its order.
+const MESSAGE_COLUMNS: &str = "chat_jid, id, sender, sender_lid, push_name, timestamp, is_from_me, \
+     kind, body, quoted_id, mimetype, file_name, url, direct_path, media_key, file_sha256, \
+     file_enc_sha256, file_length, raw, edited_at, revoked_at";
+
+fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let direct_path: Option<String> = r.get(13)?;
+    let media = direct_path.is_some().then(|| StoredMedia {
+        mimetype: r.get(10).ok().flatten(),
+        file_name: r.get(11).ok().flatten(),
+        url: r.get(12).ok().flatten(),
+        direct_path: direct_path.clone(),
+        media_key: r.get(14).ok().flatten(),
+        file_sha256: r.get(15).ok().flatten(),
+        file_enc_sha256: r.get(16).ok().flatten(),
+        file_length: r.get::<_, Option<i64>>(17).ok().flatten().map(|l| l as u64),
+    });
+    Ok(StoredMessage {
+        chat: r.get(0)?,
+        id: r.get(1)?,
+        sender: r.get(2)?,
+        sender_lid: r.get(3)?,
+        push_name: r.get(4)?,
+        timestamp: r.get(5)?,
+        is_from_me: r.get(6)?,
+        kind: r.get(7)?,
+        body: r.get(8)?,
+        quoted_id: r.get(9)?,
+        media,
+        raw: r.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default(),
+        edited_at: r.get(19)?,
+        revoked_at: r.get(20)?,
+    })
 }
 
 fn upsert_contact(

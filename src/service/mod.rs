@@ -2,6 +2,7 @@
 //! call these after parsing their input; nothing here knows about HTTP.
 
 pub mod app;
+pub mod message;
 pub mod send;
 pub mod user;
 
@@ -23,6 +24,9 @@ pub enum ServiceError {
     WhatsApp(#[from] WhatsAppError),
     #[error("no avatar found")]
     NoAvatar,
+    /// What the request names does not exist (a message id, a chat…).
+    #[error("{0}")]
+    NotFound(String),
     /// Temporarily overloaded (media work waited too long for a slot): retry later.
     #[error("{0}")]
     Busy(String),

@@ -53,7 +53,12 @@ impl MediaSaver {
         }
     }
 
-    async fn download(&self, client: &Client, media: &IncomingMedia<'_>) -> anyhow::Result<String> {
+    /// Downloads `media` into the folder under a fresh name; the file's path.
+    pub async fn download(
+        &self,
+        client: &Client,
+        media: &IncomingMedia<'_>,
+    ) -> anyhow::Result<String> {
         let dir = &self.config.dir;
         std::fs::create_dir_all(dir)?;
         // A temp file in the same folder: renamed once verified, gone otherwise.

@@ -17,6 +17,7 @@
 //! | [`inbound`] | incoming messages into the message store and the webhook outbox, before their ack |
 
 pub mod acks;
+mod actions;
 pub mod autoreply;
 mod bot;
 pub mod content;
@@ -28,6 +29,7 @@ mod send;
 pub mod session;
 pub mod state;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -197,7 +199,7 @@ pub enum MediaKind {
     Sticker,
 }
 
-pub use crate::domain::outgoing::{Context, Outgoing, Uploaded};
+pub use crate::domain::outgoing::{Context, MessageRef, Outgoing, Uploaded};
 
 /// WhatsApp's acknowledgement of a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +310,43 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// The channels this account follows.
     async fn newsletters(&self) -> Result<Vec<Newsletter>, WhatsAppError>;
 
+    /// Sends a read receipt for `target`, a message of `chat`.
+    async fn mark_read(&self, chat: &Jid, target: &MessageRef) -> Result<(), WhatsAppError>;
+
+    /// Stars or unstars `target` on every device of the account.
+    async fn star(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        starred: bool,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Deletes `target` (sent at `timestamp`, unix seconds) on this account's devices.
+    async fn delete_for_me(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        timestamp: i64,
+    ) -> Result<(), WhatsAppError>;
+
+    /// Pins or unpins `chat` on every device of the account.
+    async fn pin_chat(&self, chat: &Jid, pinned: bool) -> Result<(), WhatsAppError>;
+
+    /// Archives or unarchives `chat` on every device of the account.
+    async fn archive_chat(&self, chat: &Jid, archived: bool) -> Result<(), WhatsAppError>;
+
+    /// Sets the disappearing-message timer of `chat` (0 turns it off).
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError>;
+
+    /// Downloads and decrypts the media of a stored message (`raw`, as stored) into
+    /// `dir`, refusing more than `max_bytes`; the new file.
+    async fn download_media(
+        &self,
+        raw: &[u8],
+        dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PathBuf, WhatsAppError>;
+
     /// Sets this account's profile picture (a JPEG); returns its id.
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
@@ -404,6 +443,49 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn newsletters(&self) -> Result<Vec<Newsletter>, WhatsAppError> {
         queries::newsletters(&*self.inner.ready_client()?).await
+    }
+
+    async fn mark_read(&self, chat: &Jid, target: &MessageRef) -> Result<(), WhatsAppError> {
+        actions::mark_read(&*self.inner.ready_client()?, chat, target).await
+    }
+
+    async fn star(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        starred: bool,
+    ) -> Result<(), WhatsAppError> {
+        actions::star(&*self.inner.ready_client()?, chat, target, starred).await
+    }
+
+    async fn delete_for_me(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        timestamp: i64,
+    ) -> Result<(), WhatsAppError> {
+        actions::delete_for_me(&*self.inner.ready_client()?, chat, target, timestamp).await
+    }
+
+    async fn pin_chat(&self, chat: &Jid, pinned: bool) -> Result<(), WhatsAppError> {
+        actions::pin_chat(&*self.inner.ready_client()?, chat, pinned).await
+    }
+
+    async fn archive_chat(&self, chat: &Jid, archived: bool) -> Result<(), WhatsAppError> {
+        actions::archive_chat(&*self.inner.ready_client()?, chat, archived).await
+    }
+
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError> {
+        actions::set_disappearing(&*self.inner.ready_client()?, chat, seconds).await
+    }
+
+    async fn download_media(
+        &self,
+        raw: &[u8],
+        dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PathBuf, WhatsAppError> {
+        actions::download_media(&*self.inner.ready_client()?, raw, dir, max_bytes).await
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

@@ -2,7 +2,10 @@
 
 use whatsapp_rust::prelude::{MessageField, wa};
 
-use crate::domain::outgoing::{Outgoing, Uploaded};
+use whatsapp_rust::Jid;
+use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
+
+use crate::domain::outgoing::{MessageRef, Outgoing, Uploaded};
 
 /// The quoted message of a reply: its id, author and content.
 pub struct Quote {
@@ -86,7 +89,20 @@ macro_rules! media {
     }};
 }
 
-pub fn to_wa(message: Outgoing) -> wa::Message {
+/// The key of `target` in `chat`: its id, whether this account sent it, and in a
+/// group whose it is when not ours.
+fn key_of(chat: &Jid, target: MessageRef) -> wa::MessageKey {
+    wa::MessageKey {
+        remote_jid: Some(chat.to_string()),
+        from_me: Some(target.from_me),
+        id: Some(target.id),
+        participant: target
+            .sender
+            .filter(|_| chat.server == whatsapp_rust::Server::Group && !target.from_me),
+    }
+}
+
+pub fn to_wa(message: Outgoing, chat: &Jid) -> wa::Message {
     let mut out = wa::Message::default();
     match message {
         Outgoing::Text(text) => out.conversation = Some(text),
@@ -218,6 +234,46 @@ pub fn to_wa(message: Outgoing) -> wa::Message {
                 address,
                 ..Default::default()
             });
+        }
+        Outgoing::Reaction { target, emoji } => {
+            out.reaction_message = MessageField::some(wa::message::ReactionMessage {
+                key: MessageField::some(key_of(chat, target)),
+                text: Some(emoji),
+                sender_timestamp_ms: Some(jiff::Timestamp::now().as_millisecond()),
+                ..Default::default()
+            });
+        }
+        Outgoing::Revoke { target } => {
+            out.protocol_message = MessageField::some(wa::message::ProtocolMessage {
+                key: MessageField::some(key_of(chat, target)),
+                r#type: Some(ProtocolType::Revoke),
+                ..Default::default()
+            });
+        }
+        Outgoing::Edit { id, text } => {
+            let target = MessageRef {
+                id,
+                from_me: true,
+                sender: None,
+            };
+            out.protocol_message = MessageField::some(wa::message::ProtocolMessage {
+                key: MessageField::some(key_of(chat, target)),
+                r#type: Some(ProtocolType::MessageEdit),
+                edited_message: MessageField::some(wa::Message {
+                    conversation: Some(text),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(jiff::Timestamp::now().as_millisecond()),
+                ..Default::default()
+            });
+        }
+        Outgoing::Forward { raw } => {
+            use whatsapp_rust::buffa::Message as _;
+            use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
+            // Stored by this server from a decoded message, so it decodes.
+            if let Ok(message) = wa::Message::decode_from_slice(&raw) {
+                out = *message.prepare_for_forward();
+            }
         }
     }
     out

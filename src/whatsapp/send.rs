@@ -9,6 +9,7 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::download::MediaType;
 use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::upload::UploadOptions;
+use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
 use super::acks::AckOutcome;
 use super::outgoing::Quote;
@@ -53,7 +54,7 @@ pub async fn send(
         .filter_map(|m| mention_jid(m))
         .collect();
     let message = super::outgoing::with_context(
-        super::outgoing::to_wa(message),
+        super::outgoing::to_wa(message, to),
         quote,
         mentions,
         context.forwarded,
@@ -69,6 +70,15 @@ pub async fn send(
         .acks
         .register(&id, epoch)
         .ok_or(WhatsAppError::NotConnected)?;
+    // An edit in a group names its author: this account.
+    let mut message = message;
+    if to.server == whatsapp_rust::Server::Group
+        && let Some(protocol) = message.protocol_message.as_option_mut()
+        && protocol.r#type == Some(ProtocolType::MessageEdit)
+        && let Some(key) = protocol.key.as_option_mut()
+    {
+        key.participant = client.pn().map(|j| j.to_non_ad_string());
+    }
     let options = SendOptions::default().with_message_id(id.clone());
     let stored = session.messages().is_some().then(|| message.clone());
     let outcome = tokio::time::timeout(deadline, async {

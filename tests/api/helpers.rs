@@ -11,9 +11,10 @@ use clap::Parser;
 use jiff::Timestamp;
 use serde_json::Value;
 use whatsapp_api::config::Config;
+use whatsapp_api::messages::MessageStore;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, BusinessProfile, Contact, Context, Group, MediaKind, Newsletter, Outgoing,
-    PairingCode, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
+    Ack, Avatar, BusinessProfile, Contact, Context, Group, MediaKind, MessageRef, Newsletter,
+    Outgoing, PairingCode, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
 
@@ -50,6 +51,11 @@ pub struct FakeState {
     pub send_delay: Option<Duration>,
     /// Each send fails with this detail from the library.
     pub send_failure: Option<String>,
+    /// Chat actions asked for, e.g. `star:<chat>:<id>:true`, `read:<chat>:<id>`,
+    /// `pin:<chat>:true`, `download:<dir>`.
+    pub actions: Vec<String>,
+    /// What a media download writes.
+    pub download: Option<Vec<u8>>,
 }
 
 /// In-memory session: answers from `state`, records sends and uploads.
@@ -61,6 +67,15 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
+    fn action(&self, what: String) -> Result<(), WhatsAppError> {
+        self.state.lock().unwrap().actions.push(what);
+        Ok(())
+    }
+
+    pub fn actions(&self) -> Vec<String> {
+        self.state.lock().unwrap().actions.clone()
+    }
+
     pub fn set_status(&self, status: SessionStatus) {
         self.state.lock().unwrap().status = Some(status);
     }
@@ -179,6 +194,58 @@ impl WhatsApp for FakeSession {
         Ok(self.state.lock().unwrap().newsletters.clone())
     }
 
+    async fn mark_read(&self, chat: &Jid, target: &MessageRef) -> Result<(), WhatsAppError> {
+        self.action(format!("read:{chat}:{}", target.id))
+    }
+
+    async fn star(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        starred: bool,
+    ) -> Result<(), WhatsAppError> {
+        self.action(format!("star:{chat}:{}:{starred}", target.id))
+    }
+
+    async fn delete_for_me(
+        &self,
+        chat: &Jid,
+        target: &MessageRef,
+        timestamp: i64,
+    ) -> Result<(), WhatsAppError> {
+        self.action(format!("delete:{chat}:{}:{timestamp}", target.id))
+    }
+
+    async fn pin_chat(&self, chat: &Jid, pinned: bool) -> Result<(), WhatsAppError> {
+        self.action(format!("pin:{chat}:{pinned}"))
+    }
+
+    async fn archive_chat(&self, chat: &Jid, archived: bool) -> Result<(), WhatsAppError> {
+        self.action(format!("archive:{chat}:{archived}"))
+    }
+
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError> {
+        self.action(format!("disappearing:{chat}:{seconds}"))
+    }
+
+    async fn download_media(
+        &self,
+        _raw: &[u8],
+        dir: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<PathBuf, WhatsAppError> {
+        let data = self.state.lock().unwrap().download.clone();
+        let data = data.ok_or_else(|| WhatsAppError::Failed("media download failed".into()))?;
+        if data.len() as u64 > max_bytes {
+            return Err(WhatsAppError::Rejected("too large".into()));
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("1700000000-fake.jpg");
+        std::fs::write(&path, data).unwrap();
+        self.action(format!("download:{}", dir.display()))?;
+        Ok(path)
+    }
+
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
         self.state.lock().unwrap().avatars.push(jpeg);
         Ok("1700000000".to_owned())
@@ -252,6 +319,8 @@ impl WhatsApp for FakeSession {
 pub struct TestApp {
     pub base: String,
     pub wa: Arc<FakeSession>,
+    /// The message store the routes read (tests put messages in it).
+    pub store: Arc<MessageStore>,
     pub client: reqwest::Client,
     pub statics: PathBuf,
     pub temp: PathBuf,
@@ -286,7 +355,8 @@ impl TestApp {
         argv.extend(args.iter().map(|a| a.to_string()));
         let config = Config::parse_from(argv);
         let wa = Arc::new(FakeSession::default());
-        let state = whatsapp_api::app_state(&config, wa.clone(), None).unwrap();
+        let store = Arc::new(MessageStore::open(&dir.path().join("chat.db")).unwrap());
+        let state = whatsapp_api::app_state(&config, wa.clone(), store.clone(), None).unwrap();
         let router = whatsapp_api::http::router(state, statics.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -298,6 +368,7 @@ impl TestApp {
         TestApp {
             base,
             wa,
+            store,
             client: reqwest::Client::new(),
             statics,
             temp,

@@ -12,6 +12,7 @@ mod hostile_media;
 mod later_sends;
 mod lenient;
 mod media;
+mod message;
 mod security;
 mod send;
 mod spec;

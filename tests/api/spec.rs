@@ -34,18 +34,35 @@ fn spec_routes() -> Routes {
     routes
 }
 
+/// The modules `src/http/mod.rs` nests, with their prefixes
+/// (`.nest("/send", send::router())`), and `mod.rs` itself at the root.
+fn nested_modules(dir: &str) -> Vec<(String, String)> {
+    let source = std::fs::read_to_string(format!("{dir}mod.rs")).unwrap();
+    let mut modules = vec![("mod.rs".to_owned(), String::new())];
+    for piece in source.split(".nest(").skip(1) {
+        let Some((prefix, rest)) = piece
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+        else {
+            continue;
+        };
+        let module = rest.trim_start().trim_start_matches(',').trim_start();
+        let module = module.split("::router()").next().unwrap().trim();
+        modules.push((format!("{module}.rs"), prefix.to_owned()));
+    }
+    modules
+}
+
 /// `METHOD /path` of every `.route("…", get|post(…))` in the HTTP modules, with
 /// the prefix each module is nested under. The dashboard (`/`, `/assets`) is the
 /// UI, not the API.
 fn declared_routes() -> Routes {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/");
     let mut routes = Routes::new();
-    for (file, prefix) in [
-        ("app.rs", "/app"),
-        ("user.rs", "/user"),
-        ("send.rs", "/send"),
-        ("mod.rs", ""),
-    ] {
+    let modules = nested_modules(dir);
+    assert!(modules.len() >= 5, "the scan of mod.rs found {modules:?}");
+    for (file, prefix) in &modules {
         let source = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
         for piece in source.split(".route(").skip(1) {
             let rest = piece.trim_start();

@@ -244,7 +244,8 @@ async fn my_newsletters_need_a_session_and_use_the_go_shape() {
     assert_eq!(n["thread_metadata"]["picture"], serde_json::Value::Null);
     assert_eq!(n["viewer_metadata"], serde_json::Value::Null);
 
-    app.wa.set_status(whatsapp_api::whatsapp::SessionStatus::LoggedOut);
+    app.wa
+        .set_status(whatsapp_api::whatsapp::SessionStatus::LoggedOut);
     app.get("/user/my/newsletters")
         .await
         .assert_error(500, "you are not loggin");

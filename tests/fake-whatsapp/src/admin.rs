@@ -11,12 +11,15 @@
 //! | `GET /admin/problems` | what the fake refused, and why |
 //! | `POST /admin/contacts` `{"user", "status", "picture_id", "business_name"}` | add an account |
 //! | `POST /admin/groups` `{"id", "subject", "admin", "members"}` | add a group |
+//! | `GET /admin/groups` | every group with its state (see [`crate::Group`]) |
 //! | `POST /admin/deliver` `{"from", "text"}` | a contact sends the logged-in companion a text |
 //! | `POST /admin/drop` | drop every open connection, as a network failure would |
 //! | `POST /admin/unlink` | the phone unlinks its companions: devices marked removed, each logged-in one gets `<stream:error code="401"><conflict type="device_removed"/>` and is closed; returns `{"told": n}` |
 //! | `POST /admin/replace` | another client takes over: each logged-in connection gets `<stream:error><conflict type="replaced"/>` and is closed (devices stay linked); returns `{"told": n}` |
 //! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs", "ack_batch"}`, each optional |
 //! | `GET /admin/flood` | what the flood fault sent and the client acknowledged: `{"sent", "acked"}` |
+//! | `GET /admin/read-receipts` | read and played receipts the companion sent (see [`crate::ReadReceipt`]) |
+//! | `GET /admin/app-state` | app state: each collection's version, whether the companion acknowledged the phone's key share, every verified mutation (see [`crate::AppStateMutation`]) |
 
 use std::sync::Arc;
 
@@ -46,7 +49,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/admin/deliver", post(deliver))
         .route("/admin/problems", get(problems))
         .route("/admin/contacts", post(add_contact))
-        .route("/admin/groups", post(add_group))
+        .route("/admin/groups", post(add_group).get(list_groups))
 }
 
 async fn messages(State(shared): State<Arc<Shared>>) -> Response {
@@ -106,8 +109,16 @@ async fn add_group(State(shared): State<Arc<Shared>>, Json(body): Json<NewGroup>
             "a group id is digits only".to_owned(),
         );
     }
-    shared.world().groups.insert(body.id.clone(), body.group);
+    let group = crate::groups::from_setup(&body.id, body.group, &shared.phone.user);
+    shared.world().groups.insert(body.id.clone(), group);
     Json(json!({ "id": format!("{}@g.us", body.id) })).into_response()
+}
+
+async fn list_groups(State(shared): State<Arc<Shared>>) -> Response {
+    let world = shared.world();
+    let mut groups: Vec<&crate::Group> = world.groups.values().collect();
+    groups.sort_by(|a, b| a.id.cmp(&b.id));
+    Json(groups).into_response()
 }
 
 #[derive(Deserialize)]

@@ -712,6 +712,8 @@ impl Conn {
             .or_default()
             .push((id.clone(), node.clone()));
         self.send(node).await?;
+        let chat = format!("{from}@s.whatsapp.net");
+        crate::actions::note_delivered(&self.shared, &chat, &chat, &id, message);
         info!(%id, %from, "delivered a message to the companion");
         Ok(id)
     }
@@ -739,6 +741,14 @@ impl Conn {
     /// A logged-in session's requests. `true` when the session is over.
     async fn answer_session(&mut self, node: &Node, device: &Device) -> Result<bool> {
         if node.tag == "message" {
+            if attr(node, "category").as_deref() == Some("peer") {
+                let replies =
+                    crate::app_state::peer_message(&self.shared, node, device, self.id).await;
+                for reply in replies {
+                    self.send(reply).await?;
+                }
+                return Ok(false);
+            }
             self.receive_message(node, device).await?;
             return Ok(false);
         }
@@ -757,6 +767,12 @@ impl Conn {
             }
             if let Some(queue) = self.shared.world().unacked.get_mut(&device.id) {
                 queue.retain(|(queued, _)| !ids.contains(queued));
+            }
+            return Ok(false);
+        }
+        if node.tag == "receipt" {
+            if let Some(ack) = crate::actions::receipt(&self.shared, node, &device.jid) {
+                self.send(ack).await?;
             }
             return Ok(false);
         }
@@ -811,6 +827,11 @@ impl Conn {
                     again.attrs.insert("offline", "1");
                     self.send(again).await?;
                 }
+                // The phone's app-state key, if the device has not acknowledged it.
+                let share = crate::app_state::key_share_for(&self.shared, device, self.id).await;
+                if let Some(share) = share {
+                    self.send(share).await?;
+                }
                 self.send(
                     NodeBuilder::new("ib")
                         .children([NodeBuilder::new("offline")
@@ -821,23 +842,8 @@ impl Conn {
                 .await?;
             }
             "w:sync:app:state" => {
-                // Every asked collection, empty at version 0.
-                let collections = node
-                    .get_optional_child("sync")
-                    .map(|sync| {
-                        sync.get_children_by_tag("collection")
-                            .filter_map(|c| attr(c, "name"))
-                            .map(|name| {
-                                NodeBuilder::new("collection")
-                                    .attr("name", name)
-                                    .attr("version", "0")
-                                    .build()
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                let sync = NodeBuilder::new("sync").children(collections).build();
-                self.send(iq_result(node, vec![sync])).await?;
+                let reply = crate::app_state::answer(&self.shared, node, device);
+                self.send(reply).await?;
             }
             "md" if child(node, "remove-companion-device").is_some() => {
                 if let Some(d) = self
@@ -858,6 +864,12 @@ impl Conn {
                     Ok(bundle) => {
                         self.shared.world().bundles.insert(device.id, bundle);
                         self.send(iq_result(node, vec![])).await?;
+                        // The phone shares its app-state key with a new companion.
+                        let share =
+                            crate::app_state::key_share_for(&self.shared, device, self.id).await;
+                        if let Some(share) = share {
+                            self.send(share).await?;
+                        }
                     }
                     Err(e) => {
                         let problem = format!("prekey upload from {}: {e:#}", device.jid);

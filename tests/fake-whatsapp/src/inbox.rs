@@ -65,7 +65,9 @@ pub async fn receive(shared: &Shared, node: &Node, sender: &str) -> Result<Vec<R
             .map(|g| g.members.clone())
             .with_context(|| format!("no group {chat}"))?;
         let own = shared.phone.user.clone();
-        for user in members.iter().chain(std::iter::once(&own)) {
+        // The account's phone reads it once, whether or not it is listed.
+        let others = members.iter().filter(|m| **m != own);
+        for user in others.chain(std::iter::once(&own)) {
             let (user, keys) = keys_for(shared, &format!("{user}@s.whatsapp.net"))?;
             let padded = keys.lock().await.group_decrypt(&chat, sender, data).await?;
             let message = unwrap_device_sent(decode_plaintext(&padded, 2)?);
@@ -75,6 +77,8 @@ pub async fn receive(shared: &Shared, node: &Node, sender: &str) -> Result<Vec<R
     if received.is_empty() {
         bail!("message {id} carried nothing any recipient could read");
     }
+    // Reactions, edits and revokes must name a message of their chat.
+    crate::actions::check(shared, node, &received)?;
     Ok(received)
 }
 
@@ -87,6 +91,7 @@ fn has_content(m: &wa::Message) -> bool {
         || m.audio_message.is_set()
         || m.sticker_message.is_set()
         || m.contact_message.is_set()
+        || crate::actions::is_action(m)
         || poll_is_sound(m)
         || m.location_message.as_option().is_some_and(|l| {
             // A pin needs both coordinates, on the globe.

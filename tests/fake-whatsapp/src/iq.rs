@@ -43,7 +43,7 @@ pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
         }
         "w:profile:picture" => Some(picture(shared, node)),
         "w:biz" => Some(business_profile(shared, node)),
-        "w:g2" => groups(shared, node),
+        "w:g2" => crate::groups::answer(shared, node),
         "w:mex" => Some(crate::newsletter::answer(shared, node)),
         "w:m" if child(node, "media_conn").is_some() => Some(iq_result(
             node,
@@ -163,11 +163,15 @@ fn usync(shared: &Shared, node: &Node) -> Node {
 }
 
 fn picture(shared: &Shared, node: &Node) -> Node {
-    if attr(node, "type").as_deref() == Some("set") {
-        return set_own_picture(shared, node);
+    let target = attr(node, "target").unwrap_or_default();
+    let set = attr(node, "type").as_deref() == Some("set");
+    match (target.ends_with("@g.us"), set) {
+        (true, true) => return crate::groups::set_picture(shared, node),
+        (true, false) => return crate::groups::picture(shared, node),
+        (false, true) => return set_own_picture(shared, node),
+        (false, false) => {}
     }
     let world = shared.world();
-    let target = attr(node, "target").unwrap_or_default();
     let user = target.split(['@', ':']).next().unwrap_or_default();
     let found = world
         .contacts
@@ -289,49 +293,4 @@ fn set_own_picture(shared: &Shared, node: &Node) -> Node {
             crate::node::iq_error(node, 406, "not-acceptable")
         }
     }
-}
-
-fn group_node(id: &str, group: &crate::FakeGroup) -> Node {
-    let participants = group.members.iter().map(|user| {
-        let mut p = NodeBuilder::new("participant").attr("jid", format!("{user}@s.whatsapp.net"));
-        if *user == group.admin {
-            p = p.attr("type", "superadmin");
-        }
-        p.build()
-    });
-    NodeBuilder::new("group")
-        .attr("id", id.to_owned())
-        .attr("subject", group.subject.clone())
-        .attr("creation", "1700000000")
-        .attr("creator", format!("{}@s.whatsapp.net", group.admin))
-        .attr("s_t", "1700000000")
-        .attr("s_o", format!("{}@s.whatsapp.net", group.admin))
-        .attr("addressing_mode", "pn")
-        .children(participants)
-        .build()
-}
-
-/// Group metadata (`<query>` to `ID@g.us`) and participating groups.
-fn groups(shared: &Shared, node: &Node) -> Option<Node> {
-    let world = shared.world();
-    if child(node, "participating").is_some() {
-        let groups = world
-            .groups
-            .iter()
-            .map(|(id, g)| group_node(id, g))
-            .collect::<Vec<_>>();
-        return Some(iq_result(
-            node,
-            vec![NodeBuilder::new("groups").children(groups).build()],
-        ));
-    }
-    if child(node, "query").is_some() {
-        let to = attr(node, "to").unwrap_or_default();
-        let id = to.split('@').next().unwrap_or_default();
-        return Some(match world.groups.get(id) {
-            Some(g) => iq_result(node, vec![group_node(id, g)]),
-            None => crate::node::iq_error(node, 404, "item-not-found"),
-        });
-    }
-    None
 }

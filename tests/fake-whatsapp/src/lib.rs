@@ -10,10 +10,13 @@
 //!
 //! Only for tests: the client must be built with `danger-skip-cert-chain-verify`.
 
+mod actions;
 pub mod admin;
+mod app_state;
 mod conn;
 mod events;
 mod flood;
+mod groups;
 mod inbox;
 mod iq;
 mod link_code;
@@ -21,6 +24,9 @@ mod newsletter;
 mod node;
 pub mod noise;
 pub mod phone;
+pub use actions::{Delivered, ReadReceipt};
+pub use app_state::AppStateMutation;
+pub use groups::{Description, Group, GroupPicture, JoinRequest};
 pub use newsletter::FakeNewsletter;
 mod signal;
 
@@ -158,8 +164,9 @@ pub struct ContactInfo {
     pub business_name: Option<String>,
 }
 
-/// A group: `admin` created it; `members` are phone numbers (the fake's phone is
-/// always a member too).
+/// A group to set up with [`FakeWhatsApp::add_group`]: `admin` created it (its
+/// superadmin); `members` are phone numbers (the fake's phone is always a member
+/// too). The fake keeps it as a [`Group`].
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FakeGroup {
     pub subject: String,
@@ -195,7 +202,8 @@ struct World {
     logins: Vec<Login>,
     faults: Faults,
     contacts: HashMap<String, Contact>,
-    groups: HashMap<String, FakeGroup>,
+    groups: HashMap<String, Group>,
+    group_directory: groups::GroupDirectory,
     privacy: Vec<(String, String)>,
     newsletters: Vec<FakeNewsletter>,
     received: Vec<Received>,
@@ -225,6 +233,10 @@ struct World {
     own_pictures: Vec<Vec<u8>>,
     /// Push names the companion announced.
     push_names: Vec<String>,
+    /// Delivered messages, read receipts and revokes (see [`actions`]).
+    actions: actions::Actions,
+    /// The account's app state and its sync key (see [`app_state`]).
+    app_state: app_state::AppState,
 }
 
 /// Media the fake serves as if a contact's phone had uploaded it: what a media
@@ -334,6 +346,7 @@ impl FakeWhatsApp {
                     .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024)),
             )
             .merge(admin::router())
+            .merge(actions::admin_routes())
             .with_state(shared.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -427,8 +440,10 @@ impl FakeWhatsApp {
         add_contact(&self.shared, user, info)
     }
 
-    /// Adds a group with id `id` (digits, without `@g.us`).
+    /// Adds a group with id `id` (digits, without `@g.us`). See [`Self::group`] and
+    /// [`Self::edit_group`] for the rest of its state.
     pub fn add_group(&self, id: &str, group: FakeGroup) {
+        let group = groups::from_setup(id, group, &self.shared.phone.user);
         self.shared.world().groups.insert(id.to_owned(), group);
     }
 
@@ -493,10 +508,14 @@ impl FakeWhatsApp {
         {
             let mut world = self.shared.world();
             let group = world.groups.get_mut(gid).context("unknown group")?;
-            match action {
-                "add" => group.members.extend(members.iter().cloned()),
-                "remove" => group.members.retain(|m| !members.contains(m)),
-                _ => {}
+            for member in &members {
+                match action {
+                    "add" => group.add_member(member),
+                    "remove" => group.remove_member(member),
+                    "promote" => group.promote(member),
+                    "demote" => group.demote(member),
+                    _ => {}
+                }
             }
         }
         let (node, owed) = events::group_participants(gid, action, &members, by, unix_now())?;
