@@ -91,9 +91,11 @@ pub enum Outgoing {
         text: String,
     },
     /// A stored message (WhatsApp's encoding, as received or sent) sent again,
-    /// marked forwarded; its media is relayed, not uploaded again.
+    /// marked forwarded; its media is relayed, not uploaded again. An edited text
+    /// goes as it reads now (`edited_text`).
     Forward {
         raw: Vec<u8>,
+        edited_text: Option<String>,
     },
 }
 

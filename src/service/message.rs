@@ -186,13 +186,18 @@ impl MessageService {
             expiration,
             ..Context::default()
         };
+        let edited_text = match (&stored.body, stored.edited_at, stored.kind.as_str()) {
+            (Some(body), Some(_), "text") => Some(body.clone()),
+            _ => None,
+        };
+        let message = Outgoing::Forward {
+            raw: stored.raw,
+            edited_text,
+        };
         let Ack {
             message_id,
             timestamp,
-        } = self
-            .wa
-            .send(to.jid(), Outgoing::Forward { raw: stored.raw }, context)
-            .await?;
+        } = self.wa.send(to.jid(), message, context).await?;
         info!(id = %message_id, forwarded = %id, "sent");
         Ok(SendResult {
             message_id,

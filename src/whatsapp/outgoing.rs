@@ -267,11 +267,18 @@ pub fn to_wa(message: Outgoing, chat: &Jid) -> wa::Message {
                 ..Default::default()
             });
         }
-        Outgoing::Forward { raw } => {
+        Outgoing::Forward { raw, edited_text } => {
             use whatsapp_rust::buffa::Message as _;
             use whatsapp_rust::wacore::proto_helpers::MessageExt as _;
             // Stored by this server from a decoded message, so it decodes.
-            if let Ok(message) = wa::Message::decode_from_slice(&raw) {
+            // Marked forwarded (a bare text becomes an extended text to carry it).
+            if let Ok(mut message) = wa::Message::decode_from_slice(&raw) {
+                if let Some(text) = edited_text {
+                    message = wa::Message {
+                        conversation: Some(text),
+                        ..Default::default()
+                    };
+                }
                 out = *message.prepare_for_forward();
             }
         }

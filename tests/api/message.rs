@@ -260,7 +260,8 @@ async fn forward_sends_the_stored_message_to_another_chat() {
     assert_eq!(
         sent[0].1,
         Outgoing::Forward {
-            raw: stored("3EB0AA", false, false).raw
+            raw: stored("3EB0AA", false, false).raw,
+            edited_text: None,
         }
     );
     let contexts = app.wa.state.lock().unwrap().contexts.clone();

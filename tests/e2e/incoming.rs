@@ -77,7 +77,7 @@ fn key(id: &str, from_me: bool) -> wa::MessageKey {
     }
 }
 
-fn png() -> Vec<u8> {
+pub fn png() -> Vec<u8> {
     let mut bytes = Vec::new();
     image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]))
         .write_to(
