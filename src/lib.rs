@@ -32,6 +32,7 @@ use config::Config;
 use http::{AppState, Limits};
 use media::MediaConfig;
 use service::app::AppService;
+use service::chat::ChatService;
 use service::message::MessageService;
 use service::send::SendService;
 use service::user::UserService;
@@ -64,6 +65,7 @@ pub fn app_state(
     Ok(AppState {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
+        chats: Arc::new(ChatService::new(wa.clone(), messages.clone())),
         messages: Arc::new(MessageService::new(
             wa.clone(),
             messages,

@@ -2,6 +2,7 @@
 //! goes through (CORS, limits, logs, the envelope for errors from outside handlers).
 
 pub mod app;
+pub mod chat;
 pub mod dashboard;
 pub mod form;
 pub mod guard;
@@ -66,6 +67,7 @@ pub struct AppState {
     pub user: Arc<UserService>,
     pub send: Arc<SendService>,
     pub messages: Arc<crate::service::message::MessageService>,
+    pub chats: Arc<crate::service::chat::ChatService>,
     pub limits: Arc<Limits>,
     pub guard: Arc<guard::Guard>,
     /// Fetches what requests name by URL (`image_url`…).
@@ -86,6 +88,8 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .nest("/user", user::router())
         .nest("/send", send::router())
         .nest("/message", message::router())
+        .route("/chats", axum::routing::get(chat::chats))
+        .nest("/chat", chat::router())
         .route("/webhook/status", axum::routing::get(app::webhook_status))
         .nest_service(
             "/statics",

@@ -530,3 +530,139 @@ impl<T: Addressed> Checked<T> {
 pub fn validated<T>(value: Option<T>) -> Result<T, ApiError> {
     value.ok_or_else(|| ApiError::bad_request("invalid request"))
 }
+
+/// `limit` and `offset` of a listing.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct Paging {
+    #[validate(custom(function = "page_limit"))]
+    pub limit: Option<String>,
+    #[validate(custom(function = "page_offset"))]
+    pub offset: Option<String>,
+}
+
+fn page_limit(value: &str) -> Result<(), ValidationError> {
+    match value.trim().parse::<u32>() {
+        Ok(1..=100) => Ok(()),
+        _ => Err(invalid("must be between 1 and 100")),
+    }
+}
+
+fn page_offset(value: &str) -> Result<(), ValidationError> {
+    value
+        .trim()
+        .parse::<u32>()
+        .map(|_| ())
+        .map_err(|_| invalid("must be a number, 0 or more"))
+}
+
+impl Paging {
+    pub fn limit(&self, default: u32) -> u32 {
+        self.limit
+            .as_deref()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(default)
+    }
+
+    pub fn offset(&self) -> u32 {
+        self.offset
+            .as_deref()
+            .and_then(|o| o.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// `GET /chats`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ChatsQuery {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub paging: Paging,
+    pub search: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub has_media: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub archived: Option<String>,
+}
+
+/// `GET /chat/:chat_jid/messages`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ChatMessagesQuery {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub paging: Paging,
+    #[validate(custom(function = "rfc3339"))]
+    pub start_time: Option<String>,
+    #[validate(custom(function = "rfc3339"))]
+    pub end_time: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub media_only: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub is_from_me: Option<String>,
+    pub search: Option<String>,
+}
+
+fn timestamp(value: &str) -> Option<i64> {
+    value
+        .trim()
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+fn rfc3339(value: &str) -> Result<(), ValidationError> {
+    timestamp(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid("must be an RFC 3339 time, e.g. 2024-01-31T08:00:00Z"))
+}
+
+impl ChatMessagesQuery {
+    pub fn start(&self) -> Option<i64> {
+        self.start_time.as_deref().and_then(timestamp)
+    }
+
+    pub fn end(&self) -> Option<i64> {
+        self.end_time.as_deref().and_then(timestamp)
+    }
+}
+
+/// `POST /chat/:chat_jid/pin`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct PinChat {
+    #[validate(required, custom(function = "rules::boolean"))]
+    pub pinned: Option<String>,
+}
+
+/// `POST /chat/:chat_jid/archive`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct ArchiveChat {
+    #[validate(required, custom(function = "rules::boolean"))]
+    pub archived: Option<String>,
+}
+
+/// `POST /chat/:chat_jid/disappearing`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct DisappearingTimer {
+    #[validate(required, custom(function = "timer"))]
+    pub timer_seconds: Option<String>,
+}
+
+fn timer(value: &str) -> Result<(), ValidationError> {
+    match value.trim().parse::<u32>() {
+        Ok(secs) if secs == 0 || TIMERS.contains(&secs) => Ok(()),
+        _ => Err(invalid("must be 0, 86400, 604800 or 7776000")),
+    }
+}
+
+impl DisappearingTimer {
+    pub fn seconds(&self) -> Option<u32> {
+        self.timer_seconds
+            .as_deref()
+            .and_then(|s| s.trim().parse().ok())
+    }
+}

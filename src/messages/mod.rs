@@ -22,6 +22,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../../migrations/chat/0001_messages.sql")),
         M::up(include_str!("../../migrations/chat/0002_contacts.sql")),
+        M::up(include_str!("../../migrations/chat/0003_chat_settings.sql")),
     ])
 }
 
@@ -95,6 +96,11 @@ pub enum Change {
         sender: String,
         timestamp: i64,
     },
+    /// A chat setting changed (here or on another device).
+    Chat {
+        jid: String,
+        setting: ChatSetting,
+    },
     /// What is known of a person: the name saved on the phone and/or their push
     /// name (`None` leaves the stored one).
     Contact {
@@ -102,6 +108,85 @@ pub enum Change {
         full_name: Option<String>,
         push_name: Option<String>,
     },
+}
+
+/// A reaction: (sender, emoji, unix seconds).
+pub type StoredReaction = (String, String, i64);
+
+/// A chat as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChat {
+    pub jid: String,
+    /// The contact's push name or the group's subject, when known.
+    pub name: Option<String>,
+    /// Unix seconds.
+    pub last_message_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub archived: bool,
+    pub pinned: bool,
+    /// Disappearing-message timer in seconds; 0 when off.
+    pub expiration: u32,
+}
+
+/// Which chats `/chats` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatQuery {
+    pub limit: u32,
+    pub offset: u32,
+    /// Part of the name or the JID.
+    pub search: Option<String>,
+    /// Only chats with a stored media message.
+    pub has_media: bool,
+    pub archived: Option<bool>,
+}
+
+/// Which messages of a chat to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageQuery {
+    pub limit: u32,
+    pub offset: u32,
+    /// Unix seconds, inclusive.
+    pub start: Option<i64>,
+    pub end: Option<i64>,
+    pub media_only: bool,
+    pub from_me: Option<bool>,
+    /// Part of the text or caption.
+    pub search: Option<String>,
+}
+
+/// A chat setting WhatsApp syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatSetting {
+    Pinned(bool),
+    Archived(bool),
+    Expiration(u32),
+}
+
+/// `%text%` for LIKE, with the wildcards in `text` taken literally.
+fn like(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+const CHAT_COLUMNS: &str =
+    "jid, name, last_message_at, created_at, updated_at, archived, pinned, ephemeral_expiration";
+
+fn chat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChat> {
+    let last: i64 = r.get(2)?;
+    Ok(StoredChat {
+        jid: r.get(0)?,
+        name: r.get(1)?,
+        last_message_at: last,
+        created_at: r.get::<_, Option<i64>>(3)?.unwrap_or(last),
+        updated_at: r.get::<_, Option<i64>>(4)?.unwrap_or(last),
+        archived: r.get(5)?,
+        pinned: r.get(6)?,
+        expiration: r.get(7)?,
+    })
 }
 
 /// A person this account knows.
@@ -237,6 +322,122 @@ impl MessageStore {
             .conn()
             .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    /// A page of chats, latest message first, and how many match.
+    pub fn chats(&self, q: &ChatQuery) -> Result<(Vec<StoredChat>, u64), StoreError> {
+        let conn = self.conn();
+        let filter = "WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR jid LIKE ?1 ESCAPE '\\') \
+             AND (?2 IS NULL OR archived = ?2) \
+             AND (?3 = 0 OR EXISTS (SELECT 1 FROM messages m \
+                  WHERE m.chat_jid = chats.jid AND m.direct_path IS NOT NULL))";
+        let search = q.search.as_deref().map(like);
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM chats {filter}"),
+            params![search, q.archived, q.has_media],
+            |r| r.get(0),
+        )?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CHAT_COLUMNS} FROM chats {filter} \
+             ORDER BY last_message_at DESC, jid LIMIT ?4 OFFSET ?5"
+        ))?;
+        let rows = stmt.query_map(
+            params![search, q.archived, q.has_media, q.limit, q.offset],
+            chat_from_row,
+        )?;
+        Ok((rows.collect::<Result<_, _>>()?, total as u64))
+    }
+
+    /// One chat.
+    pub fn chat(&self, jid: &str) -> Result<Option<StoredChat>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {CHAT_COLUMNS} FROM chats WHERE jid = ?1"),
+                params![jid],
+                chat_from_row,
+            )
+            .optional()?)
+    }
+
+    /// A page of a chat's messages, newest first (without their raw encoding), and
+    /// how many match.
+    pub fn messages(
+        &self,
+        chat: &str,
+        q: &MessageQuery,
+    ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
+        let conn = self.conn();
+        let filter = "WHERE chat_jid = ?1 \
+             AND timestamp >= COALESCE(?2, timestamp) AND timestamp <= COALESCE(?3, timestamp) \
+             AND (?4 = 0 OR direct_path IS NOT NULL) \
+             AND (?5 IS NULL OR is_from_me = ?5) \
+             AND (?6 IS NULL OR body LIKE ?6 ESCAPE '\\')";
+        let search = q.search.as_deref().map(like);
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM messages {filter}"),
+            params![chat, q.start, q.end, q.media_only, q.from_me, search],
+            |r| r.get(0),
+        )?;
+        let columns = MESSAGE_COLUMNS.replace(" raw,", " NULL,");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM messages {filter} \
+             ORDER BY timestamp DESC, id DESC LIMIT ?7 OFFSET ?8"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                chat,
+                q.start,
+                q.end,
+                q.media_only,
+                q.from_me,
+                search,
+                q.limit,
+                q.offset
+            ],
+            message_from_row,
+        )?;
+        Ok((rows.collect::<Result<_, _>>()?, total as u64))
+    }
+
+    /// The reactions to the messages `ids` of `chat`, as (sender, emoji, unix
+    /// seconds) by message id.
+    pub fn reactions_of(
+        &self,
+        chat: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<StoredReaction>>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT sender, emoji, timestamp FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 \
+             ORDER BY timestamp, sender",
+        )?;
+        let mut out = std::collections::HashMap::new();
+        for id in ids {
+            let rows =
+                stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let list: Vec<StoredReaction> = rows.collect::<Result<_, _>>()?;
+            if !list.is_empty() {
+                out.insert(id.clone(), list);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a chat setting (the chat is created when not yet known).
+    pub fn set_chat(&self, jid: &str, setting: ChatSetting, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        apply_one(
+            &tx,
+            &Change::Chat {
+                jid: jid.to_owned(),
+                setting,
+            },
+            now,
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Every known person, by JID.
@@ -406,18 +607,35 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
                 .as_deref()
                 .filter(|_| !m.is_from_me && !m.chat.ends_with("@g.us"));
             tx.prepare_cached(
-                "INSERT INTO chats (jid, name, last_message_at) VALUES (?1, ?2, ?3) \
+                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) \
                  ON CONFLICT(jid) DO UPDATE SET \
                  name = COALESCE(excluded.name, chats.name), \
-                 last_message_at = MAX(chats.last_message_at, excluded.last_message_at)",
+                 last_message_at = MAX(chats.last_message_at, excluded.last_message_at), \
+                 updated_at = excluded.updated_at",
             )?
-            .execute(params![m.chat, name, m.timestamp])?;
+            .execute(params![m.chat, name, m.timestamp, now])?;
             if !m.is_from_me
                 && m.sender.ends_with("@s.whatsapp.net")
                 && let Some(push_name) = &m.push_name
             {
                 upsert_contact(tx, &m.sender, None, Some(push_name), now)?;
             }
+        }
+        Change::Chat { jid, setting } => {
+            let (column, value) = match *setting {
+                ChatSetting::Pinned(on) => ("pinned", i64::from(on)),
+                ChatSetting::Archived(on) => ("archived", i64::from(on)),
+                ChatSetting::Expiration(secs) => ("ephemeral_expiration", i64::from(secs)),
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO chats (jid, last_message_at, created_at, updated_at, {column}) \
+                     VALUES (?1, ?2, ?2, ?2, ?3) ON CONFLICT(jid) DO UPDATE SET \
+                     {column} = excluded.{column}, updated_at = excluded.updated_at"
+                ),
+                params![jid, now, value],
+            )?;
         }
         Change::Contact {
             jid,

@@ -145,6 +145,15 @@ impl AppService {
         Ok(())
     }
 
+    /// This account's JIDs as the store writes its own messages' sender.
+    pub async fn own_jids(&self) -> Vec<String> {
+        self.wa
+            .device_id()
+            .map(|j| j.to_non_ad_string())
+            .into_iter()
+            .collect()
+    }
+
     pub fn phase(&self) -> SessionPhase {
         self.wa.phase()
     }

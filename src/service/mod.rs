@@ -2,6 +2,7 @@
 //! call these after parsing their input; nothing here knows about HTTP.
 
 pub mod app;
+pub mod chat;
 pub mod message;
 pub mod send;
 pub mod user;

@@ -55,7 +55,9 @@ impl SessionEvents {
                 interest = interest
                     .with(EventKind::Receipt)
                     .with(EventKind::ContactUpdate)
-                    .with(EventKind::PushNameUpdate);
+                    .with(EventKind::PushNameUpdate)
+                    .with(EventKind::PinUpdate)
+                    .with(EventKind::ArchiveUpdate);
             }
             if let Some(webhooks) = session.webhooks() {
                 if webhooks.wants("message.ack") {
@@ -170,6 +172,26 @@ impl EventHandler for SessionEvents {
                     && let Some(change) = crate::messages::from_wa::contact(update)
                 {
                     store.apply_in_background(change, "a contact");
+                }
+            }
+            Event::PinUpdate(update) => {
+                if let Some(store) = session.messages() {
+                    let pinned = update.action.pinned.unwrap_or(false);
+                    let change = crate::messages::Change::Chat {
+                        jid: update.jid.to_non_ad_string(),
+                        setting: crate::messages::ChatSetting::Pinned(pinned),
+                    };
+                    store.apply_in_background(change, "a pin");
+                }
+            }
+            Event::ArchiveUpdate(update) => {
+                if let Some(store) = session.messages() {
+                    let archived = update.action.archived.unwrap_or(false);
+                    let change = crate::messages::Change::Chat {
+                        jid: update.jid.to_non_ad_string(),
+                        setting: crate::messages::ChatSetting::Archived(archived),
+                    };
+                    store.apply_in_background(change, "an archive")
                 }
             }
             Event::PushNameUpdate(update) => {

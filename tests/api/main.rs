@@ -2,6 +2,7 @@
 //! the real router on a loopback port with an in-memory WhatsApp session.
 
 mod app;
+mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod dashboard;

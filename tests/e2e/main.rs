@@ -2,6 +2,7 @@
 //! the fake WhatsApp server (`tests/fake-whatsapp`). Built only with `--features e2e`.
 
 mod actions;
+mod chats;
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;

@@ -92,6 +92,7 @@ fn has_content(m: &wa::Message) -> bool {
         || m.sticker_message.is_set()
         || m.contact_message.is_set()
         || crate::actions::is_action(m)
+        || timer_is_sound(m)
         || poll_is_sound(m)
         || m.location_message.as_option().is_some_and(|l| {
             // A pin needs both coordinates, on the globe.
@@ -100,6 +101,16 @@ fn has_content(m: &wa::Message) -> bool {
                 && l.degrees_longitude
                     .is_some_and(|v| (-180.0..=180.0).contains(&v))
         })
+}
+
+/// A chat's disappearing timer: off, or one of the durations WhatsApp offers.
+fn timer_is_sound(m: &wa::Message) -> bool {
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    m.protocol_message.as_option().is_some_and(|p| {
+        p.r#type == Some(Type::EphemeralSetting)
+            && p.ephemeral_expiration
+                .is_some_and(|secs| [0, 86_400, 604_800, 7_776_000].contains(&secs))
+    })
 }
 
 /// A poll needs a question, 2 to 12 distinct options, a choice count within them

@@ -1,0 +1,120 @@
+//! `/chats` and `/chat/:jid/*`: chat history from the message store, and the chat
+//! settings WhatsApp syncs (pin, archive, disappearing timer).
+
+use std::sync::Arc;
+
+use super::{ServiceError, ensure_connected};
+use crate::messages::{
+    ChatQuery, ChatSetting, MessageQuery, MessageStore, StoredChat, StoredMessage, StoredReaction,
+};
+use crate::whatsapp::WhatsApp;
+
+/// A page of results and how many there are in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// A stored message with the reactions it got, as (sender, emoji, unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageWithReactions {
+    pub message: StoredMessage,
+    pub reactions: Vec<StoredReaction>,
+}
+
+pub struct ChatService {
+    wa: Arc<dyn WhatsApp>,
+    store: Arc<MessageStore>,
+}
+
+impl ChatService {
+    pub fn new(wa: Arc<dyn WhatsApp>, store: Arc<MessageStore>) -> Self {
+        Self { wa, store }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&MessageStore) -> Result<T, crate::messages::StoreError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("message store: {e}")))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    pub async fn chats(&self, query: ChatQuery) -> Result<Page<StoredChat>, ServiceError> {
+        let (items, total) = self.blocking(move |s| s.chats(&query)).await?;
+        Ok(Page { items, total })
+    }
+
+    /// The chat `jid` as stored; 404 when nothing of it is.
+    pub async fn chat(&self, jid: &str) -> Result<StoredChat, ServiceError> {
+        let key = jid.to_owned();
+        self.blocking(move |s| s.chat(&key))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("chat {jid} not found")))
+    }
+
+    /// A page of the chat's messages, newest first, with their reactions.
+    pub async fn messages(
+        &self,
+        jid: &str,
+        query: MessageQuery,
+    ) -> Result<(StoredChat, Page<MessageWithReactions>), ServiceError> {
+        let chat = self.chat(jid).await?;
+        let key = jid.to_owned();
+        let (messages, total) = self.blocking(move |s| s.messages(&key, &query)).await?;
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        let key = jid.to_owned();
+        let mut reactions = self.blocking(move |s| s.reactions_of(&key, &ids)).await?;
+        let items = messages
+            .into_iter()
+            .map(|message| MessageWithReactions {
+                reactions: reactions.remove(&message.id).unwrap_or_default(),
+                message,
+            })
+            .collect();
+        Ok((chat, Page { items, total }))
+    }
+
+    /// Pins or unpins the chat on every device of the account.
+    pub async fn pin(&self, jid: &whatsapp_rust::Jid, pinned: bool) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.wa.pin_chat(jid, pinned).await?;
+        self.remember(jid, ChatSetting::Pinned(pinned)).await
+    }
+
+    /// Archives or unarchives the chat on every device of the account.
+    pub async fn archive(
+        &self,
+        jid: &whatsapp_rust::Jid,
+        archived: bool,
+    ) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.wa.archive_chat(jid, archived).await?;
+        self.remember(jid, ChatSetting::Archived(archived)).await
+    }
+
+    /// Sets the chat's disappearing-message timer (0 turns it off).
+    pub async fn disappearing(
+        &self,
+        jid: &whatsapp_rust::Jid,
+        seconds: u32,
+    ) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        self.wa.set_disappearing(jid, seconds).await?;
+        self.remember(jid, ChatSetting::Expiration(seconds)).await
+    }
+
+    async fn remember(
+        &self,
+        jid: &whatsapp_rust::Jid,
+        setting: ChatSetting,
+    ) -> Result<(), ServiceError> {
+        let key = jid.to_non_ad_string();
+        let now = jiff::Timestamp::now().as_second();
+        self.blocking(move |s| s.set_chat(&key, setting, now)).await
+    }
+}
