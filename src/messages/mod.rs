@@ -290,6 +290,10 @@ impl MessageStore {
             "DELETE FROM messages WHERE chat_jid = ?1 AND id = ?2",
             params![chat, id],
         )?;
+        tx.execute(
+            "UPDATE chats SET message_count = message_count - ?2 WHERE jid = ?1",
+            params![chat, removed as i64],
+        )?;
         tx.commit()?;
         Ok(removed > 0)
     }
@@ -361,42 +365,51 @@ impl MessageStore {
     }
 
     /// A page of a chat's messages, newest first (without their raw encoding), and
-    /// how many match.
+    /// how many match. Only the filters given are in the query, so that the common
+    /// listing is answered from the index.
     pub fn messages(
         &self,
         chat: &str,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
+        use rusqlite::types::Value;
+        let mut filter = String::from("WHERE chat_jid = ?");
+        let mut args: Vec<Value> = vec![Value::from(chat.to_owned())];
+        if let Some(start) = q.start {
+            filter.push_str(" AND timestamp >= ?");
+            args.push(Value::from(start));
+        }
+        if let Some(end) = q.end {
+            filter.push_str(" AND timestamp <= ?");
+            args.push(Value::from(end));
+        }
+        if q.media_only {
+            filter.push_str(" AND direct_path IS NOT NULL");
+        }
+        if let Some(from_me) = q.from_me {
+            filter.push_str(" AND is_from_me = ?");
+            args.push(Value::from(from_me));
+        }
+        if let Some(search) = &q.search {
+            filter.push_str(" AND body LIKE ? ESCAPE '\\'");
+            args.push(Value::from(like(search)));
+        }
         let conn = self.conn();
-        let filter = "WHERE chat_jid = ?1 \
-             AND timestamp >= COALESCE(?2, timestamp) AND timestamp <= COALESCE(?3, timestamp) \
-             AND (?4 = 0 OR direct_path IS NOT NULL) \
-             AND (?5 IS NULL OR is_from_me = ?5) \
-             AND (?6 IS NULL OR body LIKE ?6 ESCAPE '\\')";
-        let search = q.search.as_deref().map(like);
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM messages {filter}"),
-            params![chat, q.start, q.end, q.media_only, q.from_me, search],
-            |r| r.get(0),
-        )?;
+        // Unfiltered, the chat keeps its own count.
+        let sql = if args.len() == 1 && !q.media_only {
+            "SELECT COALESCE((SELECT message_count FROM chats WHERE jid = ?), 0)".to_owned()
+        } else {
+            format!("SELECT COUNT(*) FROM messages {filter}")
+        };
+        let total: i64 = conn.query_row(&sql, rusqlite::params_from_iter(&args), |r| r.get(0))?;
         let columns = MESSAGE_COLUMNS.replace(" raw,", " NULL,");
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {columns} FROM messages {filter} \
-             ORDER BY timestamp DESC, id DESC LIMIT ?7 OFFSET ?8"
+             ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                chat,
-                q.start,
-                q.end,
-                q.media_only,
-                q.from_me,
-                search,
-                q.limit,
-                q.offset
-            ],
-            message_from_row,
-        )?;
+        args.push(Value::from(q.limit));
+        args.push(Value::from(q.offset));
+        let rows = stmt.query_map(rusqlite::params_from_iter(&args), message_from_row)?;
         Ok((rows.collect::<Result<_, _>>()?, total as u64))
     }
 
@@ -475,6 +488,13 @@ impl MessageStore {
              (SELECT 1 FROM messages WHERE messages.chat_jid = chats.jid)",
             [],
         )?;
+        if removed > 0 {
+            tx.execute(
+                "UPDATE chats SET message_count = \
+                 (SELECT COUNT(*) FROM messages WHERE messages.chat_jid = chats.jid)",
+                [],
+            )?;
+        }
         tx.commit()?;
         Ok(removed)
     }
@@ -573,7 +593,7 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
     match change {
         Change::Message(m) => {
             let media = m.media.clone().unwrap_or_default();
-            tx.prepare_cached(
+            let inserted = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages (chat_jid, id, sender, sender_lid, push_name, \
                  timestamp, is_from_me, kind, body, quoted_id, mimetype, file_name, url, \
                  direct_path, media_key, file_sha256, file_enc_sha256, file_length, raw, stored_at) \
@@ -607,14 +627,15 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
                 .as_deref()
                 .filter(|_| !m.is_from_me && !m.chat.ends_with("@g.us"));
             tx.prepare_cached(
-                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) \
+                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at, \
+                 message_count) VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
                  ON CONFLICT(jid) DO UPDATE SET \
                  name = COALESCE(excluded.name, chats.name), \
                  last_message_at = MAX(chats.last_message_at, excluded.last_message_at), \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, \
+                 message_count = chats.message_count + excluded.message_count",
             )?
-            .execute(params![m.chat, name, m.timestamp, now])?;
+            .execute(params![m.chat, name, m.timestamp, now, inserted as i64])?;
             if !m.is_from_me
                 && m.sender.ends_with("@s.whatsapp.net")
                 && let Some(push_name) = &m.push_name
@@ -801,6 +822,48 @@ mod tests {
         );
         store.clear().unwrap();
         assert!(store.contacts().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_chats_total_follows_inserts_repeats_forgets_and_prunes() {
+        let (store, _dir) = store();
+        let total = |store: &MessageStore| {
+            let q = MessageQuery {
+                limit: 10,
+                ..MessageQuery::default()
+            };
+            let counted = MessageQuery {
+                media_only: true,
+                ..q.clone()
+            };
+            let (_, total) = store.messages(CHAT, &q).unwrap();
+            // Every message here has media: the counted total must agree.
+            assert_eq!(store.messages(CHAT, &counted).unwrap().1, total);
+            total
+        };
+        let batch: Vec<Change> = (0..5)
+            .map(|i| Change::Message(Box::new(message(&format!("M{i}"), 100 + i, "x"))))
+            .collect();
+        store.apply(&batch, 1).unwrap();
+        store.apply(&batch, 2).unwrap();
+        assert_eq!(total(&store), 5, "a repeat is not counted twice");
+        assert!(store.forget(CHAT, "M0").unwrap());
+        assert!(!store.forget(CHAT, "M0").unwrap());
+        assert_eq!(total(&store), 4);
+        assert_eq!(store.prune(102).unwrap(), 1);
+        assert_eq!(total(&store), 3);
+        let (rows, _) = store
+            .messages(
+                CHAT,
+                &MessageQuery {
+                    limit: 2,
+                    offset: 1,
+                    ..MessageQuery::default()
+                },
+            )
+            .unwrap();
+        let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["M3", "M2"], "newest first, after the offset");
     }
 
     #[test]
