@@ -20,7 +20,7 @@ fn message(chat: &str, i: usize) -> StoredMessage {
         sender_lid: None,
         push_name: Some("Ann".to_owned()),
         timestamp: 1_600_000_000 + i as i64,
-        is_from_me: i % 3 == 0,
+        is_from_me: i.is_multiple_of(3),
         kind: "text".to_owned(),
         body: Some(if i % 1000 == 7 {
             format!("needle {i}")
