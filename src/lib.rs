@@ -33,6 +33,7 @@ use http::{AppState, Limits};
 use media::MediaConfig;
 use service::app::AppService;
 use service::chat::ChatService;
+use service::group::GroupService;
 use service::message::MessageService;
 use service::send::SendService;
 use service::user::UserService;
@@ -66,6 +67,7 @@ pub fn app_state(
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
         chats: Arc::new(ChatService::new(wa.clone(), messages.clone())),
+        groups: Arc::new(GroupService::new(wa.clone(), media.clone())),
         messages: Arc::new(MessageService::new(
             wa.clone(),
             messages,

@@ -17,7 +17,7 @@ use crate::media::Upload;
 
 /// Fields that take several values: a JSON array, repeated form fields, or a
 /// comma-separated text.
-const LIST_FIELDS: &[&str] = &["mentions", "options"];
+const LIST_FIELDS: &[&str] = &["mentions", "options", "participants"];
 
 /// Largest text field or non-multipart body.
 const MAX_TEXT_BYTES: usize = 1024 * 1024;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod chat;
 pub mod dashboard;
 pub mod form;
+pub mod group;
 pub mod guard;
 pub mod message;
 pub mod request;
@@ -68,6 +69,7 @@ pub struct AppState {
     pub send: Arc<SendService>,
     pub messages: Arc<crate::service::message::MessageService>,
     pub chats: Arc<crate::service::chat::ChatService>,
+    pub groups: Arc<crate::service::group::GroupService>,
     pub limits: Arc<Limits>,
     pub guard: Arc<guard::Guard>,
     /// Fetches what requests name by URL (`image_url`…).
@@ -90,6 +92,7 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .nest("/message", message::router())
         .route("/chats", axum::routing::get(chat::chats))
         .nest("/chat", chat::router())
+        .nest("/group", group::router())
         .route("/webhook/status", axum::routing::get(app::webhook_status))
         .nest_service(
             "/statics",

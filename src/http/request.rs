@@ -666,3 +666,162 @@ impl DisappearingTimer {
             .and_then(|s| s.trim().parse().ok())
     }
 }
+
+/// A group: its JID (`…@g.us`) or id (digits, older ones `creator-time`).
+pub fn group_jid(value: &str) -> Option<whatsapp_rust::Jid> {
+    let value = value.trim();
+    let id = value.strip_suffix("@g.us").unwrap_or(value);
+    let valid =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    valid.then(|| whatsapp_rust::Jid::new(id, whatsapp_rust::Server::Group))
+}
+
+fn valid_group_id(value: &str) -> Result<(), ValidationError> {
+    group_jid(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid("must be a valid group id"))
+}
+
+/// A person: a phone number written for humans, or a JID.
+pub fn person_jid(value: &str) -> Option<whatsapp_rust::Jid> {
+    let value = value.trim();
+    if value.contains('@') {
+        return value
+            .parse::<whatsapp_rust::Jid>()
+            .ok()
+            .filter(|j| !j.user.is_empty());
+    }
+    crate::domain::recipient::phone_digits(value)
+        .filter(|d| (5..=20).contains(&d.len()))
+        .map(|d| whatsapp_rust::Jid::new(&d, whatsapp_rust::Server::Pn))
+}
+
+fn people(values: &[String]) -> Result<(), ValidationError> {
+    if values.is_empty() {
+        return Err(ValidationError::new("required"));
+    }
+    if values.len() > 256 {
+        return Err(invalid("must have at most 256 entries"));
+    }
+    match values.iter().find(|v| person_jid(v).is_none()) {
+        Some(bad) => Err(invalid(format!(
+            "{bad} is not a phone number or a WhatsApp JID"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `POST /group`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct CreateGroup {
+    #[validate(required, custom(function = "group_name"))]
+    pub title: Option<String>,
+    /// May be empty: a group of this account alone.
+    #[validate(custom(function = "some_people"))]
+    pub participants: Vec<String>,
+}
+
+fn some_people(values: &[String]) -> Result<(), ValidationError> {
+    if values.is_empty() {
+        Ok(())
+    } else {
+        people(values)
+    }
+}
+
+fn group_name(value: &str) -> Result<(), ValidationError> {
+    match value.trim().chars().count() {
+        0 => Err(ValidationError::new("required")),
+        1..=100 => Ok(()),
+        _ => Err(invalid("must be at most 100 characters")),
+    }
+}
+
+/// `link` of the invite routes.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupLink {
+    #[validate(required, length(max = 512, message = "is too long"))]
+    pub link: Option<String>,
+}
+
+/// A request naming a group.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupId {
+    #[validate(required, custom(function = "valid_group_id"))]
+    pub group_id: Option<String>,
+}
+
+impl GroupId {
+    pub fn jid(&self) -> Option<whatsapp_rust::Jid> {
+        self.group_id.as_deref().and_then(group_jid)
+    }
+}
+
+/// Members to add, remove, promote or demote; requests to approve or reject.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupParticipants {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub group: GroupId,
+    #[validate(custom(function = "people"))]
+    pub participants: Vec<String>,
+}
+
+impl GroupParticipants {
+    pub fn jids(&self) -> Vec<whatsapp_rust::Jid> {
+        self.participants
+            .iter()
+            .filter_map(|p| person_jid(p))
+            .collect()
+    }
+}
+
+/// `POST /group/name`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupName {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub group: GroupId,
+    #[validate(required, custom(function = "group_name"))]
+    pub name: Option<String>,
+}
+
+/// `POST /group/topic`: an empty topic removes it.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupTopic {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub group: GroupId,
+    #[validate(length(max = 2048, message = "must be at most 2048 characters"))]
+    pub topic: Option<String>,
+}
+
+/// `POST /group/locked` and `/group/announce`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct GroupSwitch {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub group: GroupId,
+    #[validate(custom(function = "rules::boolean"))]
+    pub locked: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub announce: Option<String>,
+}
+
+/// `GET /group/invite-link`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct InviteLinkQuery {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub group: GroupId,
+    #[validate(custom(function = "rules::boolean"))]
+    pub reset: Option<String>,
+}

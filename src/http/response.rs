@@ -94,7 +94,10 @@ impl From<ServiceError> for ApiError {
                 warn!(error = %err, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::NotFound(_) | ServiceError::WhatsApp(WhatsAppError::NotFound(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            ServiceError::WhatsApp(WhatsAppError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ServiceError::WhatsApp(_) | ServiceError::NoAvatar => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let code = match &err {
@@ -105,6 +108,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::WhatsApp(e) => match e {
                 WhatsAppError::AlreadyLoggedIn => ErrorCode::AlreadyLoggedIn,
                 WhatsAppError::Rejected(_) => ErrorCode::Validation,
+                WhatsAppError::NotFound(_) => ErrorCode::NotFound,
+                WhatsAppError::Forbidden(_) => ErrorCode::Forbidden,
                 WhatsAppError::NotLoggedIn
                 | WhatsAppError::NotConnected
                 | WhatsAppError::NoDevice => ErrorCode::Authentication,

@@ -22,6 +22,7 @@ pub mod autoreply;
 mod bot;
 pub mod content;
 mod events;
+mod groups;
 pub mod inbound;
 mod outgoing;
 mod queries;
@@ -184,9 +185,53 @@ pub struct Group {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupMember {
+    /// The phone-number JID when known, else the LID.
     pub jid: String,
+    pub phone_number: Option<String>,
+    pub lid: Option<String>,
     pub is_admin: bool,
     pub is_super_admin: bool,
+}
+
+/// A change to a group's members (or to those asking to join).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParticipantAction {
+    Add,
+    Remove,
+    Promote,
+    Demote,
+    /// Let in someone who asked to join.
+    Approve,
+    /// Turn down someone who asked to join.
+    Reject,
+}
+
+/// What became of one participant of a change: `error` is WhatsApp's code
+/// (`403` an add refused by their privacy, who got an invitation instead; `404`
+/// not on WhatsApp or not a member; `409` already a member…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantOutcome {
+    pub jid: String,
+    pub error: Option<String>,
+}
+
+/// Someone asking to join a group; `requested_at` in unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub jid: String,
+    pub requested_at: Option<u64>,
+}
+
+/// A group setting to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSetting {
+    Name(String),
+    /// The description; `None` removes it.
+    Topic(Option<String>),
+    /// Only admins may edit the group's info.
+    Locked(bool),
+    /// Only admins may send messages.
+    Announce(bool),
 }
 
 /// Kind of media being uploaded; decides the encryption keys and the upload path.
@@ -234,6 +279,12 @@ pub enum WhatsAppError {
     /// WhatsApp refused the request as asked (a bad number, too many attempts).
     #[error("{0}")]
     Rejected(String),
+    /// What the request names does not exist, or this account is not in it.
+    #[error("{0}")]
+    NotFound(String),
+    /// This account may not do that (not an admin).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -346,6 +397,39 @@ pub trait WhatsApp: Send + Sync + 'static {
         dir: &Path,
         max_bytes: u64,
     ) -> Result<PathBuf, WhatsAppError>;
+
+    /// A group this account is in.
+    async fn group_info(&self, group: &Jid) -> Result<Group, WhatsAppError>;
+
+    /// Creates a group with `participants`; the new group.
+    async fn create_group(&self, name: &str, participants: &[Jid]) -> Result<Group, WhatsAppError>;
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), WhatsAppError>;
+
+    /// Joins by invite link (or code); the group, and whether an admin must
+    /// approve first.
+    async fn join_group(&self, link: &str) -> Result<(Jid, bool), WhatsAppError>;
+
+    /// The group an invite link (or code) leads to, without joining.
+    async fn group_from_link(&self, link: &str) -> Result<Group, WhatsAppError>;
+
+    /// The group's invite link; `reset` revokes the old one first.
+    async fn group_invite_link(&self, group: &Jid, reset: bool) -> Result<String, WhatsAppError>;
+
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError>;
+
+    /// Who asked to join the group.
+    async fn join_requests(&self, group: &Jid) -> Result<Vec<JoinRequest>, WhatsAppError>;
+
+    async fn update_group(&self, group: &Jid, setting: GroupSetting) -> Result<(), WhatsAppError>;
+
+    /// Sets the group's picture (a JPEG; empty removes it); its id.
+    async fn set_group_photo(&self, group: &Jid, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
     /// Sets this account's profile picture (a JPEG); returns its id.
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
@@ -486,6 +570,51 @@ impl WhatsApp for session::WhatsAppClient {
         max_bytes: u64,
     ) -> Result<PathBuf, WhatsAppError> {
         actions::download_media(&*self.inner.ready_client()?, raw, dir, max_bytes).await
+    }
+
+    async fn group_info(&self, group: &Jid) -> Result<Group, WhatsAppError> {
+        groups::info(&*self.inner.ready_client()?, group).await
+    }
+
+    async fn create_group(&self, name: &str, participants: &[Jid]) -> Result<Group, WhatsAppError> {
+        groups::create(&*self.inner.ready_client()?, name, participants).await
+    }
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), WhatsAppError> {
+        groups::leave(&*self.inner.ready_client()?, group).await
+    }
+
+    async fn join_group(&self, link: &str) -> Result<(Jid, bool), WhatsAppError> {
+        groups::join(&*self.inner.ready_client()?, link).await
+    }
+
+    async fn group_from_link(&self, link: &str) -> Result<Group, WhatsAppError> {
+        groups::from_link(&*self.inner.ready_client()?, link).await
+    }
+
+    async fn group_invite_link(&self, group: &Jid, reset: bool) -> Result<String, WhatsAppError> {
+        groups::invite_link(&*self.inner.ready_client()?, group, reset).await
+    }
+
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        groups::change_participants(&*self.inner.ready_client()?, group, action, participants).await
+    }
+
+    async fn join_requests(&self, group: &Jid) -> Result<Vec<JoinRequest>, WhatsAppError> {
+        groups::join_requests(&*self.inner.ready_client()?, group).await
+    }
+
+    async fn update_group(&self, group: &Jid, setting: GroupSetting) -> Result<(), WhatsAppError> {
+        groups::update(&*self.inner.ready_client()?, group, setting).await
+    }
+
+    async fn set_group_photo(&self, group: &Jid, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
+        groups::set_photo(&*self.inner.ready_client()?, group, jpeg).await
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

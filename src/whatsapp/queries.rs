@@ -77,7 +77,7 @@ fn jid_string(jid: Option<&Jid>) -> Option<String> {
     jid.map(|j| j.to_string())
 }
 
-fn to_group(meta: whatsapp_rust::features::GroupMetadata) -> Group {
+pub fn to_group(meta: whatsapp_rust::features::GroupMetadata) -> Group {
     Group {
         jid: meta.id.to_string(),
         owner: jid_string(meta.creator_pn.as_ref().or(meta.creator.as_ref())),
@@ -110,6 +110,16 @@ fn to_group(meta: whatsapp_rust::features::GroupMetadata) -> Group {
             .iter()
             .map(|p| GroupMember {
                 jid: p.phone_number.as_ref().unwrap_or(&p.jid).to_string(),
+                phone_number: p
+                    .phone_number
+                    .as_ref()
+                    .or((p.jid.server == whatsapp_rust::Server::Pn).then_some(&p.jid))
+                    .map(|j| j.to_string()),
+                lid: p
+                    .lid
+                    .as_ref()
+                    .or((p.jid.server == whatsapp_rust::Server::Lid).then_some(&p.jid))
+                    .map(|j| j.to_string()),
                 is_admin: p.is_admin(),
                 is_super_admin: p.is_super_admin(),
             })

@@ -13,8 +13,9 @@ use serde_json::Value;
 use whatsapp_api::config::Config;
 use whatsapp_api::messages::MessageStore;
 use whatsapp_api::whatsapp::{
-    Ack, Avatar, BusinessProfile, Contact, Context, Group, MediaKind, MessageRef, Newsletter,
-    Outgoing, PairingCode, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
+    Ack, Avatar, BusinessProfile, Contact, Context, Group, GroupMember, GroupSetting, JoinRequest,
+    MediaKind, MessageRef, Newsletter, Outgoing, PairingCode, ParticipantAction,
+    ParticipantOutcome, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
 
@@ -67,6 +68,23 @@ pub struct FakeSession {
 }
 
 impl FakeSession {
+    /// A group the account is in; one whose id ends in 403 refuses as to a member.
+    fn group(&self, group: &Jid) -> Result<Group, WhatsAppError> {
+        if group.user.ends_with("403") {
+            return Err(WhatsAppError::Forbidden(
+                "participants: only group admins may do that (401 not-authorized)".into(),
+            ));
+        }
+        let jid = group.to_string();
+        let groups = self.state.lock().unwrap().groups.clone();
+        groups.into_iter().find(|g| g.jid == jid).ok_or_else(|| {
+            WhatsAppError::NotFound(
+                "group info: the group does not exist or this account is not in it (404 item-not-found)"
+                    .into(),
+            )
+        })
+    }
+
     fn action(&self, what: String) -> Result<(), WhatsAppError> {
         self.state.lock().unwrap().actions.push(what);
         Ok(())
@@ -244,6 +262,106 @@ impl WhatsApp for FakeSession {
         std::fs::write(&path, data).unwrap();
         self.action(format!("download:{}", dir.display()))?;
         Ok(path)
+    }
+
+    async fn group_info(&self, group: &Jid) -> Result<Group, WhatsAppError> {
+        self.group(group)
+    }
+
+    async fn create_group(&self, name: &str, participants: &[Jid]) -> Result<Group, WhatsAppError> {
+        let group = Group {
+            jid: "120363000000000001@g.us".to_owned(),
+            name: name.to_owned(),
+            participants: participants
+                .iter()
+                .map(|p| GroupMember {
+                    jid: p.to_string(),
+                    phone_number: Some(p.to_string()),
+                    ..GroupMember::default()
+                })
+                .collect(),
+            ..Group::default()
+        };
+        self.state.lock().unwrap().groups.push(group.clone());
+        Ok(group)
+    }
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), WhatsAppError> {
+        self.group(group)?;
+        let jid = group.to_string();
+        self.state.lock().unwrap().groups.retain(|g| g.jid != jid);
+        Ok(())
+    }
+
+    async fn join_group(&self, link: &str) -> Result<(Jid, bool), WhatsAppError> {
+        if link.contains("REVOKED") {
+            return Err(WhatsAppError::Rejected(
+                "join: the invite link is invalid or was reset (410 gone)".into(),
+            ));
+        }
+        self.action(format!("join:{link}"))?;
+        Ok((
+            "120363000000000002@g.us".parse().unwrap(),
+            link.contains("APPROVAL"),
+        ))
+    }
+
+    async fn group_from_link(&self, link: &str) -> Result<Group, WhatsAppError> {
+        let groups = self.state.lock().unwrap().groups.clone();
+        match groups.into_iter().next() {
+            Some(group) if !link.contains("REVOKED") => Ok(group),
+            _ => Err(WhatsAppError::Rejected(
+                "group info from link: the invite link is invalid or was reset (410 gone)".into(),
+            )),
+        }
+    }
+
+    async fn group_invite_link(&self, group: &Jid, reset: bool) -> Result<String, WhatsAppError> {
+        self.group(group)?;
+        Ok(format!(
+            "https://chat.whatsapp.com/{}",
+            if reset { "NEWCODE" } else { "OLDCODE" }
+        ))
+    }
+
+    async fn change_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, WhatsAppError> {
+        self.group(group)?;
+        self.action(format!("{action:?}:{group}:{}", participants.len()))?;
+        // A number ending in an error code is refused with it.
+        Ok(participants
+            .iter()
+            .map(|p| ParticipantOutcome {
+                jid: p.to_string(),
+                error: ["403", "404", "409"]
+                    .into_iter()
+                    .find(|code| p.user.ends_with(code))
+                    .map(str::to_owned),
+            })
+            .collect())
+    }
+
+    async fn join_requests(&self, group: &Jid) -> Result<Vec<JoinRequest>, WhatsAppError> {
+        self.group(group)?;
+        Ok(vec![JoinRequest {
+            jid: "6289685024093@s.whatsapp.net".to_owned(),
+            requested_at: Some(1_700_000_000),
+        }])
+    }
+
+    async fn update_group(&self, group: &Jid, setting: GroupSetting) -> Result<(), WhatsAppError> {
+        self.group(group)?;
+        self.action(format!("{setting:?}:{group}"))
+    }
+
+    async fn set_group_photo(&self, group: &Jid, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
+        self.group(group)?;
+        self.action(format!("photo:{group}:{}", jpeg.len()))?;
+        Ok("1700000001".to_owned())
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

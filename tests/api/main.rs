@@ -8,6 +8,7 @@ mod common;
 mod dashboard;
 mod dialect;
 mod errors;
+mod group;
 mod helpers;
 mod hostile_media;
 mod later_sends;

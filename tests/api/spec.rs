@@ -14,6 +14,7 @@ fn spec_routes() -> Routes {
     let mut routes = Routes::new();
     let mut in_paths = false;
     let mut path = None;
+    let mut seen = std::collections::HashSet::new();
     for line in spec.lines() {
         if !line.starts_with(' ') && !line.is_empty() {
             in_paths = line.trim_end() == "paths:";
@@ -23,7 +24,10 @@ fn spec_routes() -> Routes {
             continue;
         }
         if let Some(p) = line.strip_prefix("  ").filter(|l| l.starts_with('/')) {
-            path = Some(p.trim_end().trim_end_matches(':').to_owned());
+            let p = p.trim_end().trim_end_matches(':').to_owned();
+            // YAML keeps only one of two equal keys: the other's operations vanish.
+            assert!(seen.insert(p.clone()), "openapi.yaml lists {p} twice");
+            path = Some(p);
         } else if let Some(m) = line.strip_prefix("    ").filter(|l| !l.starts_with(' ')) {
             let method = m.trim_end().trim_end_matches(':');
             if ["get", "post", "put", "patch", "delete"].contains(&method) {
@@ -77,7 +81,13 @@ fn declared_routes() -> Routes {
                 ["get", "post", "put", "patch", "delete"].contains(&method),
                 "{file}: cannot read the method of route {path}: {method}"
             );
-            routes.insert((method.to_uppercase(), format!("{prefix}{path}")));
+            // A module's own root (`.route("/", …)` under `/group`) is the prefix.
+            let full = format!("{prefix}{path}");
+            let full = match full.strip_suffix('/') {
+                Some(trimmed) if !trimmed.is_empty() => trimmed.to_owned(),
+                _ => full,
+            };
+            routes.insert((method.to_uppercase(), full));
         }
     }
     routes

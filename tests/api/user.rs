@@ -158,6 +158,7 @@ async fn groups_are_listed_in_the_v2_shape() {
             jid: "6281111111111@s.whatsapp.net".to_owned(),
             is_admin: true,
             is_super_admin: true,
+            ..GroupMember::default()
         }],
     }];
 

@@ -6,6 +6,7 @@ mod chats;
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
+mod groups;
 mod harness;
 mod incoming;
 mod later_sends;
