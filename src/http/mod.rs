@@ -8,6 +8,7 @@ pub mod form;
 pub mod group;
 pub mod guard;
 pub mod message;
+pub mod newsletter;
 pub mod request;
 pub mod response;
 pub mod send;
@@ -93,6 +94,7 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
         .route("/chats", axum::routing::get(chat::chats))
         .nest("/chat", chat::router())
         .nest("/group", group::router())
+        .nest("/newsletter", newsletter::router())
         .route("/webhook/status", axum::routing::get(app::webhook_status))
         .nest_service(
             "/statics",

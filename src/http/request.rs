@@ -825,3 +825,38 @@ pub struct InviteLinkQuery {
     #[validate(custom(function = "rules::boolean"))]
     pub reset: Option<String>,
 }
+
+/// A channel: `…@newsletter`, or its digits.
+pub fn newsletter_jid(value: &str) -> Option<whatsapp_rust::Jid> {
+    let value = value.trim();
+    let id = value.strip_suffix("@newsletter").unwrap_or(value);
+    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| whatsapp_rust::Jid::new(id, whatsapp_rust::Server::Newsletter))
+}
+
+fn valid_newsletter(value: &str) -> Result<(), ValidationError> {
+    newsletter_jid(value)
+        .map(|_| ())
+        .ok_or_else(|| invalid("must be a channel id (digits@newsletter)"))
+}
+
+/// `POST /newsletter/unfollow`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct NewsletterId {
+    #[validate(required, custom(function = "valid_newsletter"))]
+    pub newsletter_id: Option<String>,
+}
+
+/// `GET /newsletter/messages`.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct NewsletterMessagesQuery {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub newsletter: NewsletterId,
+    #[validate(custom(function = "page_limit"))]
+    pub count: Option<String>,
+    #[validate(custom(function = "page_offset"))]
+    pub before: Option<String>,
+}

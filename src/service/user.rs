@@ -9,7 +9,7 @@ use whatsapp_rust::{Jid, Server};
 
 use super::{ServiceError, ensure_connected};
 use crate::domain::device::device_name;
-use crate::whatsapp::{Contact, Group, Newsletter, WhatsApp};
+use crate::whatsapp::{Contact, Group, Newsletter, NewsletterPost, WhatsApp};
 
 /// Go's zero `time.Time`, which v2.3.0 prints for unknown times.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -160,6 +160,23 @@ impl UserService {
     pub async fn newsletters(&self) -> Result<Vec<Newsletter>, ServiceError> {
         ensure_connected(&*self.wa)?;
         Ok(self.wa.newsletters().await?)
+    }
+
+    /// Stops following the channel.
+    pub async fn unfollow_newsletter(&self, newsletter: &Jid) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        Ok(self.wa.unfollow_newsletter(newsletter).await?)
+    }
+
+    /// The channel's posts before `before`, at most `count`.
+    pub async fn newsletter_posts(
+        &self,
+        newsletter: &Jid,
+        count: u32,
+        before: Option<u64>,
+    ) -> Result<Vec<NewsletterPost>, ServiceError> {
+        ensure_connected(&*self.wa)?;
+        Ok(self.wa.newsletter_posts(newsletter, count, before).await?)
     }
 
     pub async fn business_profile(&self, phone: &str) -> Result<serde_json::Value, ServiceError> {

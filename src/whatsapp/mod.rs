@@ -136,6 +136,21 @@ pub struct Newsletter {
     pub created_at: Option<u64>,
 }
 
+/// A channel's post.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewsletterPost {
+    /// The channel's own sequence number (for paging with `before`).
+    pub server_id: u64,
+    pub message_id: String,
+    /// `text`, `media`, `reaction`, `revoke`, `poll_creation`…
+    pub kind: String,
+    /// Unix seconds.
+    pub timestamp: u64,
+    pub text: Option<String>,
+    /// (emoji, count)
+    pub reactions: Vec<(String, u64)>,
+}
+
 /// Opening hours of one day: `mode` is `open_24h`, `specific_hours` or
 /// `appointment_only`; times in minutes after midnight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,6 +446,17 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// Sets the group's picture (a JPEG; empty removes it); its id.
     async fn set_group_photo(&self, group: &Jid, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
+    /// Stops following the channel.
+    async fn unfollow_newsletter(&self, newsletter: &Jid) -> Result<(), WhatsAppError>;
+
+    /// The channel's posts before `before` (a server id), at most `count`.
+    async fn newsletter_posts(
+        &self,
+        newsletter: &Jid,
+        count: u32,
+        before: Option<u64>,
+    ) -> Result<Vec<NewsletterPost>, WhatsAppError>;
+
     /// Sets this account's profile picture (a JPEG); returns its id.
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError>;
 
@@ -615,6 +641,19 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn set_group_photo(&self, group: &Jid, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {
         groups::set_photo(&*self.inner.ready_client()?, group, jpeg).await
+    }
+
+    async fn unfollow_newsletter(&self, newsletter: &Jid) -> Result<(), WhatsAppError> {
+        queries::unfollow_newsletter(&*self.inner.ready_client()?, newsletter).await
+    }
+
+    async fn newsletter_posts(
+        &self,
+        newsletter: &Jid,
+        count: u32,
+        before: Option<u64>,
+    ) -> Result<Vec<NewsletterPost>, WhatsAppError> {
+        queries::newsletter_posts(&*self.inner.ready_client()?, newsletter, count, before).await
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

@@ -1,4 +1,4 @@
-//! Read-only queries: user info, avatars, privacy settings and groups, mapped from the
+//! Queries: user info, avatars, privacy settings, groups and channels, mapped from the
 //! library's types to the session's.
 
 use jiff::Timestamp;
@@ -6,8 +6,8 @@ use whatsapp_rust::privacy_settings::PrivacyCategory;
 use whatsapp_rust::{Client, Jid};
 
 use super::{
-    Avatar, BusinessHours, BusinessProfile, Group, GroupMember, Newsletter, Privacy, UserDetails,
-    WhatsAppError,
+    Avatar, BusinessHours, BusinessProfile, Group, GroupMember, Newsletter, NewsletterPost,
+    Privacy, UserDetails, WhatsAppError,
 };
 
 pub async fn user_info(client: &Client, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
@@ -194,4 +194,68 @@ pub async fn newsletters(client: &Client) -> Result<Vec<Newsletter>, WhatsAppErr
         .collect();
     list.sort_by(|a, b| a.jid.cmp(&b.jid));
     Ok(list)
+}
+
+/// A channel WhatsApp does not know, or one this account does not follow, is not
+/// found; anything else failed.
+fn newsletter_refused(what: &str, e: whatsapp_rust::features::NewsletterError) -> WhatsAppError {
+    // The code is deep in the chain (a GraphQL error inside an IQ error).
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.contains("404") || text.contains("item-not-found") || text.contains("failed to leave") {
+        WhatsAppError::NotFound(format!(
+            "{what}: no such channel, or this account does not follow it"
+        ))
+    } else {
+        WhatsAppError::failed(&format!("{what} failed"), e)
+    }
+}
+
+pub async fn unfollow_newsletter(client: &Client, newsletter: &Jid) -> Result<(), WhatsAppError> {
+    client
+        .newsletter()
+        .leave(newsletter)
+        .await
+        .map_err(|e| newsletter_refused("unfollow", e))
+}
+
+pub async fn newsletter_posts(
+    client: &Client,
+    newsletter: &Jid,
+    count: u32,
+    before: Option<u64>,
+) -> Result<Vec<NewsletterPost>, WhatsAppError> {
+    let posts = client
+        .newsletter()
+        .get_messages(newsletter.clone(), count, before)
+        .await
+        .map_err(|e| newsletter_refused("newsletter messages", e))?;
+    Ok(posts
+        .into_iter()
+        .map(|p| {
+            let text = p.message.as_ref().and_then(|m| {
+                m.conversation.clone().or_else(|| {
+                    m.extended_text_message
+                        .as_option()
+                        .and_then(|t| t.text.clone())
+                })
+            });
+            NewsletterPost {
+                server_id: p.server_id,
+                message_id: p.message_id,
+                kind: serde_json::to_value(&p.message_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("{:?}", p.message_type).to_lowercase()),
+                timestamp: p.timestamp,
+                text,
+                reactions: p.reactions.into_iter().map(|r| (r.code, r.count)).collect(),
+            }
+        })
+        .collect())
 }

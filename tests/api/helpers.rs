@@ -14,7 +14,7 @@ use whatsapp_api::config::Config;
 use whatsapp_api::messages::MessageStore;
 use whatsapp_api::whatsapp::{
     Ack, Avatar, BusinessProfile, Contact, Context, Group, GroupMember, GroupSetting, JoinRequest,
-    MediaKind, MessageRef, Newsletter, Outgoing, PairingCode, ParticipantAction,
+    MediaKind, MessageRef, Newsletter, NewsletterPost, Outgoing, PairingCode, ParticipantAction,
     ParticipantOutcome, Privacy, SessionStatus, Uploaded, UserDetails, WhatsApp, WhatsAppError,
 };
 use whatsapp_rust::Jid;
@@ -362,6 +362,36 @@ impl WhatsApp for FakeSession {
         self.group(group)?;
         self.action(format!("photo:{group}:{}", jpeg.len()))?;
         Ok("1700000001".to_owned())
+    }
+
+    async fn unfollow_newsletter(&self, newsletter: &Jid) -> Result<(), WhatsAppError> {
+        let jid = newsletter.to_string();
+        let mut state = self.state.lock().unwrap();
+        let before = state.newsletters.len();
+        state.newsletters.retain(|n| n.jid != jid);
+        if state.newsletters.len() == before {
+            return Err(WhatsAppError::NotFound(
+                "unfollow: no such channel, or this account does not follow it".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn newsletter_posts(
+        &self,
+        newsletter: &Jid,
+        count: u32,
+        before: Option<u64>,
+    ) -> Result<Vec<NewsletterPost>, WhatsAppError> {
+        self.action(format!("posts:{newsletter}:{count}:{before:?}"))?;
+        Ok(vec![NewsletterPost {
+            server_id: 101,
+            message_id: "NL101".into(),
+            kind: "text".into(),
+            timestamp: 1_700_000_000,
+            text: Some("news".into()),
+            reactions: vec![("👍".into(), 3)],
+        }])
     }
 
     async fn set_avatar(&self, jpeg: Vec<u8>) -> Result<String, WhatsAppError> {

@@ -251,3 +251,49 @@ async fn my_newsletters_need_a_session_and_use_the_go_shape() {
         .await
         .assert_error(500, "you are not loggin");
 }
+
+#[tokio::test]
+async fn newsletter_unfollow_and_messages() {
+    let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().newsletters = vec![whatsapp_api::whatsapp::Newsletter {
+        jid: "120363144038483540@newsletter".into(),
+        ..Default::default()
+    }];
+    let res = app
+        .get("/newsletter/messages?newsletter_id=120363144038483540&count=5&before=200")
+        .await;
+    res.assert_success("Success get newsletter messages");
+    assert_eq!(
+        res.body["results"],
+        json!({ "data": [{ "server_id": 101, "message_id": "NL101", "type": "text",
+                           "timestamp": "2023-11-14T22:13:20Z", "views_count": 0,
+                           "reaction_counts": { "👍": 3 }, "text": "news" }] })
+    );
+    assert_eq!(
+        app.wa.actions(),
+        ["posts:120363144038483540@newsletter:5:Some(200)"]
+    );
+    app.get("/newsletter/messages?newsletter_id=120363144038483540&count=0")
+        .await
+        .assert_error(400, "count: must be between 1 and 100.");
+    app.get("/newsletter/messages?newsletter_id=abc")
+        .await
+        .assert_error(
+            400,
+            "newsletter_id: must be a channel id (digits@newsletter).",
+        );
+
+    app.post_form(
+        "/newsletter/unfollow",
+        &[("newsletter_id", "120363144038483540@newsletter")],
+    )
+    .await
+    .assert_success("Success unfollow newsletter");
+    let again = app
+        .post_form(
+            "/newsletter/unfollow",
+            &[("newsletter_id", "120363144038483540")],
+        )
+        .await;
+    assert_eq!(again.status, 404, "{}", again.text);
+}

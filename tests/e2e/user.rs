@@ -229,6 +229,7 @@ async fn my_newsletters_come_from_whatsapp_in_the_go_shape() {
         role: "subscriber".to_owned(),
         invite: "0029VaFake".to_owned(),
         created_at: 1_700_000_000,
+        posts: (0..5).map(|i| format!("post {i}")).collect(),
     });
 
     let res = server.get("/user/my/newsletters").await;
@@ -252,5 +253,55 @@ async fn my_newsletters_come_from_whatsapp_in_the_go_shape() {
         "/v/t61/120363144038483540-picture"
     );
     assert_eq!(n["viewer_metadata"]["role"], "subscriber");
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn newsletter_posts_page_back_and_unfollow_reaches_whatsapp() {
+    let (fake, server, _dir) = crate::send::paired().await;
+    fake.add_newsletter(fake_whatsapp::FakeNewsletter {
+        id: "120363144038483540".to_owned(),
+        name: "Fake News".to_owned(),
+        created_at: 1_700_000_000,
+        posts: (0..5).map(|i| format!("post {i}")).collect(),
+        ..Default::default()
+    });
+    let res = server
+        .get("/newsletter/messages?newsletter_id=120363144038483540&count=2")
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, server.log());
+    let texts = |res: &crate::harness::Reply| -> Vec<String> {
+        res.body["results"]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&res), ["post 3", "post 4"]);
+    let first = &res.body["results"]["data"][0];
+    assert_eq!(first["server_id"], 103);
+    assert_eq!(first["type"], "text");
+    let older = server
+        .get("/newsletter/messages?newsletter_id=120363144038483540&count=2&before=103")
+        .await;
+    assert_eq!(texts(&older), ["post 1", "post 2"]);
+
+    let res = server
+        .post_form(
+            "/newsletter/unfollow",
+            &[("newsletter_id", "120363144038483540@newsletter")],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, server.log());
+    let listed = server.get("/user/my/newsletters").await;
+    assert_eq!(listed.body["results"]["data"], json!([]));
+    let again = server
+        .post_form(
+            "/newsletter/unfollow",
+            &[("newsletter_id", "120363144038483540")],
+        )
+        .await;
+    assert_eq!(again.status, 404, "{}", again.body);
     assert_eq!(fake.problems(), Vec::<String>::new());
 }

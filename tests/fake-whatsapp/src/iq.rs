@@ -45,6 +45,7 @@ pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
         "w:biz" => Some(business_profile(shared, node)),
         "w:g2" => crate::groups::answer(shared, node),
         "w:mex" => Some(crate::newsletter::answer(shared, node)),
+        "newsletter" => Some(crate::newsletter::messages(shared, node)),
         "w:m" if child(node, "media_conn").is_some() => Some(iq_result(
             node,
             vec![
