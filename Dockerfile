@@ -6,11 +6,14 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p whatsapp-api && strip target/release/whatsapp-api
 
-# Runtime stage: the binary, ffmpeg for videos, CA certificates for WhatsApp.
+# Runtime stage: the binary, ffmpeg for media, CA certificates for WhatsApp. The
+# packages are listed in docker/runtime-packages.txt, which scripts/container-smoke
+# also builds its root filesystem from (CI runs it; no Docker engine needed).
 FROM debian:bookworm-slim
+COPY docker/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates ffmpeg tzdata \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get install -y --no-install-recommends $(grep -v '^#' /tmp/runtime-packages.txt) \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
     && useradd --system --create-home --home-dir /app --uid 10001 whatsapp
 WORKDIR /app
 COPY --from=build /src/target/release/whatsapp-api /usr/local/bin/whatsapp-api
@@ -19,4 +22,9 @@ RUN mkdir -p storages statics/images/qrcode && chown -R whatsapp:whatsapp /app
 USER whatsapp
 VOLUME ["/app/storages"]
 EXPOSE 3000
+# The binary asks its own /health (no curl in the image); --port must match.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["whatsapp-api", "health"]
+# Docker stops with SIGTERM and waits 10 s: the server finishes within that.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["whatsapp-api"]

@@ -13,7 +13,42 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the process does: serve the API, or ask a running server's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    /// `whatsapp-api health`: exit 0 when the server on `--host`/`--port` answers
+    /// `/health` with OK (the container's health check; the image has no curl).
+    Health,
+}
+
+/// The mode and configuration from the command line. A leading `rest` (the later
+/// Go versions' subcommand, which their compose files pass) is accepted and means
+/// serve; a leading `health` checks a running server. Flags may follow either.
+pub fn from_args<I, T>(args: I) -> (Mode, Config)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let mode = match args.get(1).and_then(|a| a.to_str()) {
+        Some("rest") => {
+            args.remove(1);
+            Mode::Serve
+        }
+        Some("health") => {
+            args.remove(1);
+            Mode::Health
+        }
+        _ => Mode::Serve,
+    };
+    (mode, Config::parse_from(args))
+}
+
 /// A drop-in WhatsApp HTTP API server (go-whatsapp-web-multidevice API v2.3.0).
+///
+/// `whatsapp-api [rest] [OPTIONS]` serves the API; `whatsapp-api health [--port N]`
+/// exits 0 when a running server's /health answers OK.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Config {
@@ -322,6 +357,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rest_and_health_may_lead_the_flags() {
+        let (mode, config) = from_args(["whatsapp-api", "rest", "--port", "3001"]);
+        assert_eq!((mode, config.port), (Mode::Serve, 3001));
+        let (mode, config) = from_args(["whatsapp-api", "health", "-p", "4000"]);
+        assert_eq!((mode, config.port), (Mode::Health, 4000));
+        let (mode, config) = from_args(["whatsapp-api", "--port", "3002"]);
+        assert_eq!((mode, config.port), (Mode::Serve, 3002));
+    }
 
     #[test]
     fn a_custom_whatsapp_url_needs_a_test_build() {

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -16,11 +15,14 @@ use tracing_subscriber::EnvFilter;
 
 use std::io::IsTerminal;
 
-use whatsapp_api::config::{Config, LogFormat};
+use whatsapp_api::config::{Config, LogFormat, Mode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let (mode, config) = whatsapp_api::config::from_args(std::env::args_os());
+    if mode == Mode::Health {
+        std::process::exit(if healthy(&config) { 0 } else { 1 });
+    }
     // Kept to the end: dropping it flushes the log lines still queued.
     let _logs = init_logs(config.debug, config.log_format);
 
@@ -117,4 +119,31 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     info!("shutdown requested");
+}
+
+/// Whether the server this configuration describes answers `/health` with OK.
+fn healthy(config: &Config) -> bool {
+    let host = match config.host {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let url = format!(
+        "http://{}/health",
+        std::net::SocketAddr::new(host, config.port)
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    match agent.get(&url).call() {
+        Ok(mut res) => res
+            .body_mut()
+            .read_to_string()
+            .is_ok_and(|b| b.trim() == "OK"),
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            false
+        }
+    }
 }

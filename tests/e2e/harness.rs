@@ -189,6 +189,15 @@ impl Server {
         Reply::read(res).await
     }
 
+    /// `whatsapp-api health` against this server: whether it exited 0.
+    pub fn health_command(&self) -> bool {
+        std::process::Command::new(BINARY)
+            .args(["health", "--port", &self.port.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    }
+
     pub async fn status(&self) -> Value {
         self.get("/app/status").await.body["results"].clone()
     }

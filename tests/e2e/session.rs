@@ -144,3 +144,13 @@ async fn pairing_by_code_logs_in() {
     assert_eq!(again.message(), "you already logged in :)");
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn the_health_command_asks_the_running_server() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&fake, dir.path()).await;
+    assert!(server.health_command(), "logged out is still healthy");
+    server.terminate().await;
+    assert!(!server.health_command(), "a stopped server is not");
+}
