@@ -588,8 +588,9 @@ impl FakeWhatsApp {
 }
 
 impl Received {
-    /// A JSON summary for the admin API: what kind of message, its text parts, and the
-    /// SHA-256 and length of the decrypted media.
+    /// A JSON summary for the admin API: what kind of message, its text parts, the
+    /// SHA-256 and length of the decrypted media, and its thumbnail's length and
+    /// whether it is a JPEG.
     pub fn summary(&self) -> serde_json::Value {
         use sha2::Digest;
         let m = &self.message;
@@ -608,6 +609,15 @@ impl Received {
         } else {
             ("other", None)
         };
+        let thumbnail = m
+            .video_message
+            .as_option()
+            .and_then(|v| v.jpeg_thumbnail.as_ref())
+            .or_else(|| {
+                m.image_message
+                    .as_option()
+                    .and_then(|i| i.jpeg_thumbnail.as_ref())
+            });
         serde_json::json!({
             "id": self.id,
             "chat": self.chat,
@@ -618,6 +628,8 @@ impl Received {
                 sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect::<String>()
             }),
             "media_length": self.media.as_ref().map(Vec::len),
+            "thumbnail_length": thumbnail.map(Vec::len),
+            "thumbnail_is_jpeg": thumbnail.map(|t| t.starts_with(&[0xFF, 0xD8, 0xFF])),
             "ack_t": self.ack_t,
         })
     }
