@@ -113,17 +113,39 @@ impl Server {
 
     /// The server's peak resident memory so far, in kB (Linux `VmHWM`).
     pub fn peak_rss_kb(&self) -> u64 {
-        let pid = self
-            .child
+        self.status_kb("VmHWM:")
+    }
+
+    /// The resident set now, in kB.
+    pub fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS:")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child
             .as_ref()
             .and_then(|c| c.id())
-            .expect("the server runs");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            .expect("the server runs")
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status")
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+
+    /// CPU time the server used so far (user and system), from /proc/PID/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
     }
 
     /// SIGTERM, and how long the process took to exit (with its exit status).
