@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --features e2e --bench media_memory` (`MEDIA_MB=n` to change the size).
 
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 #[path = "../tests/e2e/harness.rs"]
 #[allow(dead_code)]
 mod harness;
