@@ -26,6 +26,18 @@ impl HttpClient for LoopbackHttpClient {
         }
         self.inner.execute(request).await
     }
+
+    fn execute_upload(
+        &self,
+        mut request: HttpRequest,
+        body: whatsapp_rust::wacore::net::UploadBody,
+        content_length: u64,
+    ) -> anyhow::Result<HttpResponse> {
+        if let Some(url) = downgrade_loopback(&request.url) {
+            request.url = url;
+        }
+        self.inner.execute_upload(request, body, content_length)
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ const ENCODE_ARGS: [&str; 22] = [
 ];
 
 pub struct PreparedVideo {
-    pub bytes: Vec<u8>,
+    /// The re-encoded file; `None`: the upload is sent as it is.
+    pub encoded: Option<tempfile::TempPath>,
     pub mime_type: &'static str,
     pub thumbnail: Vec<u8>,
 }
@@ -90,7 +91,7 @@ pub async fn prepare(
     let slot = config.heavy_work_slot().await?;
     let thumbnail = thumbnail(container, &upload.path, config).await?;
 
-    let bytes = if compress || container != Demuxer::Mov {
+    let encoded = if compress || container != Demuxer::Mov {
         let out = temp_output(config, ".mp4")?;
         ffmpeg::run(
             &config.ffmpeg,
@@ -99,15 +100,14 @@ pub async fn prepare(
         )
         .await
         .map_err(ffmpeg_error)?;
-        drop(slot);
-        read_file(&out).await?
+        Some(out)
     } else {
-        drop(slot);
-        read_file(&upload.path).await?
+        None
     };
+    drop(slot);
 
     Ok(PreparedVideo {
-        bytes,
+        encoded,
         mime_type: "video/mp4",
         thumbnail,
     })

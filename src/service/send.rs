@@ -185,7 +185,10 @@ impl SendService {
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let doc = media::document::prepare(&upload).await?;
-        let file = self.wa.upload(doc.bytes, MediaKind::Document).await?;
+        let file = self
+            .wa
+            .upload_file(&upload.path, MediaKind::Document)
+            .await?;
         drop(upload);
         let message = Outgoing::Document {
             file,
@@ -227,8 +230,9 @@ impl SendService {
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
         let video = media::video::prepare(&req.upload, req.compress, &self.media).await?;
+        let path = video.encoded.as_deref().unwrap_or(&req.upload.path);
+        let file = self.wa.upload_file(path, MediaKind::Video).await?;
         drop(req.upload);
-        let file = self.wa.upload(video.bytes, MediaKind::Video).await?;
         let message = Outgoing::Video {
             file,
             mime_type: video.mime_type.to_owned(),

@@ -472,6 +472,10 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// Encrypts and uploads media; the returned keys go into the message.
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
 
+    /// Encrypts and uploads the file at `path` in chunks, never holding it whole in
+    /// memory (big documents and videos).
+    async fn upload_file(&self, path: &Path, kind: MediaKind) -> Result<Uploaded, WhatsAppError>;
+
     /// Sends `message` and waits for WhatsApp's acknowledgement.
     async fn send(
         &self,
@@ -693,6 +697,10 @@ impl WhatsApp for session::WhatsAppClient {
             false => chatstate.send_paused(to).await,
         };
         done.map_err(|e| WhatsAppError::failed("chat presence update failed", e))
+    }
+
+    async fn upload_file(&self, path: &Path, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {
+        send::upload_file(&self.inner, path, kind).await
     }
 
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {

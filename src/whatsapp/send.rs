@@ -2,6 +2,7 @@
 //! first, its waiter registered before the stanza leaves, and one deadline bounds the
 //! send and the acknowledgement together.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -36,6 +37,72 @@ pub async fn upload(
         file_length: up.file_length,
         media_key_timestamp: up.media_key_timestamp,
     })
+}
+
+/// Uploads the file at `path` without holding it in memory: encrypted in chunks
+/// into a temp file beside it, then streamed from there (deleted afterwards).
+pub async fn upload_file(
+    session: &Inner,
+    path: &Path,
+    kind: MediaKind,
+) -> Result<Uploaded, WhatsAppError> {
+    let client = session.ready_client()?;
+    let media_type = media_type(kind);
+    let source = path.to_owned();
+    let encrypted = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let input = std::io::BufReader::new(std::fs::File::open(&source)?);
+        let dir = source.parent().unwrap_or(Path::new("."));
+        let out = tempfile::Builder::new()
+            .prefix("upload-encrypted-")
+            .tempfile_in(dir)?;
+        let writer = std::io::BufWriter::new(out.as_file().try_clone()?);
+        let info =
+            whatsapp_rust::wacore::upload::encrypt_media_streaming(input, writer, media_type)?;
+        let len = out.as_file().metadata()?.len();
+        Ok((
+            EncryptedFile {
+                path: out.into_temp_path(),
+                len,
+            },
+            info,
+        ))
+    })
+    .await
+    .map_err(|e| WhatsAppError::failed("media encryption stopped", e))?;
+    let (file, info) =
+        encrypted.map_err(|e| WhatsAppError::failed("media encryption failed", e))?;
+    let up = client
+        .upload_stream(file, info, media_type)
+        .await
+        .map_err(|e| WhatsAppError::failed("media upload failed", e))?;
+    Ok(Uploaded {
+        url: up.url,
+        direct_path: up.direct_path,
+        media_key: up.media_key.to_vec(),
+        file_enc_sha256: up.file_enc_sha256.to_vec(),
+        file_sha256: up.file_sha256.to_vec(),
+        file_length: up.file_length,
+        media_key_timestamp: up.media_key_timestamp,
+    })
+}
+
+/// Encrypted media in a temp file, read from any offset for each upload attempt.
+struct EncryptedFile {
+    path: tempfile::TempPath,
+    len: u64,
+}
+
+impl whatsapp_rust::wacore::upload::UploadSource for EncryptedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn reader_from(&self, offset: u64) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        use std::io::Seek;
+        let mut file = std::fs::File::open(&self.path)?;
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(Box::new(std::io::BufReader::new(file)))
+    }
 }
 
 pub async fn send(

@@ -416,6 +416,15 @@ impl WhatsApp for FakeSession {
         Ok(())
     }
 
+    async fn upload_file(
+        &self,
+        path: &std::path::Path,
+        kind: MediaKind,
+    ) -> Result<Uploaded, WhatsAppError> {
+        let data = std::fs::read(path).expect("the file to upload exists");
+        self.upload(data, kind).await
+    }
+
     async fn upload(&self, data: Vec<u8>, kind: MediaKind) -> Result<Uploaded, WhatsAppError> {
         let len = data.len() as u64;
         self.state.lock().unwrap().uploads.push((data, kind));

@@ -116,7 +116,8 @@ impl Server {
         self.status_kb("VmHWM:")
     }
 
-    /// The resident set now, in kB.
+    /// The resident set now, in kB (the benches report it).
+    #[allow(dead_code)]
     pub fn rss_kb(&self) -> u64 {
         self.status_kb("VmRSS:")
     }
@@ -137,7 +138,9 @@ impl Server {
             .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
     }
 
-    /// CPU time the server used so far (user and system), from /proc/PID/stat.
+    /// CPU time the server used so far (user and system), from /proc/PID/stat (the
+    /// benches report it).
+    #[allow(dead_code)]
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
         // Fields after the command name (which may hold spaces) in parentheses.
