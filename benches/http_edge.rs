@@ -1,0 +1,197 @@
+//! The HTTP edge's cost: the real server binary (default logs, logged out) beside a
+//! bare axum server answering the same envelopes, each in its own process, loaded in
+//! turn by the same client with 64 keep-alive connections. Two requests:
+//! `GET /app/status` and a `POST /send/message` that fails validation. Reported:
+//! requests per second of each, and the ratio, per round and as medians.
+//!
+//! `cargo bench --bench http_edge` (`ROUNDS=n`, `SECONDS=n` per measurement).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const CONNECTIONS: usize = 64;
+const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
+const STATUS: &str = r#"{"code":200,"message":"Success","results":{"is_connected":false,"is_logged_in":false,"device_id":null,"jid":null,"state":"logged_out"}}"#;
+const INVALID: &str = r#"{"code":400,"message":"message: cannot be blank.","results":null}"#;
+
+/// The bare server: the same answers, nothing else (run as this program with
+/// `HTTP_EDGE_BARE=<port>`).
+async fn bare(port: u16) {
+    use axum::http::{StatusCode, header};
+    use axum::routing::{get, post};
+    let json = |status: StatusCode, body: &'static str| {
+        (status, [(header::CONTENT_TYPE, "application/json")], body)
+    };
+    let app =
+        axum::Router::new()
+            .route(
+                "/app/status",
+                get(move || async move { json(StatusCode::OK, STATUS) }),
+            )
+            .route(
+                "/send/message",
+                post(move |_body: axum::body::Bytes| async move {
+                    json(StatusCode::BAD_REQUEST, INVALID)
+                }),
+            );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_up(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/app/status"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not come up");
+}
+
+/// Requests per second over `seconds`, `CONNECTIONS` loops at once.
+async fn load(base: &str, post: bool, seconds: f64) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, done, base) = (client.clone(), done.clone(), base.to_owned());
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    let res = if post {
+                        client
+                            .post(format!("{base}/send/message"))
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body("phone=6289685024091")
+                            .send()
+                            .await
+                    } else {
+                        client.get(format!("{base}/app/status")).send().await
+                    };
+                    let res = res.unwrap();
+                    let expected = if post { 400 } else { 200 };
+                    assert_eq!(res.status(), expected);
+                    res.bytes().await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    if let Ok(port) = std::env::var("HTTP_EDGE_BARE") {
+        bare(port.parse().unwrap()).await;
+        return;
+    }
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seconds: f64 = std::env::var("SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3.0);
+    let dir = tempfile::tempdir().unwrap();
+
+    let ours_port = free_port();
+    let _ours = Process(
+        Command::new(BINARY)
+            .args(["--port", &ours_port.to_string(), "--host", "127.0.0.1"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let bare_port = free_port();
+    let _bare = Process(
+        Command::new(std::env::current_exe().unwrap())
+            .env("HTTP_EDGE_BARE", bare_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (ours, bare) = (
+        format!("http://127.0.0.1:{ours_port}"),
+        format!("http://127.0.0.1:{bare_port}"),
+    );
+    wait_up(&ours).await;
+    wait_up(&bare).await;
+    // Both answer as expected before anything is measured.
+    let status = reqwest::get(format!("{ours}/app/status")).await.unwrap();
+    assert_eq!(status.text().await.unwrap(), STATUS);
+
+    println!(
+        "http_edge: {CONNECTIONS} keep-alive connections, {seconds} s per measurement, {rounds} rounds; \
+         the server with its default logs (info, a line per request)"
+    );
+    for (name, post) in [
+        ("GET /app/status", false),
+        ("POST /send/message (400)", true),
+    ] {
+        let (mut ratios, mut ours_rates, mut bare_rates) = (Vec::new(), Vec::new(), Vec::new());
+        // Warm both up.
+        load(&bare, post, 0.5).await;
+        load(&ours, post, 0.5).await;
+        for round in 1..=rounds {
+            let b = load(&bare, post, seconds).await;
+            let o = load(&ours, post, seconds).await;
+            println!(
+                "  {name}, round {round}: bare {b:.0}/s, server {o:.0}/s, {:.2}x",
+                o / b
+            );
+            ratios.push(o / b);
+            ours_rates.push(o);
+            bare_rates.push(b);
+        }
+        println!(
+            "  {name}: median bare {:.0}/s, server {:.0}/s, ratio {:.2}x",
+            median(bare_rates),
+            median(ours_rates),
+            median(ratios)
+        );
+    }
+}
