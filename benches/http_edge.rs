@@ -1,7 +1,8 @@
 //! The HTTP edge's cost: the real server binary (default logs, logged out) beside a
 //! bare axum server answering the same envelopes, each in its own process, loaded in
 //! turn by the same client with 64 keep-alive connections. Two requests:
-//! `GET /app/status` and a `POST /send/message` that fails validation. Reported:
+//! `GET /app/status` and a `POST /send/message` that fails validation (a raw-socket
+//! client, so that the client is not what is measured). Reported:
 //! requests per second of each, and the ratio, per round and as medians.
 //!
 //! `cargo bench --bench http_edge` (`ROUNDS=n`, `SECONDS=n` per measurement).
@@ -75,34 +76,74 @@ async fn wait_up(base: &str) {
     panic!("{base} did not come up");
 }
 
-/// Requests per second over `seconds`, `CONNECTIONS` loops at once.
+/// Requests per second over `seconds`, `CONNECTIONS` connections at once, each
+/// sending its next request when the last answer is in. A bare HTTP/1.1 client on
+/// raw sockets: a general-purpose client costs more per request than the servers
+/// measured, and would measure itself.
 async fn load(base: &str, post: bool, seconds: f64) -> f64 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").to_owned();
+    let request: Arc<[u8]> = if post {
+        let body = "phone=6289685024091";
+        format!(
+            "POST /send/message HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into()
+    } else {
+        format!("GET /app/status HTTP/1.1\r\nHost: {addr}\r\n\r\n")
+            .into_bytes()
+            .into()
+    };
+    let expected: &'static [u8] = if post {
+        b"HTTP/1.1 400"
+    } else {
+        b"HTTP/1.1 200"
+    };
     let done = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (client, done, base) = (client.clone(), done.clone(), base.to_owned());
+            let (done, addr, request) = (done.clone(), addr.clone(), request.clone());
             tokio::spawn(async move {
+                let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                socket.set_nodelay(true).unwrap();
+                let mut buf = Vec::with_capacity(4096);
                 while Instant::now() < until {
-                    let res = if post {
-                        client
-                            .post(format!("{base}/send/message"))
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body("phone=6289685024091")
-                            .send()
-                            .await
-                    } else {
-                        client.get(format!("{base}/app/status")).send().await
+                    socket.write_all(&request).await.unwrap();
+                    buf.clear();
+                    // Headers, then as much body as Content-Length says.
+                    let (head_end, length) = loop {
+                        let mut chunk = [0u8; 4096];
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "the server closed the connection");
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = std::str::from_utf8(&buf[..at])
+                                .unwrap()
+                                .to_ascii_lowercase();
+                            let length: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map(|v| v.trim().parse().unwrap())
+                                .expect("a Content-Length");
+                            break (at + 4, length);
+                        }
                     };
-                    let res = res.unwrap();
-                    let expected = if post { 400 } else { 200 };
-                    assert_eq!(res.status(), expected);
-                    res.bytes().await.unwrap();
+                    assert!(
+                        buf.starts_with(expected),
+                        "{}",
+                        String::from_utf8_lossy(&buf)
+                    );
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 4096];
+                        let n = socket.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "the server closed the connection");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -136,11 +177,17 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let ours_port = free_port();
+    // `EDGE_LOG=warn` (a RUST_LOG filter for the server) shows what the logs cost.
+    let log = std::env::var("EDGE_LOG").ok();
+    let mut server = Command::new(BINARY);
+    match &log {
+        Some(filter) => server.env("RUST_LOG", filter),
+        None => server.env_remove("RUST_LOG"),
+    };
     let _ours = Process(
-        Command::new(BINARY)
+        server
             .args(["--port", &ours_port.to_string(), "--host", "127.0.0.1"])
             .current_dir(dir.path())
-            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -164,9 +211,13 @@ async fn main() {
     let status = reqwest::get(format!("{ours}/app/status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), STATUS);
 
+    let logs = log.map_or_else(
+        || "its default logs (info, a line per request)".to_owned(),
+        |f| format!("RUST_LOG={f}"),
+    );
     println!(
         "http_edge: {CONNECTIONS} keep-alive connections, {seconds} s per measurement, {rounds} rounds; \
-         the server with its default logs (info, a line per request)"
+         the server with {logs}"
     );
     for (name, post) in [
         ("GET /app/status", false),

@@ -63,7 +63,7 @@ pub fn app_state(
         ),
         heavy_work_wait: std::time::Duration::from_secs(config.media_queue_timeout_secs),
     };
-    Ok(AppState {
+    Ok(AppState::new(http::Services {
         app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
         user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
         chats: Arc::new(ChatService::new(wa.clone(), messages.clone())),
@@ -99,7 +99,7 @@ pub fn app_state(
             cors_origins: config.cors_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
         })),
-    })
+    }))
 }
 
 /// Removes this server's temp files ([`media::TEMP_PREFIXES`]) older than `age`.

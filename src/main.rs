@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 
 use whatsapp_api::config::{Config, LogFormat, Mode};
 
@@ -86,9 +87,17 @@ fn init_logs(debug: bool, format: LogFormat) -> tracing_appender::non_blocking::
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Not lossy: under a flood of lines, logging slows down rather than drops some.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let lines = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false);
+    // Buffered: the writer thread flushes whenever its queue runs empty, so lines
+    // under load go out in batches, not one write each. A duplicate of stderr's
+    // descriptor shares its position and mode (a file opened for appending stays so).
+    let (writer, guard) = match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => lines.finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::fs::File::from(fd),
+        )),
+        Err(_) => lines.finish(std::io::stderr()),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

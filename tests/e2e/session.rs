@@ -86,7 +86,9 @@ async fn logs_have_no_colour_codes_in_a_file_and_can_be_json_lines() {
         .iter()
         .find(|l| l["fields"]["message"] == "request")
         .expect("a request line");
-    assert!(request["fields"]["status"].is_number() && request["span"]["path"].is_string());
+    assert!(request["fields"]["status"].is_number(), "{request}");
+    assert!(request["fields"]["path"].is_string(), "{request}");
+    assert!(request["fields"]["method"].is_string(), "{request}");
     assert!(
         lines
             .iter()
