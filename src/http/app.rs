@@ -32,12 +32,7 @@ async fn login_with_code(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let spec = FormSpec {
-        fields: &["phone"],
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(&state, &["phone"]);
     let mut form = read_query(query.as_deref(), &spec)?;
     form.normalize_phone("phone");
     let req: PhoneQuery = form.parse()?;

@@ -123,22 +123,13 @@ fn pagination<T>(page: &Page<T>, limit: u32, offset: u32) -> Value {
     json!({ "limit": limit, "offset": offset, "total": page.total })
 }
 
-fn query_spec<'a>(state: &'a AppState, fields: &'a [&'a str]) -> FormSpec<'a> {
-    FormSpec {
-        fields,
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    }
-}
-
 /// `GET /chats?limit=&offset=&search=&has_media=&archived=`.
 pub async fn chats(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let fields = ["limit", "offset", "search", "has_media", "archived"];
-    let req: ChatsQuery = read_query(q.as_deref(), &query_spec(&state, &fields))?.parse()?;
+    let req: ChatsQuery = read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
     let (limit, offset) = (req.paging.limit(25), req.paging.offset());
     let query = ChatQuery {
@@ -175,7 +166,8 @@ async fn messages(
         "is_from_me",
         "search",
     ];
-    let req: ChatMessagesQuery = read_query(q.as_deref(), &query_spec(&state, &fields))?.parse()?;
+    let req: ChatMessagesQuery =
+        read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
     let (limit, offset) = (req.paging.limit(50), req.paging.offset());
     let query = MessageQuery {
@@ -209,7 +201,7 @@ async fn pin(
     req: Request,
 ) -> Result<Response, ApiError> {
     let jid = chat_jid(&jid)?;
-    let req: PinChat = read_body(req, &query_spec(&state, &["pinned"]))
+    let req: PinChat = read_body(req, &FormSpec::text(&state, &["pinned"]))
         .await?
         .parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -234,7 +226,7 @@ async fn archive(
     req: Request,
 ) -> Result<Response, ApiError> {
     let jid = chat_jid(&jid)?;
-    let req: ArchiveChat = read_body(req, &query_spec(&state, &["archived"]))
+    let req: ArchiveChat = read_body(req, &FormSpec::text(&state, &["archived"]))
         .await?
         .parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -259,7 +251,7 @@ async fn disappearing(
     req: Request,
 ) -> Result<Response, ApiError> {
     let jid = chat_jid(&jid)?;
-    let req: DisappearingTimer = read_body(req, &query_spec(&state, &["timer_seconds"]))
+    let req: DisappearingTimer = read_body(req, &FormSpec::text(&state, &["timer_seconds"]))
         .await?
         .parse()?;
     req.validate().map_err(ValidationErrors::from)?;

@@ -32,7 +32,17 @@ pub struct FormSpec<'a> {
     pub strict: bool,
 }
 
-impl FormSpec<'_> {
+impl<'a> FormSpec<'a> {
+    /// A form of text fields only (no file part), under the server's settings.
+    pub fn text(state: &'a super::AppState, fields: &'a [&'a str]) -> Self {
+        FormSpec {
+            fields,
+            file: None,
+            temp_dir: &state.limits.temp_dir,
+            strict: state.limits.strict_fields,
+        }
+    }
+
     /// The declared name `name` stands for, matched without regard to case as Go's
     /// binders did (`Phone`, `MESSAGE`).
     fn field(&self, name: &str) -> Option<&str> {

@@ -45,22 +45,15 @@ pub fn router() -> Router<AppState> {
         .route("/invite-link", get(invite_link))
 }
 
-fn spec<'a>(state: &'a AppState, fields: &'a [&'a str]) -> FormSpec<'a> {
-    FormSpec {
-        fields,
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    }
-}
-
 /// A body read as `T` and checked.
 async fn body<T: DeserializeOwned + Validate>(
     state: &AppState,
     req: Request,
     fields: &[&str],
 ) -> Result<T, ApiError> {
-    let parsed: T = read_body(req, &spec(state, fields)).await?.parse()?;
+    let parsed: T = read_body(req, &FormSpec::text(state, fields))
+        .await?
+        .parse()?;
     parsed.validate().map_err(ValidationErrors::from)?;
     Ok(parsed)
 }
@@ -71,7 +64,7 @@ fn query<T: DeserializeOwned + Validate>(
     raw: Option<&str>,
     fields: &[&str],
 ) -> Result<T, ApiError> {
-    let parsed: T = read_query(raw, &spec(state, fields))?.parse()?;
+    let parsed: T = read_query(raw, &FormSpec::text(state, fields))?.parse()?;
     parsed.validate().map_err(ValidationErrors::from)?;
     Ok(parsed)
 }

@@ -43,12 +43,7 @@ fn message_id(id: String) -> Result<String, ApiError> {
 }
 
 async fn body(state: &AppState, req: Request, fields: &[&str]) -> Result<Form, ApiError> {
-    let spec = FormSpec {
-        fields,
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(state, fields);
     read_body(req, &spec).await
 }
 
@@ -165,12 +160,7 @@ async fn download(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = message_id(id)?;
-    let spec = FormSpec {
-        fields: &["phone", "type"],
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(&state, &["phone", "type"]);
     let mut form = read_query(query.as_deref(), &spec)?;
     let (_, chat, _) = check::<MessageAction>(&state, &mut form)?.finish()?;
     let result = state.messages.download(&chat, &id).await?;

@@ -19,17 +19,8 @@ pub fn router() -> Router<AppState> {
         .route("/messages", get(messages))
 }
 
-fn spec<'a>(state: &'a AppState, fields: &'a [&'a str]) -> FormSpec<'a> {
-    FormSpec {
-        fields,
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    }
-}
-
 async fn unfollow(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
-    let req: NewsletterId = read_body(req, &spec(&state, &["newsletter_id"]))
+    let req: NewsletterId = read_body(req, &FormSpec::text(&state, &["newsletter_id"]))
         .await?
         .parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -45,7 +36,8 @@ async fn messages(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let fields = ["newsletter_id", "count", "before"];
-    let req: NewsletterMessagesQuery = read_query(q.as_deref(), &spec(&state, &fields))?.parse()?;
+    let req: NewsletterMessagesQuery =
+        read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
     let jid = validated(
         req.newsletter

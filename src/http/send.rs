@@ -134,12 +134,7 @@ const MEGABYTE: u64 = 1_000_000;
 
 /// Reads the form of a route without a file.
 async fn text_form(state: &AppState, req: Request, fields: &[&str]) -> Result<Form, ApiError> {
-    let spec = FormSpec {
-        fields,
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(state, fields);
     read_body(req, &spec).await
 }
 

@@ -67,12 +67,7 @@ async fn set_push_name(
     State(state): State<AppState>,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let spec = FormSpec {
-        fields: &["push_name"],
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(&state, &["push_name"]);
     let req: PushName = super::form::read_body(req, &spec).await?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
     let name = req.push_name.as_deref().unwrap_or_default().trim();
@@ -92,12 +87,7 @@ async fn check(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<R
 
 /// The `phone` query parameter: required, E.164, 10–15 bytes.
 fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError> {
-    let spec = FormSpec {
-        fields: &["phone"],
-        file: None,
-        temp_dir: &state.limits.temp_dir,
-        strict: state.limits.strict_fields,
-    };
+    let spec = FormSpec::text(state, &["phone"]);
     let mut form = read_query(query, &spec)?;
     form.normalize_phone("phone");
     let req: PhoneQuery = form.parse()?;

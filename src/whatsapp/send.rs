@@ -28,15 +28,7 @@ pub async fn upload(
         .upload(data, media_type(kind), UploadOptions::new())
         .await
         .map_err(|e| WhatsAppError::failed("media upload failed", e))?;
-    Ok(Uploaded {
-        url: up.url,
-        direct_path: up.direct_path,
-        media_key: up.media_key.to_vec(),
-        file_enc_sha256: up.file_enc_sha256.to_vec(),
-        file_sha256: up.file_sha256.to_vec(),
-        file_length: up.file_length,
-        media_key_timestamp: up.media_key_timestamp,
-    })
+    Ok(uploaded(up))
 }
 
 /// Uploads the file at `path` without holding it in memory: encrypted in chunks
@@ -75,7 +67,12 @@ pub async fn upload_file(
         .upload_stream(file, info, media_type)
         .await
         .map_err(|e| WhatsAppError::failed("media upload failed", e))?;
-    Ok(Uploaded {
+    Ok(uploaded(up))
+}
+
+/// Where the library put the upload, in the domain's terms.
+fn uploaded(up: whatsapp_rust::upload::UploadResponse) -> Uploaded {
+    Uploaded {
         url: up.url,
         direct_path: up.direct_path,
         media_key: up.media_key.to_vec(),
@@ -83,7 +80,7 @@ pub async fn upload_file(
         file_sha256: up.file_sha256.to_vec(),
         file_length: up.file_length,
         media_key_timestamp: up.media_key_timestamp,
-    })
+    }
 }
 
 /// Encrypted media in a temp file, read from any offset for each upload attempt.
