@@ -21,19 +21,11 @@ const FRIEND: &str = "6289685028129";
 
 /// About 30 MB of losslessly encoded noise: a video that does not compress.
 fn noise_video(dir: &std::path::Path) -> Vec<u8> {
-    let path = dir.join("noise.mp4");
-    let status = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("nullsrc=s=640x480:r=25,geq=random(1)*255:128:128")
-        .args([
+    common::lavfi(
+        dir,
+        "noise.mp4",
+        "nullsrc=s=640x480:r=25,geq=random(1)*255:128:128",
+        &[
             "-t",
             "2.5",
             "-c:v",
@@ -42,13 +34,10 @@ fn noise_video(dir: &std::path::Path) -> Vec<u8> {
             "ultrafast",
             "-qp",
             "0",
-        ])
-        .args(["-pix_fmt", "yuv420p"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg");
-    assert!(status.success());
-    std::fs::read(path).unwrap()
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
 }
 
 fn mb(kb: u64) -> f64 {

@@ -54,7 +54,7 @@ async fn devices(State(state): State<AppState>) -> Response {
         .await
         .device_id
         .map(|jid| {
-            let user = jid.split([':', '@']).next().unwrap_or_default().to_owned();
+            let user = super::user_of(&jid);
             serde_json::json!({ "name": "", "device": user, "jid": jid })
         })
         .into_iter()

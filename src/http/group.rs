@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 use validator::Validate;
 use whatsapp_rust::Jid;
 
-use super::AppState;
 use super::form::{FileSpec, FormSpec, read_body, read_query};
 use super::request::{
     CreateGroup, GroupId, GroupLink, GroupName, GroupParticipants, GroupSwitch, GroupTopic,
     InviteLinkQuery, flag, person_jid, validated,
 };
 use super::response::{ApiError, ok};
+use super::{AppState, user_of};
 use crate::domain::validation::ValidationErrors;
 use crate::service::user::GroupInfo;
 use crate::whatsapp::{Group, GroupSetting, ParticipantAction, ParticipantOutcome};
@@ -157,11 +157,6 @@ fn participants_json(group: &Group) -> Value {
         })
         .collect();
     json!({ "group_id": group.jid, "name": group.name, "participants": people })
-}
-
-/// `628…@s.whatsapp.net` → `628…`.
-fn user_of(jid: &str) -> String {
-    jid.split(['@', ':']).next().unwrap_or_default().to_owned()
 }
 
 async fn participants(

@@ -162,6 +162,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     res
 }
 
+/// The user part of a JID: `628…:7@s.whatsapp.net` → `628…`.
+pub(crate) fn user_of(jid: &str) -> String {
+    jid.split(['@', ':']).next().unwrap_or_default().to_owned()
+}
+
 /// The first value of a header that proxies may list (`a, b`), trimmed; `None` when
 /// absent, empty or not text.
 pub(crate) fn first_header_value<'h>(

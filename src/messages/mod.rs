@@ -205,6 +205,9 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("cannot create the message store's folder: {0}")]
     Folder(std::io::Error),
+    /// The blocking task running a call stopped (the runtime is shutting down).
+    #[error("message store: {0}")]
+    Stopped(String),
 }
 
 pub struct MessageStore {
@@ -242,6 +245,18 @@ impl MessageStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Runs `work` on the blocking pool and waits for it: the store's calls block,
+    /// async callers go through here.
+    pub async fn call<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        work: impl FnOnce(&MessageStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::Stopped(e.to_string()))?
     }
 
     /// Records `change` on the blocking pool without waiting for it (a send, a

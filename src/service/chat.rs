@@ -33,42 +33,34 @@ impl ChatService {
         Self { wa, store }
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&MessageStore) -> Result<T, crate::messages::StoreError> + Send + 'static,
-    ) -> Result<T, ServiceError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("message store: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))
-    }
-
     pub async fn chats(&self, query: ChatQuery) -> Result<Page<StoredChat>, ServiceError> {
-        let (items, total) = self.blocking(move |s| s.chats(&query)).await?;
+        let (items, total) = self.store.call(move |s| s.chats(&query)).await?;
         Ok(Page { items, total })
     }
 
-    /// The chat `jid` as stored; 404 when nothing of it is.
-    pub async fn chat(&self, jid: &str) -> Result<StoredChat, ServiceError> {
-        let key = jid.to_owned();
-        self.blocking(move |s| s.chat(&key))
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("chat {jid} not found")))
-    }
-
-    /// A page of the chat's messages, newest first, with their reactions.
+    /// A page of the chat's messages, newest first, with their reactions; 404 when
+    /// nothing of the chat is stored.
     pub async fn messages(
         &self,
         jid: &str,
         query: MessageQuery,
     ) -> Result<(StoredChat, Page<MessageWithReactions>), ServiceError> {
-        let chat = self.chat(jid).await?;
         let key = jid.to_owned();
-        let (messages, total) = self.blocking(move |s| s.messages(&key, &query)).await?;
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-        let key = jid.to_owned();
-        let mut reactions = self.blocking(move |s| s.reactions_of(&key, &ids)).await?;
+        // One trip to the store for the chat, its page and the page's reactions.
+        let found = self
+            .store
+            .call(move |s| {
+                let Some(chat) = s.chat(&key)? else {
+                    return Ok(None);
+                };
+                let (messages, total) = s.messages(&key, &query)?;
+                let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+                let reactions = s.reactions_of(&key, &ids)?;
+                Ok(Some((chat, messages, total, reactions)))
+            })
+            .await?;
+        let (chat, messages, total, mut reactions) =
+            found.ok_or_else(|| ServiceError::NotFound(format!("chat {jid} not found")))?;
         let items = messages
             .into_iter()
             .map(|message| MessageWithReactions {
@@ -115,6 +107,9 @@ impl ChatService {
     ) -> Result<(), ServiceError> {
         let key = jid.to_non_ad_string();
         let now = jiff::Timestamp::now().as_second();
-        self.blocking(move |s| s.set_chat(&key, setting, now)).await
+        Ok(self
+            .store
+            .call(move |s| s.set_chat(&key, setting, now))
+            .await?)
     }
 }

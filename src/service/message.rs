@@ -52,15 +52,8 @@ impl MessageService {
 
     /// The stored message `id` of `chat`.
     async fn stored(&self, chat: &Recipient, id: &str) -> Result<StoredMessage, ServiceError> {
-        let (store, key, lookup) = (
-            self.store.clone(),
-            chat.jid().to_non_ad_string(),
-            id.to_owned(),
-        );
-        let found = tokio::task::spawn_blocking(move || store.get(&key, &lookup))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("message store: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (key, lookup) = (chat.jid().to_non_ad_string(), id.to_owned());
+        let found = self.store.call(move |s| s.get(&key, &lookup)).await?;
         found
             .ok_or_else(|| ServiceError::NotFound(format!("message {id} not found in chat {chat}")))
     }
@@ -154,11 +147,8 @@ impl MessageService {
         self.wa
             .delete_for_me(chat.jid(), &target(&stored), stored.timestamp)
             .await?;
-        let (store, key, lookup) = (self.store.clone(), stored.chat.clone(), id.to_owned());
-        tokio::task::spawn_blocking(move || store.forget(&key, &lookup))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("message store: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let (key, lookup) = (stored.chat.clone(), id.to_owned());
+        self.store.call(move |s| s.forget(&key, &lookup)).await?;
         Ok(())
     }
 
@@ -170,11 +160,8 @@ impl MessageService {
         expiration: Option<u32>,
     ) -> Result<SendResult, ServiceError> {
         ensure_connected(&*self.wa)?;
-        let (store, lookup) = (self.store.clone(), id.to_owned());
-        let found = tokio::task::spawn_blocking(move || store.find(&lookup))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("message store: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let lookup = id.to_owned();
+        let found = self.store.call(move |s| s.find(&lookup)).await?;
         let stored =
             found.ok_or_else(|| ServiceError::NotFound(format!("message {id} not found")))?;
         if stored.revoked_at.is_some() || stored.raw.is_empty() {

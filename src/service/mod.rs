@@ -37,6 +37,13 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl From<crate::messages::StoreError> for ServiceError {
+    /// The store failing is the server's fault; the detail is in the message.
+    fn from(e: crate::messages::StoreError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
 impl From<crate::media::MediaError> for ServiceError {
     fn from(e: crate::media::MediaError) -> Self {
         use crate::media::MediaError;

@@ -542,9 +542,9 @@ impl WhatsApp for session::WhatsAppClient {
         let Some(store) = self.inner.messages().cloned() else {
             return Ok(Vec::new());
         };
-        let stored = tokio::task::spawn_blocking(move || store.contacts())
+        let stored = store
+            .call(|s| s.contacts())
             .await
-            .map_err(|e| WhatsAppError::failed("contact list", e))?
             .map_err(|e| WhatsAppError::failed("contact list", e))?;
         Ok(stored
             .into_iter()

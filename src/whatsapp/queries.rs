@@ -199,15 +199,28 @@ pub async fn newsletters(client: &Client) -> Result<Vec<Newsletter>, WhatsAppErr
 /// A channel WhatsApp does not know, or one this account does not follow, is not
 /// found; anything else failed.
 fn newsletter_refused(what: &str, e: whatsapp_rust::features::NewsletterError) -> WhatsAppError {
-    // The code is deep in the chain (a GraphQL error inside an IQ error).
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    use whatsapp_rust::features::{MexError, NewsletterError};
+    use whatsapp_rust::request::IqError;
+    // WhatsApp's "not found" sits somewhere in the chain: an IQ error 404, a GraphQL
+    // error with code 404 (as an error or as the text of a failed response), or a
+    // leave that returned nothing.
+    let not_found = |cause: &(dyn std::error::Error + 'static)| {
+        matches!(
+            cause.downcast_ref::<IqError>(),
+            Some(IqError::ServerError { code: 404, .. })
+        ) || matches!(
+            cause.downcast_ref::<MexError>(),
+            Some(MexError::ExtensionError { code: 404, .. })
+        ) || cause.to_string().contains("code=404")
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut found =
+        matches!(&e, NewsletterError::InvalidRequest(m) if m.starts_with("failed to leave"));
+    while let Some(c) = cause {
+        found |= not_found(c);
+        cause = c.source();
     }
-    if text.contains("404") || text.contains("item-not-found") || text.contains("failed to leave") {
+    if found {
         WhatsAppError::NotFound(format!(
             "{what}: no such channel, or this account does not follow it"
         ))

@@ -193,10 +193,7 @@ async fn quote(session: &Inner, to: &Jid, id: String) -> Option<Quote> {
     let store = session.messages()?.clone();
     let chat = to.to_non_ad_string();
     let lookup = id.clone();
-    let stored = tokio::task::spawn_blocking(move || store.get(&chat, &lookup))
-        .await
-        .ok()?;
-    let stored = match stored {
+    let stored = match store.call(move |s| s.get(&chat, &lookup)).await {
         Ok(Some(m)) if m.revoked_at.is_none() => m,
         Ok(_) => {
             tracing::debug!(%id, "reply_message_id is not a stored message of this chat; sent without a quote");

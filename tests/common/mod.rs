@@ -29,7 +29,7 @@ pub fn sample_audio(dir: &std::path::Path, name: &str) -> Vec<u8> {
 }
 
 /// What ffmpeg makes of the lavfi `source` with `extra` output options, as `name`.
-fn lavfi(dir: &std::path::Path, name: &str, source: &str, extra: &[&str]) -> Vec<u8> {
+pub fn lavfi(dir: &std::path::Path, name: &str, source: &str, extra: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
     let status = Command::new("ffmpeg")
         .args([

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fake_whatsapp::{ContactInfo, MediaType};
-use whatsapp_rust::prelude::{MessageField, wa};
+use whatsapp_rust::prelude::wa;
 
 use crate::harness::wait_for;
 use crate::send::{FRIEND, paired};
@@ -165,19 +165,7 @@ async fn a_received_picture_downloads_byte_for_byte() {
     let (fake, server, _dir) = paired().await;
     let picture = crate::incoming::png();
     let hosted = fake.host_media(&picture, MediaType::Image).unwrap();
-    let message = wa::Message {
-        image_message: MessageField::some(wa::message::ImageMessage {
-            url: Some(hosted.url.clone()),
-            direct_path: Some(hosted.direct_path.clone()),
-            mimetype: Some("image/png".into()),
-            media_key: Some(hosted.media_key.clone()),
-            file_sha256: Some(hosted.file_sha256.clone()),
-            file_enc_sha256: Some(hosted.file_enc_sha256.clone()),
-            file_length: Some(hosted.file_length),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let message = crate::incoming::image(&hosted, None);
     let id = fake.deliver_message(FRIEND, message).await.unwrap();
     wait_for("the ack", Duration::from_secs(10), || fake.unacked() == 0).await;
 

@@ -34,7 +34,7 @@ async fn event_of(receiver: &Receiver, id: &str) -> Value {
         .body
 }
 
-fn image(media: &HostedMedia, caption: Option<&str>) -> wa::Message {
+pub fn image(media: &HostedMedia, caption: Option<&str>) -> wa::Message {
     wa::Message {
         image_message: MessageField::some(wa::message::ImageMessage {
             url: Some(media.url.clone()),
