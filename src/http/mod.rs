@@ -154,12 +154,34 @@ async fn log_request(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     tracing::info!(
         method = %method,
-        path = uri.path(),
+        path = %loggable_path(uri.path()),
         status = res.status().as_u16(),
         latency_ms = started.elapsed().as_millis() as u64,
         "request"
     );
     res
+}
+
+/// A path for the log: segments that name a person or a chat (`628…@s.whatsapp.net`,
+/// a phone number, a group id) are replaced by `{chat}`, as query strings are left
+/// out: they are phone numbers.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let personal = |segment: &str| {
+        let number = segment.len() >= 7
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-'));
+        // `@` may come percent-encoded: the path is logged as sent.
+        segment.contains('@') || segment.contains("%40") || number
+    };
+    if !path.split('/').any(personal) {
+        return path.into();
+    }
+    path.split('/')
+        .map(|segment| if personal(segment) { "{chat}" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
 }
 
 /// The user part of a JID: `628…:7@s.whatsapp.net` → `628…`.
@@ -269,4 +291,32 @@ async fn envelope_errors(req: Request, next: Next) -> Response {
         envelope.headers_mut().insert(header::ALLOW, allow.clone());
     }
     envelope
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn logged_paths_leave_out_phone_numbers_and_jids() {
+        assert_eq!(loggable_path("/send/message"), "/send/message");
+        assert_eq!(
+            loggable_path("/chat/6289685024091@s.whatsapp.net/messages"),
+            "/chat/{chat}/messages"
+        );
+        assert_eq!(loggable_path("/chat/6289685024091/pin"), "/chat/{chat}/pin");
+        assert_eq!(
+            loggable_path("/chat/6289685024091%40s.whatsapp.net/pin"),
+            "/chat/{chat}/pin"
+        );
+        assert_eq!(
+            loggable_path("/chat/120363025246125888@g.us/archive"),
+            "/chat/{chat}/archive"
+        );
+        // Message ids are not personal.
+        assert_eq!(
+            loggable_path("/message/3EB0C767D26A1D8B0B5B/read"),
+            "/message/3EB0C767D26A1D8B0B5B/read"
+        );
+    }
 }
