@@ -21,7 +21,6 @@ pub mod whatsapp;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::ServiceExt;
 use axum::extract::Request;
 use tokio::net::TcpListener;
@@ -130,7 +129,7 @@ fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
 }
 
 /// Opens the real WhatsApp session and builds the router on it.
-pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>)> {
+pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn WhatsApp>)> {
     config.check_build_support().map_err(anyhow::Error::msg)?;
     config.check_consistency().map_err(anyhow::Error::msg)?;
     let webhooks = match config.webhook_config() {
@@ -157,17 +156,20 @@ pub async fn build(config: &Config) -> anyhow::Result<(Router, Arc<dyn WhatsApp>
     Ok((http::router(state, config.statics_dir.clone()), wa))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `api` (see [`http::router`]) on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    api: impl http::Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Outside the router, so that `/send/message/` is routed as `/send/message`.
-    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
+    let app = NormalizePathLayer::trim_trailing_slash().layer(api);
     let app = tower::util::MapRequestLayer::new(|mut req: Request| {
-        let sent = http::SentUri(req.uri().clone());
-        req.extensions_mut().insert(sent);
+        // Kept for messages that quote the path as sent (`Cannot GET /x/`).
+        if req.uri().path().len() > 1 && req.uri().path().ends_with('/') {
+            let sent = http::SentUri(req.uri().clone());
+            req.extensions_mut().insert(sent);
+        }
         req
     })
     .layer(app);

@@ -18,13 +18,16 @@ use crate::domain::validation::ValidationErrors;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/login", get(login))
-        .route("/login-with-code", get(login_with_code))
-        .route("/logout", get(logout))
-        .route("/reconnect", get(reconnect))
-        .route("/status", get(status))
-        .route("/devices", get(devices))
-        .route("/info", get(info))
+        .route("/app/login", get(login))
+        .route("/app/login-with-code", get(login_with_code))
+        .route("/app/logout", get(logout))
+        .route("/app/reconnect", get(reconnect))
+        .route("/app/status", get(status))
+        .route("/app/devices", get(devices))
+        .route("/app/info", get(info))
+        .route("/webhook/status", get(webhook_status))
+        // Outside auth and the logs: see `edge`.
+        .route("/health", get(health))
 }
 
 /// The later versions' pairing by code: `?phone=` with its country code.

@@ -24,10 +24,11 @@ use crate::service::chat::{MessageWithReactions, Page};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/{chat_jid}/messages", get(messages))
-        .route("/{chat_jid}/pin", post(pin))
-        .route("/{chat_jid}/archive", post(archive))
-        .route("/{chat_jid}/disappearing", post(disappearing))
+        .route("/chats", get(chats))
+        .route("/chat/{chat_jid}/messages", get(messages))
+        .route("/chat/{chat_jid}/pin", post(pin))
+        .route("/chat/{chat_jid}/archive", post(archive))
+        .route("/chat/{chat_jid}/disappearing", post(disappearing))
 }
 
 /// `chat_jid`: a JID, or a phone number (a group id when longer than 15 digits).

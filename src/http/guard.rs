@@ -8,11 +8,9 @@
 //! headers and are not affected by the browser rules.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -144,18 +142,16 @@ impl Guard {
     }
 }
 
-/// The middleware: 401 without valid credentials (when accounts are configured), 403
-/// for refused browser requests, otherwise on to the route.
-pub async fn guard(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+/// Why a request may not reach its route: 401 without valid credentials (when
+/// accounts are configured), 403 for a refused browser request.
+pub fn refusal(guard: &Guard, req: &Request) -> Option<Response> {
     if guard.needs_auth() && !guard.authorized(req.headers()) {
         debug!(path = %req.uri().path(), "request without valid credentials");
-        return unauthorized();
+        return Some(unauthorized());
     }
-    if let Some(why) = guard.browser_refusal(&req) {
-        debug!(path = %req.uri().path(), reason = %why, "browser request refused");
-        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
-    }
-    next.run(req).await
+    let why = guard.browser_refusal(req)?;
+    debug!(path = %req.uri().path(), reason = %why, "browser request refused");
+    Some(ApiError::new(StatusCode::FORBIDDEN, why).into_response())
 }
 
 fn unauthorized() -> Response {

@@ -18,15 +18,15 @@ use crate::service::send::SendResult;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/{message_id}/reaction", post(reaction))
-        .route("/{message_id}/revoke", post(revoke))
-        .route("/{message_id}/delete", post(delete))
-        .route("/{message_id}/update", post(update))
-        .route("/{message_id}/read", post(read))
-        .route("/{message_id}/star", post(star))
-        .route("/{message_id}/unstar", post(unstar))
-        .route("/{message_id}/forward", post(forward))
-        .route("/{message_id}/download", get(download))
+        .route("/message/{message_id}/reaction", post(reaction))
+        .route("/message/{message_id}/revoke", post(revoke))
+        .route("/message/{message_id}/delete", post(delete))
+        .route("/message/{message_id}/update", post(update))
+        .route("/message/{message_id}/read", post(read))
+        .route("/message/{message_id}/star", post(star))
+        .route("/message/{message_id}/unstar", post(unstar))
+        .route("/message/{message_id}/forward", post(forward))
+        .route("/message/{message_id}/download", get(download))
 }
 
 /// WhatsApp message ids are short runs of letters and digits.

@@ -1,9 +1,11 @@
-//! The HTTP API and the dashboard at `/`: one table of routes, the shared state, and the layers every request
-//! goes through (CORS, limits, logs, the envelope for errors from outside handlers).
+//! The HTTP API and the dashboard at `/`: the routes (each module declares its own,
+//! with full paths), the shared state, and the edge every request goes through
+//! (logs, CORS, auth, limits, the envelope for errors from outside handlers: [`edge`]).
 
 pub mod app;
 pub mod chat;
 pub mod dashboard;
+pub mod edge;
 pub mod form;
 pub mod group;
 pub mod guard;
@@ -15,21 +17,17 @@ pub mod send;
 pub mod user;
 pub mod wire;
 
-use std::any::Any;
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Router};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
-use tower_http::timeout::TimeoutLayer;
-use tracing::error;
 
 use crate::service::app::AppService;
 use crate::service::send::SendService;
@@ -95,93 +93,54 @@ pub struct Services {
     pub fetcher: crate::fetch::Fetcher,
 }
 
-/// The whole API, with static files served from `statics_dir` under `/statics/`.
-pub fn router(state: AppState, statics_dir: PathBuf) -> Router {
+/// What [`router`] makes: the API as one cloneable service, for [`crate::serve`].
+pub trait Api:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Api for T where
+    T: tower::Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The whole API, with static files served from `statics_dir` under `/statics/`,
+/// inside the edge (see [`edge`]).
+pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
     let body_limit = state.limits.body_limit();
-    let state_timeout = state.limits.request_timeout;
     let guard = state.guard.clone();
-    let dialect_state = state.clone();
-    let device_state = state.clone();
-    let health_state = state.clone();
-    Router::new()
+    let edge = edge::EdgeLayer::new(state.clone());
+    let routes = Router::new()
         .merge(dashboard::router())
-        .nest("/app", app::router())
-        .nest("/user", user::router())
-        .nest("/send", send::router())
-        .nest("/message", message::router())
-        .route("/chats", axum::routing::get(chat::chats))
-        .nest("/chat", chat::router())
-        .nest("/group", group::router())
-        .nest("/newsletter", newsletter::router())
-        .route("/webhook/status", axum::routing::get(app::webhook_status))
+        .merge(app::router())
+        .merge(user::router())
+        .merge(send::router())
+        .merge(message::router())
+        .merge(chat::router())
+        .merge(group::router())
+        .merge(newsletter::router())
         .nest_service(
             "/statics",
             ServeDir::new(statics_dir).append_index_html_on_directories(false),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
-        // Inside the envelope layer, so a 408 is an envelope like every other error.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state_timeout,
-        ))
-        .layer(middleware::from_fn(envelope_errors))
-        // Inside the guard: an unauthenticated caller learns nothing about ids.
-        .layer(middleware::from_fn_with_state(device_state, wire::device))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn_with_state(guard.clone(), guard::guard))
-        // Outside the guard: preflights need no credentials.
+        .with_state(state);
+    tower::ServiceBuilder::new()
+        .layer(edge::LogLayer)
+        // Outside the guard: preflights need no credentials, refusals get CORS headers.
         .layer(cors(guard))
-        // Outermost: every envelope, the guard's included, in the chosen dialect.
-        .layer(middleware::from_fn_with_state(dialect_state, wire::dialect))
-        .layer(middleware::from_fn(log_request))
-        // Added after the layers: none applies to it.
-        .route(
-            "/health",
-            axum::routing::get(app::health).with_state(health_state),
-        )
-}
-
-/// One line per request, when it is answered: method, path (never the query string:
-/// it carries phone numbers), status and latency. A single event, no span: it is on
-/// every request's path. Failures were logged where they were mapped to a status.
-async fn log_request(req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let res = next.run(req).await;
-    tracing::info!(
-        method = %method,
-        path = %loggable_path(uri.path()),
-        status = res.status().as_u16(),
-        latency_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    res
-}
-
-/// A path for the log: segments that name a person or a chat (`628…@s.whatsapp.net`,
-/// a phone number, a group id) are replaced by `{chat}`, as query strings are left
-/// out: they are phone numbers.
-fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    let personal = |segment: &str| {
-        let number = segment.len() >= 7
-            && segment
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-'));
-        // `@` may come percent-encoded: the path is logged as sent.
-        segment.contains('@') || segment.contains("%40") || number
-    };
-    if !path.split('/').any(personal) {
-        return path.into();
-    }
-    path.split('/')
-        .map(|segment| if personal(segment) { "{chat}" } else { segment })
-        .collect::<Vec<_>>()
-        .join("/")
-        .into()
+        .layer(edge)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .service(routes)
 }
 
 /// The user part of a JID: `628…:7@s.whatsapp.net` → `628…`.
@@ -250,73 +209,4 @@ async fn method_not_allowed(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("Cannot {method} {path}"),
     )
-}
-
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown");
-    error!(panic = detail, "a request handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response()
-}
-
-/// Puts error responses made outside our handlers (static files, limits, timeouts)
-/// into the envelope too.
-async fn envelope_errors(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = sent_path(req.uri(), req.extensions().get::<SentUri>());
-    let res = next.run(req).await;
-    let status = res.status();
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
-        return res;
-    }
-    let message = match status {
-        StatusCode::NOT_FOUND => format!("Cannot {method} {path}"),
-        StatusCode::METHOD_NOT_ALLOWED => format!("Cannot {method} {path}"),
-        StatusCode::PAYLOAD_TOO_LARGE => "request body is too large".to_owned(),
-        StatusCode::REQUEST_TIMEOUT => "request timed out".to_owned(),
-        other => other
-            .canonical_reason()
-            .unwrap_or("request failed")
-            .to_lowercase(),
-    };
-    let mut envelope = ApiError::new(status, message).into_response();
-    if let Some(allow) = res.headers().get(header::ALLOW) {
-        envelope.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    envelope
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loggable_path;
-
-    #[test]
-    fn logged_paths_leave_out_phone_numbers_and_jids() {
-        assert_eq!(loggable_path("/send/message"), "/send/message");
-        assert_eq!(
-            loggable_path("/chat/6289685024091@s.whatsapp.net/messages"),
-            "/chat/{chat}/messages"
-        );
-        assert_eq!(loggable_path("/chat/6289685024091/pin"), "/chat/{chat}/pin");
-        assert_eq!(
-            loggable_path("/chat/6289685024091%40s.whatsapp.net/pin"),
-            "/chat/{chat}/pin"
-        );
-        assert_eq!(
-            loggable_path("/chat/120363025246125888@g.us/archive"),
-            "/chat/{chat}/archive"
-        );
-        // Message ids are not personal.
-        assert_eq!(
-            loggable_path("/message/3EB0C767D26A1D8B0B5B/read"),
-            "/message/3EB0C767D26A1D8B0B5B/read"
-        );
-    }
 }

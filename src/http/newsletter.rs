@@ -15,8 +15,8 @@ use crate::domain::validation::ValidationErrors;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/unfollow", post(unfollow))
-        .route("/messages", get(messages))
+        .route("/newsletter/unfollow", post(unfollow))
+        .route("/newsletter/messages", get(messages))
 }
 
 async fn unfollow(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {

@@ -23,18 +23,18 @@ use validator::Validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/message", post(message))
-        .route("/image", post(image))
-        .route("/file", post(file))
-        .route("/video", post(video))
-        .route("/contact", post(contact))
-        .route("/location", post(location))
-        .route("/poll", post(poll))
-        .route("/audio", post(audio))
-        .route("/sticker", post(sticker))
-        .route("/link", post(link))
-        .route("/presence", post(presence))
-        .route("/chat-presence", post(chat_presence))
+        .route("/send/message", post(message))
+        .route("/send/image", post(image))
+        .route("/send/file", post(file))
+        .route("/send/video", post(video))
+        .route("/send/contact", post(contact))
+        .route("/send/location", post(location))
+        .route("/send/poll", post(poll))
+        .route("/send/audio", post(audio))
+        .route("/send/sticker", post(sticker))
+        .route("/send/link", post(link))
+        .route("/send/presence", post(presence))
+        .route("/send/chat-presence", post(chat_presence))
 }
 
 async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {

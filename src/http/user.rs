@@ -17,16 +17,16 @@ use validator::Validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/info", get(info))
-        .route("/avatar", get(avatar))
-        .route("/my/privacy", get(privacy))
-        .route("/my/groups", get(groups))
-        .route("/my/contacts", get(contacts))
-        .route("/my/newsletters", get(newsletters))
-        .route("/check", get(check))
-        .route("/avatar", axum::routing::post(set_avatar))
-        .route("/pushname", axum::routing::post(set_push_name))
-        .route("/business-profile", get(business_profile))
+        .route("/user/info", get(info))
+        .route("/user/avatar", get(avatar))
+        .route("/user/my/privacy", get(privacy))
+        .route("/user/my/groups", get(groups))
+        .route("/user/my/contacts", get(contacts))
+        .route("/user/my/newsletters", get(newsletters))
+        .route("/user/check", get(check))
+        .route("/user/avatar", axum::routing::post(set_avatar))
+        .route("/user/pushname", axum::routing::post(set_push_name))
+        .route("/user/business-profile", get(business_profile))
 }
 
 /// The later versions' `/user/business-profile?phone=`.

@@ -4,9 +4,8 @@
 //! `results` left out when empty, and a send's `message` equal to its status text.
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -120,7 +119,7 @@ impl ErrorCode {
 
 /// The later versions name the account a request is for (`X-Device-Id` or
 /// `device_id`); this server has one account, and another id is a 404.
-pub async fn device(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub fn device_refusal(state: &AppState, req: &Request) -> Option<Response> {
     let header = super::first_header_value(req.headers(), "x-device-id");
     let query = req.uri().query().and_then(|q| {
         serde_urlencoded::from_str::<Vec<(String, String)>>(q)
@@ -144,21 +143,16 @@ pub async fn device(State(state): State<AppState>, req: Request, next: Next) -> 
         };
         let mut res = (StatusCode::NOT_FOUND, axum::Json(envelope)).into_response();
         res.extensions_mut().insert(ErrorCode::DeviceNotFound);
-        return res;
+        return Some(res);
     }
-    next.run(req).await
+    None
 }
 
 /// Largest envelope the v9 rewrite reads (the biggest answers are group lists).
 const MAX_ENVELOPE: usize = 16 * 1024 * 1024;
 
-/// The v9 rewrite of every JSON envelope; nothing in the v2.3.0 mode.
-pub async fn dialect(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.limits.api_compat != ApiCompat::V9 {
-        return next.run(req).await;
-    }
-    let is_send = req.uri().path().starts_with("/send/");
-    let res = next.run(req).await;
+/// The v9 rewrite of a JSON envelope (`is_send`: the answer of a `/send/` route).
+pub async fn to_v9(res: Response, is_send: bool) -> Response {
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)

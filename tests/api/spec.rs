@@ -38,35 +38,28 @@ fn spec_routes() -> Routes {
     routes
 }
 
-/// The modules `src/http/mod.rs` nests, with their prefixes
-/// (`.nest("/send", send::router())`), and `mod.rs` itself at the root.
-fn nested_modules(dir: &str) -> Vec<(String, String)> {
+/// The modules whose routers `src/http/mod.rs` merges (`.merge(send::router())`).
+fn merged_modules(dir: &str) -> Vec<String> {
     let source = std::fs::read_to_string(format!("{dir}mod.rs")).unwrap();
-    let mut modules = vec![("mod.rs".to_owned(), String::new())];
-    for piece in source.split(".nest(").skip(1) {
-        let Some((prefix, rest)) = piece
-            .trim_start()
-            .strip_prefix('"')
-            .and_then(|r| r.split_once('"'))
-        else {
-            continue;
-        };
-        let module = rest.trim_start().trim_start_matches(',').trim_start();
-        let module = module.split("::router()").next().unwrap().trim();
-        modules.push((format!("{module}.rs"), prefix.to_owned()));
-    }
-    modules
+    source
+        .split(".merge(")
+        .skip(1)
+        .filter_map(|piece| piece.split_once("::router()"))
+        .map(|(module, _)| module.trim())
+        .filter(|module| *module != "dashboard")
+        .map(|module| format!("{module}.rs"))
+        .collect()
 }
 
-/// `METHOD /path` of every `.route("…", get|post(…))` in the HTTP modules, with
-/// the prefix each module is nested under. The dashboard (`/`, `/assets`) is the
-/// UI, not the API.
+/// `METHOD /path` of every `.route("…", get|post(…))` in the modules the router
+/// merges (each declares full paths). The dashboard (`/`, `/assets`) is the UI, not
+/// the API.
 fn declared_routes() -> Routes {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/");
     let mut routes = Routes::new();
-    let modules = nested_modules(dir);
+    let modules = merged_modules(dir);
     assert!(modules.len() >= 5, "the scan of mod.rs found {modules:?}");
-    for (file, prefix) in &modules {
+    for file in &modules {
         let source = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
         for piece in source.split(".route(").skip(1) {
             let rest = piece.trim_start();
@@ -81,13 +74,7 @@ fn declared_routes() -> Routes {
                 ["get", "post", "put", "patch", "delete"].contains(&method),
                 "{file}: cannot read the method of route {path}: {method}"
             );
-            // A module's own root (`.route("/", …)` under `/group`) is the prefix.
-            let full = format!("{prefix}{path}");
-            let full = match full.strip_suffix('/') {
-                Some(trimmed) if !trimmed.is_empty() => trimmed.to_owned(),
-                _ => full,
-            };
-            routes.insert((method.to_uppercase(), full));
+            routes.insert((method.to_uppercase(), path.to_owned()));
         }
     }
     routes
