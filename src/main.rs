@@ -13,10 +13,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 
 use whatsapp_api::config::{Config, LogFormat, Mode};
+
+/// mimalloc rather than glibc's allocator: requests allocate and free across worker
+/// threads, which glibc pays for in arena locks and consolidation (see benches/http_edge).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -88,15 +93,11 @@ fn init_logs(debug: bool, format: LogFormat) -> tracing_appender::non_blocking::
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Not lossy: under a flood of lines, logging slows down rather than drops some.
     let lines = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false);
-    // Buffered: the writer thread flushes whenever its queue runs empty, so lines
-    // under load go out in batches, not one write each. A duplicate of stderr's
-    // descriptor shares its position and mode (a file opened for appending stays so).
+    // A duplicate of stderr's descriptor shares its position and mode (a file opened
+    // for appending stays so).
     let (writer, guard) = match std::io::stderr().as_fd().try_clone_to_owned() {
-        Ok(fd) => lines.finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::fs::File::from(fd),
-        )),
-        Err(_) => lines.finish(std::io::stderr()),
+        Ok(fd) => lines.finish(Batched::new(std::fs::File::from(fd))),
+        Err(_) => lines.finish(Batched::new(std::io::stderr())),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -106,6 +107,36 @@ fn init_logs(debug: bool, format: LogFormat) -> tracing_appender::non_blocking::
         LogFormat::Json => builder.json().with_ansi(false).init(),
     }
     guard
+}
+
+/// The log writer thread's output, buffered. The thread flushes whenever its queue
+/// runs empty; after each flush it pauses a moment, so that under load lines go out
+/// in batches (one write, and no wake-up of the thread, per line) while a line waits
+/// at most that moment.
+struct Batched<W: Write> {
+    out: std::io::BufWriter<W>,
+}
+
+impl<W: Write> Batched<W> {
+    const PAUSE: Duration = Duration::from_millis(2);
+
+    fn new(out: W) -> Self {
+        Self {
+            out: std::io::BufWriter::with_capacity(64 * 1024, out),
+        }
+    }
+}
+
+impl<W: Write> Write for Batched<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        std::thread::sleep(Self::PAUSE);
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {
