@@ -3,12 +3,12 @@
 //! boxed and dropped layer by layer on every request):
 //!
 //! - [`Log`], outermost: one line per answered request, without an allocation.
-//! - CORS (tower-http), so that preflights need no credentials and refusals carry
-//!   the CORS headers a web app needs to read them.
-//! - [`Edge`]: the guard (auth, browser rules), the device check of the later Go
-//!   versions, a panic or a timeout answered as an envelope, errors made outside
-//!   the handlers (static files, body limits) put into the envelope, and the v9
-//!   dialect. One boxed future per request.
+//! - [`Edge`]: CORS (tower-http) for requests that carry an `Origin`, so that
+//!   preflights need no credentials and refusals carry the CORS headers a web app
+//!   needs to read them; then [`Core`]: the guard (auth, browser rules), the device
+//!   check of the later Go versions, a panic or a timeout answered as an envelope,
+//!   errors made outside the handlers (static files, body limits) put into the
+//!   envelope, and the v9 dialect. One boxed future per request.
 //!
 //! `/health` goes through none of it: it is for probes, open and unlogged.
 
@@ -22,11 +22,15 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::Request;
-use axum::http::{Method, StatusCode, header};
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
-use tower::{Layer, Service};
+use futures_util::future::{BoxFuture, Either};
+use tower::util::Oneshot;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::cors::{Cors, CorsLayer};
 use tracing::{debug, error};
 
 use super::response::ApiError;
@@ -142,11 +146,15 @@ pub(crate) fn loggable_path(path: &str) -> Cow<'_, str> {
 #[derive(Clone)]
 pub struct EdgeLayer {
     state: AppState,
+    cors: Arc<CorsLayer>,
 }
 
 impl EdgeLayer {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
+    pub fn new(state: AppState, cors: CorsLayer) -> Self {
+        Self {
+            state,
+            cors: Arc::new(cors),
+        }
     }
 }
 
@@ -155,20 +163,60 @@ impl<S> Layer<S> for EdgeLayer {
 
     fn layer(&self, inner: S) -> Edge<S> {
         Edge {
-            inner,
-            state: self.state.clone(),
+            core: Core {
+                inner,
+                state: self.state.clone(),
+            },
+            cors: self.cors.clone(),
         }
     }
 }
 
-/// The guard, the device check, panics, timeouts, the envelope and the dialect.
+/// CORS for browsers' requests, then [`Core`]. Other requests (curl, SDKs, servers
+/// send no `Origin`) skip the CORS service, which is cloned per request, and get its
+/// `Vary` header from [`Core`].
 #[derive(Clone)]
 pub struct Edge<S> {
+    core: Core<S>,
+    cors: Arc<CorsLayer>,
+}
+
+impl<S> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        Either<Oneshot<Cors<Core<S>>, Request>, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.core.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.headers().contains_key(header::ORIGIN) {
+            Either::Left(self.cors.layer(self.core.clone()).oneshot(req))
+        } else {
+            Either::Right(self.core.call(req))
+        }
+    }
+}
+
+/// What tower-http's CORS service adds to every response, for caches.
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+/// The guard, the device check, panics, timeouts, the envelope and the dialect.
+#[derive(Clone)]
+pub struct Core<S> {
     inner: S,
     state: AppState,
 }
 
-impl<S> Service<Request> for Edge<S>
+impl<S> Service<Request> for Core<S>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -186,7 +234,14 @@ where
         let fresh = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, fresh);
         let state = self.state.clone();
-        Box::pin(async move { Ok(answer(inner, state, req).await) })
+        let vary = !req.headers().contains_key(header::ORIGIN);
+        Box::pin(async move {
+            let mut res = answer(inner, state, req).await;
+            if vary {
+                res.headers_mut().append(header::VARY, VARY);
+            }
+            Ok(res)
+        })
     }
 }
 

@@ -117,7 +117,8 @@ impl<T> Api for T where
 pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
     let body_limit = state.limits.body_limit();
     let guard = state.guard.clone();
-    let edge = edge::EdgeLayer::new(state.clone());
+    // CORS outside the guard: preflights need no credentials, refusals get its headers.
+    let edge = edge::EdgeLayer::new(state.clone(), cors(guard));
     let routes = Router::new()
         .merge(dashboard::router())
         .merge(app::router())
@@ -136,8 +137,6 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
         .with_state(state);
     tower::ServiceBuilder::new()
         .layer(edge::LogLayer)
-        // Outside the guard: preflights need no credentials, refusals get CORS headers.
-        .layer(cors(guard))
         .layer(edge)
         .layer(DefaultBodyLimit::max(body_limit))
         .service(routes)

@@ -160,7 +160,10 @@ impl AppService {
 
     /// Where the session stands, for `/app/status`.
     pub async fn status(&self) -> Status {
-        let status = self.wa.status();
+        // One look at the session for the phase and one for the id.
+        let phase = self.wa.phase();
+        let status = phase.status();
+        let device_id = self.wa.device_id().map(|jid| jid.to_string());
         let webhooks = match &self.webhooks {
             Some(w) => {
                 let w = w.clone();
@@ -179,9 +182,9 @@ impl AppService {
         Status {
             is_connected: status == SessionStatus::Connected,
             is_logged_in: status != SessionStatus::LoggedOut,
-            device_id: self.wa.device_id().map(|jid| jid.to_string()),
-            jid: self.wa.device_id().map(|jid| jid.to_string()),
-            state: self.wa.phase(),
+            jid: device_id.clone(),
+            device_id,
+            state: phase,
             webhooks,
         }
     }

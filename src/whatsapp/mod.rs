@@ -66,6 +66,17 @@ pub enum SessionPhase {
     Stopping,
 }
 
+impl SessionPhase {
+    /// The coarse status this phase reports.
+    pub fn status(self) -> SessionStatus {
+        match self {
+            SessionPhase::Connected => SessionStatus::Connected,
+            SessionPhase::LoggedOut | SessionPhase::Pairing => SessionStatus::LoggedOut,
+            _ => SessionStatus::Disconnected,
+        }
+    }
+}
+
 /// A pairing code to show as a QR, valid until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingCode {

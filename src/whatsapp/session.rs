@@ -182,11 +182,7 @@ impl Inner {
     }
 
     pub fn status(&self) -> SessionStatus {
-        match self.phase() {
-            SessionPhase::Connected => SessionStatus::Connected,
-            SessionPhase::LoggedOut | SessionPhase::Pairing => SessionStatus::LoggedOut,
-            _ => SessionStatus::Disconnected,
-        }
+        self.phase().status()
     }
 
     pub fn device_id(&self) -> Option<whatsapp_rust::Jid> {

@@ -220,6 +220,29 @@ async fn an_allowed_origin_may_call_and_read() {
     assert_eq!(res.headers["access-control-allow-origin"], "*");
 }
 
+/// A cache must not serve an answer made for one origin (or for none) to another:
+/// every answer says it varies by origin, with an `Origin` or without one.
+#[tokio::test]
+async fn every_answer_varies_by_origin() {
+    let app = TestApp::spawn_with(&["--cors-origins", "https://crm.example.com"]).await;
+    for headers in [vec![], vec![("origin", "https://crm.example.com")]] {
+        for path in ["/app/status", "/no/such/route"] {
+            let res = call(&app, "GET", path, &headers).await;
+            let vary: Vec<_> = res
+                .headers
+                .get_all("vary")
+                .iter()
+                .flat_map(|v| v.to_str().unwrap().split(','))
+                .map(|v| v.trim().to_lowercase())
+                .collect();
+            assert!(
+                vary.iter().any(|v| v == "origin"),
+                "{path} {headers:?}: vary {vary:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_rebinding_host_is_refused_for_browsers_only() {
     let app = TestApp::spawn_with(&["--allowed-hosts", "wa.example.com"]).await;
