@@ -267,7 +267,12 @@ where
         if let Some(refusal) = wire::device_refusal(&state, &req) {
             return refusal;
         }
-        match tokio::time::timeout(timeout, inner.call(req)).await {
+        let mut routed = std::pin::pin!(inner.call(req));
+        // Most answers are ready at once (a status, a refusal): no timer for them.
+        if let Poll::Ready(Ok(res)) = futures_util::poll!(routed.as_mut()) {
+            return res;
+        }
+        match tokio::time::timeout(timeout, routed).await {
             Ok(Ok(res)) => res,
             Err(_) => {
                 ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timed out").into_response()
