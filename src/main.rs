@@ -18,11 +18,6 @@ use std::os::fd::AsFd;
 
 use whatsapp_api::config::{Config, LogFormat, Mode};
 
-/// mimalloc rather than glibc's allocator: requests allocate and free across worker
-/// threads, which glibc pays for in arena locks and consolidation (see benches/http_edge).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (mode, config) = whatsapp_api::config::from_args(std::env::args_os());
