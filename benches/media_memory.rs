@@ -64,6 +64,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = server.rss_kb();
     let idle_peak = server.peak_rss_kb();
+    let (idle_anon, idle_file) = server.rss_split_kb();
 
     // Incompressible bytes: a document of `size_mb` MB.
     let mut data = vec![0u8; size_mb * 1_000_000];
@@ -118,6 +119,11 @@ async fn main() {
         "  RSS idle after login: {:.1} MB (peak so far {:.1} MB)",
         mb(idle),
         mb(idle_peak)
+    );
+    println!(
+        "    of which heap and other anonymous memory {:.1} MB, the binary's pages {:.1} MB",
+        mb(idle_anon),
+        mb(idle_file)
     );
     println!(
         "  peak RSS after the document: {:.1} MB (+{:.1} MB, {:.2}x the file)",

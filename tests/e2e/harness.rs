@@ -122,6 +122,13 @@ impl Server {
         self.status_kb("VmRSS:")
     }
 
+    /// The resident set's heap and other anonymous memory, and its file-backed part
+    /// (the binary's code and data pages), in kB.
+    #[allow(dead_code)]
+    pub fn rss_split_kb(&self) -> (u64, u64) {
+        (self.status_kb("RssAnon:"), self.status_kb("RssFile:"))
+    }
+
     fn pid(&self) -> u32 {
         self.child
             .as_ref()
