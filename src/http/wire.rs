@@ -1,6 +1,7 @@
 //! The wire dialects, at the edge only: handlers answer in the v2.3.0 envelope and
-//! tag errors with an [`ErrorCode`]; in the later Go dialect (`--api-compat v9`) one
-//! middleware rewrites the envelope: string `code`s with the later status mapping,
+//! tag errors with an [`ErrorCode`]; in the later Go dialect (`--api-compat v9`) the
+//! edge ([`super::edge`]) passes every answer through [`to_v9`], which rewrites the
+//! envelope: string `code`s with the later status mapping,
 //! `results` left out when empty, and a send's `message` equal to its status text.
 
 use axum::body::Body;
