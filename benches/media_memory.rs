@@ -121,7 +121,7 @@ async fn main() {
         mb(idle_peak)
     );
     println!(
-        "    of which heap and other anonymous memory {:.1} MB, the binary's pages {:.1} MB",
+        "    of which heap and other anonymous memory {:.1} MB, file-backed pages (code) {:.1} MB",
         mb(idle_anon),
         mb(idle_file)
     );
