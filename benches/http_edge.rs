@@ -2,8 +2,10 @@
 //! bare axum server answering the same envelopes, each in its own process, loaded in
 //! turn by the same client with 64 keep-alive connections. Two requests:
 //! `GET /app/status` and a `POST /send/message` that fails validation (a raw-socket
-//! client, so that the client is not what is measured). Reported:
-//! requests per second of each, and the ratio, per round and as medians.
+//! client, so that the client is not what is measured). A third process is the bare
+//! server with the server's own request line (its log setup and `LogLayer`): what the
+//! line costs by itself. Reported: requests per second of each, and the ratios, per
+//! round and as medians.
 //!
 //! `cargo bench --bench http_edge` (`ROUNDS=n`, `SECONDS=n` per measurement).
 
@@ -18,8 +20,8 @@ const STATUS: &str = r#"{"code":200,"message":"Success","results":{"is_connected
 const INVALID: &str = r#"{"code":400,"message":"message: cannot be blank.","results":null}"#;
 
 /// The bare server: the same answers, nothing else (run as this program with
-/// `HTTP_EDGE_BARE=<port>`).
-async fn bare(port: u16) {
+/// `HTTP_EDGE_BARE=<port>`); with `logged`, the server's request line too.
+async fn bare(port: u16, logged: bool) {
     use axum::http::{StatusCode, header};
     use axum::routing::{get, post};
     let json = |status: StatusCode, body: &'static str| {
@@ -40,7 +42,13 @@ async fn bare(port: u16) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
-    axum::serve(listener, app).await.unwrap();
+    if logged {
+        let _logs = whatsapp_api::logs::init(false, whatsapp_api::config::LogFormat::Text);
+        let app = app.layer(whatsapp_api::http::edge::LogLayer);
+        axum::serve(listener, app).await.unwrap();
+    } else {
+        axum::serve(listener, app).await.unwrap();
+    }
 }
 
 fn free_port() -> u16 {
@@ -163,7 +171,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     if let Ok(port) = std::env::var("HTTP_EDGE_BARE") {
-        bare(port.parse().unwrap()).await;
+        bare(
+            port.parse().unwrap(),
+            std::env::var_os("HTTP_EDGE_LOGGED").is_some(),
+        )
+        .await;
         return;
     }
     let rounds: usize = std::env::var("ROUNDS")
@@ -193,20 +205,27 @@ async fn main() {
             .spawn()
             .unwrap(),
     );
-    let bare_port = free_port();
-    let _bare = Process(
-        Command::new(std::env::current_exe().unwrap())
-            .env("HTTP_EDGE_BARE", bare_port.to_string())
+    let bare_process = |logged: bool| {
+        let port = free_port();
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.env("HTTP_EDGE_BARE", port.to_string());
+        if logged {
+            // The server's default filter, whatever this shell's RUST_LOG says.
+            command.env("HTTP_EDGE_LOGGED", "1").env_remove("RUST_LOG");
+        }
+        let process = command
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
-            .unwrap(),
-    );
-    let (ours, bare) = (
-        format!("http://127.0.0.1:{ours_port}"),
-        format!("http://127.0.0.1:{bare_port}"),
-    );
+            .unwrap();
+        (Process(process), format!("http://127.0.0.1:{port}"))
+    };
+    let (_bare, bare) = bare_process(false);
+    let (_logged, logged) = bare_process(true);
+    let ours = format!("http://127.0.0.1:{ours_port}");
     wait_up(&ours).await;
     wait_up(&bare).await;
+    wait_up(&logged).await;
     // Both answer as expected before anything is measured.
     let status = reqwest::get(format!("{ours}/app/status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), STATUS);
@@ -223,24 +242,35 @@ async fn main() {
         ("GET /app/status", false),
         ("POST /send/message (400)", true),
     ] {
-        let (mut ratios, mut ours_rates, mut bare_rates) = (Vec::new(), Vec::new(), Vec::new());
-        // Warm both up.
-        load(&bare, post, 0.5).await;
-        load(&ours, post, 0.5).await;
+        let (mut ratios, mut line_ratios) = (Vec::new(), Vec::new());
+        let (mut ours_rates, mut bare_rates, mut logged_rates) =
+            (Vec::new(), Vec::new(), Vec::new());
+        // Warm them up.
+        for base in [&bare, &logged, &ours] {
+            load(base, post, 0.5).await;
+        }
         for round in 1..=rounds {
             let b = load(&bare, post, seconds).await;
+            let l = load(&logged, post, seconds).await;
             let o = load(&ours, post, seconds).await;
             println!(
-                "  {name}, round {round}: bare {b:.0}/s, server {o:.0}/s, {:.2}x",
+                "  {name}, round {round}: bare {b:.0}/s, bare with the request line {l:.0}/s ({:.2}x), \
+                 server {o:.0}/s ({:.2}x)",
+                l / b,
                 o / b
             );
             ratios.push(o / b);
+            line_ratios.push(l / b);
             ours_rates.push(o);
             bare_rates.push(b);
+            logged_rates.push(l);
         }
         println!(
-            "  {name}: median bare {:.0}/s, server {:.0}/s, ratio {:.2}x",
+            "  {name}: median bare {:.0}/s; bare with the request line {:.0}/s, {:.2}x; \
+             server {:.0}/s, ratio {:.2}x",
             median(bare_rates),
+            median(logged_rates),
+            median(line_ratios),
             median(ours_rates),
             median(ratios)
         );

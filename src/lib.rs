@@ -9,6 +9,7 @@ pub mod domain;
 pub mod fetch;
 pub mod http;
 pub mod link_preview;
+pub mod logs;
 pub mod media;
 pub mod messages;
 pub mod qr;
