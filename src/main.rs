@@ -6,25 +6,48 @@
 //! within its own budget (12 s at most; the library flushes for up to 5 s + 5 s). It
 //! usually takes well under a second; the README recommends a 20 s stop grace period.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use whatsapp_api::config::{Config, Mode};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let (mode, config) = whatsapp_api::config::from_args(std::env::args_os());
     if mode == Mode::Health {
-        std::process::exit(if healthy(&config) { 0 } else { 1 });
+        return if healthy(&config) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     // Kept to the end: dropping it flushes the log lines still queued.
     let _logs = whatsapp_api::logs::init(config.debug, config.log_format);
+    match run(&config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line in the log's format, with its causes; never a backtrace (which
+            // anyhow would print when RUST_BACKTRACE is set).
+            error!("cannot run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let (router, wa) = whatsapp_api::build(&config).await?;
-    let listener = TcpListener::bind((config.host, config.port)).await?;
+async fn run(config: &Config) -> anyhow::Result<()> {
+    // The port first: a second server started by mistake on the same port stops
+    // here, before it opens the store and connects as the same device (which would
+    // take the running server's WhatsApp session away).
+    let address = std::net::SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let (router, wa) = whatsapp_api::build(config).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
     if !config.host.is_loopback() && config.basic_auth.is_empty() {
         warn!(

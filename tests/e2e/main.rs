@@ -14,6 +14,7 @@ mod lifecycle;
 mod sandbox;
 mod send;
 mod session;
+mod startup;
 mod store;
 mod user;
 mod webhook;

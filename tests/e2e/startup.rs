@@ -1,0 +1,84 @@
+//! A server that cannot start says why in one log line and exits with status 1, in
+//! the log's format, without a backtrace even when RUST_BACKTRACE asks for one.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
+
+/// Runs the binary with `args` in a fresh directory; (exit code, stderr).
+async fn run(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BINARY)
+        .args(args)
+        .arg("--db-path")
+        .arg(dir.path().join("whatsapp.db"))
+        .arg("--temp-dir")
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the server gave up within 30 s")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_one_error_line_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, stderr) = run(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--whatsapp-ws-url",
+        "ws://127.0.0.1:9/ws/chat",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        errors[0].to_lowercase().contains("in use"),
+        "the cause is kept: {stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    // It stopped before opening the store or connecting as the device.
+    assert!(!stderr.contains("migrated"), "{stderr}");
+    assert!(!stderr.contains("no stored WhatsApp session"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_refused_configuration_is_a_json_line_with_log_format_json() {
+    // A test build refuses to start without a fake WhatsApp server's URL.
+    let (code, stderr) = run(&["--port", "0", "--log-format", "json"]).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let error = lines
+        .iter()
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("an error line: {stderr}"));
+    let message = error["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("this is a test build"), "{message}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
