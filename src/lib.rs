@@ -22,6 +22,7 @@ pub mod whatsapp;
 use std::future::Future;
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::ServiceExt;
 use axum::extract::Request;
 use tokio::net::TcpListener;
@@ -126,6 +127,37 @@ fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
     }
     if removed > 0 {
         tracing::info!(files = removed, "removed temp files left by an earlier run");
+    }
+}
+
+/// Holds the storage folder for this process: a second server given the same folder
+/// (the WhatsApp store, messages and webhook outbox live side by side) would connect
+/// as the same device and take the first one's session away. An advisory lock on
+/// `server.lock` in that folder, released by the system when the process ends, even
+/// on a crash; keep the returned file open as long as the server runs.
+pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
+    let path = config.db_path.with_file_name("server.lock");
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the storage folder {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another server is running with the storage folder of {} (it holds {}); \
+             stop it, or give this one its own --db-path",
+            config.db_path.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 

@@ -47,6 +47,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    let _storage = whatsapp_api::lock_storage(config)?;
     let (router, wa) = whatsapp_api::build(config).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
     if !config.host.is_loopback() && config.basic_auth.is_empty() {

@@ -1,20 +1,31 @@
 //! A server that cannot start says why in one log line and exits with status 1, in
-//! the log's format, without a backtrace even when RUST_BACKTRACE asks for one.
+//! the log's format, without a backtrace even when RUST_BACKTRACE asks for one; and
+//! two servers never share a storage folder. (That a killed server's folder is free
+//! again is what every `kill_and_restart` test relies on.)
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use fake_whatsapp::FakeWhatsApp;
 use tokio::process::Command;
+
+use crate::harness::Server;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
 
 /// Runs the binary with `args` in a fresh directory; (exit code, stderr).
 async fn run(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
+    run_on(args, &dir.path().join("whatsapp.db")).await
+}
+
+/// Runs the binary with `args` and the store at `db`; (exit code, stderr).
+async fn run_on(args: &[&str], db: &std::path::Path) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
     let child = Command::new(BINARY)
         .args(args)
         .arg("--db-path")
-        .arg(dir.path().join("whatsapp.db"))
+        .arg(db)
         .arg("--temp-dir")
         .arg(dir.path())
         .current_dir(dir.path())
@@ -81,4 +92,37 @@ async fn a_refused_configuration_is_a_json_line_with_log_format_json() {
     let message = error["fields"]["message"].as_str().unwrap();
     assert!(message.contains("this is a test build"), "{message}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_storage_stops_before_connecting() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&fake, dir.path()).await;
+    first.pair(&fake).await;
+    let logins = fake.logins().len();
+
+    let (code, stderr) = run_on(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--whatsapp-ws-url",
+            &fake.ws_url(),
+        ],
+        &first.db_path(),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("another server is running"), "{stderr}");
+    assert!(errors[0].contains("--db-path"), "{stderr}");
+
+    // The first server kept its session: nobody else logged in as its device.
+    assert_eq!(fake.logins().len(), logins);
+    let status = first.status().await;
+    assert_eq!(status["is_connected"], true, "{status}");
+    assert_eq!(status["state"], "connected", "{status}");
 }
