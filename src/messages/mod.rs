@@ -212,6 +212,17 @@ pub enum StoreError {
 
 pub struct MessageStore {
     conn: Mutex<Connection>,
+    /// Changes waiting for the background writer (see
+    /// [`MessageStore::apply_in_background`]).
+    queued: Mutex<Queued>,
+}
+
+/// What [`MessageStore::apply_in_background`] was given and not yet written, and
+/// whether a writer task is on its way for it.
+#[derive(Default)]
+struct Queued {
+    changes: Vec<(Change, &'static str)>,
+    writer_spawned: bool,
 }
 
 impl MessageStore {
@@ -228,6 +239,7 @@ impl MessageStore {
         migrations().to_latest(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            queued: Mutex::default(),
         })
     }
 
@@ -260,14 +272,52 @@ impl MessageStore {
     }
 
     /// Records `change` on the blocking pool without waiting for it (a send, a
-    /// receipt); a failure is logged as `what` "was not stored".
+    /// receipt); a failure is logged as `what` "was not stored". Changes are written
+    /// in the order they come; those that come while a write runs go together in the
+    /// next transaction.
     pub fn apply_in_background(self: &std::sync::Arc<Self>, change: Change, what: &'static str) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        queued.changes.push((change, what));
+        if std::mem::replace(&mut queued.writer_spawned, true) {
+            // The writer on its way takes this change too.
+            return;
+        }
+        drop(queued);
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.apply(&[change], jiff::Timestamp::now().as_second()) {
+        tokio::task::spawn_blocking(move || store.write_queued());
+    }
+
+    /// The background writer: everything queued so far in one transaction (one
+    /// fsync for a burst of sends), in the order it was queued. It takes the
+    /// connection before the queue, so a later writer waits for this one to commit.
+    /// If the batch fails, each change is tried on its own, so that one bad change
+    /// loses only itself.
+    fn write_queued(&self) {
+        let mut conn = self.conn();
+        let batch = {
+            let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+            queued.writer_spawned = false;
+            std::mem::take(&mut queued.changes)
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let all = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (change, _) in &batch {
+                apply_one(&tx, change, now)?;
+            }
+            tx.commit()
+        };
+        if all(&mut conn).is_ok() {
+            return;
+        }
+        for (change, what) in &batch {
+            let one = conn
+                .transaction()
+                .and_then(|tx| apply_one(&tx, change, now).and_then(|()| tx.commit()));
+            if let Err(e) = one {
                 tracing::warn!(error = %e, "{what} was not stored");
             }
-        });
+        }
     }
 
     /// One stored message with its latest text.
@@ -879,6 +929,74 @@ mod tests {
             .unwrap();
         let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["M3", "M2"], "newest first, after the offset");
+    }
+
+    /// Waits up to 10 s for `done` (background writes).
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_writes_keep_their_order() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        for i in 0..200 {
+            let id = format!("M{i}");
+            store.apply_in_background(
+                Change::Message(Box::new(message(&id, 100 + i, "first"))),
+                "a message",
+            );
+            // Applied before its message, the revoke would find nothing to clear.
+            store.apply_in_background(
+                Change::Revoke {
+                    chat: CHAT.into(),
+                    message_id: id,
+                    timestamp: 300 + i,
+                },
+                "a revoke",
+            );
+        }
+        wait_until("200 messages", || store.count().unwrap() == 200).await;
+        wait_until("every revoke", || {
+            (0..200).all(|i| {
+                let stored = store.get(CHAT, &format!("M{i}")).unwrap().unwrap();
+                stored.revoked_at == Some(300 + i) && stored.body.is_none()
+            })
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_that_fails_in_a_background_batch_loses_only_itself() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.id = 'BAD' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        {
+            // Held while queueing: the writer waits for it, so all three go in one batch.
+            let _busy = store.conn();
+            for id in ["A", "BAD", "C"] {
+                store.apply_in_background(
+                    Change::Message(Box::new(message(id, 100, "x"))),
+                    "a message",
+                );
+            }
+        }
+        wait_until("A and C", || store.count().unwrap() == 2).await;
+        assert!(store.get(CHAT, "A").unwrap().is_some());
+        assert!(store.get(CHAT, "C").unwrap().is_some());
+        assert!(store.get(CHAT, "BAD").unwrap().is_none());
     }
 
     #[test]
