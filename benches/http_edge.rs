@@ -73,6 +73,7 @@ async fn wait_up(base: &str) {
     for _ in 0..200 {
         if client
             .get(format!("{base}/app/status"))
+            .timeout(Duration::from_secs(2))
             .send()
             .await
             .is_ok()

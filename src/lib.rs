@@ -155,6 +155,15 @@ pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
             config.db_path.display(),
             path.display()
         ),
+        // Some network and FUSE file systems have no such locks: run unguarded, as
+        // before there was a lock, but say so.
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            tracing::warn!(
+                path = %path.display(),
+                "this file system cannot lock files: nothing stops a second server from using this storage folder"
+            );
+            Ok(file)
+        }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }

@@ -283,8 +283,14 @@ impl MessageStore {
             return;
         }
         drop(queued);
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write_queued());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let store = self.clone();
+                runtime.spawn_blocking(move || store.write_queued());
+            }
+            // Outside a runtime there is no pool to write on: written here.
+            Err(_) => self.write_queued(),
+        }
     }
 
     /// The background writer: everything queued so far in one transaction (one

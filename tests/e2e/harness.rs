@@ -87,7 +87,15 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.http.get(&self.base).send().await.is_ok() {
+            // The port is bound before the server is ready: a request waits for it,
+            // so each try has its own limit within the deadline.
+            let reply = self
+                .http
+                .get(&self.base)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            if reply.is_ok() {
                 return;
             }
             assert!(

@@ -50,14 +50,18 @@ async fn run_on(args: &[&str], db: &std::path::Path) -> (Option<i32>, String) {
 async fn a_port_in_use_is_one_error_line_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, stderr) = run(&[
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--whatsapp-ws-url",
-        "ws://127.0.0.1:9/ws/chat",
-    ])
+    let storage = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_on(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--whatsapp-ws-url",
+            "ws://127.0.0.1:9/ws/chat",
+        ],
+        &storage.path().join("whatsapp.db"),
+    )
     .await;
     assert_eq!(code, Some(1), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
@@ -71,8 +75,12 @@ async fn a_port_in_use_is_one_error_line_naming_the_address() {
         "the cause is kept: {stderr}"
     );
     assert!(!stderr.contains("backtrace"), "{stderr}");
-    // It stopped before opening the store or connecting as the device.
-    assert!(!stderr.contains("migrated"), "{stderr}");
+    // It stopped before taking the storage folder, opening a store or connecting.
+    let left: Vec<_> = std::fs::read_dir(storage.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     assert!(!stderr.contains("no stored WhatsApp session"), "{stderr}");
 }
 
