@@ -250,13 +250,7 @@ impl MessageStore {
     /// Records `changes` in one transaction. Idempotent: WhatsApp may deliver a
     /// message again, and the same change then changes nothing.
     pub fn apply(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for change in changes {
-            apply_one(&tx, change, now)?;
-        }
-        tx.commit()?;
-        Ok(())
+        Ok(apply_all(&mut self.conn(), changes, now)?)
     }
 
     /// Runs `work` on the blocking pool and waits for it: the store's calls block,
@@ -306,21 +300,11 @@ impl MessageStore {
             std::mem::take(&mut queued.changes)
         };
         let now = jiff::Timestamp::now().as_second();
-        let all = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for (change, _) in &batch {
-                apply_one(&tx, change, now)?;
-            }
-            tx.commit()
-        };
-        if all(&mut conn).is_ok() {
+        if apply_all(&mut conn, batch.iter().map(|(change, _)| change), now).is_ok() {
             return;
         }
         for (change, what) in &batch {
-            let one = conn
-                .transaction()
-                .and_then(|tx| apply_one(&tx, change, now).and_then(|()| tx.commit()));
-            if let Err(e) = one {
+            if let Err(e) = apply_all(&mut conn, [change], now) {
                 tracing::warn!(error = %e, "{what} was not stored");
             }
         }
@@ -658,6 +642,19 @@ fn upsert_contact(
     )?
     .execute(params![jid, full_name, push_name, now])?;
     Ok(())
+}
+
+/// Records `changes` in one transaction.
+fn apply_all<'c>(
+    conn: &mut Connection,
+    changes: impl IntoIterator<Item = &'c Change>,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for change in changes {
+        apply_one(&tx, change, now)?;
+    }
+    tx.commit()
 }
 
 fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusqlite::Result<()> {
