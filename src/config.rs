@@ -273,6 +273,11 @@ impl Config {
         self.db_path.with_file_name("chat.db")
     }
 
+    /// The lock that keeps a second server out of the storage folder.
+    pub fn storage_lock_path(&self) -> PathBuf {
+        self.db_path.with_file_name("server.lock")
+    }
+
     /// How long stored messages are kept; `None` until logout.
     pub fn message_retention(&self) -> Option<Duration> {
         (self.message_retention_days > 0)

@@ -136,7 +136,7 @@ fn sweep_temp_files(dir: &std::path::Path, age: std::time::Duration) {
 /// `server.lock` in that folder, released by the system when the process ends, even
 /// on a crash; keep the returned file open as long as the server runs.
 pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
-    let path = config.db_path.with_file_name("server.lock");
+    let path = config.storage_lock_path();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the storage folder {}", dir.display()))?;
