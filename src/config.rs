@@ -57,7 +57,7 @@ pub struct Config {
     pub port: u16,
 
     /// Address the HTTP API binds to.
-    #[arg(long, env = "APP_HOST", default_value = "0.0.0.0")]
+    #[arg(short = 'H', long, env = "APP_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
     /// Accounts allowed to use the API, `user:password` (comma-separated for
@@ -97,9 +97,32 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_AUTO_REPLY_INTERVAL", default_value_t = 60)]
     pub autoreply_interval_secs: u64,
 
-    /// SQLite file that holds the WhatsApp session.
+    /// The WhatsApp session file as the Go server names it: a Go server's
+    /// (whatsmeow) session found there is imported read-only, never changed. This
+    /// server's own files live in the same folder (`whatsapp-rust.db`, `chat.db`,
+    /// `outbox.db`, `server.lock`).
     #[arg(long, env = "WHATSAPP_DB_PATH", default_value = "storages/whatsapp.db")]
     pub db_path: PathBuf,
+
+    /// The Go server's `DB_URI`: `file:PATH[?options]` names the session file (as
+    /// --db-path does, and wins over it). `postgres://` is not supported yet.
+    #[arg(long, env = "DB_URI")]
+    pub db_uri: Option<String>,
+
+    /// The Go server's `DB_KEYS_URI`: `file:PATH` of a separate whatsmeow key store
+    /// (its prekeys, identities, sessions and sender keys are imported from there).
+    #[arg(long, env = "DB_KEYS_URI")]
+    pub db_keys_uri: Option<String>,
+
+    /// Name of this device as the phone lists it under "Linked devices" (Go's
+    /// `--os`); set when pairing.
+    #[arg(long = "os", env = "APP_OS")]
+    pub device_name: Option<String>,
+
+    /// Prefix of every route but `/health` (e.g. `/gowa`), for a server behind a
+    /// reverse proxy under a sub-path; statics and the dashboard included.
+    #[arg(long, env = "APP_BASE_PATH", default_value = "")]
+    pub base_path: String,
 
     /// Folder served under `/statics/`; QR codes are written to `images/qrcode/` inside it.
     #[arg(long, env = "APP_STATICS_DIR", default_value = "statics")]
@@ -219,6 +242,11 @@ pub struct Config {
     /// to talk to a fake WhatsApp server; a normal build refuses it.
     #[arg(long, env = "WHATSAPP_WS_URL")]
     pub whatsapp_ws_url: Option<String>,
+
+    /// The Go server's settings that have no effect here (yet): accepted so that a
+    /// Go deployment's command line and `.env` start this server unchanged.
+    #[command(flatten)]
+    pub go_only: crate::go_flags::GoOnly,
 }
 
 impl Config {
@@ -268,14 +296,69 @@ impl Config {
             .collect()
     }
 
+    /// The session path: `--db-uri`'s file when given, else `--db-path`.
+    pub fn session_path(&self) -> Result<PathBuf, String> {
+        match &self.db_uri {
+            Some(uri) if !uri.trim().is_empty() => sqlite_uri_path(uri, "--db-uri / DB_URI"),
+            _ => Ok(self.db_path.clone()),
+        }
+    }
+
+    /// The Go server's separate key store (`--db-keys-uri`), when one is set.
+    pub fn keys_path(&self) -> Result<Option<PathBuf>, String> {
+        match &self.db_keys_uri {
+            Some(uri) if !uri.trim().is_empty() => {
+                sqlite_uri_path(uri, "--db-keys-uri / DB_KEYS_URI").map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Where this server's files are (see [`crate::storage`]).
+    pub fn layout(&self) -> crate::storage::Layout {
+        // An invalid --db-uri stops startup in `check_consistency` first.
+        crate::storage::Layout::new(&self.session_path().unwrap_or_else(|_| self.db_path.clone()))
+    }
+
     /// The message store, beside the session.
     pub fn chat_db_path(&self) -> PathBuf {
-        self.db_path.with_file_name("chat.db")
+        self.layout().messages
     }
 
     /// The lock that keeps a second server out of the storage folder.
     pub fn storage_lock_path(&self) -> PathBuf {
-        self.db_path.with_file_name("server.lock")
+        self.layout().lock
+    }
+
+    /// `--base-path` as a route prefix: `""` or `/segment[/segment…]`, no trailing
+    /// slash.
+    pub fn route_prefix(&self) -> Result<String, String> {
+        let trimmed = self.base_path.trim().trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(String::new());
+        }
+        let prefixed = if trimmed.starts_with('/') {
+            trimmed.to_owned()
+        } else {
+            format!("/{trimmed}")
+        };
+        let fine = prefixed[1..].split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        });
+        if fine {
+            Ok(prefixed)
+        } else {
+            Err(format!(
+                "--base-path / APP_BASE_PATH {:?} is not a path prefix like /gowa (letters, \
+                 digits, - . _ ~ and / between segments)",
+                self.base_path
+            ))
+        }
     }
 
     /// How long stored messages are kept; `None` until logout.
@@ -299,7 +382,7 @@ impl Config {
             urls,
             secret: self.webhook_secret.clone(),
             events: self.webhook_events.clone(),
-            outbox_path: self.db_path.with_file_name("outbox.db"),
+            outbox_path: self.layout().outbox,
             max_events: self.webhook_outbox_max,
             max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
             ignore_jids: self.webhook_ignore_jids.clone(),
@@ -318,6 +401,9 @@ impl Config {
     /// Settings that contradict each other.
     pub fn check_consistency(&self) -> Result<(), String> {
         self.basic_auth_accounts()?;
+        self.session_path()?;
+        self.keys_path()?;
+        self.route_prefix()?;
         if let Some(bad) = self
             .webhook
             .iter()
@@ -359,9 +445,88 @@ impl Config {
     }
 }
 
+/// The file of a Go `DB_URI`: `file:storages/whatsapp.db?_foreign_keys=on` →
+/// `storages/whatsapp.db`. The URI is not echoed in errors: it may hold a password.
+fn sqlite_uri_path(uri: &str, what: &str) -> Result<PathBuf, String> {
+    let uri = uri.trim().trim_matches(|c| c == '"' || c == '\'');
+    if let Some(rest) = uri.strip_prefix("file:") {
+        let path = rest.split('?').next().unwrap_or_default();
+        // `file:///data/whatsapp.db` is an absolute path; `file://host/…` is not a file.
+        let path = match path.strip_prefix("//") {
+            Some(abs) if abs.starts_with('/') => abs,
+            Some(_) => {
+                return Err(format!(
+                    "{what}: only local files (file:PATH) are supported"
+                ));
+            }
+            None => path,
+        };
+        if path.is_empty() {
+            return Err(format!("{what}: file: names no file"));
+        }
+        return Ok(PathBuf::from(path));
+    }
+    if uri.starts_with("postgres:") || uri.starts_with("postgresql:") {
+        return Err(format!(
+            "{what}: Postgres is not supported yet; this server keeps its data in SQLite \
+             files. Use file:PATH (or --db-path)"
+        ));
+    }
+    Err(format!(
+        "{what}: unknown database type; only file: (SQLite) is supported"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_db_uris_name_the_session_file() {
+        let path = |uri: &str| Config::parse_from(["whatsapp-api", "--db-uri", uri]).session_path();
+        assert_eq!(
+            path("file:storages/whatsapp.db?_foreign_keys=on"),
+            Ok(PathBuf::from("storages/whatsapp.db"))
+        );
+        assert_eq!(
+            path("\"file:/data/wa.db\""),
+            Ok(PathBuf::from("/data/wa.db"))
+        );
+        assert_eq!(path("file:///data/wa.db"), Ok(PathBuf::from("/data/wa.db")));
+        let err = path("postgres://user:hunter2@db/wa").unwrap_err();
+        assert!(err.contains("Postgres is not supported yet"), "{err}");
+        assert!(!err.contains("hunter2"), "the URI is not echoed: {err}");
+        assert!(
+            path("mysql://x")
+                .unwrap_err()
+                .contains("unknown database type")
+        );
+        // --db-uri wins over --db-path; without it --db-path is the session path.
+        let both = Config::parse_from([
+            "whatsapp-api",
+            "--db-path",
+            "a/whatsapp.db",
+            "--db-uri",
+            "file:b/whatsapp.db",
+        ]);
+        assert_eq!(both.session_path(), Ok(PathBuf::from("b/whatsapp.db")));
+        assert_eq!(both.chat_db_path(), PathBuf::from("b/chat.db"));
+        assert_eq!(both.layout().session, PathBuf::from("b/whatsapp-rust.db"));
+    }
+
+    #[test]
+    fn base_paths_are_plain_prefixes() {
+        let prefix =
+            |p: &str| Config::parse_from(["whatsapp-api", "--base-path", p]).route_prefix();
+        assert_eq!(prefix(""), Ok(String::new()));
+        assert_eq!(prefix("/"), Ok(String::new()));
+        assert_eq!(prefix("/gowa"), Ok("/gowa".into()));
+        assert_eq!(prefix("gowa/"), Ok("/gowa".into()));
+        assert_eq!(prefix("/a/b-c"), Ok("/a/b-c".into()));
+        for bad in ["/../x", "/a//b", "/a b", "/<script>"] {
+            assert!(prefix(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rest_and_health_may_lead_the_flags() {

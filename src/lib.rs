@@ -7,6 +7,8 @@
 pub mod config;
 pub mod domain;
 pub mod fetch;
+pub mod go_flags;
+pub mod go_import;
 pub mod http;
 pub mod link_preview;
 pub mod logs;
@@ -14,6 +16,7 @@ pub mod media;
 pub mod messages;
 pub mod qr;
 pub mod service;
+pub mod storage;
 #[cfg(feature = "e2e")]
 pub mod testing;
 pub mod webhook;
@@ -88,6 +91,7 @@ pub fn app_state(
             request_timeout: config.request_timeout(),
             strict_fields: config.strict_fields,
             api_compat: config.api_compat,
+            base_path: config.route_prefix().map_err(std::io::Error::other)?,
         }),
         fetcher: fetch::Fetcher::new(
             config.allow_private_urls,
@@ -147,12 +151,20 @@ pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
+    // The lock file is empty; one with content is not ours to lock.
+    if file.metadata().is_ok_and(|m| m.len() > 0) {
+        anyhow::bail!(
+            "{} is not empty, so it is not this server's lock file; it is left untouched. \
+             Move it away, or give this server another folder with --db-path",
+            path.display()
+        );
+    }
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another server is running with the storage folder of {} (it holds {}); \
              stop it, or give this one its own --db-path",
-            config.db_path.display(),
+            config.layout().given.display(),
             path.display()
         ),
         // Some network and FUSE file systems have no such locks: run unguarded, as
@@ -178,7 +190,16 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn W
         Some(settings) => Some(webhook::Webhooks::start(settings)?),
         None => None,
     };
-    let messages = Arc::new(messages::MessageStore::open(&config.chat_db_path())?);
+    if let Some(warning) = go_flags::warning(&config.go_only) {
+        tracing::warn!("{warning}");
+    }
+    let layout = config.layout();
+    let found = go_import::check_storage(&layout)?;
+    let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
+    if found == storage::Found::GoSession {
+        go_import::import_session(config, &layout, &messages).await?;
+    }
+    go_import::import_chats(&layout, &messages).await?;
     messages::spawn_retention(messages.clone(), config.message_retention());
     let inbound = whatsapp::inbound::Inbound {
         messages: Some(messages.clone()),
@@ -186,7 +207,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn W
     };
     let client = WhatsAppClient::start(ClientSettings {
         inbound,
-        db_path: config.db_path.clone(),
+        db_path: layout.session.clone(),
+        device_name: config.device_name.clone(),
         autoreply: config.autoreply.clone(),
         autoreply_interval: config.autoreply_interval(),
         ack_timeout: config.ack_timeout(),

@@ -16,8 +16,10 @@ use tracing::{error, info, warn};
 
 use whatsapp_api::config::{Config, Mode};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // `.env` in the working directory, as the Go server reads it: before any other
+    // thread exists, since it sets environment variables.
+    let dot_env = whatsapp_api::go_flags::load_dot_env();
     let (mode, config) = whatsapp_api::config::from_args(std::env::args_os());
     if mode == Mode::Health {
         return if healthy(&config) {
@@ -28,7 +30,19 @@ async fn main() -> ExitCode {
     }
     // Kept to the end: dropping it flushes the log lines still queued.
     let _logs = whatsapp_api::logs::init(config.debug, config.log_format);
-    match run(&config).await {
+    let runtime = match dot_env.and_then(|_| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))
+    }) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line in the log's format, with its causes; never a backtrace (which
@@ -40,6 +54,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: &Config) -> anyhow::Result<()> {
+    config.check_consistency().map_err(anyhow::Error::msg)?;
     // The port first: a second server started by mistake on the same port stops
     // here, before it opens the store and connects as the same device (which would
     // take the running server's WhatsApp session away).

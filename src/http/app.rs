@@ -121,8 +121,9 @@ struct LoginResult {
 async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let qr = state.app.login().await?;
     let qr_link = format!(
-        "{}/statics/{}/{}",
+        "{}{}/statics/{}/{}",
         base_url(&headers),
+        state.limits.base_path,
         state.limits.api_compat.qr_path(),
         qr.file_name
     );

@@ -73,7 +73,16 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(asset_file))
 }
 
-async fn index() -> Response {
+async fn index(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    sent: Option<axum::Extension<super::SentUri>>,
+) -> Response {
+    // Under --base-path the page must be at `/prefix/` (with the slash), or its
+    // relative links would leave the prefix.
+    let prefix = state.limits.base_path.as_str();
+    if !prefix.is_empty() && sent.is_none() {
+        return axum::response::Redirect::permanent(&format!("{prefix}/")).into_response();
+    }
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

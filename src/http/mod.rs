@@ -48,6 +48,8 @@ pub struct Limits {
     pub strict_fields: bool,
     /// The wire dialect.
     pub api_compat: wire::ApiCompat,
+    /// `--base-path`: `""` or a prefix like `/gowa` on every route but `/health`.
+    pub base_path: String,
 }
 
 impl Limits {
@@ -131,7 +133,15 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
         .nest_service(
             "/statics",
             ServeDir::new(statics_dir).append_index_html_on_directories(false),
-        )
+        );
+    // Go's --base-path: everything moves under the prefix but the health check.
+    let routes = match state.limits.base_path.as_str() {
+        "" => routes,
+        prefix => Router::new()
+            .route(edge::HEALTH, axum::routing::get(app::health))
+            .nest(prefix, routes),
+    };
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -11,6 +11,7 @@
 //! Calls are blocking and short; async callers use the blocking pool.
 
 pub mod from_wa;
+pub mod go_import;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -23,6 +24,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/chat/0001_messages.sql")),
         M::up(include_str!("../../migrations/chat/0002_contacts.sql")),
         M::up(include_str!("../../migrations/chat/0003_chat_settings.sql")),
+        M::up(include_str!("../../migrations/chat/0004_imports.sql")),
     ])
 }
 
@@ -554,7 +556,27 @@ impl MessageStore {
         Ok(removed)
     }
 
-    /// Forgets everything: the account logged out.
+    /// Whether the import named `key` was done before (see `migrations/chat/0004`).
+    pub fn was_imported(&self, key: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row("SELECT 1 FROM imports WHERE key = ?1", [key], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Remembers that the import named `key` is done.
+    pub fn record_import(&self, key: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT OR IGNORE INTO imports (key, imported_at) VALUES (?1, ?2)",
+            params![key, jiff::Timestamp::now().as_second()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets everything: the account logged out. What was imported stays
+    /// recorded, so a logged-out Go session is not imported again.
     pub fn clear(&self) -> Result<(), StoreError> {
         let conn = self.conn();
         conn.execute_batch(

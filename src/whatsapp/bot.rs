@@ -2,11 +2,11 @@
 //! A client cannot be reused once disconnected, logged out or out of QR codes, so
 //! every pairing attempt and every (re)connection builds a fresh one from the store.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::warn;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::wacore::types::events::{EventHandler, Subscription};
 
@@ -88,6 +88,12 @@ pub async fn start(
         // A fake server has no version endpoint to ask.
         builder = builder.with_version((2, 3000, 1));
     }
+    if let Some(name) = &settings.device_name {
+        // Shown on the phone under "Linked devices"; WhatsApp takes it at pairing.
+        builder = builder.with_device_props(
+            whatsapp_rust::wacore::store::DevicePropsOverride::new().with_os(name.clone()),
+        );
+    }
     if settings.inbound.is_used() {
         builder = builder.with_inbound_durability_hook(settings.inbound.clone());
     }
@@ -106,21 +112,10 @@ pub async fn start(
     })
 }
 
-/// Deletes the SQLite file of the session and its journal files.
+/// Deletes the session store and its journal files, once checked to be this
+/// server's (see [`crate::storage::remove_session_store`]).
 pub fn remove_store(db_path: &Path) {
-    let mut paths = vec![db_path.to_path_buf()];
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(suffix);
-        paths.push(PathBuf::from(name));
-    }
-    for path in paths {
-        match std::fs::remove_file(&path) {
-            Ok(()) => debug!(path = %path.display(), "removed session file"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warn!(path = %path.display(), error = %e, "cannot remove session file"),
-        }
-    }
+    crate::storage::remove_session_store(db_path);
 }
 
 fn transport_factory(

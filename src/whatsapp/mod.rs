@@ -22,6 +22,7 @@ pub mod autoreply;
 mod bot;
 pub mod content;
 mod events;
+pub mod go_session;
 mod groups;
 pub mod inbound;
 mod outgoing;

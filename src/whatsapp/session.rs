@@ -35,6 +35,8 @@ const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub db_path: std::path::PathBuf,
+    /// The device name the phone lists (Go's `--os`); set when pairing.
+    pub device_name: Option<String>,
     pub autoreply: Option<String>,
     /// At most one auto-reply per chat in this time.
     pub autoreply_interval: Duration,

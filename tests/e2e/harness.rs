@@ -107,8 +107,14 @@ impl Server {
         }
     }
 
+    /// The session path given with `--db-path` (the Go server's name for it).
     pub fn db_path(&self) -> PathBuf {
         self.dir.join("storages/whatsapp.db")
+    }
+
+    /// This server's own session store, beside it.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.join("storages/whatsapp-rust.db")
     }
 
     fn log_path(&self) -> PathBuf {

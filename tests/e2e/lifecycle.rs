@@ -246,7 +246,7 @@ async fn the_phone_unlinking_the_device_deletes_the_store_and_login_pairs_again(
         .await;
     assert_eq!(status["state"], "logged_out");
     assert_eq!(status["device_id"], Value::Null);
-    let store = server.db_path();
+    let store = server.store_path();
     wait_for("the store to be deleted", Duration::from_secs(15), || {
         !store.exists()
     })
@@ -331,7 +331,10 @@ async fn qr_codes_rotate_then_run_out_and_the_next_login_starts_afresh() {
         .wait_status("the attempt to end", |s| s["state"] == "logged_out")
         .await;
     assert_eq!(status["is_logged_in"], false);
-    assert!(!server.db_path().exists(), "an unpaired store is removed");
+    assert!(
+        !server.store_path().exists(),
+        "an unpaired store is removed"
+    );
     let (third, duration) = login(&server).await;
     assert_ne!(third, second);
     assert!(duration >= 55, "{duration}");
@@ -359,7 +362,7 @@ async fn a_scan_in_the_last_seconds_of_the_only_code_pairs_for_good() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let status = server.status().await;
     assert_eq!(status["state"], "connected", "{status}");
-    assert!(server.db_path().exists());
+    assert!(server.store_path().exists());
     let reply = send_text(&server, "paired late").await.unwrap().unwrap();
     delivered(&fake, &server, &reply, FRIEND);
 }

@@ -6,6 +6,7 @@ mod chats;
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;
+mod go_switch;
 mod groups;
 mod harness;
 mod incoming;

@@ -39,7 +39,7 @@ async fn logout_removes_the_device_at_whatsapp_and_the_store() {
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.message(), "Success logout");
     assert!(fake.devices()[0].removed, "the fake saw the removal");
-    let store = server.db_path();
+    let store = server.store_path();
     for suffix in ["", "-wal", "-shm"] {
         let path = format!("{}{suffix}", store.display());
         assert!(!std::path::Path::new(&path).exists(), "{path} is left");

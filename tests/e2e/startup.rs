@@ -20,7 +20,7 @@ async fn run(args: &[&str]) -> (Option<i32>, String) {
 }
 
 /// Runs the binary with `args` and the store at `db`; (exit code, stderr).
-async fn run_on(args: &[&str], db: &std::path::Path) -> (Option<i32>, String) {
+pub async fn run_on(args: &[&str], db: &std::path::Path) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(BINARY)
         .args(args)

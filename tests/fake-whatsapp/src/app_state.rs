@@ -1183,6 +1183,7 @@ mod tests {
             noise_key: [1; 32],
             identity_key: [1; 32],
             removed: false,
+            name: String::new(),
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
         client_static: accepted.client_static,
         ledger: flood::Ledger::default(),
         held_acks: Vec::new(),
+        device_name: String::new(),
     };
     let pattern = format!("{:?}", accepted.pattern);
     let result = if accepted.payload.device_pairing_data.is_set() {
@@ -73,7 +74,15 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
             pattern,
             device: None,
         });
-        conn.pair().await
+        let name = accepted
+            .payload
+            .device_pairing_data
+            .device_props
+            .as_deref()
+            .and_then(|props| wa::DeviceProps::decode_from_slice(props).ok())
+            .and_then(|props| props.os)
+            .unwrap_or_default();
+        conn.pair(name).await
     } else if let (Some(user), Some(device)) = (accepted.payload.username, accepted.payload.device)
     {
         conn.session(user.to_string(), device, pattern).await
@@ -102,6 +111,8 @@ struct Conn {
     ledger: flood::Ledger,
     /// Message acks held back by the `ack_batch` fault.
     held_acks: Vec<Node>,
+    /// The `os` of the device properties a registering companion sent.
+    device_name: String,
 }
 
 /// What one step of a connection's loop brought.
@@ -142,7 +153,8 @@ impl Conn {
     /// A new companion: hand out QR refs, wait for the phone to scan one (or for its
     /// user to type the pairing code the companion asked for), sign the companion in,
     /// and restart its stream (515) so that it logs in.
-    async fn pair(mut self) -> Result<()> {
+    async fn pair(mut self, name: String) -> Result<()> {
+        self.device_name = name;
         let count = match self.shared.world().faults.qr_refs {
             0 => PAIRING_REFS,
             n => n,
@@ -437,6 +449,7 @@ impl Conn {
                 noise_key: self.client_static,
                 identity_key: companion.identity_key,
                 removed: false,
+                name: self.device_name.clone(),
             };
             let mut world = self.shared.world();
             world.pairing.retain(|_, c| *c != self.id);

@@ -70,6 +70,9 @@ pub struct Device {
     pub identity_key: [u8; 32],
     /// Removed by a logout from the companion.
     pub removed: bool,
+    /// The name the phone lists it by: the `os` of the device properties the
+    /// companion sent when it registered.
+    pub name: String,
 }
 
 /// A companion's request to link with a pairing code ("link with phone number
@@ -940,6 +943,7 @@ mod tests {
             noise_key: [id as u8; 32],
             identity_key: [id as u8; 32],
             removed: false,
+            name: String::new(),
         });
     }
 

@@ -1,0 +1,211 @@
+//! The Go server's (v9.2) flags and environment variables that have no effect here.
+//! A Go deployment passes them on its command line, in its compose file or in its
+//! `.env`; they are accepted so it starts unchanged, and startup names the ones set
+//! in one warning. Settings that do something here are ordinary fields of
+//! [`crate::config::Config`].
+
+/// Declares the accepted-only settings: field, flag (`--name`), environment
+/// variable, and why it has no effect.
+macro_rules! go_only {
+    ($( $field:ident, $flag:literal, $env:literal, $why:literal; )*) => {
+        /// Go settings accepted without effect (see the module docs).
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct GoOnly {
+            $(
+                #[arg(
+                    long = $flag,
+                    env = $env,
+                    hide = true,
+                    num_args = 0..=1,
+                    default_missing_value = "true"
+                )]
+                pub $field: Option<String>,
+            )*
+        }
+
+        impl GoOnly {
+            /// Every accepted-only setting: (flag, environment variable, why).
+            pub const ALL: &'static [(&'static str, &'static str, &'static str)] =
+                &[$(($flag, $env, $why)),*];
+
+            /// The settings given a non-empty value: (flag, environment variable).
+            pub fn given(&self) -> Vec<(&'static str, &'static str)> {
+                let mut set = Vec::new();
+                $(
+                    if self.$field.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+                        set.push(($flag, $env));
+                    }
+                )*
+                set
+            }
+        }
+    };
+}
+
+go_only! {
+    trusted_proxies, "trusted-proxies", "APP_TRUSTED_PROXIES",
+        "X-Forwarded-Host is always honoured for the host check";
+    ui_enabled, "ui-enabled", "APP_UI_ENABLED",
+        "this server serves its own dashboard at /";
+    ui_auto_update, "ui-auto-update", "APP_UI_AUTO_UPDATE",
+        "the dashboard is built in; nothing is downloaded";
+    ui_repo, "ui-repo", "APP_UI_REPO", "the dashboard is built in";
+    ui_asset_name, "ui-asset-name", "APP_UI_ASSET_NAME", "the dashboard is built in";
+    ui_update_interval, "ui-update-interval", "APP_UI_UPDATE_INTERVAL",
+        "the dashboard is built in";
+    ui_asset_sha256, "ui-asset-sha256", "APP_UI_ASSET_SHA256", "the dashboard is built in";
+    ui_github_token, "ui-github-token", "APP_UI_GITHUB_TOKEN", "the dashboard is built in";
+    mcp_enabled, "mcp-enabled", "MCP_ENABLED", "no MCP endpoint yet";
+    mcp_oauth_enabled, "mcp-oauth-enabled", "MCP_OAUTH_ENABLED", "no MCP endpoint yet";
+    mcp_oauth_issuer_url, "mcp-oauth-issuer-url", "MCP_OAUTH_ISSUER_URL",
+        "no MCP endpoint yet";
+    mcp_oauth_resource_url, "mcp-oauth-resource-url", "MCP_OAUTH_RESOURCE_URL",
+        "no MCP endpoint yet";
+    mcp_oauth_db_uri, "mcp-oauth-db-uri", "MCP_OAUTH_DB_URI", "no MCP endpoint yet";
+    chat_storage, "chat-storage", "WHATSAPP_CHAT_STORAGE",
+        "the message store is always on (routes such as /chats need it)";
+    chat_storage_max_open_conns, "chat-storage-max-open-conns", "CHAT_STORAGE_MAX_OPEN_CONNS",
+        "the message store manages its own connections";
+    auto_mark_read, "auto-mark-read", "WHATSAPP_AUTO_MARK_READ",
+        "incoming messages are not marked read automatically yet";
+    auto_reject_call, "auto-reject-call", "WHATSAPP_AUTO_REJECT_CALL",
+        "calls are not rejected automatically yet";
+    account_validation, "account-validation", "WHATSAPP_ACCOUNT_VALIDATION",
+        "sends do not check first whether the recipient is on WhatsApp";
+    presence_on_connect, "presence-on-connect", "WHATSAPP_PRESENCE_ON_CONNECT",
+        "no presence is sent on connect yet";
+    presence_pulse_enabled, "presence-pulse-enabled", "WHATSAPP_PRESENCE_PULSE_ENABLED",
+        "no presence pulse yet";
+    presence_pulse_interval, "presence-pulse-interval", "WHATSAPP_PRESENCE_PULSE_INTERVAL",
+        "no presence pulse yet";
+    presence_pulse_duration, "presence-pulse-duration", "WHATSAPP_PRESENCE_PULSE_DURATION",
+        "no presence pulse yet";
+    whatsapp_proxy, "whatsapp-proxy", "WHATSAPP_PROXY",
+        "whatsapp-rust 0.7's WebSocket transport cannot dial through a proxy";
+    webhook_include_outgoing, "webhook-include-outgoing", "WHATSAPP_WEBHOOK_INCLUDE_OUTGOING",
+        "this server's own sends are not sent as webhooks yet";
+    webhook_device_merge_global, "webhook-device-merge-global",
+        "WHATSAPP_WEBHOOK_DEVICE_MERGE_GLOBAL", "one account per server: no per-device webhooks";
+    chatwoot_enabled, "chatwoot-enabled", "CHATWOOT_ENABLED", "no Chatwoot integration";
+    chatwoot_url, "chatwoot-url", "CHATWOOT_URL", "no Chatwoot integration";
+    chatwoot_api_token, "chatwoot-api-token", "CHATWOOT_API_TOKEN", "no Chatwoot integration";
+    chatwoot_account_id, "chatwoot-account-id", "CHATWOOT_ACCOUNT_ID", "no Chatwoot integration";
+    chatwoot_inbox_id, "chatwoot-inbox-id", "CHATWOOT_INBOX_ID", "no Chatwoot integration";
+    chatwoot_device_id, "chatwoot-device-id", "CHATWOOT_DEVICE_ID", "no Chatwoot integration";
+    chatwoot_import_messages, "chatwoot-import-messages", "CHATWOOT_IMPORT_MESSAGES",
+        "no Chatwoot integration";
+    chatwoot_days_limit_import_messages, "chatwoot-days-limit-import-messages",
+        "CHATWOOT_DAYS_LIMIT_IMPORT_MESSAGES", "no Chatwoot integration";
+    chatwoot_import_db_uri, "chatwoot-import-db-uri", "CHATWOOT_IMPORT_DB_URI",
+        "no Chatwoot integration";
+    chatwoot_import_placeholder_media_message, "chatwoot-import-placeholder-media-message",
+        "CHATWOOT_IMPORT_PLACEHOLDER_MEDIA_MESSAGE", "no Chatwoot integration";
+    chatwoot_import_media_with_rest, "chatwoot-import-media-with-rest",
+        "CHATWOOT_IMPORT_MEDIA_WITH_REST", "no Chatwoot integration";
+    chatwoot_auto_create, "chatwoot-auto-create", "CHATWOOT_AUTO_CREATE",
+        "no Chatwoot integration";
+    chatwoot_inbox_name, "chatwoot-inbox-name", "CHATWOOT_INBOX_NAME", "no Chatwoot integration";
+    chatwoot_webhook_url, "chatwoot-webhook-url", "CHATWOOT_WEBHOOK_URL",
+        "no Chatwoot integration";
+    chatwoot_webhook_secret, "chatwoot-webhook-secret", "CHATWOOT_WEBHOOK_SECRET",
+        "no Chatwoot integration";
+    chatwoot_reopen_conversation, "chatwoot-reopen-conversation", "CHATWOOT_REOPEN_CONVERSATION",
+        "no Chatwoot integration";
+    chatwoot_conversation_pending, "chatwoot-conversation-pending",
+        "CHATWOOT_CONVERSATION_PENDING", "no Chatwoot integration";
+    chatwoot_ignore_jids, "chatwoot-ignore-jids", "CHATWOOT_IGNORE_JIDS",
+        "no Chatwoot integration";
+    chatwoot_sign_msg, "chatwoot-sign-msg", "CHATWOOT_SIGN_MSG", "no Chatwoot integration";
+    chatwoot_sign_delimiter, "chatwoot-sign-delimiter", "CHATWOOT_SIGN_DELIMITER",
+        "no Chatwoot integration";
+    chatwoot_forward_edits, "chatwoot-forward-edits", "CHATWOOT_FORWARD_EDITS",
+        "no Chatwoot integration";
+    chatwoot_forward_deletes, "chatwoot-forward-deletes", "CHATWOOT_FORWARD_DELETES",
+        "no Chatwoot integration";
+    chatwoot_message_read, "chatwoot-message-read", "CHATWOOT_MESSAGE_READ",
+        "no Chatwoot integration";
+    chatwoot_message_delete, "chatwoot-message-delete", "CHATWOOT_MESSAGE_DELETE",
+        "no Chatwoot integration";
+}
+
+/// The one startup warning naming each Go setting that is set but has no effect
+/// here; `None` when there is none. Values are not shown (some are secrets).
+pub fn warning(go_only: &GoOnly) -> Option<String> {
+    let given = go_only.given();
+    if given.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = given
+        .iter()
+        .map(|(flag, env)| format!("--{flag} ({env})"))
+        .collect();
+    Some(format!(
+        "accepted for compatibility with the Go server, no effect here: {}",
+        names.join(", ")
+    ))
+}
+
+/// Loads `.env` from the working directory, as the Go server does. Variables
+/// already set in the environment win over it, and flags win over both. Must run
+/// before any other thread starts (it sets environment variables).
+pub fn load_dot_env() -> Result<bool, String> {
+    match dotenvy::from_path(".env") {
+        Ok(()) => Ok(true),
+        Err(e) if e.not_found() => Ok(false),
+        Err(e) => Err(format!(".env in the working directory cannot be read: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::config::Config;
+
+    #[test]
+    fn a_go_command_line_parses_and_is_named_in_one_warning() {
+        let config = Config::try_parse_from([
+            "whatsapp-api",
+            "--os=Chrome",
+            "--db-uri=file:storages/whatsapp.db?_foreign_keys=on",
+            "--base-path=/gowa",
+            "--account-validation=false",
+            "--auto-mark-read",
+            "--chatwoot-api-token=s3cret",
+            "-H",
+            "127.0.0.1",
+            "--port",
+            "3001",
+        ])
+        .unwrap();
+        assert_eq!(config.device_name.as_deref(), Some("Chrome"));
+        assert_eq!(config.base_path, "/gowa");
+        assert_eq!(config.port, 3001);
+        let warning = super::warning(&config.go_only).unwrap();
+        assert!(
+            warning.contains("--account-validation (WHATSAPP_ACCOUNT_VALIDATION)"),
+            "{warning}"
+        );
+        assert!(warning.contains("--auto-mark-read"), "{warning}");
+        assert!(warning.contains("--chatwoot-api-token"), "{warning}");
+        assert!(
+            !warning.contains("s3cret"),
+            "values are not shown: {warning}"
+        );
+        assert!(!warning.contains("--os"), "--os has an effect: {warning}");
+        let plain = Config::try_parse_from(["whatsapp-api"]).unwrap();
+        assert_eq!(super::warning(&plain.go_only), None);
+    }
+
+    #[test]
+    fn every_setting_has_a_distinct_flag_and_variable() {
+        let all = super::GoOnly::ALL;
+        let mut flags: Vec<_> = all.iter().map(|(f, _, _)| *f).collect();
+        let mut envs: Vec<_> = all.iter().map(|(_, e, _)| *e).collect();
+        flags.sort();
+        flags.dedup();
+        envs.sort();
+        envs.dedup();
+        assert_eq!((flags.len(), envs.len()), (all.len(), all.len()));
+    }
+}

@@ -1,0 +1,165 @@
+//! Switching from the Go server in place: at startup, before anything is opened,
+//! the storage folder is checked ([`crate::storage`]), then a Go server's session
+//! and chat history found there are imported into this server's files, each once.
+//! The Go server's files are only read.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::messages::MessageStore;
+use crate::storage::{self, Found, Kind, Layout};
+use crate::whatsapp::go_session;
+
+/// Checks the storage folder; moves an older version's store to its own name.
+/// Runs before the message store is opened.
+pub fn check_storage(layout: &Layout) -> anyhow::Result<Found> {
+    // What an import interrupted by a crash left behind is ours to remove.
+    storage::remove_session_store(&go_session::scratch_path(&layout.session));
+    Ok(storage::prepare(layout)?)
+}
+
+/// Imports the Go session at `layout.given` unless it was imported before or this
+/// server already holds a paired device.
+pub async fn import_session(
+    config: &Config,
+    layout: &Layout,
+    messages: &Arc<MessageStore>,
+) -> anyhow::Result<()> {
+    let given = layout.given.clone();
+    let keys = config.keys_path().map_err(anyhow::Error::msg)?;
+    if holds_paired_device(&layout.session) {
+        info!(
+            go_session = %given.display(),
+            "this server has its own WhatsApp session; the Go server's is not imported"
+        );
+        return Ok(());
+    }
+    let session = tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref()))
+        .await
+        .context("the import stopped")??;
+    let key = format!("go-session:{}", session.import_key());
+    let seen = {
+        let key = key.clone();
+        messages.call(move |m| m.was_imported(&key)).await?
+    };
+    if seen {
+        info!(
+            jid = %session.jid,
+            "the Go server's session was imported before (and has since been logged out here); not importing it again"
+        );
+        return Ok(());
+    }
+    go_session::write(&session, &layout.session).await?;
+    messages.call(move |m| m.record_import(&key)).await?;
+    let counts = session.counts();
+    info!(
+        jid = %session.jid,
+        from = %layout.given.display(),
+        to = %layout.session.display(),
+        prekeys = counts.prekeys,
+        sessions = counts.sessions,
+        sender_keys = counts.sender_keys,
+        identities = counts.identities,
+        app_state_keys = counts.app_state_keys,
+        skipped = counts.skipped,
+        "imported the Go server's WhatsApp session (its file is unchanged)"
+    );
+    if !session.others.is_empty() {
+        warn!(
+            devices = %session.others.join(", "),
+            "the Go server's file holds more devices; this server hosts one account, so only {} was imported",
+            session.jid
+        );
+    }
+    Ok(())
+}
+
+/// This server's session store at `path` holds a paired device.
+fn holds_paired_device(path: &Path) -> bool {
+    paired_jid(path).is_some()
+}
+
+fn identify_is_ours(path: &Path) -> bool {
+    storage::identify(path) == Kind::OurSession
+}
+
+/// Imports the Go server's chat history (`chatstorage.db`, v7 to v9) into the
+/// message store, once per account, when this server knows its account.
+pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
+    match storage::identify(&layout.go_chats) {
+        Kind::GoChats => {}
+        Kind::Missing => return Ok(()),
+        other => {
+            warn!(
+                path = %layout.go_chats.display(),
+                found = %other.describe(),
+                "not the Go server's chat history; not imported (and left untouched)"
+            );
+            return Ok(());
+        }
+    }
+    let Some(jid) = paired_jid(&layout.session) else {
+        info!(
+            path = %layout.go_chats.display(),
+            "the Go server's chat history is imported once this server is logged in"
+        );
+        return Ok(());
+    };
+    // The account, not the device: `628…@s.whatsapp.net`.
+    let account = match jid.split_once(':') {
+        Some((user, rest)) => format!("{user}@{}", rest.split_once('@').map_or("", |r| r.1)),
+        None => jid.clone(),
+    };
+    let key = format!("go-chats:{account}");
+    let seen = {
+        let key = key.clone();
+        messages.call(move |m| m.was_imported(&key)).await?
+    };
+    if seen {
+        return Ok(());
+    }
+    let path = layout.go_chats.clone();
+    let store = messages.clone();
+    let who = account.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        crate::messages::go_import::import_go_chat_storage(&path, &store, Some(&who))
+    })
+    .await
+    .context("the chat history import stopped")?;
+    match counts {
+        Ok(counts) => {
+            messages.call(move |m| m.record_import(&key)).await?;
+            info!(
+                account = %account,
+                chats = counts.chats,
+                messages = counts.messages,
+                reactions = counts.reactions,
+                edits = counts.edits,
+                "imported the Go server's chat history (its file is unchanged)"
+            );
+        }
+        // The history is not the session: the server runs without it.
+        Err(e) => warn!(error = %e, "the Go server's chat history was not imported"),
+    }
+    Ok(())
+}
+
+/// The device JID of this server's session store, when it holds a paired device.
+fn paired_jid(path: &Path) -> Option<String> {
+    if !identify_is_ours(path) {
+        return None;
+    }
+    storage::open_read_only(path)
+        .and_then(|conn| {
+            conn.query_row(
+                "SELECT pn FROM device WHERE pn IS NOT NULL AND pn != '' LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+        })
+        .ok()
+}

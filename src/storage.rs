@@ -1,0 +1,426 @@
+//! The files this server keeps, and what it may do with files it finds.
+//!
+//! `--db-path` (or Go's `--db-uri file:…`) names the session file as the Go server
+//! knows it, `storages/whatsapp.db` by default. That file is the Go server's: when it
+//! holds a whatsmeow session it is imported read-only and never changed. This
+//! server's own files live in the same folder under names of their own:
+//!
+//! | file | what |
+//! |---|---|
+//! | `whatsapp-rust.db` | the WhatsApp session (whatsapp-rust's schema) |
+//! | `chat.db` | the message store |
+//! | `outbox.db` | the webhook outbox |
+//! | `server.lock` | held while a server runs (empty) |
+//!
+//! A file at one of these paths that is not what this server would have written
+//! there stops startup with one error line; nothing else is deleted or rewritten.
+//! An older version of this server kept its session at `--db-path` itself: such a
+//! store is recognised by its tables and moved to `whatsapp-rust.db` once.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+/// This server's WhatsApp session store, in the storage folder.
+pub const SESSION_FILE: &str = "whatsapp-rust.db";
+/// The message store.
+pub const MESSAGES_FILE: &str = "chat.db";
+/// The webhook outbox.
+pub const OUTBOX_FILE: &str = "outbox.db";
+/// The lock held while a server runs.
+pub const LOCK_FILE: &str = "server.lock";
+/// The Go server's chat history (v7+), read and never written.
+pub const GO_CHATS_FILE: &str = "chatstorage.db";
+
+/// What a file at a storage path turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Missing,
+    /// Zero bytes: nothing in it to lose.
+    Empty,
+    /// whatsapp-rust's session store (this server's).
+    OurSession,
+    /// This server's message store.
+    OurMessages,
+    /// This server's webhook outbox.
+    OurOutbox,
+    /// A whatsmeow session store (the Go server's), at this schema version.
+    GoSession {
+        version: i64,
+    },
+    /// The Go server's chat history (`chatstorage.db`).
+    GoChats,
+    /// Anything else; the text says what it looked like.
+    Foreign(String),
+}
+
+impl Kind {
+    /// Said in an error line: what was found.
+    pub fn describe(&self) -> String {
+        match self {
+            Kind::Missing => "nothing".into(),
+            Kind::Empty => "an empty file".into(),
+            Kind::OurSession => "this server's WhatsApp session".into(),
+            Kind::OurMessages => "this server's message store".into(),
+            Kind::OurOutbox => "this server's webhook outbox".into(),
+            Kind::GoSession { version } => {
+                format!("the Go server's WhatsApp session (whatsmeow schema {version})")
+            }
+            Kind::GoChats => "the Go server's chat history".into(),
+            Kind::Foreign(what) => what.clone(),
+        }
+    }
+}
+
+/// Tables that tell a file apart (any one of each set is enough only together with
+/// the others of its set).
+const OUR_SESSION_TABLES: &[&str] = &["device", "identities", "sessions", "prekeys"];
+const OUR_MESSAGES_TABLES: &[&str] = &["chats", "messages", "reactions", "edits", "receipts"];
+const OUR_OUTBOX_TABLES: &[&str] = &["webhook_events", "webhook_deliveries"];
+const GO_CHATS_TABLES: &[&str] = &["chats", "messages"];
+
+/// Looks at the file at `path` without changing it (opened read-only).
+pub fn identify(path: &Path) -> Kind {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Kind::Missing,
+        Err(e) => return Kind::Foreign(format!("a file that cannot be read ({e})")),
+    };
+    if meta.is_dir() {
+        return Kind::Foreign("a folder".into());
+    }
+    if meta.len() == 0 {
+        return Kind::Empty;
+    }
+    let mut header = [0u8; 16];
+    let is_sqlite = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .is_ok()
+        && &header == b"SQLite format 3\0";
+    if !is_sqlite {
+        return Kind::Foreign("a file that is not an SQLite database".into());
+    }
+    let tables = match table_names(path) {
+        Ok(tables) => tables,
+        Err(e) => return Kind::Foreign(format!("a damaged or half-written SQLite database ({e})")),
+    };
+    let has = |set: &[&str]| set.iter().all(|t| tables.iter().any(|have| have == t));
+    if tables.iter().any(|t| t == "whatsmeow_version") {
+        // A version that cannot be read (a damaged file) is -1: the import's own
+        // checks then say what is wrong with it.
+        let version = whatsmeow_version(path).unwrap_or(-1);
+        return Kind::GoSession { version };
+    }
+    if has(OUR_SESSION_TABLES) && tables.iter().any(|t| t == "__diesel_schema_migrations") {
+        return Kind::OurSession;
+    }
+    if has(OUR_MESSAGES_TABLES) {
+        return Kind::OurMessages;
+    }
+    if has(OUR_OUTBOX_TABLES) {
+        return Kind::OurOutbox;
+    }
+    if has(GO_CHATS_TABLES) {
+        return Kind::GoChats;
+    }
+    if tables.is_empty() {
+        return Kind::Foreign("an SQLite database with no tables".into());
+    }
+    let mut shown: Vec<&str> = tables.iter().map(String::as_str).take(5).collect();
+    if tables.len() > 5 {
+        shown.push("…");
+    }
+    Kind::Foreign(format!(
+        "an SQLite database of another program (tables: {})",
+        shown.join(", ")
+    ))
+}
+
+/// Opens an SQLite file read-only: never creates, never writes the file itself.
+pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+fn table_names(path: &Path) -> rusqlite::Result<Vec<String>> {
+    let conn = open_read_only(path)?;
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names)
+}
+
+fn whatsmeow_version(path: &Path) -> rusqlite::Result<i64> {
+    let conn = open_read_only(path)?;
+    conn.query_row("SELECT version FROM whatsmeow_version LIMIT 1", [], |row| {
+        row.get(0)
+    })
+}
+
+/// The journal files SQLite keeps beside `path`.
+pub fn companions(path: &Path) -> [PathBuf; 3] {
+    ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
+
+/// A write-ahead log beside `path` that still holds changes not in the file.
+pub fn has_pending_log(path: &Path) -> bool {
+    let [wal, _, journal] = companions(path);
+    [wal, journal]
+        .iter()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
+/// Where this server's files are, from the session path the user gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The session path as given (`--db-path`, `--db-uri`): the Go server's file.
+    pub given: PathBuf,
+    pub session: PathBuf,
+    pub messages: PathBuf,
+    pub outbox: PathBuf,
+    pub lock: PathBuf,
+    /// Where the Go server keeps its chat history.
+    pub go_chats: PathBuf,
+}
+
+impl Layout {
+    pub fn new(given: &Path) -> Self {
+        Self {
+            given: given.to_owned(),
+            session: given.with_file_name(SESSION_FILE),
+            messages: given.with_file_name(MESSAGES_FILE),
+            outbox: given.with_file_name(OUTBOX_FILE),
+            lock: given.with_file_name(LOCK_FILE),
+            go_chats: given.with_file_name(GO_CHATS_FILE),
+        }
+    }
+}
+
+/// What startup found at the given session path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing to import.
+    Nothing,
+    /// A whatsmeow session to import (unless it was imported before).
+    GoSession,
+}
+
+/// A storage path holds something this server must not touch.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(
+        "{path} holds {found}, not {expected}; it is left untouched. Move it away, or give \
+         this server another folder with --db-path"
+    )]
+    NotOurs {
+        path: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error(
+        "{given} holds {found}, not a WhatsApp session this server can use (whatsmeow's or \
+         its own); it is left untouched. Point --db-path / --db-uri at the Go server's \
+         session file, or at a path where nothing is yet"
+    )]
+    UnknownSession { given: String, found: String },
+    #[error(
+        "both {old} and {new} hold this server's WhatsApp session; it is not clear which \
+         to use, so both are left untouched. Keep the one you want at {new} and move the \
+         other away"
+    )]
+    TwoStores { old: String, new: String },
+    #[error("cannot move {from} to {to}: {source}")]
+    Move {
+        from: String,
+        to: String,
+        source: std::io::Error,
+    },
+}
+
+/// Checks every storage path before anything is opened, and moves an older
+/// version's session store to its own name. Nothing is deleted.
+pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
+    expect(
+        &layout.session,
+        Kind::OurSession,
+        "this server's WhatsApp session",
+    )?;
+    expect(
+        &layout.messages,
+        Kind::OurMessages,
+        "this server's message store",
+    )?;
+    expect(
+        &layout.outbox,
+        Kind::OurOutbox,
+        "this server's webhook outbox",
+    )?;
+    if layout.given == layout.session {
+        return Ok(Found::Nothing);
+    }
+    match identify(&layout.given) {
+        Kind::Missing | Kind::Empty => Ok(Found::Nothing),
+        Kind::GoSession { .. } => Ok(Found::GoSession),
+        Kind::OurSession => {
+            if matches!(identify(&layout.session), Kind::OurSession) {
+                return Err(StorageError::TwoStores {
+                    old: layout.given.display().to_string(),
+                    new: layout.session.display().to_string(),
+                });
+            }
+            move_store(&layout.given, &layout.session)?;
+            tracing::info!(
+                from = %layout.given.display(),
+                to = %layout.session.display(),
+                "moved this server's WhatsApp session to its own file name (the Go server's name is left to the Go server)"
+            );
+            Ok(Found::Nothing)
+        }
+        other => Err(StorageError::UnknownSession {
+            given: layout.given.display().to_string(),
+            found: other.describe(),
+        }),
+    }
+}
+
+/// `path` is missing, empty, or holds `kind`.
+fn expect(path: &Path, kind: Kind, expected: &'static str) -> Result<(), StorageError> {
+    match identify(path) {
+        Kind::Missing | Kind::Empty => Ok(()),
+        found if found == kind => Ok(()),
+        found => Err(StorageError::NotOurs {
+            path: path.display().to_string(),
+            found: found.describe(),
+            expected,
+        }),
+    }
+}
+
+/// Moves an SQLite file and its journal files (renames within one folder).
+fn move_store(from: &Path, to: &Path) -> Result<(), StorageError> {
+    // An empty file at the target (a crash before anything was written) goes.
+    if matches!(identify(to), Kind::Empty) {
+        let _ = std::fs::remove_file(to);
+    }
+    let pairs = std::iter::once((from.to_owned(), to.to_owned()))
+        .chain(companions(from).into_iter().zip(companions(to)));
+    // The journal files first: a crash half way leaves the main file where it was,
+    // still recognised, and the move is done again.
+    let mut pairs: Vec<_> = pairs.collect();
+    pairs.rotate_left(1);
+    for (src, dst) in pairs {
+        if !src.exists() {
+            continue;
+        }
+        std::fs::rename(&src, &dst).map_err(|source| StorageError::Move {
+            from: src.display().to_string(),
+            to: dst.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Deletes this server's session store and its journal files, after checking the
+/// file is one. A file that is not is left in place (and said so).
+pub fn remove_session_store(path: &Path) {
+    match identify(path) {
+        Kind::OurSession | Kind::Empty | Kind::Missing => {}
+        other => {
+            tracing::error!(
+                path = %path.display(),
+                found = %other.describe(),
+                "not deleting a file that is not this server's WhatsApp session"
+            );
+            return;
+        }
+    }
+    for path in std::iter::once(path.to_owned()).chain(companions(path)) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::debug!(path = %path.display(), "removed session file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove session file")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_with(path: &Path, sql: &str) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    #[test]
+    fn files_are_told_apart_by_their_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        assert_eq!(identify(&p("none")), Kind::Missing);
+        std::fs::write(p("empty"), b"").unwrap();
+        assert_eq!(identify(&p("empty")), Kind::Empty);
+        std::fs::write(p("text"), b"hello, not a database").unwrap();
+        assert!(matches!(identify(&p("text")), Kind::Foreign(w) if w.contains("not an SQLite")));
+        sqlite_with(
+            &p("go.db"),
+            "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
+             INSERT INTO whatsmeow_version VALUES (15, 8);",
+        );
+        assert_eq!(identify(&p("go.db")), Kind::GoSession { version: 15 });
+        sqlite_with(
+            &p("other.db"),
+            "CREATE TABLE invoices (id INTEGER); CREATE TABLE customers (id INTEGER);",
+        );
+        assert!(
+            matches!(identify(&p("other.db")), Kind::Foreign(w) if w.contains("invoices")),
+            "{:?}",
+            identify(&p("other.db"))
+        );
+        let messages = crate::messages::MessageStore::open(&p("chat.db")).unwrap();
+        drop(messages);
+        assert_eq!(identify(&p("chat.db")), Kind::OurMessages);
+        sqlite_with(
+            &p("chatstorage.db"),
+            "CREATE TABLE chats (jid TEXT); CREATE TABLE messages (id TEXT);",
+        );
+        assert_eq!(identify(&p("chatstorage.db")), Kind::GoChats);
+    }
+
+    #[test]
+    fn a_foreign_file_at_any_of_our_paths_stops_startup_untouched() {
+        for name in [SESSION_FILE, MESSAGES_FILE, OUTBOX_FILE] {
+            let dir = tempfile::tempdir().unwrap();
+            let layout = Layout::new(&dir.path().join("whatsapp.db"));
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"someone else's notes").unwrap();
+            let err = prepare(&layout).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "{err}");
+            assert!(err.contains("left untouched"), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), b"someone else's notes");
+        }
+    }
+
+    #[test]
+    fn an_unknown_file_at_the_session_path_stops_startup_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("whatsapp.db");
+        sqlite_with(&given, "CREATE TABLE notes (body TEXT);");
+        let before = std::fs::read(&given).unwrap();
+        let err = prepare(&Layout::new(&given)).unwrap_err().to_string();
+        assert!(err.contains("another program (tables: notes)"), "{err}");
+        assert_eq!(std::fs::read(&given).unwrap(), before);
+        // And a removal of our session store refuses it too.
+        remove_session_store(&given);
+        assert_eq!(std::fs::read(&given).unwrap(), before);
+    }
+}

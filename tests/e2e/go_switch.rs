@@ -1,0 +1,613 @@
+//! Switching from the Go server in place: a Go volume (a whatsmeow session file in
+//! whatsmeow's own v15 schema) starts this server logged in, without a QR code,
+//! and the Go file stays byte for byte what it was. Bad Go files stop startup with
+//! one error line and are left alone.
+//!
+//! The Go file is written from a device paired with the fake: its keys, prekeys,
+//! peer identities and Signal sessions, the sessions as go.mau.fi/libsignal's JSON.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use whatsapp_rust::wacore::libsignal::protocol::{
+    PreKeyRecord, SessionChainComponents, SessionComponents, SessionMessageKeyMaterial,
+    SessionRecord,
+};
+
+use crate::harness::Server;
+use crate::send::{FRIEND, delivered, paired};
+
+const WHATSMEOW_V15: &str = include_str!("fixtures/whatsmeow-v15.sql");
+
+fn b64(bytes: &[u8]) -> Value {
+    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn b64_opt(bytes: &Option<Vec<u8>>) -> Value {
+    bytes.as_deref().map(b64).unwrap_or(Value::Null)
+}
+
+/// whatsapp-rust's Signal address (`user[:device]@server.0`) as whatsmeow's
+/// (`user[_agent]:device`).
+fn go_address(address: &str) -> String {
+    let name = address.strip_suffix(".0").expect("a device-0 address");
+    let (user_device, server) = name.split_once('@').unwrap();
+    let (user, device) = user_device.split_once(':').unwrap_or((user_device, "0"));
+    match server {
+        "c.us" | "s.whatsapp.net" => format!("{user}:{device}"),
+        "lid" => format!("{user}_1:{device}"),
+        other => panic!("no Go agent for {other}"),
+    }
+}
+
+fn go_chain(chain: &SessionChainComponents) -> Value {
+    let keys: Vec<Value> = chain
+        .message_keys
+        .iter()
+        .map(|k| match &k.material {
+            SessionMessageKeyMaterial::Derived {
+                cipher_key,
+                mac_key,
+                iv,
+            } => json!({"CipherKey": b64(cipher_key), "MacKey": b64(mac_key), "IV": b64(iv), "Index": k.index}),
+            other => panic!("a message key whatsmeow cannot hold: {other:?}"),
+        })
+        .collect();
+    json!({
+        "SenderRatchetKeyPublic": b64_opt(&chain.sender_ratchet_key),
+        "SenderRatchetKeyPrivate": b64_opt(&chain.sender_ratchet_key_private),
+        "ChainKey": chain.chain_key.as_ref().map(|c| json!({"Key": b64_opt(&c.key), "Index": c.index.unwrap_or(0)})),
+        "MessageKeys": keys,
+    })
+}
+
+fn go_state(state: &SessionComponents) -> Value {
+    json!({
+        "LocalIdentityPublic": b64_opt(&state.local_identity_public),
+        "LocalRegistrationID": state.local_registration_id.unwrap_or(0),
+        "NeedsRefresh": state.needs_refresh.unwrap_or(false),
+        "PendingKeyExchange": null,
+        "PendingPreKey": state.pending_pre_key.as_ref().map(|p| json!({
+            "PreKeyID": match p.pre_key_id {
+                Some(id) => json!({"Value": id, "IsEmpty": false}),
+                None => json!({"Value": 0, "IsEmpty": true}),
+            },
+            "SignedPreKeyID": p.signed_pre_key_id.unwrap_or(0),
+            "BaseKey": b64_opt(&p.base_key),
+        })),
+        "PreviousCounter": state.previous_counter.unwrap_or(0),
+        "ReceiverChains": state.receiver_chains.iter().map(go_chain).collect::<Vec<_>>(),
+        "RemoteIdentityPublic": b64_opt(&state.remote_identity_public),
+        "RemoteRegistrationID": state.remote_registration_id.unwrap_or(0),
+        "RootKey": b64_opt(&state.root_key),
+        "SenderBaseKey": b64_opt(&state.alice_base_key),
+        "SenderChain": state.sender_chain.as_ref().map(go_chain),
+        "SessionVersion": state.session_version.unwrap_or(3),
+    })
+}
+
+/// A whatsapp-rust session record as go.mau.fi/libsignal's JSON.
+fn go_session_json(record: &[u8]) -> Vec<u8> {
+    let components = SessionRecord::deserialize(record)
+        .unwrap()
+        .into_components()
+        .unwrap();
+    let value = json!({
+        "SessionState": components.current_session.as_ref().map(go_state),
+        "PreviousStates": components.previous_sessions.iter().map(go_state).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&value).unwrap()
+}
+
+/// Writes the device in this server's store at `store` as the Go server would have
+/// it: a whatsmeow v15 file at `go`.
+fn write_go_session(store: &Path, go: &Path) {
+    std::fs::create_dir_all(go.parent().unwrap()).unwrap();
+    let ours = Connection::open(store).unwrap();
+    let out = Connection::open(go).unwrap();
+    out.execute_batch(WHATSMEOW_V15).unwrap();
+    out.execute_batch(
+        "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
+         INSERT INTO whatsmeow_version VALUES (15, 8);",
+    )
+    .unwrap();
+    // The device row: whatsapp-rust keeps key pairs as private ‖ public, whatsmeow
+    // only the private half; the registration id is a bit-cast u32 here.
+    out.execute("ATTACH DATABASE ?1 AS ours", [store.to_str().unwrap()])
+        .unwrap();
+    out.execute_batch(
+        "INSERT INTO whatsmeow_device (jid, lid, registration_id, noise_key, identity_key, \
+         signed_pre_key, signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details, \
+         adv_account_sig, adv_account_sig_key, adv_device_sig, push_name) \
+         SELECT pn, NULLIF(lid, ''), registration_id & 4294967295, substr(noise_key, 1, 32), \
+         substr(identity_key, 1, 32), substr(signed_pre_key, 1, 32), signed_pre_key_id, \
+         signed_pre_key_signature, adv_secret_key, x'', zeroblob(64), zeroblob(32), \
+         zeroblob(64), push_name FROM ours.device; \
+         DETACH DATABASE ours;",
+    )
+    .unwrap();
+    // The ADV identity: one protobuf here, four columns there.
+    let account: Vec<u8> = ours
+        .query_row("SELECT account FROM device", [], |r| r.get(0))
+        .unwrap();
+    let account =
+        whatsapp_rust::wacore::store::device::account_serde::from_bytes(&account).unwrap();
+    out.execute(
+        "UPDATE whatsmeow_device SET adv_details = ?1, adv_account_sig = ?2, \
+         adv_account_sig_key = ?3, adv_device_sig = ?4",
+        rusqlite::params![
+            account.details.unwrap(),
+            account.account_signature.unwrap(),
+            account.account_signature_key.unwrap(),
+            account.device_signature.unwrap(),
+        ],
+    )
+    .unwrap();
+    let pn: String = out
+        .query_row("SELECT jid FROM whatsmeow_device", [], |r| r.get(0))
+        .unwrap();
+    let mut prekeys = ours
+        .prepare("SELECT id, key, uploaded FROM prekeys")
+        .unwrap();
+    let rows = prekeys
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (id, record, uploaded) = row.unwrap();
+        let private = PreKeyRecord::deserialize(&record)
+            .unwrap()
+            .private_key()
+            .unwrap()
+            .serialize()
+            .to_vec();
+        out.execute(
+            "INSERT INTO whatsmeow_pre_keys (jid, key_id, key, uploaded) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![pn, id, private, uploaded],
+        )
+        .unwrap();
+    }
+    let mut identities = ours.prepare("SELECT address, key FROM identities").unwrap();
+    for row in identities
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .unwrap()
+    {
+        let (address, key) = row.unwrap();
+        out.execute(
+            "INSERT INTO whatsmeow_identity_keys (our_jid, their_id, identity) VALUES (?1, ?2, ?3)",
+            rusqlite::params![pn, go_address(&address), key],
+        )
+        .unwrap();
+    }
+    let mut sessions = ours
+        .prepare("SELECT address, record FROM sessions")
+        .unwrap();
+    for row in sessions
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .unwrap()
+    {
+        let (address, record) = row.unwrap();
+        out.execute(
+            "INSERT INTO whatsmeow_sessions (our_jid, their_id, session) VALUES (?1, ?2, ?3)",
+            rusqlite::params![pn, go_address(&address), go_session_json(&record)],
+        )
+        .unwrap();
+    }
+}
+
+fn sha256(path: &Path) -> Vec<u8> {
+    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// Waits until the message store holds a message of FRIEND's chat with `text`.
+async fn stored(server: &Server, text: &str) {
+    let chat = format!("{FRIEND}@s.whatsapp.net");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = server.get(&format!("/chat/{chat}/messages?limit=20")).await;
+        if reply.body.to_string().contains(text) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text:?} never reached the store: {}\n{}",
+            reply.body,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn send(server: &Server, text: &str) -> crate::harness::Reply {
+    server
+        .post_form("/send/message", &[("phone", FRIEND), ("message", text)])
+        .await
+}
+
+#[tokio::test]
+async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
+    let (fake, mut server, _dir) = paired().await;
+    // A conversation first, so that both sides hold a Signal session.
+    fake.deliver(FRIEND, "before the switch").await.unwrap();
+    stored(&server, "before the switch").await;
+    let reply = send(&server, "answer before the switch").await;
+    delivered(&fake, &server, &reply, FRIEND);
+    let (_, status) = server.terminate().await;
+    assert!(status.success());
+    let device = fake.devices()[0].jid.clone();
+
+    // The Go server's volume: only its session file.
+    let go_dir = tempfile::tempdir().unwrap();
+    let go_file = go_dir.path().join("storages/whatsapp.db");
+    write_go_session(&server.store_path(), &go_file);
+    let before = sha256(&go_file);
+    let logins = fake.logins().len();
+
+    let mut go = Server::start(&fake, go_dir.path()).await;
+    let status = go.wait_connected().await;
+    assert_eq!(status["is_logged_in"], true, "{status}");
+    assert_eq!(fake.devices().len(), 1, "no new device was paired");
+    assert!(fake.logins().len() > logins, "it logged in as the device");
+    let imports: Vec<String> = go
+        .log()
+        .lines()
+        .filter(|l| l.contains("imported the Go server's WhatsApp session"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(imports.len(), 1, "{}", go.log());
+    assert!(
+        imports[0].contains(&device),
+        "the JID is logged: {}",
+        imports[0]
+    );
+
+    // The contact's next message decrypts with the imported session (no retry
+    // receipt: the fake would not answer one), and ours reaches the contact.
+    fake.deliver(FRIEND, "after the switch").await.unwrap();
+    stored(&go, "after the switch").await;
+    let sent_before = fake.received().len();
+    let reply = send(&go, "answer after the switch").await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, go.log());
+    let copy = fake.received()[sent_before..]
+        .iter()
+        .find(|r| r.recipient == FRIEND)
+        .cloned()
+        .expect("the contact got the answer");
+    assert_eq!(
+        copy.message.conversation.as_deref(),
+        Some("answer after the switch")
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+
+    // The Go file is unchanged, and a restart does not import again.
+    assert_eq!(sha256(&go_file), before);
+    go.terminate().await;
+    go.restart().await;
+    go.wait_connected().await;
+    let imports = go
+        .log()
+        .matches("imported the Go server's WhatsApp session")
+        .count();
+    assert_eq!(imports, 1, "{}", go.log());
+    assert_eq!(sha256(&go_file), before);
+    fake.deliver(FRIEND, "after the restart").await.unwrap();
+    stored(&go, "after the restart").await;
+}
+
+/// Runs the binary on `go_file` as the session path; (exit code, stderr).
+async fn start_on(go_file: &Path) -> (Option<i32>, String) {
+    crate::startup::run_on(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--whatsapp-ws-url",
+            "ws://127.0.0.1:9/ws/chat",
+        ],
+        go_file,
+    )
+    .await
+}
+
+fn whatsmeow_file(path: &Path, version: i64, device: bool) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(WHATSMEOW_V15).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
+         INSERT INTO whatsmeow_version VALUES ({version}, 8);"
+    ))
+    .unwrap();
+    if device {
+        let k = |b: u8| vec![b; 32];
+        conn.execute(
+            "INSERT INTO whatsmeow_device (jid, registration_id, noise_key, identity_key, \
+             signed_pre_key, signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details, \
+             adv_account_sig, adv_account_sig_key, adv_device_sig) \
+             VALUES ('6281:7@s.whatsapp.net', 1, ?1, ?2, ?3, 1, ?4, ?5, x'00', ?4, ?6, ?4)",
+            rusqlite::params![k(1), k(2), k(3), vec![4u8; 64], k(5), k(6)],
+        )
+        .unwrap();
+        // Pages of prekeys, so that cutting the file loses real content.
+        for id in 1..400 {
+            conn.execute(
+                "INSERT INTO whatsmeow_pre_keys (jid, key_id, key, uploaded) \
+                 VALUES ('6281:7@s.whatsapp.net', ?1, ?2, true)",
+                rusqlite::params![id, k(id as u8)],
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_go_files_stop_startup_with_one_line_and_stay_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    type Make = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Make, &str)> = vec![
+        (
+            "truncated",
+            Box::new(|p: &Path| {
+                whatsmeow_file(p, 15, true);
+                let bytes = std::fs::read(p).unwrap();
+                std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+            }),
+            "damaged or half-written",
+        ),
+        (
+            "no device",
+            Box::new(|p: &Path| whatsmeow_file(p, 15, false)),
+            "holds no paired device",
+        ),
+        (
+            "unknown version",
+            Box::new(|p: &Path| whatsmeow_file(p, 99, true)),
+            "schema version 99",
+        ),
+        (
+            "another program's",
+            Box::new(|p: &Path| {
+                let conn = Connection::open(p).unwrap();
+                conn.execute_batch("CREATE TABLE invoices (id INTEGER, total REAL);")
+                    .unwrap();
+            }),
+            "another program (tables: invoices)",
+        ),
+        (
+            "not a database",
+            Box::new(|p: &Path| std::fs::write(p, b"my notes").unwrap()),
+            "not an SQLite database",
+        ),
+    ];
+    for (name, make, expected) in cases {
+        let case = dir.path().join(name.replace(' ', "-"));
+        std::fs::create_dir_all(&case).unwrap();
+        let file = case.join("whatsapp.db");
+        make(&file);
+        let before = sha256(&file);
+        let (code, stderr) = start_on(&file).await;
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{name}: {stderr}");
+        assert!(errors[0].contains(expected), "{name}: {stderr}");
+        assert!(errors[0].contains("left untouched"), "{name}: {stderr}");
+        assert_eq!(sha256(&file), before, "{name}: the file changed");
+        assert!(
+            !case.join("whatsapp-rust.db").exists(),
+            "{name}: no store of ours was made"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_file_where_our_store_goes_stops_startup() {
+    for name in ["whatsapp-rust.db", "chat.db", "outbox.db", "server.lock"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"someone else's file").unwrap();
+        let (code, stderr) = start_on(&dir.path().join("whatsapp.db")).await;
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{name}: {stderr}");
+        assert!(errors[0].contains(name), "{name}: {stderr}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"someone else's file");
+    }
+}
+
+#[tokio::test]
+async fn a_store_of_the_one_file_layout_moves_to_its_own_name_and_stays_paired() {
+    let (fake, mut server, _dir) = paired().await;
+    server.terminate().await;
+    // The layout before this version: the session at --db-path itself.
+    std::fs::rename(server.store_path(), server.db_path()).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let from = format!("{}{suffix}", server.store_path().display());
+        if Path::new(&from).exists() {
+            std::fs::rename(&from, format!("{}{suffix}", server.db_path().display())).unwrap();
+        }
+    }
+    let logins = fake.logins().len();
+    server.restart().await;
+    server.wait_connected().await;
+    assert!(
+        server
+            .log()
+            .contains("moved this server's WhatsApp session")
+    );
+    assert!(
+        !server.db_path().exists(),
+        "the old name is free for the Go server"
+    );
+    assert!(server.store_path().exists());
+    assert_eq!(fake.devices().len(), 1);
+    assert!(fake.logins().len() > logins);
+}
+
+/// Runs the binary in `cwd` with `args` and extra environment; (exit code, stderr).
+async fn run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_whatsapp-api"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("WHATSAPP_ACK_TIMEOUT")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the server gave up within 30 s")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn dot_env_is_read_and_the_environment_and_flags_win_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A setting whose value shows in the error it causes (and stops at once).
+    std::fs::write(
+        dir.path().join(".env"),
+        "# Go's .env\nWHATSAPP_ACK_TIMEOUT=700\nAPP_UI_ENABLED=true\n",
+    )
+    .unwrap();
+    let base = ["--whatsapp-ws-url", "ws://127.0.0.1:9/ws/chat"];
+    let (code, stderr) = run_in(dir.path(), &base, &[]).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--ack-timeout-secs (700)"), "{stderr}");
+    let (_, stderr) = run_in(dir.path(), &base, &[("WHATSAPP_ACK_TIMEOUT", "800")]).await;
+    assert!(
+        stderr.contains("--ack-timeout-secs (800)"),
+        "env over .env: {stderr}"
+    );
+    let mut args = base.to_vec();
+    args.extend(["--ack-timeout-secs", "900"]);
+    let (_, stderr) = run_in(dir.path(), &args, &[("WHATSAPP_ACK_TIMEOUT", "800")]).await;
+    assert!(
+        stderr.contains("--ack-timeout-secs (900)"),
+        "flag over env: {stderr}"
+    );
+    // A .env that cannot be parsed is one clear line, not a silent default.
+    std::fs::write(dir.path().join(".env"), "APP_PORT='3000\n").unwrap();
+    let (code, stderr) = run_in(dir.path(), &base, &[]).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains(".env"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_go_command_line_starts_the_server_under_its_base_path() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!(
+        "--db-uri=file:{}?_foreign_keys=on",
+        dir.path().join("storages/whatsapp.db").display()
+    );
+    let server = Server::start_with(
+        &fake,
+        dir.path(),
+        &[
+            "--os=Chrome",
+            &uri,
+            "--base-path=/gowa",
+            "--account-validation=false",
+            "--auto-mark-read",
+        ],
+    )
+    .await;
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("no effect here"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains("--account-validation"), "{warning}");
+    assert!(warning.contains("--auto-mark-read"), "{warning}");
+
+    assert_eq!(server.get("/gowa/app/status").await.status, 200);
+    assert_eq!(server.get("/app/status").await.status, 404);
+    let health = server
+        .http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "OK");
+    // The dashboard is at /gowa/ (the slash keeps its relative links inside the
+    // prefix) and its assets load from there.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_redirect
+        .get(format!("{}/gowa", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 308);
+    assert_eq!(res.headers()["location"], "/gowa/");
+    let page = no_redirect
+        .get(format!("{}/gowa/", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let script = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page loads a script");
+    assert!(script.starts_with("assets/"), "a relative link: {script}");
+    let js = no_redirect
+        .get(format!("{}/gowa/{script}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status().as_u16(), 200);
+    // The QR image: linked and served under the prefix.
+    let login = server.get("/gowa/app/login").await;
+    let link = login.body["results"]["qr_link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        link.starts_with(&format!("{}/gowa/statics/", server.base)),
+        "{link}"
+    );
+    let png = server.http.get(&link).send().await.unwrap();
+    assert_eq!(png.status().as_u16(), 200);
+    assert_eq!(&png.bytes().await.unwrap()[..4], b"\x89PNG");
+    // Paired with --os, the phone lists the device by that name.
+    let qr = crate::common::decode_qr(
+        &std::fs::read(
+            dir.path()
+                .join("statics")
+                .join(link.rsplit("/statics/").next().unwrap()),
+        )
+        .unwrap(),
+    );
+    let device = fake.scan(&qr).await.unwrap();
+    assert_eq!(device.name, "Chrome", "the phone lists the device by --os");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.get("/gowa/app/status").await.body["results"]["is_connected"] != true {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
