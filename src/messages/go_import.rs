@@ -1162,74 +1162,7 @@ mod tests {
         CREATE INDEX idx_messages_chat_jid ON messages(chat_jid);";
 
     /// The tables of Go v8.11 to v9.2 that the import reads (43 migrations).
-    const V9: &str = "
-        CREATE TABLE schema_info (
-            version INTEGER PRIMARY KEY,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
-        CREATE TABLE chats (
-            jid VARCHAR(255) NOT NULL,
-            device_id VARCHAR(255) NOT NULL DEFAULT '',
-            name VARCHAR(255) NOT NULL,
-            last_message_time TIMESTAMP NOT NULL,
-            ephemeral_expiration INTEGER DEFAULT 0,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            archived BOOLEAN DEFAULT FALSE,
-            PRIMARY KEY (jid, device_id));
-        CREATE TABLE messages (
-            id VARCHAR(255) NOT NULL,
-            chat_jid VARCHAR(255) NOT NULL,
-            device_id VARCHAR(255) NOT NULL DEFAULT '',
-            sender VARCHAR(255) NOT NULL,
-            content TEXT,
-            timestamp TIMESTAMP NOT NULL,
-            is_from_me BOOLEAN DEFAULT FALSE,
-            media_type VARCHAR(50),
-            filename VARCHAR(255),
-            url TEXT,
-            media_key BLOB,
-            file_sha256 BLOB,
-            file_enc_sha256 BLOB,
-            file_length INTEGER DEFAULT 0,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            call_metadata TEXT DEFAULT '',
-            referral_metadata TEXT DEFAULT '',
-            direct_path TEXT DEFAULT '',
-            PRIMARY KEY (id, chat_jid, device_id));
-        CREATE TABLE devices (
-            device_id VARCHAR(255) PRIMARY KEY,
-            display_name VARCHAR(255) DEFAULT '',
-            jid VARCHAR(255) DEFAULT '',
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            webhook_url TEXT DEFAULT NULL,
-            webhook_secret TEXT DEFAULT '',
-            webhook_events TEXT DEFAULT '',
-            webhook_insecure_skip_verify BOOLEAN DEFAULT FALSE,
-            ad_jid VARCHAR(255) DEFAULT '');
-        CREATE TABLE message_reactions (
-            message_id VARCHAR(255) NOT NULL,
-            chat_jid VARCHAR(255) NOT NULL,
-            device_id VARCHAR(255) NOT NULL DEFAULT '',
-            reactor_jid VARCHAR(255) NOT NULL,
-            emoji TEXT NOT NULL DEFAULT '',
-            is_from_me BOOLEAN DEFAULT FALSE,
-            reaction_timestamp TIMESTAMP NOT NULL,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            PRIMARY KEY (message_id, reactor_jid, device_id));
-        CREATE TABLE message_edits (
-            original_message_id VARCHAR(255) NOT NULL,
-            edit_event_id VARCHAR(255) NOT NULL,
-            chat_jid VARCHAR(255) NOT NULL,
-            device_id VARCHAR(255) NOT NULL DEFAULT '',
-            editor VARCHAR(255) DEFAULT '',
-            previous_content TEXT DEFAULT '',
-            new_content TEXT DEFAULT '',
-            edited_at TIMESTAMP NOT NULL,
-            created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-            PRIMARY KEY (original_message_id, edit_event_id, device_id));";
+    const V9: &str = include_str!("../../tests/e2e/fixtures/go-chatstorage-v9.sql");
 
     /// A Go file at `dir/name` made by `ddl` and `fill`, closed.
     fn go_file(dir: &Path, name: &str, ddl: &str, fill: impl FnOnce(&Connection)) -> PathBuf {

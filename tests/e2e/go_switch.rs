@@ -611,3 +611,148 @@ async fn a_go_command_line_starts_the_server_under_its_base_path() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+const GO_CHATS_V9: &str = include_str!("fixtures/go-chatstorage-v9.sql");
+
+#[tokio::test]
+async fn a_go_chat_history_shows_in_chats_messages_and_downloads() {
+    let (fake, mut server, _dir) = paired().await;
+    let device = fake.devices()[0].jid.clone();
+    let (user, _) = device.split_once(':').unwrap();
+    let account = format!("{user}@s.whatsapp.net");
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    server.terminate().await;
+
+    let go_dir = tempfile::tempdir().unwrap();
+    write_go_session(
+        &server.store_path(),
+        &go_dir.path().join("storages/whatsapp.db"),
+    );
+    // What the Go server saw of a chat with the friend: an edited text, a photo
+    // (its media on WhatsApp's servers), our answer with a reaction; and a chat
+    // of another account of the same Go server, which is not ours to show.
+    let picture = crate::incoming::png();
+    let hosted = fake
+        .host_media(&picture, fake_whatsapp::MediaType::Image)
+        .unwrap();
+    let chats = go_dir.path().join("storages/chatstorage.db");
+    let conn = Connection::open(&chats).unwrap();
+    conn.execute_batch(GO_CHATS_V9).unwrap();
+    for version in 1..=43 {
+        conn.execute("INSERT INTO schema_info (version) VALUES (?1)", [version])
+            .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO chats (jid, device_id, name, last_message_time) VALUES \
+         (?1, ?2, 'Friend', '2026-11-30 10:02:00+00:00'), \
+         ('6281999@s.whatsapp.net', '6287700@s.whatsapp.net', 'Theirs', '2026-11-30 10:00:00+00:00')",
+        rusqlite::params![friend, account],
+    )
+    .unwrap();
+    let text = |id: &str, sender: &str, content: &str, at: &str, from_me: bool| {
+        conn.execute(
+            "INSERT INTO messages (id, chat_jid, device_id, sender, content, timestamp, \
+             is_from_me, media_type, filename, url, file_length) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, '', '', '', 0)",
+            rusqlite::params![id, friend, account, sender, content, at, from_me],
+        )
+        .unwrap();
+    };
+    text(
+        "GOTEXT1",
+        &friend,
+        "see you at ten",
+        "2026-11-30 10:00:00+00:00",
+        false,
+    );
+    text(
+        "GOTEXT2",
+        &device,
+        "on my way",
+        "2026-11-30 10:02:00+00:00",
+        true,
+    );
+    conn.execute(
+        "INSERT INTO messages (id, chat_jid, device_id, sender, content, timestamp, is_from_me, \
+         media_type, filename, url, media_key, file_sha256, file_enc_sha256, file_length, \
+         direct_path) VALUES ('GOPIC', ?1, ?2, ?1, 'the view', '2026-11-30 10:01:00+00:00', 0, \
+         'image', 'image_20261130.png', ?3, ?4, ?5, ?6, ?7, ?8)",
+        rusqlite::params![
+            friend,
+            account,
+            hosted.url,
+            hosted.media_key,
+            hosted.file_sha256,
+            hosted.file_enc_sha256,
+            hosted.file_length as i64,
+            hosted.direct_path,
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO message_edits (original_message_id, edit_event_id, chat_jid, device_id, \
+         editor, previous_content, new_content, edited_at) VALUES \
+         ('GOTEXT1', 'EDIT1', ?1, ?2, ?1, 'see you at nine', 'see you at ten', \
+         '2026-11-30 10:00:30+00:00')",
+        rusqlite::params![friend, account],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO message_reactions (message_id, chat_jid, device_id, reactor_jid, emoji, \
+         is_from_me, reaction_timestamp) VALUES ('GOTEXT2', ?1, ?2, ?1, '👍', 0, \
+         '2026-11-30 10:03:00+00:00')",
+        rusqlite::params![friend, account],
+    )
+    .unwrap();
+    drop(conn);
+    let before = sha256(&chats);
+
+    let go = Server::start(&fake, go_dir.path()).await;
+    go.wait_connected().await;
+    assert!(
+        go.log().contains("imported the Go server's chat history"),
+        "{}",
+        go.log()
+    );
+    let listed = go.get("/chats").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = listed.body.to_string();
+    assert!(listed.contains(&friend), "{listed}");
+    assert!(
+        !listed.contains("6281999"),
+        "another account's chat: {listed}"
+    );
+
+    let messages = go.get(&format!("/chat/{friend}/messages?limit=10")).await;
+    assert_eq!(messages.status, 200, "{}", messages.body);
+    let data = messages.body["results"]["data"].as_array().unwrap().clone();
+    let by_id = |id: &str| {
+        data.iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {data:?}"))
+            .clone()
+    };
+    assert_eq!(data.len(), 3, "{data:?}");
+    let edited = by_id("GOTEXT1");
+    assert_eq!(edited["content"], "see you at ten", "the edited text");
+    assert_ne!(
+        edited["updated_at"], edited["created_at"],
+        "marked as edited"
+    );
+    let answer = by_id("GOTEXT2");
+    assert!(answer.to_string().contains("on my way"));
+    assert!(
+        answer["reactions"].to_string().contains("👍"),
+        "the reaction: {answer}"
+    );
+    assert!(by_id("GOPIC").to_string().contains("the view"));
+
+    let res = go
+        .get(&format!("/message/GOPIC/download?phone={FRIEND}"))
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, go.log());
+    let url = res.body["results"]["file_url"].as_str().unwrap();
+    let served = reqwest::get(url).await.unwrap();
+    assert_eq!(served.bytes().await.unwrap().as_ref(), picture.as_slice());
+    assert_eq!(sha256(&chats), before, "the Go history is unchanged");
+}
