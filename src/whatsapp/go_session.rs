@@ -1028,4 +1028,104 @@ mod tests {
         assert_eq!(signal_address("no-device"), None);
         assert_eq!(signal_address("abc:1"), None);
     }
+
+    fn public(seed: u8) -> Vec<u8> {
+        PrivateKey::deserialize(&[seed; 32])
+            .unwrap()
+            .public_key()
+            .unwrap()
+            .serialize()
+            .to_vec()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn a_go_sender_key_record_keeps_its_states_and_drops_a_zero_private_key() {
+        // As go.mau.fi/libsignal writes it: newest state first; a received sender key
+        // whose private half became 32 zero bytes after a re-save.
+        let json = serde_json::json!({"SenderKeyStates": [
+            {"Keys": [{"Iteration": 4, "IV": b64(&[1; 16]), "CipherKey": b64(&[2; 32]), "Seed": b64(&[3; 32])}],
+             "KeyID": 77, "SenderChainKey": {"Iteration": 5, "ChainKey": b64(&[4; 32])},
+             "SigningKeyPrivate": b64(&[0; 32]), "SigningKeyPublic": b64(&public(9))},
+            {"Keys": null, "KeyID": 76, "SenderChainKey": {"Iteration": 0, "ChainKey": b64(&[5; 32])},
+             "SigningKeyPrivate": null, "SigningKeyPublic": b64(&public(8))},
+        ]});
+        let bytes = transcode_sender_key(json.to_string().as_bytes()).unwrap();
+        let states = SenderKeyRecord::deserialize(&bytes)
+            .unwrap()
+            .into_components()
+            .unwrap()
+            .states;
+        assert_eq!(states.len(), 2);
+        assert_eq!(states[0].key_id, 77, "the current state stays first");
+        assert_eq!(states[0].chain_key.iteration, 5);
+        assert_eq!(states[0].chain_key.seed, vec![4; 32]);
+        assert_eq!(states[0].signing_key.private, None);
+        assert_eq!(states[0].message_keys.len(), 1);
+        assert_eq!(states[0].message_keys[0].iteration, 4);
+        assert_eq!(states[0].message_keys[0].seed, vec![3; 32]);
+        assert_eq!(states[1].key_id, 76);
+        assert!(transcode_sender_key(b"{\"SenderKeyStates\": 5}").is_err());
+    }
+
+    #[test]
+    fn a_go_session_record_keeps_its_keys_chains_and_counters() {
+        let chain = |ratchet: u8, private: Option<u8>, index: u32| {
+            serde_json::json!({
+                "SenderRatchetKeyPublic": b64(&public(ratchet)),
+                "SenderRatchetKeyPrivate": private.map(|p| b64(&[p; 32])),
+                "ChainKey": {"Key": b64(&[ratchet; 32]), "Index": index},
+                "MessageKeys": [{"CipherKey": b64(&[6; 32]), "MacKey": b64(&[7; 32]), "IV": b64(&[8; 16]), "Index": index - 1}],
+            })
+        };
+        let state = |root: u8| {
+            serde_json::json!({
+                "LocalIdentityPublic": b64(&public(1)),
+                "LocalRegistrationID": 4_000_000_000u32,
+                "NeedsRefresh": false,
+                "PendingKeyExchange": null,
+                "PendingPreKey": {"PreKeyID": {"Value": 31, "IsEmpty": false}, "SignedPreKeyID": 1, "BaseKey": b64(&public(2))},
+                "PreviousCounter": 3,
+                "ReceiverChains": [chain(10, None, 2), chain(11, None, 9)],
+                "RemoteIdentityPublic": b64(&public(3)),
+                "RemoteRegistrationID": 1234,
+                "RootKey": b64(&[root; 32]),
+                "SenderBaseKey": b64(&public(4)),
+                "SenderChain": chain(12, Some(13), 21),
+                "SessionVersion": 3,
+            })
+        };
+        let json = serde_json::json!({"SessionState": state(40), "PreviousStates": [state(41)]});
+        let bytes = transcode_session(json.to_string().as_bytes()).unwrap();
+        let record = SessionRecord::deserialize(&bytes)
+            .unwrap()
+            .into_components()
+            .unwrap();
+        let current = record.current_session.unwrap();
+        assert_eq!(current.root_key, Some(vec![40; 32]));
+        assert_eq!(current.local_registration_id, Some(4_000_000_000));
+        assert_eq!(current.remote_registration_id, Some(1234));
+        assert_eq!(current.previous_counter, Some(3));
+        assert_eq!(current.alice_base_key.as_deref().map(|k| k.len()), Some(33));
+        let sender = current.sender_chain.unwrap();
+        assert_eq!(sender.chain_key.as_ref().unwrap().index, Some(21));
+        assert_eq!(sender.sender_ratchet_key_private, Some(vec![13; 32]));
+        assert_eq!(sender.message_keys[0].index, 20);
+        let receivers: Vec<_> = current
+            .receiver_chains
+            .iter()
+            .map(|c| c.chain_key.as_ref().unwrap().index)
+            .collect();
+        assert_eq!(receivers, [Some(2), Some(9)], "oldest first, as in Go");
+        let pending = current.pending_pre_key.unwrap();
+        assert_eq!(pending.pre_key_id, Some(31));
+        assert_eq!(pending.signed_pre_key_id, Some(1));
+        assert_eq!(record.previous_sessions.len(), 1);
+        assert_eq!(record.previous_sessions[0].root_key, Some(vec![41; 32]));
+        assert!(transcode_session(b"not json").is_err());
+    }
 }
