@@ -30,6 +30,19 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    from_args_with(args, &[])
+}
+
+/// [`from_args`], with `defaults` (a `.env` file's `KEY=value` settings) taken for
+/// every setting whose environment variable is `KEY`, unless the environment or a
+/// flag sets it: a flag wins over the environment, which wins over `.env`. Keys
+/// that name no setting are ignored. On a bad command line, clap prints why and
+/// exits, as it always did.
+pub fn from_args_with<I, T>(args: I, defaults: &[(String, String)]) -> (Mode, Config)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
     let mode = match args.get(1).and_then(|a| a.to_str()) {
         Some("rest") => {
@@ -42,7 +55,34 @@ where
         }
         _ => Mode::Serve,
     };
-    (mode, Config::parse_from(args))
+    let config = parse_with_defaults(args, defaults).unwrap_or_else(|e| e.exit());
+    (mode, config)
+}
+
+/// Parses `args` with `defaults` below the environment (see [`from_args_with`]).
+pub fn parse_with_defaults<I, T>(
+    args: I,
+    defaults: &[(String, String)],
+) -> Result<Config, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Config::command();
+    for (key, value) in defaults {
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|a| a.get_env().is_some_and(|env| env == key.as_str()))
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            let value = value.clone();
+            command = command.mut_arg(id, move |arg| arg.default_value(value));
+        }
+    }
+    let matches = command.try_get_matches_from(args)?;
+    Config::from_arg_matches(&matches)
 }
 
 /// A drop-in WhatsApp HTTP API server (go-whatsapp-web-multidevice API v2.3.0).
@@ -62,7 +102,13 @@ pub struct Config {
 
     /// Accounts allowed to use the API, `user:password` (comma-separated for
     /// several). When set, every route needs HTTP basic auth.
-    #[arg(short = 'b', long, env = "APP_BASIC_AUTH", value_delimiter = ',')]
+    #[arg(
+        short = 'b',
+        long,
+        env = "APP_BASIC_AUTH",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub basic_auth: Vec<String>,
 
     /// Web origins allowed to call the API from a browser (`*` for any), e.g.
@@ -86,7 +132,7 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Verbose logs (debug level for this server and the WhatsApp client).
-    #[arg(short, long, env = "APP_DEBUG", default_value_t = false)]
+    #[arg(short, long, env = "APP_DEBUG", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
 
     /// Answer new private text messages with this text.
@@ -106,12 +152,12 @@ pub struct Config {
 
     /// The Go server's `DB_URI`: `file:PATH[?options]` names the session file (as
     /// --db-path does, and wins over it). `postgres://` is not supported yet.
-    #[arg(long, env = "DB_URI")]
+    #[arg(long, env = "DB_URI", hide_env_values = true)]
     pub db_uri: Option<String>,
 
     /// The Go server's `DB_KEYS_URI`: `file:PATH` of a separate whatsmeow key store
     /// (its prekeys, identities, sessions and sender keys are imported from there).
-    #[arg(long, env = "DB_KEYS_URI")]
+    #[arg(long, env = "DB_KEYS_URI", hide_env_values = true)]
     pub db_keys_uri: Option<String>,
 
     /// Name of this device as the phone lists it under "Linked devices" (Go's
@@ -166,11 +212,22 @@ pub struct Config {
     pub media_queue_timeout_secs: u64,
 
     /// URLs that receive incoming messages as webhooks (comma-separated).
-    #[arg(short = 'w', long, env = "WHATSAPP_WEBHOOK", value_delimiter = ',')]
+    #[arg(
+        short = 'w',
+        long,
+        env = "WHATSAPP_WEBHOOK",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub webhook: Vec<String>,
 
     /// Key of the `X-Hub-Signature-256` HMAC on every webhook.
-    #[arg(long, env = "WHATSAPP_WEBHOOK_SECRET", default_value = "secret")]
+    #[arg(
+        long,
+        env = "WHATSAPP_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = "secret"
+    )]
     pub webhook_secret: String,
 
     /// Webhook events to send (comma-separated, e.g. `message`); empty sends all.
@@ -186,7 +243,8 @@ pub struct Config {
     #[arg(
         long,
         env = "WHATSAPP_WEBHOOK_INSECURE_SKIP_VERIFY",
-        default_value_t = false
+        default_value_t = false,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub webhook_insecure_skip_verify: bool,
 
@@ -206,12 +264,12 @@ pub struct Config {
 
     /// Let `image_url`, `file_url`… fetch from loopback, private and link-local
     /// addresses (by default only public addresses are fetched).
-    #[arg(long, env = "APP_ALLOW_PRIVATE_URLS", default_value_t = false)]
+    #[arg(long, env = "APP_ALLOW_PRIVATE_URLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_urls: bool,
 
     /// Refuse unknown request fields with a 400 (by default they are ignored, as Go
     /// ignored them).
-    #[arg(long, env = "APP_STRICT_FIELDS", default_value_t = false)]
+    #[arg(long, env = "APP_STRICT_FIELDS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict_fields: bool,
 
     /// Download incoming media into `statics/media/` for webhooks (`false`: the
@@ -220,9 +278,7 @@ pub struct Config {
         long,
         env = "WHATSAPP_AUTO_DOWNLOAD_MEDIA",
         default_value_t = true,
-        action = clap::ArgAction::Set,
-        num_args = 0..=1,
-        default_missing_value = "true"
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub auto_download_media: bool,
 

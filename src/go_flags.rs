@@ -126,6 +126,8 @@ go_only! {
         "no Chatwoot integration";
     chatwoot_message_delete, "chatwoot-message-delete", "CHATWOOT_MESSAGE_DELETE",
         "no Chatwoot integration";
+    chatwoot_allowed_hosts, "chatwoot-allowed-hosts", "CHATWOOT_ALLOWED_HOSTS",
+        "no Chatwoot integration";
 }
 
 /// The one startup warning naming each Go setting that is set but has no effect
@@ -145,14 +147,51 @@ pub fn warning(go_only: &GoOnly) -> Option<String> {
     ))
 }
 
-/// Loads `.env` from the working directory, as the Go server does. Variables
-/// already set in the environment win over it, and flags win over both. Must run
-/// before any other thread starts (it sets environment variables).
-pub fn load_dot_env() -> Result<bool, String> {
-    match dotenvy::from_path(".env") {
-        Ok(()) => Ok(true),
-        Err(e) if e.not_found() => Ok(false),
-        Err(e) => Err(format!(".env in the working directory cannot be read: {e}")),
+/// The settings of `.env` in the working directory, as the Go server reads it:
+/// `KEY=value` lines. Nothing is put into the process environment; the caller
+/// makes them defaults below the environment and the flags. A file that cannot be
+/// parsed is an error that does not quote it (it may hold secrets).
+pub fn dot_env(dir: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let path = dir.join(".env");
+    let lines = match dotenvy::from_path_iter(&path) {
+        Ok(lines) => lines,
+        Err(e) if e.not_found() => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(format!(
+                ".env in the working directory cannot be read ({})",
+                e.kind_only()
+            ));
+        }
+    };
+    let mut pairs = Vec::new();
+    for (n, line) in lines.enumerate() {
+        match line {
+            Ok(pair) => pairs.push(pair),
+            Err(_) => {
+                return Err(format!(
+                    ".env in the working directory cannot be parsed at its setting {} \
+                     (check its quotes); its content is not shown, it may hold secrets",
+                    n + 1
+                ));
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// The part of a dotenvy error that holds no file content.
+trait KindOnly {
+    fn kind_only(&self) -> String;
+}
+
+impl KindOnly for dotenvy::Error {
+    fn kind_only(&self) -> String {
+        match self {
+            dotenvy::Error::Io(e) => e.kind().to_string(),
+            dotenvy::Error::LineParse(..) => "a line cannot be parsed".into(),
+            dotenvy::Error::EnvVar(e) => e.to_string(),
+            _ => "unreadable".into(),
+        }
     }
 }
 
@@ -172,6 +211,10 @@ mod tests {
             "--account-validation=false",
             "--auto-mark-read",
             "--chatwoot-api-token=s3cret",
+            "--chatwoot-allowed-hosts=a.example",
+            "--debug=true",
+            "--webhook-insecure-skip-verify=false",
+            "--auto-download-media=false",
             "-H",
             "127.0.0.1",
             "--port",
@@ -181,6 +224,9 @@ mod tests {
         assert_eq!(config.device_name.as_deref(), Some("Chrome"));
         assert_eq!(config.base_path, "/gowa");
         assert_eq!(config.port, 3001);
+        assert!(config.debug);
+        assert!(!config.webhook_insecure_skip_verify);
+        assert!(!config.auto_download_media);
         let warning = super::warning(&config.go_only).unwrap();
         assert!(
             warning.contains("--account-validation (WHATSAPP_ACCOUNT_VALIDATION)"),
@@ -195,6 +241,36 @@ mod tests {
         assert!(!warning.contains("--os"), "--os has an effect: {warning}");
         let plain = Config::try_parse_from(["whatsapp-api"]).unwrap();
         assert_eq!(super::warning(&plain.go_only), None);
+    }
+
+    #[test]
+    fn dot_env_settings_are_defaults_below_the_environment_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "# a Go .env\nAPP_PORT=3005\nAPP_BASIC_AUTH=a:1,b:2\nAPP_DEBUG=true\n\
+             HTTPS_PROXY=http://proxy.example\nWHATSAPP_ACCOUNT_VALIDATION=false\n",
+        )
+        .unwrap();
+        let pairs = super::dot_env(dir.path()).unwrap();
+        let config = crate::config::parse_with_defaults(["whatsapp-api"], &pairs).unwrap();
+        assert_eq!(config.port, 3005);
+        assert!(config.debug);
+        assert_eq!(config.basic_auth, ["a:1", "b:2"]);
+        assert_eq!(config.go_only.account_validation.as_deref(), Some("false"));
+        let flagged =
+            crate::config::parse_with_defaults(["whatsapp-api", "--port", "3006"], &pairs).unwrap();
+        assert_eq!(flagged.port, 3006, "a flag wins over .env");
+
+        std::fs::write(
+            dir.path().join(".env"),
+            "APP_PORT=3000\nAPP_BASIC_AUTH='u:hunter2\n",
+        )
+        .unwrap();
+        let err = super::dot_env(dir.path()).unwrap_err();
+        assert!(err.contains("cannot be parsed"), "{err}");
+        assert!(!err.contains("hunter2"), "the content is not shown: {err}");
+        assert_eq!(super::dot_env(&dir.path().join("none")).unwrap(), vec![]);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub fn app_state(
                 .map_err(std::io::Error::other)?,
             cors_origins: config.cors_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
+            base_path: config.route_prefix().map_err(std::io::Error::other)?,
         })),
     }))
 }
@@ -186,15 +187,16 @@ pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
 pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn WhatsApp>)> {
     config.check_build_support().map_err(anyhow::Error::msg)?;
     config.check_consistency().map_err(anyhow::Error::msg)?;
+    if let Some(warning) = go_flags::warning(&config.go_only) {
+        tracing::warn!("{warning}");
+    }
+    // Every storage path is checked before anything opens one.
+    let layout = config.layout();
+    let found = go_import::check_storage(&layout)?;
     let webhooks = match config.webhook_config() {
         Some(settings) => Some(webhook::Webhooks::start(settings)?),
         None => None,
     };
-    if let Some(warning) = go_flags::warning(&config.go_only) {
-        tracing::warn!("{warning}");
-    }
-    let layout = config.layout();
-    let found = go_import::check_storage(&layout)?;
     let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
     if found == storage::Found::GoSession {
         go_import::import_session(config, &layout, &messages).await?;

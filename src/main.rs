@@ -17,10 +17,13 @@ use tracing::{error, info, warn};
 use whatsapp_api::config::{Config, Mode};
 
 fn main() -> ExitCode {
-    // `.env` in the working directory, as the Go server reads it: before any other
-    // thread exists, since it sets environment variables.
-    let dot_env = whatsapp_api::go_flags::load_dot_env();
-    let (mode, config) = whatsapp_api::config::from_args(std::env::args_os());
+    // `.env` in the working directory, as the Go server reads it: its settings are
+    // defaults below the environment and the flags.
+    let dot_env = std::env::current_dir()
+        .map_err(|e| format!("cannot read the working directory: {e}"))
+        .and_then(|dir| whatsapp_api::go_flags::dot_env(&dir));
+    let defaults = dot_env.as_deref().unwrap_or_default();
+    let (mode, config) = whatsapp_api::config::from_args_with(std::env::args_os(), defaults);
     if mode == Mode::Health {
         return if healthy(&config) {
             ExitCode::SUCCESS

@@ -256,7 +256,8 @@ where
     if let Some(refusal) = guard::refusal(&state.guard, &req) {
         return dialect(&state, refusal, false).await;
     }
-    let is_send = req.uri().path().starts_with("/send/");
+    let is_send =
+        super::route_path(&state.limits.base_path, req.uri().path()).starts_with("/send/");
     let method = req.method().clone();
     let sent = req
         .extensions()

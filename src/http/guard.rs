@@ -25,6 +25,8 @@ pub struct GuardConfig {
     /// Origins allowed cross-site; `*` allows any.
     pub cors_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
+    /// `--base-path`: route checks look at the path without it.
+    pub base_path: String,
 }
 
 pub struct Guard {
@@ -33,6 +35,7 @@ pub struct Guard {
     any_origin: bool,
     origins: Vec<String>,
     hosts: Vec<String>,
+    base_path: String,
 }
 
 impl Guard {
@@ -56,6 +59,7 @@ impl Guard {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            base_path: config.base_path.clone(),
         }
     }
 
@@ -106,7 +110,8 @@ impl Guard {
                 host.unwrap_or("(none)")
             ));
         }
-        if self.any_origin || !changes_state(req.method(), req.uri().path()) {
+        let path = super::route_path(&self.base_path, req.uri().path());
+        if self.any_origin || !changes_state(req.method(), path) {
             return None;
         }
         let cross_site = match origin {

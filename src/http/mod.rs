@@ -152,6 +152,32 @@ pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
         .service(routes)
 }
 
+/// `path` as the routes know it: without the `--base-path` prefix `base` (`""` for
+/// none). A path outside the prefix is returned as it is (it matches no route).
+pub(crate) fn route_path<'p>(base: &str, path: &'p str) -> &'p str {
+    if base.is_empty() {
+        return path;
+    }
+    match path.strip_prefix(base) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn route_paths_lose_the_base_path_only_at_a_segment_boundary() {
+    assert_eq!(route_path("", "/app/logout"), "/app/logout");
+    assert_eq!(route_path("/gowa", "/gowa/app/logout"), "/app/logout");
+    assert_eq!(route_path("/gowa", "/gowa"), "/");
+    assert_eq!(
+        route_path("/gowa", "/gowax/app/logout"),
+        "/gowax/app/logout"
+    );
+    assert_eq!(route_path("/gowa", "/app/logout"), "/app/logout");
+}
+
 /// The user part of a JID: `628…:7@s.whatsapp.net` → `628…`.
 pub(crate) fn user_of(jid: &str) -> String {
     jid.split(['@', ':']).next().unwrap_or_default().to_owned()

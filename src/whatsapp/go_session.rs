@@ -86,7 +86,8 @@ pub struct GoDevice {
     pub adv_key: Vec<u8>,
     pub adv_details: Vec<u8>,
     pub adv_account_sig: Vec<u8>,
-    pub adv_account_sig_key: Vec<u8>,
+    /// NULL in files upgraded from old whatsmeow versions.
+    pub adv_account_sig_key: Option<Vec<u8>>,
     pub adv_device_sig: Vec<u8>,
     pub push_name: String,
     pub lid_migrated: bool,
@@ -291,7 +292,7 @@ fn device(go: &GoDevice) -> Result<Device, String> {
     device.adv_secret_key = array(&go.adv_key, "the ADV secret")?;
     device.account = Some(Arc::new(wa::ADVSignedDeviceIdentity {
         details: Some(go.adv_details.clone()),
-        account_signature_key: Some(go.adv_account_sig_key.clone()),
+        account_signature_key: go.adv_account_sig_key.clone(),
         account_signature: Some(go.adv_account_sig.clone()),
         device_signature: Some(go.adv_device_sig.clone()),
     }));
@@ -393,7 +394,9 @@ fn convert(
         match record {
             Some((address, record)) => sessions.push((Arc::from(address), Bytes::from(record))),
             None => {
-                tracing::warn!(peer = %their_id, "a Signal session of the Go server could not be converted; WhatsApp's retries will rebuild it");
+                tracing::warn!(
+                    "a Signal session of the Go server could not be converted; WhatsApp's retries will rebuild it"
+                );
                 skipped += 1;
             }
         }

@@ -540,6 +540,17 @@ async fn a_go_command_line_starts_the_server_under_its_base_path() {
     assert!(warning.contains("--auto-mark-read"), "{warning}");
 
     assert_eq!(server.get("/gowa/app/status").await.status, 200);
+    // The cross-site check sees the route under its prefix: a page elsewhere cannot
+    // log the device out through /gowa/app/logout.
+    let cross_site = server
+        .http
+        .get(format!("{}/gowa/app/logout", server.base))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status().as_u16(), 403);
     assert_eq!(server.get("/app/status").await.status, 404);
     let health = server
         .http

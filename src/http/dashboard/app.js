@@ -145,7 +145,13 @@ async function requestQr() {
   // Same origin, whatever host name the server put in the link.
   const url = new URL(link, document.baseURI);
   const img = el("qr-image");
-  img.src = url.pathname.replace(/^\//, "") + url.search;
+  // Relative to the page: under --base-path the link carries the page's own folder,
+  // behind a proxy that strips a prefix it does not.
+  const folder = new URL(".", document.baseURI).pathname;
+  const path = url.pathname.startsWith(folder)
+    ? url.pathname.slice(folder.length)
+    : url.pathname.replace(/^\//, "");
+  img.src = path + url.search;
   img.hidden = false;
   session.qrExpiresAt = Date.now() + Math.max(1, seconds) * 1000;
   tickQr();
