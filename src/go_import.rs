@@ -19,6 +19,7 @@ use crate::whatsapp::go_session;
 pub fn check_storage(layout: &Layout) -> anyhow::Result<Found> {
     // What an import interrupted by a crash left behind is ours to remove.
     storage::remove_session_store(&go_session::scratch_path(&layout.session));
+    storage::remove_stale_snapshots(&layout.dir());
     Ok(storage::prepare(layout)?)
 }
 
@@ -38,9 +39,11 @@ pub async fn import_session(
         );
         return Ok(());
     }
-    let session = tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref()))
-        .await
-        .context("the import stopped")??;
+    let scratch = layout.dir();
+    let session =
+        tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref(), &scratch))
+            .await
+            .context("the import stopped")??;
     let key = format!("go-session:{}", session.import_key());
     let seen = {
         let key = key.clone();
@@ -90,7 +93,7 @@ fn identify_is_ours(path: &Path) -> bool {
 /// Imports the Go server's chat history (`chatstorage.db`, v7 to v9) into the
 /// message store, once per account, when this server knows its account.
 pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
-    match storage::identify(&layout.go_chats) {
+    match storage::identify_foreign(&layout.go_chats, &layout.dir()) {
         Kind::GoChats => {}
         Kind::Missing => return Ok(()),
         other => {

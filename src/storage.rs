@@ -79,8 +79,20 @@ const OUR_MESSAGES_TABLES: &[&str] = &["chats", "messages", "reactions", "edits"
 const OUR_OUTBOX_TABLES: &[&str] = &["webhook_events", "webhook_deliveries"];
 const GO_CHATS_TABLES: &[&str] = &["chats", "messages"];
 
-/// Looks at the file at `path` without changing it (opened read-only).
+/// Looks at the file at `path` without changing it or creating anything beside it
+/// (SQLite's `immutable` mode: its journal files are not read).
 pub fn identify(path: &Path) -> Kind {
+    identify_with(path, None)
+}
+
+/// [`identify`] for a file another program owns (the Go server's), whose recent
+/// changes may still be only in its write-ahead log: then it is read from a copy
+/// made in `scratch` (see [`open_foreign`]).
+pub fn identify_foreign(path: &Path, scratch: &Path) -> Kind {
+    identify_with(path, Some(scratch))
+}
+
+fn identify_with(path: &Path, scratch: Option<&Path>) -> Kind {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Kind::Missing,
@@ -100,7 +112,17 @@ pub fn identify(path: &Path) -> Kind {
     if !is_sqlite {
         return Kind::Foreign("a file that is not an SQLite database".into());
     }
-    let tables = match table_names(path) {
+    let view = match scratch {
+        Some(scratch) => open_foreign(path, scratch).map_err(|e| e.to_string()),
+        None => open_immutable(path)
+            .map(|conn| Foreign { conn, _copy: None })
+            .map_err(|e| e.to_string()),
+    };
+    let view = match view {
+        Ok(view) => view,
+        Err(e) => return Kind::Foreign(e),
+    };
+    let tables = match table_names(&view.conn) {
         Ok(tables) => tables,
         Err(e) => return Kind::Foreign(format!("a damaged or half-written SQLite database ({e})")),
     };
@@ -108,7 +130,7 @@ pub fn identify(path: &Path) -> Kind {
     if tables.iter().any(|t| t == "whatsmeow_version") {
         // A version that cannot be read (a damaged file) is -1: the import's own
         // checks then say what is wrong with it.
-        let version = whatsmeow_version(path).unwrap_or(-1);
+        let version = whatsmeow_version(&view.conn).unwrap_or(-1);
         return Kind::GoSession { version };
     }
     if has(OUR_SESSION_TABLES) && tables.iter().any(|t| t == "__diesel_schema_migrations") {
@@ -136,7 +158,9 @@ pub fn identify(path: &Path) -> Kind {
     ))
 }
 
-/// Opens an SQLite file read-only: never creates, never writes the file itself.
+/// Opens one of this server's own SQLite files read-only (its log is read, so a
+/// `-shm` may be created beside it: for the Go server's files use
+/// [`open_foreign`]).
 pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     Connection::open_with_flags(
         path,
@@ -144,8 +168,144 @@ pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     )
 }
 
-fn table_names(path: &Path) -> rusqlite::Result<Vec<String>> {
-    let conn = open_read_only(path)?;
+/// Opens an SQLite file read-only in `immutable` mode: nothing is written or
+/// created beside it, and its journal files are not read (use [`open_foreign`]
+/// for a file whose log may hold changes).
+pub fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
+    // The path goes into a URI: `%`, `?` and `#` would be read as syntax.
+    const IN_URI: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    let text = path
+        .to_str()
+        .ok_or_else(|| rusqlite::Error::InvalidPath(path.to_owned()))?;
+    let uri = format!(
+        "file:{}?immutable=1",
+        percent_encoding::utf8_percent_encode(text, IN_URI)
+    );
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// A read-only view of a database another program owns (the Go server's files):
+/// its latest committed state, read without writing or creating anything beside
+/// it. Holds the copy it may have made until dropped.
+pub struct Foreign {
+    pub conn: Connection,
+    _copy: Option<tempfile::TempDir>,
+}
+
+/// Why a foreign database could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ForeignError {
+    #[error(
+        "{path} is open in another program (is the Go server still running?); stop it \
+         first, this server never runs with the same device at the same time; it is left \
+         untouched"
+    )]
+    InUse { path: String },
+    #[error("cannot copy {path} to read it ({source}); it is left untouched")]
+    Copy {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is a damaged or half-written SQLite database ({source}); it is left untouched")]
+    Sql {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
+/// Opens `path`, which another program owns, for reading. The Go server keeps its
+/// files in WAL mode and does not always close them, so its last changes may be
+/// only in the `-wal` file: then the file and its log are copied into a private
+/// folder in `scratch` and read there (SQLite folds the log in on the copy).
+/// Otherwise the file is read in place, in `immutable` mode. A file some process
+/// still has open (its `-shm` lock) is refused: it may be changing as it is read.
+pub fn open_foreign(path: &Path, scratch: &Path) -> Result<Foreign, ForeignError> {
+    let shown = || path.display().to_string();
+    let sql = |source| ForeignError::Sql {
+        path: shown(),
+        source,
+    };
+    if in_use(path) {
+        return Err(ForeignError::InUse { path: shown() });
+    }
+    if !has_pending_log(path) {
+        let conn = open_immutable(path).map_err(sql)?;
+        return Ok(Foreign { conn, _copy: None });
+    }
+    let copy_err = |source| ForeignError::Copy {
+        path: shown(),
+        source,
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(SNAPSHOT_PREFIX)
+        .tempdir_in(scratch)
+        .map_err(copy_err)?;
+    let copy = dir.path().join("snapshot.db");
+    std::fs::copy(path, &copy).map_err(copy_err)?;
+    for (from, to) in companions(path).into_iter().zip(companions(&copy)) {
+        if std::fs::metadata(&from).is_ok_and(|m| m.len() > 0) && !from.ends_with("-shm") {
+            std::fs::copy(&from, &to).map_err(copy_err)?;
+        }
+    }
+    let conn = Connection::open_with_flags(
+        &copy,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    Ok(Foreign {
+        conn,
+        _copy: Some(dir),
+    })
+}
+
+/// Folders [`open_foreign`] copies into; one left by a crash is removed at start.
+pub const SNAPSHOT_PREFIX: &str = ".go-snapshot-";
+
+/// Removes copies [`open_foreign`] left in `dir` (a crash while reading).
+pub fn remove_stale_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SNAPSHOT_PREFIX);
+        if ours && entry.path().is_dir() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Some process has the database at `path` open in WAL mode: every connection
+/// holds a shared lock on the "dead man switch" byte (128) of its `-shm` file.
+/// Asked with F_GETLK, which takes no lock.
+fn in_use(path: &Path) -> bool {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let [_, shm, _] = companions(path);
+    let Ok(file) = std::fs::File::open(&shm) else {
+        return false;
+    };
+    let mut probe = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as _,
+        l_whence: nix::libc::SEEK_SET as _,
+        l_start: 128,
+        l_len: 1,
+        l_pid: 0,
+    };
+    match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) => i32::from(probe.l_type) != nix::libc::F_UNLCK,
+        Err(_) => false,
+    }
+}
+
+fn table_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
     let names = stmt
         .query_map([], |row| row.get::<_, String>(0))?
@@ -153,8 +313,7 @@ fn table_names(path: &Path) -> rusqlite::Result<Vec<String>> {
     Ok(names)
 }
 
-fn whatsmeow_version(path: &Path) -> rusqlite::Result<i64> {
-    let conn = open_read_only(path)?;
+fn whatsmeow_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT version FROM whatsmeow_version LIMIT 1", [], |row| {
         row.get(0)
     })
@@ -191,6 +350,14 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The storage folder (where this server creates its files).
+    pub fn dir(&self) -> PathBuf {
+        match self.session.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     pub fn new(given: &Path) -> Self {
         Self {
             given: given.to_owned(),
@@ -265,7 +432,7 @@ pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
     if layout.given == layout.session {
         return Ok(Found::Nothing);
     }
-    match identify(&layout.given) {
+    match identify_foreign(&layout.given, &layout.dir()) {
         Kind::Missing | Kind::Empty => Ok(Found::Nothing),
         Kind::GoSession { .. } => Ok(Found::GoSession),
         Kind::OurSession => {

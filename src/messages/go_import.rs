@@ -57,7 +57,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, Row, params, params_from_iter};
+use rusqlite::{Connection, ErrorCode, Row, params, params_from_iter};
 use whatsapp_rust::buffa::Message as _;
 use whatsapp_rust::prelude::{MessageField, wa};
 
@@ -83,6 +83,9 @@ pub enum GoImportError {
     Read(#[source] rusqlite::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// In use by the Go server, or not copyable.
+    #[error(transparent)]
+    Foreign(crate::storage::ForeignError),
 }
 
 /// What a Go chat storage file holds, as far as the import cares.
@@ -141,7 +144,7 @@ pub struct ImportCounts {
 /// Reads which Go schema `go_db` has, without importing anything.
 pub fn inspect_go_chat_storage(go_db: &Path) -> Result<GoSchema, GoImportError> {
     let go = open_go(go_db)?;
-    detect(&go, go_db)
+    detect(&go.conn, go_db)
 }
 
 /// Copies the Go server's chat history (`storages/chatstorage.db`) into `store`, in
@@ -154,9 +157,9 @@ pub fn import_go_chat_storage(
     device_jid: Option<&str>,
 ) -> Result<ImportCounts, GoImportError> {
     let mut go = open_go(go_db)?;
-    let schema = detect(&go, go_db)?;
-    // One read transaction: a consistent snapshot even while a Go server writes.
-    let snapshot = go.transaction().map_err(read)?;
+    let schema = detect(&go.conn, go_db)?;
+    // One read transaction: one consistent state throughout.
+    let snapshot = go.conn.transaction().map_err(read)?;
     let scope = match device_jid {
         Some(jid) if schema.device_scoped => Some(device_ids(&snapshot, &schema, jid)?),
         _ => None,
@@ -205,45 +208,33 @@ fn count_rows(conn: &Connection, table: &str) -> Res<i64> {
 
 /// Opens `path` read-only (`query_only` besides). A WAL file whose `-shm` cannot be
 /// made (a read-only folder) is opened again as immutable.
-fn open_go(path: &Path) -> Res<Connection> {
+fn open_go(path: &Path) -> Res<crate::storage::Foreign> {
     if !path.is_file() {
         return Err(GoImportError::NotFound(path.to_owned()));
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let first = probe(Connection::open_with_flags(path, flags), path);
-    let error = match first {
-        Ok(go) => return Ok(go),
-        Err(GoImportError::Open { error, .. })
-            if matches!(
-                error.sqlite_error_code(),
-                Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)
-            ) =>
-        {
-            error
-        }
-        Err(e) => return Err(e),
-    };
-    let Some(uri) = immutable_uri(path) else {
-        return Err(GoImportError::Open {
+    // A copy, when one is needed, goes into the file's folder: the storage folder
+    // the Go server and this one share.
+    let scratch = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut view = crate::storage::open_foreign(path, scratch).map_err(|e| match e {
+        crate::storage::ForeignError::Sql { source, .. } => GoImportError::Open {
             path: path.to_owned(),
-            error,
-        });
-    };
-    probe(
-        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI),
-        path,
-    )
+            error: source,
+        },
+        other => GoImportError::Foreign(other),
+    })?;
+    view.conn = probe(view.conn, path)?;
+    Ok(view)
 }
 
 /// The opened connection once it has read the schema (SQLite opens lazily).
-fn probe(opened: rusqlite::Result<Connection>, path: &Path) -> Res<Connection> {
+fn probe(go: Connection, path: &Path) -> Res<Connection> {
     let open_error = |error| GoImportError::Open {
         path: path.to_owned(),
         error,
     };
-    let go = opened.map_err(open_error)?;
-    go.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(open_error)?;
     match go.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
     }) {
@@ -259,21 +250,6 @@ fn probe(opened: rusqlite::Result<Connection>, path: &Path) -> Res<Connection> {
     go.execute_batch("PRAGMA query_only = ON")
         .map_err(open_error)?;
     Ok(go)
-}
-
-/// `file:<path>?immutable=1`, for SQLite's URI parser.
-fn immutable_uri(path: &Path) -> Option<String> {
-    let mut uri = String::from("file:");
-    for c in path.to_str()?.chars() {
-        match c {
-            '%' => uri.push_str("%25"),
-            '?' => uri.push_str("%3f"),
-            '#' => uri.push_str("%23"),
-            c => uri.push(c),
-        }
-    }
-    uri.push_str("?immutable=1");
-    Some(uri)
 }
 
 const CHAT_COLUMNS: &[&str] = &[

@@ -63,9 +63,9 @@ pub enum ImportError {
     )]
     NoDevice { path: String },
     #[error(
-        "{path} has changes that are still only in its journal ({path}-wal): is the Go \
-         server still running? Stop it cleanly (it then writes them into the file), \
-         then start this server again. Both must never run with the same device"
+        "{path} is open in another program: is the Go server still running? Stop it \
+         first, then start this server again (both must never run with the same \
+         device); it is left untouched"
     )]
     StillOpen { path: String },
     #[error("cannot write the imported session to {path}: {why}")]
@@ -148,33 +148,47 @@ impl GoSession {
     }
 }
 
-/// Opens a whatsmeow file read-only after checking it is whole and closed.
-fn open_checked(path: &Path) -> Result<Connection, ImportError> {
+/// Opens a whatsmeow file for reading (see [`crate::storage::open_foreign`]) after
+/// checking it is whole.
+fn open_checked(path: &Path, scratch: &Path) -> Result<crate::storage::Foreign, ImportError> {
+    use crate::storage::ForeignError;
     let shown = path.display().to_string();
-    if crate::storage::has_pending_log(path) {
-        return Err(ImportError::StillOpen { path: shown });
-    }
     let damaged = |why: String| ImportError::Damaged {
         path: shown.clone(),
         why,
     };
-    let conn = crate::storage::open_read_only(path).map_err(|e| damaged(e.to_string()))?;
-    let check: String = conn
+    let view = crate::storage::open_foreign(path, scratch).map_err(|e| match e {
+        ForeignError::InUse { .. } => ImportError::StillOpen {
+            path: shown.clone(),
+        },
+        ForeignError::Copy { source, .. } => ImportError::Write {
+            path: shown.clone(),
+            why: format!("cannot copy it to read it: {source}"),
+        },
+        ForeignError::Sql { source, .. } => damaged(source.to_string()),
+    })?;
+    let check: String = view
+        .conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(|e| damaged(e.to_string()))?;
     if check != "ok" {
         return Err(damaged(check));
     }
-    Ok(conn)
+    Ok(view)
 }
 
 /// Reads the first device of the whatsmeow file at `path` (blocking). With Go's
 /// `--db-keys-uri`, its Signal tables (prekeys, identities, sessions, sender keys)
 /// are read from `keys_path` instead.
-pub fn read(path: &Path, keys_path: Option<&Path>) -> Result<GoSession, ImportError> {
+pub fn read(
+    path: &Path,
+    keys_path: Option<&Path>,
+    scratch: &Path,
+) -> Result<GoSession, ImportError> {
     let shown = path.display().to_string();
-    let conn = open_checked(path)?;
-    let keys = keys_path.map(open_checked).transpose()?;
+    let view = open_checked(path, scratch)?;
+    let keys = keys_path.map(|k| open_checked(k, scratch)).transpose()?;
+    let conn = &view.conn;
     let damaged = |e: rusqlite::Error| ImportError::Damaged {
         path: shown.clone(),
         why: e.to_string(),
@@ -190,13 +204,13 @@ pub fn read(path: &Path, keys_path: Option<&Path>) -> Result<GoSession, ImportEr
             version,
         });
     }
-    let mut devices = read_devices(&conn).map_err(damaged)?;
+    let mut devices = read_devices(conn).map_err(damaged)?;
     if devices.is_empty() {
         return Err(ImportError::NoDevice { path: shown });
     }
     let first = devices.remove(0);
     let others = devices.into_iter().map(|d| d.jid).collect();
-    convert(&conn, keys.as_ref().unwrap_or(&conn), first, others)
+    convert(conn, keys.as_ref().map_or(conn, |k| &k.conn), first, others)
         .map_err(|why| ImportError::Damaged { path: shown, why })
 }
 
@@ -600,6 +614,10 @@ pub async fn write(session: &GoSession, target: &Path) -> Result<(), ImportError
         crate::storage::remove_session_store(&scratch);
         return Err(fail(why));
     }
+    // What is at the target is this server's (checked at startup) and holds no
+    // paired device: it goes, journal files included, so no stale log is replayed
+    // onto the imported store.
+    crate::storage::remove_session_store(target);
     let pairs = std::iter::once((scratch.clone(), target.to_owned())).chain(
         crate::storage::companions(&scratch)
             .into_iter()

@@ -104,11 +104,14 @@ fn go_session_json(record: &[u8]) -> Vec<u8> {
 }
 
 /// Writes the device in this server's store at `store` as the Go server would have
-/// it: a whatsmeow v15 file at `go`.
+/// it: a whatsmeow v15 file at `go`, in WAL mode, left as a stopped Go server leaves
+/// it (it never closes the file): everything still in `whatsapp.db-wal`.
 fn write_go_session(store: &Path, go: &Path) {
     std::fs::create_dir_all(go.parent().unwrap()).unwrap();
     let ours = Connection::open(store).unwrap();
     let out = Connection::open(go).unwrap();
+    out.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
+        .unwrap();
     out.execute_batch(WHATSMEOW_V15).unwrap();
     out.execute_batch(
         "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
@@ -206,6 +209,21 @@ fn write_go_session(store: &Path, go: &Path) {
         )
         .unwrap();
     }
+    leave_unclosed(go, out);
+}
+
+/// Closes `conn` on `path` as a killed process would: the file and its log as
+/// they are now, with no checkpoint and no `-shm`.
+fn leave_unclosed(path: &Path, conn: Connection) {
+    let wal = format!("{}-wal", path.display());
+    let kept = |p: &str| format!("{p}.kept");
+    std::fs::copy(path, kept(path.to_str().unwrap())).unwrap();
+    std::fs::copy(&wal, kept(&wal)).unwrap();
+    drop(conn);
+    std::fs::rename(kept(path.to_str().unwrap()), path).unwrap();
+    std::fs::rename(kept(&wal), &wal).unwrap();
+    let _ = std::fs::remove_file(format!("{}-shm", path.display()));
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
 }
 
 fn sha256(path: &Path) -> Vec<u8> {
@@ -252,8 +270,9 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
     // The Go server's volume: only its session file.
     let go_dir = tempfile::tempdir().unwrap();
     let go_file = go_dir.path().join("storages/whatsapp.db");
+    let go_wal = go_dir.path().join("storages/whatsapp.db-wal");
     write_go_session(&server.store_path(), &go_file);
-    let before = sha256(&go_file);
+    let before = (sha256(&go_file), sha256(&go_wal));
     let logins = fake.logins().len();
 
     let mut go = Server::start(&fake, go_dir.path()).await;
@@ -292,8 +311,16 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
     );
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 
-    // The Go file is unchanged, and a restart does not import again.
-    assert_eq!(sha256(&go_file), before);
+    // The Go file and its log are unchanged, nothing was made beside them, and a
+    // restart does not import again.
+    assert_eq!((sha256(&go_file), sha256(&go_wal)), before);
+    assert!(!go_dir.path().join("storages/whatsapp.db-shm").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(go_dir.path().join("storages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".go-snapshot") || n.ends_with(".importing"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     go.terminate().await;
     go.restart().await;
     go.wait_connected().await;
@@ -302,7 +329,7 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
         .matches("imported the Go server's WhatsApp session")
         .count();
     assert_eq!(imports, 1, "{}", go.log());
-    assert_eq!(sha256(&go_file), before);
+    assert_eq!((sha256(&go_file), sha256(&go_wal)), before);
     fake.deliver(FRIEND, "after the restart").await.unwrap();
     stored(&go, "after the restart").await;
 }
@@ -392,6 +419,24 @@ async fn bad_go_files_stop_startup_with_one_line_and_stay_as_they_were() {
             "not an SQLite database",
         ),
     ];
+    // A Go server still running: it holds the file open (here: this test does).
+    let running = dir.path().join("running");
+    std::fs::create_dir_all(&running).unwrap();
+    let live = running.join("whatsapp.db");
+    whatsmeow_file(&live, 15, true);
+    let holder = Connection::open(&live).unwrap();
+    holder
+        .execute_batch("PRAGMA journal_mode = WAL; UPDATE whatsmeow_device SET push_name = 'x';")
+        .unwrap();
+    let (code, stderr) = start_on(&live).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("still running"), "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("ERROR")).count(),
+        1,
+        "{stderr}"
+    );
+    drop(holder);
     for (name, make, expected) in cases {
         let case = dir.path().join(name.replace(' ', "-"));
         std::fs::create_dir_all(&case).unwrap();
