@@ -575,13 +575,15 @@ impl MessageStore {
         Ok(())
     }
 
-    /// Forgets everything: the account logged out. What was imported stays
-    /// recorded, so a logged-out Go session is not imported again.
+    /// Forgets everything: the account logged out. The Go session's import stays
+    /// recorded, so a logged-out Go session is not imported again; the Go chat
+    /// history's does not, so it comes back for the next account that pairs.
     pub fn clear(&self) -> Result<(), StoreError> {
         let conn = self.conn();
         conn.execute_batch(
             "BEGIN; DELETE FROM reactions; DELETE FROM edits; DELETE FROM receipts; \
-             DELETE FROM messages; DELETE FROM chats; DELETE FROM contacts; COMMIT; VACUUM;",
+             DELETE FROM messages; DELETE FROM chats; DELETE FROM contacts; \
+             DELETE FROM imports WHERE key LIKE 'go-chats:%'; COMMIT; VACUUM;",
         )?;
         Ok(())
     }
@@ -833,6 +835,25 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_logout_forgets_the_go_history_import_but_not_the_go_session_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
+        store
+            .record_import("go-session:6281:7@s.whatsapp.net#ab")
+            .unwrap();
+        store.record_import("go-chats:6281@s.whatsapp.net").unwrap();
+        assert!(store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
+        store.clear().unwrap();
+        assert!(
+            store
+                .was_imported("go-session:6281:7@s.whatsapp.net#ab")
+                .unwrap()
+        );
+        assert!(!store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
+        assert!(!store.was_imported("never").unwrap());
+    }
 
     fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
         StoredMessage {

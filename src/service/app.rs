@@ -84,7 +84,9 @@ impl AppService {
             });
         }
 
-        let file_name = format!("{QR_PREFIX}{}.png", Uuid::new_v4());
+        // A version-7 UUID where the Go server writes version 4: at startup only
+        // this server's QR images are removed.
+        let file_name = format!("{QR_PREFIX}{}.png", Uuid::now_v7());
         let path = self.qr_dir.join(&file_name);
         let code = pairing.code.clone();
         let written = tokio::task::spawn_blocking(move || write_qr_png(&code, &path))
@@ -252,8 +254,37 @@ fn remove_qr_files(dir: &Path) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(QR_PREFIX) && name.ends_with(".png") {
+        let ours = name
+            .strip_prefix(QR_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".png"))
+            .and_then(|uuid| Uuid::parse_str(uuid).ok())
+            .is_some_and(|uuid| uuid.get_version_num() == 7);
+        if ours {
             remove_file(&entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_servers_qr_images_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir
+            .path()
+            .join(format!("{QR_PREFIX}{}.png", Uuid::now_v7()));
+        // The Go server's, in the same folder (v9 shares `statics/qrcode`).
+        let go = dir
+            .path()
+            .join(format!("{QR_PREFIX}{}.png", Uuid::new_v4()));
+        let other = dir.path().join("logo.png");
+        for path in [&ours, &go, &other] {
+            std::fs::write(path, b"png").unwrap();
+        }
+        remove_qr_files(dir.path());
+        assert!(!ours.exists());
+        assert!(go.exists() && other.exists());
     }
 }

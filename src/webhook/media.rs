@@ -73,10 +73,12 @@ impl MediaSaver {
             .download_to_writer(media.downloadable, writer)
             .await?;
         let extension = extension(temp.path(), media);
+        // Go's shape (`<unix time>-<uuid>.<ext>`), with a version-7 UUID where Go
+        // writes version 4: the sweep deletes only this server's files.
         let name = format!(
             "{}-{}.{extension}",
             jiff::Timestamp::now().as_second(),
-            uuid::Uuid::new_v4()
+            uuid::Uuid::now_v7()
         );
         let path = dir.join(name);
         temp.persist(&path)?;
@@ -84,7 +86,8 @@ impl MediaSaver {
         Ok(path.to_string_lossy().into_owned())
     }
 
-    /// Deletes files in the media folder older than the retention period.
+    /// Deletes files this server saved in the media folder that are older than the
+    /// retention period. Others (the Go server's, anyone's) are left alone.
     pub fn sweep(&self) -> usize {
         let Some(retention) = self.config.retention else {
             return 0;
@@ -101,7 +104,8 @@ impl MediaSaver {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > retention);
-            if old && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let ours = saved_here(&entry.file_name().to_string_lossy());
+            if old && ours && entry.file_type().is_ok_and(|t| t.is_file()) {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => removed += 1,
                     Err(e) => {
@@ -138,6 +142,16 @@ impl MediaSaver {
 
 /// The extension of a saved file: a document's own (when plain), else what its
 /// bytes are, else its declared MIME type's, else `bin`.
+/// A name [`MediaSaver::save`] gives: `<unix time>-<version-7 uuid>.<ext>`.
+fn saved_here(name: &str) -> bool {
+    let Some((time, rest)) = name.split_once('-') else {
+        return false;
+    };
+    let uuid = rest.split_once('.').map_or(rest, |(uuid, _)| uuid);
+    time.bytes().all(|b| b.is_ascii_digit())
+        && uuid::Uuid::parse_str(uuid).is_ok_and(|u| u.get_version_num() == 7)
+}
+
 fn extension(path: &Path, media: &IncomingMedia<'_>) -> String {
     let plain =
         |e: &str| !e.is_empty() && e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric());
@@ -210,19 +224,31 @@ mod tests {
     }
 
     #[test]
-    fn old_files_are_swept_and_new_ones_kept() {
+    fn only_our_old_files_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old.jpg");
-        let new = dir.path().join("new.jpg");
-        std::fs::write(&old, b"x").unwrap();
-        std::fs::write(&new, b"x").unwrap();
+        let old = dir
+            .path()
+            .join(format!("1700000000-{}.jpg", uuid::Uuid::now_v7()));
+        let new = dir
+            .path()
+            .join(format!("1800000000-{}.jpg", uuid::Uuid::now_v7()));
+        // The Go server's media in the same folder: its names carry version-4 UUIDs.
+        let go = dir
+            .path()
+            .join(format!("1700000000-{}.jpg", uuid::Uuid::new_v4()));
+        let other = dir.path().join("notes.jpg");
         let long_ago = SystemTime::now() - Duration::from_secs(3 * 86_400);
-        std::fs::File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        for path in [&old, &new, &go, &other] {
+            std::fs::write(path, b"x").unwrap();
+            if path != &new {
+                std::fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .unwrap()
+                    .set_modified(long_ago)
+                    .unwrap();
+            }
+        }
         let saver = MediaSaver::new(MediaConfig {
             dir: dir.path().to_path_buf(),
             max_bytes: 1,
@@ -230,5 +256,6 @@ mod tests {
         });
         assert_eq!(saver.sweep(), 1);
         assert!(!old.exists() && new.exists());
+        assert!(go.exists() && other.exists(), "not ours: kept");
     }
 }
