@@ -57,7 +57,23 @@ pub async fn import_session(
         return Ok(());
     }
     go_session::write(&session, &layout.session).await?;
-    messages.call(move |m| m.record_import(&key)).await?;
+    let contacts: Vec<crate::messages::Change> = session
+        .contacts
+        .iter()
+        .map(
+            |(jid, full_name, push_name)| crate::messages::Change::Contact {
+                jid: jid.clone(),
+                full_name: full_name.clone(),
+                push_name: push_name.clone(),
+            },
+        )
+        .collect();
+    messages
+        .call(move |m| {
+            m.apply(&contacts, jiff::Timestamp::now().as_second())?;
+            m.record_import(&key)
+        })
+        .await?;
     let counts = session.counts();
     info!(
         jid = %session.jid,
@@ -67,6 +83,7 @@ pub async fn import_session(
         sessions = counts.sessions,
         sender_keys = counts.sender_keys,
         identities = counts.identities,
+        contacts = counts.contacts,
         app_state_keys = counts.app_state_keys,
         skipped = counts.skipped,
         "imported the Go server's WhatsApp session (its file is unchanged)"

@@ -107,6 +107,9 @@ pub struct GoSession {
     sync_keys: Vec<(Vec<u8>, AppStateSyncKey)>,
     versions: Vec<(String, HashState, Vec<AppStateMutationMAC>)>,
     lid_map: Vec<LidPnMappingEntry>,
+    /// People the account knows (phone-number JID, name saved on the phone, push
+    /// name), for the message store's contacts.
+    pub contacts: Vec<(String, Option<String>, Option<String>)>,
     /// Rows that could not be converted (kept out; WhatsApp's retries rebuild them).
     pub skipped: usize,
 }
@@ -121,6 +124,7 @@ pub struct ImportCounts {
     pub app_state_keys: usize,
     pub app_state_versions: usize,
     pub lid_mappings: usize,
+    pub contacts: usize,
     pub skipped: usize,
 }
 
@@ -134,6 +138,7 @@ impl GoSession {
             app_state_keys: self.sync_keys.len(),
             app_state_versions: self.versions.len(),
             lid_mappings: self.lid_map.len(),
+            contacts: self.contacts.len(),
             skipped: self.skipped,
         }
     }
@@ -558,6 +563,29 @@ fn convert(
         }
     }
 
+    // Contacts: app-state sync would not send them again (its versions come over).
+    let mut contacts = Vec::new();
+    if has_table(conn, "whatsmeow_contacts").map_err(sql_err)? {
+        let mut stmt = conn
+            .prepare(
+                "SELECT their_jid, full_name, push_name FROM whatsmeow_contacts \
+                 WHERE our_jid = ?1 AND their_jid LIKE '%@s.whatsapp.net'",
+            )
+            .map_err(sql_err)?;
+        let rows = stmt
+            .query_map([&jid], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?.filter(|n| !n.is_empty()),
+                    r.get::<_, Option<String>>(2)?.filter(|n| !n.is_empty()),
+                ))
+            })
+            .map_err(sql_err)?;
+        for row in rows {
+            contacts.push(row.map_err(sql_err)?);
+        }
+    }
+
     let mut device = device;
     if let Some(salt) = conn
         .query_row(
@@ -586,6 +614,7 @@ fn convert(
         sync_keys,
         versions,
         lid_map,
+        contacts,
         skipped,
     })
 }

@@ -209,6 +209,13 @@ fn write_go_session(store: &Path, go: &Path) {
         )
         .unwrap();
     }
+    // A contact the phone synced to the Go server.
+    out.execute(
+        "INSERT INTO whatsmeow_contacts (our_jid, their_jid, first_name, full_name, push_name) \
+         VALUES (?1, ?2, 'Friend', 'Friend From Go', 'friend')",
+        rusqlite::params![pn, format!("{FRIEND}@s.whatsapp.net")],
+    )
+    .unwrap();
     leave_unclosed(go, out);
 }
 
