@@ -32,11 +32,27 @@ pub async fn import_session(
 ) -> anyhow::Result<()> {
     let given = layout.given.clone();
     let keys = config.keys_path().map_err(anyhow::Error::msg)?;
-    if holds_paired_device(&layout.session) {
-        info!(
-            go_session = %given.display(),
-            "this server has its own WhatsApp session; the Go server's is not imported"
-        );
+    // What the Go file holds now: it changes only when the Go server runs.
+    let fingerprint = {
+        let given = given.clone();
+        tokio::task::spawn_blocking(move || storage::fingerprint(&given))
+            .await
+            .context("reading the Go session stopped")??
+    };
+    let file_key = format!("go-file:{fingerprint}");
+    if let Some(ours) = paired_jid(&layout.session) {
+        let known = {
+            let file_key = file_key.clone();
+            messages.call(move |m| m.was_imported(&file_key)).await?
+        };
+        if !known {
+            warn_if_go_moved_on(layout, keys, &ours).await;
+        } else {
+            info!(
+                go_session = %given.display(),
+                "this server has its own WhatsApp session; the Go server's is not imported"
+            );
+        }
         return Ok(());
     }
     let scratch = layout.dir();
@@ -44,7 +60,9 @@ pub async fn import_session(
         tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref(), &scratch))
             .await
             .context("the import stopped")??;
-    let key = format!("go-session:{}", session.import_key());
+    // The device and the file's state: once logged out here, the same state is not
+    // imported again; after the Go server ran with it, it is.
+    let key = format!("go-session:{}@{fingerprint}", session.import_key());
     let seen = {
         let key = key.clone();
         messages.call(move |m| m.was_imported(&key)).await?
@@ -71,6 +89,7 @@ pub async fn import_session(
     messages
         .call(move |m| {
             m.apply(&contacts, jiff::Timestamp::now().as_second())?;
+            m.record_import(&file_key)?;
             m.record_import(&key)
         })
         .await?;
@@ -98,9 +117,34 @@ pub async fn import_session(
     Ok(())
 }
 
-/// This server's session store at `path` holds a paired device.
-fn holds_paired_device(path: &Path) -> bool {
-    paired_jid(path).is_some()
+/// This server runs its own session, and the Go file is not the one it imported
+/// (or took over): if the Go server has used the same device since, the two
+/// diverged, and running both breaks decryption. Said once at startup.
+async fn warn_if_go_moved_on(layout: &Layout, keys: Option<std::path::PathBuf>, ours: &str) {
+    let given = layout.given.clone();
+    let scratch = layout.dir();
+    let read =
+        tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref(), &scratch))
+            .await;
+    match read {
+        Ok(Ok(go)) if go.jid == ours => warn!(
+            go_session = %layout.given.display(),
+            "the Go server has used this device since this server took it over: the two \
+             sessions have diverged, and running both loses messages. This server keeps \
+             its own ({}); to continue from the Go server's state instead, stop this \
+             server, move that file away and start again",
+            layout.session.display()
+        ),
+        Ok(Err(go_session::ImportError::StillOpen { .. })) => warn!(
+            go_session = %layout.given.display(),
+            "the Go server's session file is open in another program: if a Go server runs \
+             with the same device as this one, both lose messages"
+        ),
+        _ => info!(
+            go_session = %layout.given.display(),
+            "this server has its own WhatsApp session; the Go server's is not imported"
+        ),
+    }
 }
 
 fn identify_is_ours(path: &Path) -> bool {

@@ -319,6 +319,35 @@ fn whatsmeow_version(conn: &Connection) -> rusqlite::Result<i64> {
     })
 }
 
+/// A short digest of a database file and its write-ahead log as they are on disk:
+/// it changes whenever the program that owns them writes.
+pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    let [wal, _, _] = companions(path);
+    for part in [path.to_owned(), wal] {
+        match std::fs::File::open(&part) {
+            Ok(mut file) => {
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let n = std::io::Read::read(&mut file, &mut chunk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    digest.update(&chunk[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        digest.update(b"|");
+    }
+    Ok(digest.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The journal files SQLite keeps beside `path`.
 pub fn companions(path: &Path) -> [PathBuf; 3] {
     ["-wal", "-shm", "-journal"].map(|suffix| {

@@ -73,7 +73,7 @@ async fn info(State(state): State<AppState>) -> Response {
         Some(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "os": std::env::consts::OS,
-            "base_path": "",
+            "base_path": state.limits.base_path,
             "max_file_size": mb(state.limits.max_file_mb),
             "max_image_size": mb(state.limits.max_file_mb),
             "max_video_size": mb(state.limits.max_video_mb),

@@ -339,6 +339,29 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
     assert_eq!((sha256(&go_file), sha256(&go_wal)), before);
     fake.deliver(FRIEND, "after the restart").await.unwrap();
     stored(&go, "after the restart").await;
+    assert!(!go.log().contains("has used this device since"));
+
+    // Back to the Go server for a while (it writes its file), then here again:
+    // this server keeps its own session and says the two have diverged.
+    go.terminate().await;
+    Connection::open(&go_file)
+        .unwrap()
+        .execute("UPDATE whatsmeow_device SET push_name = 'went back'", [])
+        .unwrap();
+    go.restart().await;
+    go.wait_connected().await;
+    assert!(
+        go.log()
+            .contains("the Go server has used this device since"),
+        "{}",
+        go.log()
+    );
+    assert_eq!(
+        go.log()
+            .matches("imported the Go server's WhatsApp session")
+            .count(),
+        1
+    );
 }
 
 /// Runs the binary on `go_file` as the session path; (exit code, stderr).
@@ -592,6 +615,10 @@ async fn a_go_command_line_starts_the_server_under_its_base_path() {
     assert!(warning.contains("--auto-mark-read"), "{warning}");
 
     assert_eq!(server.get("/gowa/app/status").await.status, 200);
+    assert_eq!(
+        server.get("/gowa/app/info").await.body["results"]["base_path"],
+        "/gowa"
+    );
     // The cross-site check sees the route under its prefix: a page elsewhere cannot
     // log the device out through /gowa/app/logout.
     let cross_site = server
