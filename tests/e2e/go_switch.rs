@@ -20,6 +20,7 @@ use whatsapp_rust::wacore::libsignal::protocol::{
 
 use crate::harness::Server;
 use crate::send::{FRIEND, delivered, paired};
+use crate::startup::run_in;
 
 const WHATSMEOW_V15: &str = include_str!("fixtures/whatsmeow-v15.sql");
 
@@ -529,29 +530,6 @@ async fn a_store_of_the_one_file_layout_moves_to_its_own_name_and_stays_paired()
     assert!(server.store_path().exists());
     assert_eq!(fake.devices().len(), 1);
     assert!(fake.logins().len() > logins);
-}
-
-/// Runs the binary in `cwd` with `args` and extra environment; (exit code, stderr).
-async fn run_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_whatsapp-api"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .env_remove("WHATSAPP_ACK_TIMEOUT")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("the server gave up within 30 s")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -22,15 +22,25 @@ async fn run(args: &[&str]) -> (Option<i32>, String) {
 /// Runs the binary with `args` and the store at `db`; (exit code, stderr).
 pub async fn run_on(args: &[&str], db: &std::path::Path) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
+    let mut all: Vec<&str> = args.to_vec();
+    let (db, temp) = (db.to_str().unwrap(), dir.path().to_str().unwrap());
+    all.extend(["--db-path", db, "--temp-dir", temp]);
+    run_in(dir.path(), &all, &[("RUST_BACKTRACE", "1")]).await
+}
+
+/// Runs the binary in `cwd` with `args` and extra environment (no `RUST_LOG`,
+/// nothing of the caller's `WHATSAPP_ACK_TIMEOUT`); (exit code, stderr).
+pub async fn run_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let child = Command::new(BINARY)
         .args(args)
-        .arg("--db-path")
-        .arg(db)
-        .arg("--temp-dir")
-        .arg(dir.path())
-        .current_dir(dir.path())
-        .env("RUST_BACKTRACE", "1")
+        .current_dir(cwd)
         .env_remove("RUST_LOG")
+        .env_remove("WHATSAPP_ACK_TIMEOUT")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
