@@ -154,12 +154,21 @@ fn identify_is_ours(path: &Path) -> bool {
 /// Imports the Go server's chat history (`chatstorage.db`, v7 to v9) into the
 /// message store, once per account, when this server knows its account.
 pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
-    match storage::identify_foreign(&layout.go_chats, &layout.dir()) {
+    // Go keeps it at ./storages/chatstorage.db whatever DB_URI says; beside the
+    // session file first (the same place with the default paths).
+    let go_chats = [
+        layout.go_chats.clone(),
+        Path::new("storages").join(storage::GO_CHATS_FILE),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| layout.go_chats.clone());
+    match storage::identify_foreign(&go_chats, &layout.dir()) {
         Kind::GoChats => {}
         Kind::Missing => return Ok(()),
         other => {
             warn!(
-                path = %layout.go_chats.display(),
+                path = %go_chats.display(),
                 found = %other.describe(),
                 "not the Go server's chat history; not imported (and left untouched)"
             );
@@ -168,7 +177,7 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
     }
     let Some(jid) = paired_jid(&layout.session) else {
         info!(
-            path = %layout.go_chats.display(),
+            path = %go_chats.display(),
             "the Go server's chat history is imported once this server is logged in"
         );
         return Ok(());
@@ -186,7 +195,7 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
     if seen {
         return Ok(());
     }
-    let path = layout.go_chats.clone();
+    let path = go_chats.clone();
     let store = messages.clone();
     let who = account.clone();
     let counts = tokio::task::spawn_blocking(move || {

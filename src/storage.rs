@@ -319,6 +319,27 @@ fn whatsmeow_version(conn: &Connection) -> rusqlite::Result<i64> {
     })
 }
 
+/// The last four bytes of the version-4 UUIDs in the names of files this server
+/// writes into folders it shares with the Go server (`statics/media`, the QR
+/// folder): still Go's shape (`<unix>-<uuid4>.<ext>`, `scan-qr-<uuid4>.png`), but
+/// recognisable, so that only this server's files are ever deleted there. A Go
+/// file carries the same four bytes by chance once in four billion.
+const OWN_UUID_TAG: [u8; 4] = *b"rust";
+
+/// A random version-4 UUID that [`is_own_uuid`] recognises.
+pub fn own_uuid() -> uuid::Uuid {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    // Bytes 12 to 15 are random bits of a version-4 UUID (not version or variant).
+    bytes[12..].copy_from_slice(&OWN_UUID_TAG);
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// `text` is a UUID made by [`own_uuid`].
+pub fn is_own_uuid(text: &str) -> bool {
+    uuid::Uuid::parse_str(text)
+        .is_ok_and(|u| u.get_version_num() == 4 && u.as_bytes()[12..] == OWN_UUID_TAG)
+}
+
 /// A short digest of a database file and its write-ahead log as they are on disk:
 /// it changes whenever the program that owns them writes.
 pub fn fingerprint(path: &Path) -> std::io::Result<String> {
@@ -556,6 +577,16 @@ mod tests {
     fn sqlite_with(path: &Path, sql: &str) {
         let conn = Connection::open(path).unwrap();
         conn.execute_batch(sql).unwrap();
+    }
+
+    #[test]
+    fn own_uuids_are_version_4_and_told_apart_from_others() {
+        let ours = own_uuid();
+        assert_eq!(ours.get_version_num(), 4);
+        assert_ne!(own_uuid(), ours, "still random");
+        assert!(is_own_uuid(&ours.to_string()));
+        assert!(!is_own_uuid(&uuid::Uuid::new_v4().to_string()));
+        assert!(!is_own_uuid("not-a-uuid"));
     }
 
     #[test]

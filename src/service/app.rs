@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 use tracing::{debug, warn};
-use uuid::Uuid;
 
 use super::ServiceError;
 use crate::webhook::outbox::Counts;
@@ -84,9 +83,9 @@ impl AppService {
             });
         }
 
-        // A version-7 UUID where the Go server writes version 4: at startup only
-        // this server's QR images are removed.
-        let file_name = format!("{QR_PREFIX}{}.png", Uuid::now_v7());
+        // Go's shape with a UUID of this server's: at startup only its own QR images
+        // are removed.
+        let file_name = format!("{QR_PREFIX}{}.png", crate::storage::own_uuid());
         let path = self.qr_dir.join(&file_name);
         let code = pairing.code.clone();
         let written = tokio::task::spawn_blocking(move || write_qr_png(&code, &path))
@@ -257,8 +256,7 @@ fn remove_qr_files(dir: &Path) {
         let ours = name
             .strip_prefix(QR_PREFIX)
             .and_then(|rest| rest.strip_suffix(".png"))
-            .and_then(|uuid| Uuid::parse_str(uuid).ok())
-            .is_some_and(|uuid| uuid.get_version_num() == 7);
+            .is_some_and(crate::storage::is_own_uuid);
         if ours {
             remove_file(&entry.path());
         }
@@ -274,11 +272,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ours = dir
             .path()
-            .join(format!("{QR_PREFIX}{}.png", Uuid::now_v7()));
+            .join(format!("{QR_PREFIX}{}.png", crate::storage::own_uuid()));
         // The Go server's, in the same folder (v9 shares `statics/qrcode`).
         let go = dir
             .path()
-            .join(format!("{QR_PREFIX}{}.png", Uuid::new_v4()));
+            .join(format!("{QR_PREFIX}{}.png", uuid::Uuid::new_v4()));
         let other = dir.path().join("logo.png");
         for path in [&ours, &go, &other] {
             std::fs::write(path, b"png").unwrap();

@@ -73,12 +73,12 @@ impl MediaSaver {
             .download_to_writer(media.downloadable, writer)
             .await?;
         let extension = extension(temp.path(), media);
-        // Go's shape (`<unix time>-<uuid>.<ext>`), with a version-7 UUID where Go
-        // writes version 4: the sweep deletes only this server's files.
+        // Go's shape (`<unix time>-<uuid>.<ext>`) with a UUID the sweep recognises:
+        // it deletes only this server's files.
         let name = format!(
             "{}-{}.{extension}",
             jiff::Timestamp::now().as_second(),
-            uuid::Uuid::now_v7()
+            crate::storage::own_uuid()
         );
         let path = dir.join(name);
         temp.persist(&path)?;
@@ -142,14 +142,13 @@ impl MediaSaver {
 
 /// The extension of a saved file: a document's own (when plain), else what its
 /// bytes are, else its declared MIME type's, else `bin`.
-/// A name [`MediaSaver::save`] gives: `<unix time>-<version-7 uuid>.<ext>`.
+/// A name [`MediaSaver::save`] gives: `<unix time>-<own uuid>.<ext>`.
 fn saved_here(name: &str) -> bool {
     let Some((time, rest)) = name.split_once('-') else {
         return false;
     };
     let uuid = rest.split_once('.').map_or(rest, |(uuid, _)| uuid);
-    time.bytes().all(|b| b.is_ascii_digit())
-        && uuid::Uuid::parse_str(uuid).is_ok_and(|u| u.get_version_num() == 7)
+    time.bytes().all(|b| b.is_ascii_digit()) && crate::storage::is_own_uuid(uuid)
 }
 
 fn extension(path: &Path, media: &IncomingMedia<'_>) -> String {
@@ -228,10 +227,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = dir
             .path()
-            .join(format!("1700000000-{}.jpg", uuid::Uuid::now_v7()));
+            .join(format!("1700000000-{}.jpg", crate::storage::own_uuid()));
         let new = dir
             .path()
-            .join(format!("1800000000-{}.jpg", uuid::Uuid::now_v7()));
+            .join(format!("1800000000-{}.jpg", crate::storage::own_uuid()));
         // The Go server's media in the same folder: its names carry version-4 UUIDs.
         let go = dir
             .path()
