@@ -79,8 +79,8 @@ const OUR_MESSAGES_TABLES: &[&str] = &["chats", "messages", "reactions", "edits"
 const OUR_OUTBOX_TABLES: &[&str] = &["webhook_events", "webhook_deliveries"];
 const GO_CHATS_TABLES: &[&str] = &["chats", "messages"];
 
-/// Looks at the file at `path` without changing it or creating anything beside it
-/// (SQLite's `immutable` mode: its journal files are not read).
+/// Looks at the file at one of this server's own paths without changing it (read
+/// with its log: after a crash a store may have everything there).
 pub fn identify(path: &Path) -> Kind {
     identify_with(path, None)
 }
@@ -114,7 +114,9 @@ fn identify_with(path: &Path, scratch: Option<&Path>) -> Kind {
     }
     let view = match scratch {
         Some(scratch) => open_foreign(path, scratch).map_err(|e| e.to_string()),
-        None => open_immutable(path)
+        // This server's own paths: its log is read (a store after a crash may have
+        // everything there).
+        None => open_read_only(path)
             .map(|conn| Foreign { conn, _copy: None })
             .map_err(|e| e.to_string()),
     };

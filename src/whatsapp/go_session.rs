@@ -1178,4 +1178,73 @@ mod tests {
         assert_eq!(record.previous_sessions[0].root_key, Some(vec![41; 32]));
         assert!(transcode_session(b"not json").is_err());
     }
+
+    /// A whatsmeow v15 file at `path` with `devices` (JIDs), each with one prekey,
+    /// the prekeys in `keys` instead when given (Go's DB_KEYS_URI).
+    fn whatsmeow(path: &Path, devices: &[&str], keys: Option<&Path>) {
+        let schema = include_str!("../../tests/e2e/fixtures/whatsmeow-v15.sql");
+        let version = "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
+                       INSERT INTO whatsmeow_version VALUES (15, 8);";
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(schema).unwrap();
+        conn.execute_batch(version).unwrap();
+        let key_conn = keys.map(|k| {
+            let c = Connection::open(k).unwrap();
+            // Go's key store holds the Signal tables only, no device rows.
+            c.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
+            c.execute_batch(schema).unwrap();
+            c
+        });
+        for (n, jid) in devices.iter().enumerate() {
+            let k = |b: u8| vec![b + n as u8; 32];
+            conn.execute(
+                "INSERT INTO whatsmeow_device (jid, registration_id, noise_key, identity_key, \
+                 signed_pre_key, signed_pre_key_id, signed_pre_key_sig, adv_key, adv_details, \
+                 adv_account_sig, adv_account_sig_key, adv_device_sig, push_name) \
+                 VALUES (?1, 4000000000, ?2, ?3, ?4, 1, ?5, ?6, x'0a00', ?5, ?7, ?5, 'Go')",
+                rusqlite::params![jid, k(1), k(2), k(3), vec![9u8; 64], k(5), k(6)],
+            )
+            .unwrap();
+            let prekeys = key_conn.as_ref().unwrap_or(&conn);
+            prekeys
+                .execute(
+                    "INSERT INTO whatsmeow_pre_keys (jid, key_id, key, uploaded) \
+                     VALUES (?1, 41, ?2, true)",
+                    rusqlite::params![jid, k(7)],
+                )
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_first_of_several_go_devices_is_read_and_the_others_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("whatsapp.db");
+        whatsmeow(
+            &file,
+            &["6281:7@s.whatsapp.net", "6282:3@s.whatsapp.net"],
+            None,
+        );
+        let before = std::fs::read(&file).unwrap();
+        let session = read(&file, None, dir.path()).unwrap();
+        assert_eq!(session.jid, "6281:7@s.whatsapp.net");
+        assert_eq!(session.others, ["6282:3@s.whatsapp.net"]);
+        assert_eq!(session.device.registration_id, 4_000_000_000);
+        assert_eq!(session.device.push_name, "Go");
+        assert_eq!(session.counts().prekeys, 1);
+        assert_eq!(session.device.next_pre_key_id, 42, "new prekeys above Go's");
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+    }
+
+    #[test]
+    fn go_key_stores_of_their_own_are_read_for_the_signal_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("whatsapp.db");
+        let keys = dir.path().join("keys.db");
+        whatsmeow(&file, &["6281:7@s.whatsapp.net"], Some(&keys));
+        let without = read(&file, None, dir.path()).unwrap();
+        assert_eq!(without.counts().prekeys, 0);
+        let with = read(&file, Some(&keys), dir.path()).unwrap();
+        assert_eq!(with.counts().prekeys, 1);
+    }
 }
