@@ -70,7 +70,21 @@ where
 {
     use clap::{CommandFactory, FromArgMatches};
     let mut command = Config::command();
-    for (key, value) in defaults {
+    // An empty value (`APP_PORT=`, as compose files write `${X:-}`) means unset, as
+    // the Go server reads it; so for the environment too.
+    let empty_in_env: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty_in_env {
+        command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+    }
+    for (key, value) in defaults.iter().filter(|(_, v)| !v.trim().is_empty()) {
         let ids: Vec<clap::Id> = command
             .get_arguments()
             .filter(|a| a.get_env().is_some_and(|env| env == key.as_str()))
@@ -78,7 +92,10 @@ where
             .collect();
         for id in ids {
             let value = value.clone();
-            command = command.mut_arg(id, move |arg| arg.default_value(value));
+            // Not shown by --help: `.env` holds secrets.
+            command = command.mut_arg(id, move |arg| {
+                arg.default_value(value).hide_default_value(true)
+            });
         }
     }
     let matches = command.try_get_matches_from(args)?;

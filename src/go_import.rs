@@ -56,10 +56,22 @@ pub async fn import_session(
         return Ok(());
     }
     let scratch = layout.dir();
-    let session =
+    let read =
         tokio::task::spawn_blocking(move || go_session::read(&given, keys.as_deref(), &scratch))
             .await
-            .context("the import stopped")??;
+            .context("the import stopped")?;
+    let session = match read {
+        // A Go server that never paired (or was logged out) made the file: nothing
+        // to import, nothing wrong; this server pairs anew.
+        Err(go_session::ImportError::NoDevice { path }) => {
+            warn!(
+                path = %path,
+                "the Go server's session file holds no paired device: nothing to import; pair this server with /app/login (the file is left untouched)"
+            );
+            return Ok(());
+        }
+        other => other?,
+    };
     // The device and the file's state: once logged out here, the same state is not
     // imported again; after the Go server ran with it, it is.
     let key = format!("go-session:{}@{fingerprint}", session.import_key());
@@ -147,35 +159,26 @@ async fn warn_if_go_moved_on(layout: &Layout, keys: Option<std::path::PathBuf>, 
     }
 }
 
-fn identify_is_ours(path: &Path) -> bool {
-    storage::identify(path) == Kind::OurSession
-}
-
 /// Imports the Go server's chat history (`chatstorage.db`, v7 to v9) into the
 /// message store, once per account, when this server knows its account.
 pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
     // Go keeps it at ./storages/chatstorage.db whatever DB_URI says; beside the
     // session file first (the same place with the default paths).
-    let go_chats = [
+    let Some(go_chats) = [
         layout.go_chats.clone(),
         Path::new("storages").join(storage::GO_CHATS_FILE),
     ]
     .into_iter()
-    .find(|p| p.exists())
-    .unwrap_or_else(|| layout.go_chats.clone());
-    match storage::identify_foreign(&go_chats, &layout.dir()) {
-        Kind::GoChats => {}
-        Kind::Missing => return Ok(()),
-        other => {
-            warn!(
-                path = %go_chats.display(),
-                found = %other.describe(),
-                "not the Go server's chat history; not imported (and left untouched)"
-            );
-            return Ok(());
-        }
-    }
-    let Some(jid) = paired_jid(&layout.session) else {
+    .find(|p| p.exists()) else {
+        return Ok(());
+    };
+    // The cheap checks first: nothing is read of the Go file once it was imported.
+    let path = layout.session.clone();
+    let Some(jid) = tokio::task::spawn_blocking(move || paired_jid(&path))
+        .await
+        .context("reading the session store stopped")?
+        .filter(|jid| !jid.is_empty())
+    else {
         info!(
             path = %go_chats.display(),
             "the Go server's chat history is imported once this server is logged in"
@@ -195,11 +198,15 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
     if seen {
         return Ok(());
     }
-    let path = go_chats.clone();
-    let store = messages.clone();
-    let who = account.clone();
+    let scratch = layout.dir();
+    let (path, store, who) = (go_chats.clone(), messages.clone(), account.clone());
     let counts = tokio::task::spawn_blocking(move || {
-        crate::messages::go_import::import_go_chat_storage(&path, &store, Some(&who))
+        match storage::identify_foreign(&path, &scratch) {
+            Kind::GoChats => {}
+            other => return Err(format!("it holds {}", other.describe())),
+        }
+        crate::messages::go_import::import_go_chat_storage(&path, &scratch, &store, Some(&who))
+            .map_err(|e| e.to_string())
     })
     .await
     .context("the chat history import stopped")?;
@@ -216,23 +223,12 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
             );
         }
         // The history is not the session: the server runs without it.
-        Err(e) => warn!(error = %e, "the Go server's chat history was not imported"),
+        Err(why) => warn!(
+            path = %go_chats.display(),
+            "the Go server's chat history was not imported ({why}); it is left untouched"
+        ),
     }
     Ok(())
 }
 
-/// The device JID of this server's session store, when it holds a paired device.
-fn paired_jid(path: &Path) -> Option<String> {
-    if !identify_is_ours(path) {
-        return None;
-    }
-    storage::open_read_only(path)
-        .and_then(|conn| {
-            conn.query_row(
-                "SELECT pn FROM device WHERE pn IS NOT NULL AND pn != '' LIMIT 1",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-        })
-        .ok()
-}
+use storage::paired_jid;

@@ -50,6 +50,8 @@ pub enum Kind {
     },
     /// The Go server's chat history (`chatstorage.db`).
     GoChats,
+    /// A database some process has open (the Go server running?).
+    InUse,
     /// Anything else; the text says what it looked like.
     Foreign(String),
 }
@@ -67,6 +69,7 @@ impl Kind {
                 format!("the Go server's WhatsApp session (whatsmeow schema {version})")
             }
             Kind::GoChats => "the Go server's chat history".into(),
+            Kind::InUse => "a database another program has open".into(),
             Kind::Foreign(what) => what.clone(),
         }
     }
@@ -82,17 +85,25 @@ const GO_CHATS_TABLES: &[&str] = &["chats", "messages"];
 /// Looks at the file at one of this server's own paths without changing it (read
 /// with its log: after a crash a store may have everything there).
 pub fn identify(path: &Path) -> Kind {
-    identify_with(path, None)
+    identify_with(path, None, false)
 }
 
 /// [`identify`] for a file another program owns (the Go server's), whose recent
 /// changes may still be only in its write-ahead log: then it is read from a copy
 /// made in `scratch` (see [`open_foreign`]).
 pub fn identify_foreign(path: &Path, scratch: &Path) -> Kind {
-    identify_with(path, Some(scratch))
+    if in_use(path) {
+        return Kind::InUse;
+    }
+    // The main file almost always tells (its schema was checkpointed long ago):
+    // read in place, no copy.
+    match identify_with(path, None, true) {
+        Kind::Foreign(_) if has_pending_log(path) => identify_with(path, Some(scratch), true),
+        known => known,
+    }
 }
 
-fn identify_with(path: &Path, scratch: Option<&Path>) -> Kind {
+fn identify_with(path: &Path, scratch: Option<&Path>, foreign: bool) -> Kind {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Kind::Missing,
@@ -105,18 +116,23 @@ fn identify_with(path: &Path, scratch: Option<&Path>) -> Kind {
         return Kind::Empty;
     }
     let mut header = [0u8; 16];
-    let is_sqlite = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-        .is_ok()
-        && &header == b"SQLite format 3\0";
-    if !is_sqlite {
-        return Kind::Foreign("a file that is not an SQLite database".into());
+    let read =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+    match read {
+        Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+            return Kind::Foreign(format!("a file that cannot be read ({e})"));
+        }
+        Ok(()) if &header == b"SQLite format 3\0" => {}
+        _ => return Kind::Foreign("a file that is not an SQLite database".into()),
     }
     let view = match scratch {
         Some(scratch) => open_foreign(path, scratch).map_err(|e| e.to_string()),
         // This server's own paths: its log is read (a store after a crash may have
         // everything there).
-        None => open_read_only(path)
+        None if !foreign => open_read_only(path)
+            .map(|conn| Foreign { conn, _copy: None })
+            .map_err(|e| e.to_string()),
+        None => open_immutable(path)
             .map(|conn| Foreign { conn, _copy: None })
             .map_err(|e| e.to_string()),
     };
@@ -250,8 +266,11 @@ pub fn open_foreign(path: &Path, scratch: &Path) -> Result<Foreign, ForeignError
         .map_err(copy_err)?;
     let copy = dir.path().join("snapshot.db");
     std::fs::copy(path, &copy).map_err(copy_err)?;
-    for (from, to) in companions(path).into_iter().zip(companions(&copy)) {
-        if std::fs::metadata(&from).is_ok_and(|m| m.len() > 0) && !from.ends_with("-shm") {
+    // The log and a rollback journal; not the -shm index, which SQLite rebuilds.
+    let [wal, _, journal] = companions(path);
+    let [copy_wal, _, copy_journal] = companions(&copy);
+    for (from, to) in [(wal, copy_wal), (journal, copy_journal)] {
+        if std::fs::metadata(&from).is_ok_and(|m| m.len() > 0) {
             std::fs::copy(&from, &to).map_err(copy_err)?;
         }
     }
@@ -455,6 +474,12 @@ pub enum StorageError {
          other away"
     )]
     TwoStores { old: String, new: String },
+    #[error(
+        "{path} is open in another program: is the Go server still running? Stop it \
+         first, then start this server again (both must never run with the same \
+         device); it is left untouched"
+    )]
+    InUse { path: String },
     #[error("cannot move {from} to {to}: {source}")]
     Move {
         from: String,
@@ -484,9 +509,27 @@ pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
     if layout.given == layout.session {
         return Ok(Found::Nothing);
     }
-    match identify_foreign(&layout.given, &layout.dir()) {
+    let found = identify_foreign(&layout.given, &layout.dir());
+    // With a session of its own, this server does not need the Go file: trouble
+    // with it is said, not fatal.
+    let needless = |what: &str| {
+        tracing::warn!(
+            path = %layout.given.display(),
+            "{what}; this server runs its own session ({}) and leaves it alone",
+            layout.session.display()
+        );
+        Ok(Found::Nothing)
+    };
+    match found {
         Kind::Missing | Kind::Empty => Ok(Found::Nothing),
         Kind::GoSession { .. } => Ok(Found::GoSession),
+        Kind::InUse if session_is_paired(&layout.session) => needless(
+            "the Go server's session file is open in another program: if a Go server runs \
+             with the same device as this one, both lose messages",
+        ),
+        Kind::InUse => Err(StorageError::InUse {
+            path: layout.given.display().to_string(),
+        }),
         Kind::OurSession => {
             if matches!(identify(&layout.session), Kind::OurSession) {
                 return Err(StorageError::TwoStores {
@@ -502,11 +545,44 @@ pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
             );
             Ok(Found::Nothing)
         }
+        other if session_is_paired(&layout.session) => needless(&format!(
+            "it holds {}, not a WhatsApp session",
+            other.describe()
+        )),
         other => Err(StorageError::UnknownSession {
             given: layout.given.display().to_string(),
             found: other.describe(),
         }),
     }
+}
+
+/// The device JID of this server's session store at `path`, when it holds a
+/// paired device. A store of ours that cannot be read counts as paired (nothing
+/// is imported over it).
+pub fn paired_jid(path: &Path) -> Option<String> {
+    if identify(path) != Kind::OurSession {
+        return None;
+    }
+    let pn = open_read_only(path).and_then(|conn| {
+        conn.query_row(
+            "SELECT pn FROM device WHERE pn IS NOT NULL AND pn != '' LIMIT 1",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+    });
+    match pn {
+        Ok(pn) => Some(pn),
+        Err(rusqlite::Error::QueryReturnedNoRows) => None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read this server's session store");
+            Some(String::new())
+        }
+    }
+}
+
+/// This server's session store at `path` holds a paired device.
+pub fn session_is_paired(path: &Path) -> bool {
+    paired_jid(path).is_some()
 }
 
 /// `path` is missing, empty, or holds `kind`.
@@ -522,27 +598,24 @@ fn expect(path: &Path, kind: Kind, expected: &'static str) -> Result<(), Storage
     }
 }
 
-/// Moves an SQLite file and its journal files (renames within one folder).
+/// Moves this server's SQLite store `from` to `to` (within one folder): its log is
+/// folded into the file first, so the one rename of the file moves everything.
 fn move_store(from: &Path, to: &Path) -> Result<(), StorageError> {
+    let fail = |source: std::io::Error| StorageError::Move {
+        from: from.display().to_string(),
+        to: to.display().to_string(),
+        source,
+    };
     // An empty file at the target (a crash before anything was written) goes.
     if matches!(identify(to), Kind::Empty) {
         let _ = std::fs::remove_file(to);
     }
-    let pairs = std::iter::once((from.to_owned(), to.to_owned()))
-        .chain(companions(from).into_iter().zip(companions(to)));
-    // The journal files first: a crash half way leaves the main file where it was,
-    // still recognised, and the move is done again.
-    let mut pairs: Vec<_> = pairs.collect();
-    pairs.rotate_left(1);
-    for (src, dst) in pairs {
-        if !src.exists() {
-            continue;
-        }
-        std::fs::rename(&src, &dst).map_err(|source| StorageError::Move {
-            from: src.display().to_string(),
-            to: dst.display().to_string(),
-            source,
-        })?;
+    Connection::open(from)
+        .and_then(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+        .map_err(|e| fail(std::io::Error::other(e)))?;
+    std::fs::rename(from, to).map_err(fail)?;
+    for leftover in companions(from) {
+        let _ = std::fs::remove_file(leftover);
     }
     Ok(())
 }

@@ -142,8 +142,8 @@ pub struct ImportCounts {
 }
 
 /// Reads which Go schema `go_db` has, without importing anything.
-pub fn inspect_go_chat_storage(go_db: &Path) -> Result<GoSchema, GoImportError> {
-    let go = open_go(go_db)?;
+pub fn inspect_go_chat_storage(go_db: &Path, scratch: &Path) -> Result<GoSchema, GoImportError> {
+    let go = open_go(go_db, scratch)?;
     detect(&go.conn, go_db)
 }
 
@@ -153,10 +153,11 @@ pub fn inspect_go_chat_storage(go_db: &Path) -> Result<GoSchema, GoImportError> 
 /// of them (on a clash, the first row read wins). Running it again adds nothing.
 pub fn import_go_chat_storage(
     go_db: &Path,
+    scratch: &Path,
     store: &MessageStore,
     device_jid: Option<&str>,
 ) -> Result<ImportCounts, GoImportError> {
-    let mut go = open_go(go_db)?;
+    let mut go = open_go(go_db, scratch)?;
     let schema = detect(&go.conn, go_db)?;
     // One read transaction: one consistent state throughout.
     let snapshot = go.conn.transaction().map_err(read)?;
@@ -208,16 +209,12 @@ fn count_rows(conn: &Connection, table: &str) -> Res<i64> {
 
 /// Opens `path` read-only (`query_only` besides). A WAL file whose `-shm` cannot be
 /// made (a read-only folder) is opened again as immutable.
-fn open_go(path: &Path) -> Res<crate::storage::Foreign> {
+/// Opens the Go file for reading; a copy, when one is needed, goes into `scratch`
+/// (this server's storage folder).
+fn open_go(path: &Path, scratch: &Path) -> Res<crate::storage::Foreign> {
     if !path.is_file() {
         return Err(GoImportError::NotFound(path.to_owned()));
     }
-    // A copy, when one is needed, goes into the file's folder: the storage folder
-    // the Go server and this one share.
-    let scratch = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let mut view = crate::storage::open_foreign(path, scratch).map_err(|e| match e {
         crate::storage::ForeignError::Sql { source, .. } => GoImportError::Open {
             path: path.to_owned(),
@@ -1218,7 +1215,7 @@ mod tests {
         let before = std::fs::read(&go).unwrap();
         let store = store(dir.path());
 
-        let counts = import_go_chat_storage(&go, &store, Some(ME)).unwrap();
+        let counts = import_go_chat_storage(&go, dir.path(), &store, Some(ME)).unwrap();
         assert!(!counts.schema.device_scoped);
         assert_eq!(counts.schema.schema_version, Some(2));
         assert_eq!(counts.schema.releases(), "v7.2-v7.11");
@@ -1296,7 +1293,7 @@ mod tests {
         };
         assert_eq!(store.messages(ANN, &media_only).unwrap().1, 1);
 
-        let again = import_go_chat_storage(&go, &store, Some(ME)).unwrap();
+        let again = import_go_chat_storage(&go, dir.path(), &store, Some(ME)).unwrap();
         assert_eq!(
             (again.chats, again.messages, again.reactions, again.edits),
             (0, 0, 0, 0),
@@ -1416,7 +1413,9 @@ mod tests {
         let store = store(dir.path());
 
         // The account as the session names it, with its device part.
-        let counts = import_go_chat_storage(&go, &store, Some("62899:3@s.whatsapp.net")).unwrap();
+        let counts =
+            import_go_chat_storage(&go, dir.path(), &store, Some("62899:3@s.whatsapp.net"))
+                .unwrap();
         assert_eq!(counts.schema.releases(), "v8.11-v9.2");
         assert_eq!(counts.schema.schema_version, Some(43));
         assert_eq!(
@@ -1491,7 +1490,8 @@ mod tests {
             ("document", Some("report.pdf"))
         );
 
-        let again = import_go_chat_storage(&go, &store, Some("62899:3@s.whatsapp.net")).unwrap();
+        let again = import_go_chat_storage(&go, dir.path(), &store, Some("62899:3@s.whatsapp.net"))
+            .unwrap();
         assert_eq!(
             (again.chats, again.messages, again.reactions, again.edits),
             (0, 0, 0, 0)
@@ -1505,7 +1505,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let go = v9_file(dir.path());
         let store = store(dir.path());
-        let counts = import_go_chat_storage(&go, &store, None).unwrap();
+        let counts = import_go_chat_storage(&go, dir.path(), &store, None).unwrap();
         assert_eq!(counts.messages, 7);
         assert_eq!(counts.reactions, 2);
         assert_eq!(counts.skipped_other_devices, 0);
@@ -1525,7 +1525,7 @@ mod tests {
             )
             .unwrap();
         });
-        let schema = inspect_go_chat_storage(&go).unwrap();
+        let schema = inspect_go_chat_storage(&go, dir.path()).unwrap();
         assert!(!schema.device_scoped && schema.devices);
         assert_eq!(schema.schema_version, Some(4));
         assert!(schema.releases().starts_with("v7.2-v7.11"));
@@ -1537,7 +1537,7 @@ mod tests {
         let store = store(dir.path());
         let refused = |path: &Path| {
             matches!(
-                import_go_chat_storage(path, &store, None),
+                import_go_chat_storage(path, dir.path(), &store, None),
                 Err(GoImportError::Unrecognised { .. })
             )
         };
@@ -1573,14 +1573,14 @@ mod tests {
             |_| {},
         );
         let Err(GoImportError::Unrecognised { reason, .. }) =
-            import_go_chat_storage(&lacking, &store, None)
+            import_go_chat_storage(&lacking, dir.path(), &store, None)
         else {
             panic!("accepted");
         };
         assert!(reason.contains("last_message_time"), "{reason}");
 
         assert!(matches!(
-            import_go_chat_storage(&dir.path().join("absent.db"), &store, None),
+            import_go_chat_storage(&dir.path().join("absent.db"), dir.path(), &store, None),
             Err(GoImportError::NotFound(_))
         ));
         assert_eq!(store.count().unwrap(), 0);

@@ -647,6 +647,12 @@ pub async fn write(session: &GoSession, target: &Path) -> Result<(), ImportError
     // paired device: it goes, journal files included, so no stale log is replayed
     // onto the imported store.
     crate::storage::remove_session_store(target);
+    if target.exists() {
+        crate::storage::remove_session_store(&scratch);
+        return Err(fail(
+            "something that is not this server's store is in the way; it is left untouched".into(),
+        ));
+    }
     let pairs = std::iter::once((scratch.clone(), target.to_owned())).chain(
         crate::storage::companions(&scratch)
             .into_iter()

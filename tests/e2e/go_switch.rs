@@ -363,6 +363,18 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
             .count(),
         1
     );
+
+    // A Go server running on the same folder is said, and this server, with its
+    // own session, still starts.
+    go.terminate().await;
+    let holder = Connection::open(&go_file).unwrap();
+    let _: i64 = holder
+        .query_row("SELECT count(*) FROM whatsmeow_device", [], |r| r.get(0))
+        .unwrap();
+    go.restart().await;
+    go.wait_connected().await;
+    assert!(go.log().contains("open in another program"), "{}", go.log());
+    drop(holder);
 }
 
 /// Runs the binary on `go_file` as the session path; (exit code, stderr).
@@ -426,11 +438,6 @@ async fn bad_go_files_stop_startup_with_one_line_and_stay_as_they_were() {
             "damaged or half-written",
         ),
         (
-            "no device",
-            Box::new(|p: &Path| whatsmeow_file(p, 15, false)),
-            "holds no paired device",
-        ),
-        (
             "unknown version",
             Box::new(|p: &Path| whatsmeow_file(p, 99, true)),
             "schema version 99",
@@ -486,6 +493,28 @@ async fn bad_go_files_stop_startup_with_one_line_and_stay_as_they_were() {
             "{name}: no store of ours was made"
         );
     }
+}
+
+#[tokio::test]
+async fn a_go_file_without_a_device_is_left_alone_and_the_server_pairs_anew() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go_file = dir.path().join("storages/whatsapp.db");
+    std::fs::create_dir_all(go_file.parent().unwrap()).unwrap();
+    // What a Go server that never paired (or was logged out) leaves.
+    whatsmeow_file(&go_file, 15, false);
+    let before = sha256(&go_file);
+    let server = Server::start(&fake, dir.path()).await;
+    assert!(
+        server
+            .log()
+            .contains("holds no paired device: nothing to import"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.status().await["is_logged_in"], false);
+    server.pair(&fake).await;
+    assert_eq!(sha256(&go_file), before);
 }
 
 #[tokio::test]
