@@ -22,9 +22,10 @@ pub enum Mode {
     Health,
 }
 
-/// The mode and configuration from the command line. A leading `rest` (the later
-/// Go versions' subcommand, which their compose files pass) is accepted and means
-/// serve; a leading `health` checks a running server. Flags may follow either.
+/// The mode and configuration from the command line. `rest` (the later Go
+/// versions' subcommand, which their compose files pass) is accepted and means
+/// serve; `health` checks a running server. Flags may come before or after either,
+/// as cobra's persistent flags may.
 pub fn from_args<I, T>(args: I) -> (Mode, Config)
 where
     I: IntoIterator<Item = T>,
@@ -44,19 +45,57 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    let mode = match args.get(1).and_then(|a| a.to_str()) {
-        Some("rest") => {
-            args.remove(1);
-            Mode::Serve
-        }
-        Some("health") => {
-            args.remove(1);
-            Mode::Health
-        }
-        _ => Mode::Serve,
-    };
+    let mode = take_subcommand(&mut args);
     let config = parse_with_defaults(args, defaults).unwrap_or_else(|e| e.exit());
     (mode, config)
+}
+
+/// Removes the subcommand (`rest`, `health`) from `args`, wherever it stands among
+/// the flags: the first word that is neither a flag nor a flag's value.
+fn take_subcommand(args: &mut Vec<std::ffi::OsString>) -> Mode {
+    use clap::CommandFactory;
+    let mut command = Config::command();
+    command.build();
+    // Whether the flag named by `token` takes the next word as its value.
+    let takes_next = |token: &str| {
+        let arg = if let Some(long) = token.strip_prefix("--") {
+            command.get_arguments().find(|a| {
+                a.get_long() == Some(long)
+                    || a.get_all_aliases()
+                        .is_some_and(|aliases| aliases.contains(&long))
+            })
+        } else {
+            let short = token.strip_prefix('-').and_then(|s| {
+                let mut chars = s.chars();
+                chars.next().filter(|_| chars.next().is_none())
+            });
+            command
+                .get_arguments()
+                .find(|a| short.is_some() && a.get_short() == short)
+        };
+        arg.is_some_and(|a| {
+            a.get_action().takes_values() && a.get_num_args().is_some_and(|n| n.min_values() > 0)
+        })
+    };
+    let mut i = 1;
+    while let Some(token) = args.get(i).and_then(|a| a.to_str()) {
+        match token {
+            "rest" | "health" => {
+                let mode = if token == "rest" {
+                    Mode::Serve
+                } else {
+                    Mode::Health
+                };
+                args.remove(i);
+                return mode;
+            }
+            "--" => break,
+            flag if flag.starts_with('-') && !flag.contains('=') && takes_next(flag) => i += 2,
+            flag if flag.starts_with('-') => i += 1,
+            _ => break,
+        }
+    }
+    Mode::Serve
 }
 
 /// Parses `args` with `defaults` below the environment (see [`from_args_with`]).
@@ -609,6 +648,19 @@ mod tests {
         assert_eq!((mode, config.port), (Mode::Health, 4000));
         let (mode, config) = from_args(["whatsapp-api", "--port", "3002"]);
         assert_eq!((mode, config.port), (Mode::Serve, 3002));
+        // Flags before the subcommand, as cobra's persistent flags allow.
+        let (mode, config) = from_args(["whatsapp-api", "-d", "rest", "--port", "3003"]);
+        assert_eq!((mode, config.debug, config.port), (Mode::Serve, true, 3003));
+        let (mode, config) = from_args(["whatsapp-api", "--port=3004", "health"]);
+        assert_eq!((mode, config.port), (Mode::Health, 3004));
+        let (mode, config) = from_args(["whatsapp-api", "--port", "3005", "rest"]);
+        assert_eq!((mode, config.port), (Mode::Serve, 3005));
+        // A flag's value that reads `rest` stays its value.
+        let (mode, config) = from_args(["whatsapp-api", "--autoreply", "rest"]);
+        assert_eq!(
+            (mode, config.autoreply.as_deref()),
+            (Mode::Serve, Some("rest"))
+        );
     }
 
     #[test]
