@@ -355,6 +355,11 @@ pub struct Config {
     #[arg(long, env = "WHATSAPP_WS_URL")]
     pub whatsapp_ws_url: Option<String>,
 
+    /// Proxy for the WebSocket to WhatsApp: `socks5://[user:password@]host:port` or
+    /// `http://[user:password@]host:port` (Go's WHATSAPP_PROXY).
+    #[arg(long, env = "WHATSAPP_PROXY", hide_env_values = true)]
+    pub whatsapp_proxy: Option<String>,
+
     /// The Go server's settings that have no effect here (yet): accepted so that a
     /// Go deployment's command line and `.env` start this server unchanged.
     #[command(flatten)]
@@ -442,6 +447,15 @@ impl Config {
         self.layout().lock
     }
 
+    /// `--whatsapp-proxy`, when set.
+    pub fn proxy(&self) -> Result<Option<crate::whatsapp::proxy::Proxy>, String> {
+        self.whatsapp_proxy
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+            .map(crate::whatsapp::proxy::Proxy::parse)
+            .transpose()
+    }
+
     /// `--base-path` as a route prefix: `""` or `/segment[/segment…]`, no trailing
     /// slash.
     pub fn route_prefix(&self) -> Result<String, String> {
@@ -516,6 +530,7 @@ impl Config {
         self.session_path()?;
         self.keys_path()?;
         self.route_prefix()?;
+        self.proxy()?;
         if let Some(bad) = self
             .webhook
             .iter()

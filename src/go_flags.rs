@@ -80,8 +80,6 @@ go_only! {
         "no presence pulse yet";
     presence_pulse_duration, "presence-pulse-duration", "WHATSAPP_PRESENCE_PULSE_DURATION",
         "no presence pulse yet";
-    whatsapp_proxy, "whatsapp-proxy", "WHATSAPP_PROXY",
-        "not yet: whatsapp-rust 0.7's stock transport dials directly; a proxy needs a dialer of this server's own";
     webhook_include_outgoing, "webhook-include-outgoing", "WHATSAPP_WEBHOOK_INCLUDE_OUTGOING",
         "this server's own sends are not sent as webhooks yet";
     webhook_device_merge_global, "webhook-device-merge-global",

@@ -211,6 +211,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn W
         inbound,
         db_path: layout.session.clone(),
         device_name: config.device_name.clone(),
+        proxy: config.proxy().map_err(anyhow::Error::msg)?,
         autoreply: config.autoreply.clone(),
         autoreply_interval: config.autoreply_interval(),
         ack_timeout: config.ack_timeout(),

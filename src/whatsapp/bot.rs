@@ -79,11 +79,15 @@ pub async fn start(
         .await
         .map_err(|e| WhatsAppError::failed("cannot open the session store", e))?;
 
-    let mut builder = Bot::builder()
-        .with_backend(store)
-        .with_transport_factory(transport_factory(settings))
-        .with_http_client(http_client())
-        .skip_history_sync();
+    let builder = Bot::builder().with_backend(store);
+    let builder = match &settings.proxy {
+        Some(proxy) => builder.with_transport_factory(super::proxy::ProxiedTransportFactory::new(
+            proxy.clone(),
+            settings.ws_url.clone(),
+        )),
+        None => builder.with_transport_factory(transport_factory(settings)),
+    };
+    let mut builder = builder.with_http_client(http_client()).skip_history_sync();
     if settings.ws_url.is_some() {
         // A fake server has no version endpoint to ask.
         builder = builder.with_version((2, 3000, 1));

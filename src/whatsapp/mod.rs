@@ -26,6 +26,7 @@ pub mod go_session;
 mod groups;
 pub mod inbound;
 mod outgoing;
+pub mod proxy;
 mod queries;
 mod send;
 pub mod session;

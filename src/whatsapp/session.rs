@@ -37,6 +37,8 @@ pub struct ClientSettings {
     pub db_path: std::path::PathBuf,
     /// The device name the phone lists (Go's `--os`); set when pairing.
     pub device_name: Option<String>,
+    /// `--whatsapp-proxy`: the WebSocket goes through it.
+    pub proxy: Option<super::proxy::Proxy>,
     pub autoreply: Option<String>,
     /// At most one auto-reply per chat in this time.
     pub autoreply_interval: Duration,

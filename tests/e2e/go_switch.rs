@@ -853,3 +853,69 @@ async fn a_go_chat_history_shows_in_chats_messages_and_downloads() {
     assert_eq!(served.bytes().await.unwrap().as_ref(), picture.as_slice());
     assert_eq!(sha256(&chats), before, "the Go history is unchanged");
 }
+
+/// An HTTP proxy for the test: answers `CONNECT host:port` with a tunnel and
+/// records each target. (The server side of a proxy; the server under test uses
+/// real client libraries for its side.)
+async fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = targets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head
+                    .strip_prefix("CONNECT ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(target.clone());
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (format!("http://{address}"), targets)
+}
+
+#[tokio::test]
+async fn whatsapp_proxy_carries_the_websocket() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
+        .unwrap();
+    let (proxy, targets) = connect_proxy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
+    server.pair(&fake).await;
+    let reply = send(&server, "through the proxy").await;
+    delivered(&fake, &server, &reply, FRIEND);
+    let fake_address = fake.ws_url();
+    let fake_address = fake_address
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let targets = targets.lock().unwrap().clone();
+    // The pairing socket and the one after WhatsApp's 515 restart.
+    assert!(targets.len() >= 2, "{targets:?}");
+    assert!(targets.iter().all(|t| *t == fake_address), "{targets:?}");
+}
