@@ -56,8 +56,8 @@ fn take_subcommand(args: &mut Vec<std::ffi::OsString>) -> Mode {
     use clap::CommandFactory;
     let mut command = Config::command();
     command.build();
-    // Whether the flag named by `token` takes the next word as its value.
-    let takes_next = |token: &str| {
+    // How many values the flag named by `token` may take: (at least, at most).
+    let values = |token: &str| {
         let arg = if let Some(long) = token.strip_prefix("--") {
             command.get_arguments().find(|a| {
                 a.get_long() == Some(long)
@@ -73,9 +73,9 @@ fn take_subcommand(args: &mut Vec<std::ffi::OsString>) -> Mode {
                 .get_arguments()
                 .find(|a| short.is_some() && a.get_short() == short)
         };
-        arg.is_some_and(|a| {
-            a.get_action().takes_values() && a.get_num_args().is_some_and(|n| n.min_values() > 0)
-        })
+        arg.filter(|a| a.get_action().takes_values())
+            .and_then(|a| a.get_num_args())
+            .map_or((0, 0), |n| (n.min_values(), n.max_values()))
     };
     let mut i = 1;
     while let Some(token) = args.get(i).and_then(|a| a.to_str()) {
@@ -90,7 +90,22 @@ fn take_subcommand(args: &mut Vec<std::ffi::OsString>) -> Mode {
                 return mode;
             }
             "--" => break,
-            flag if flag.starts_with('-') && !flag.contains('=') && takes_next(flag) => i += 2,
+            flag if flag.starts_with('-') && !flag.contains('=') => {
+                let next = args.get(i + 1).and_then(|a| a.to_str()).unwrap_or("-");
+                i += match values(flag) {
+                    (min, _) if min > 0 => 2,
+                    // An optional value (Go's `--debug false`): the next word, unless
+                    // it is a flag or the subcommand.
+                    (_, max)
+                        if max > 0
+                            && !next.starts_with('-')
+                            && !matches!(next, "rest" | "health") =>
+                    {
+                        2
+                    }
+                    _ => 1,
+                };
+            }
             flag if flag.starts_with('-') => i += 1,
             _ => break,
         }
@@ -670,6 +685,22 @@ mod tests {
         assert_eq!((mode, config.port), (Mode::Health, 3004));
         let (mode, config) = from_args(["whatsapp-api", "--port", "3005", "rest"]);
         assert_eq!((mode, config.port), (Mode::Serve, 3005));
+        let (mode, config) =
+            from_args(["whatsapp-api", "--debug", "false", "--port", "3006", "rest"]);
+        assert_eq!(
+            (mode, config.debug, config.port),
+            (Mode::Serve, false, 3006)
+        );
+        let (mode, config) = from_args([
+            "whatsapp-api",
+            "--chatwoot-url",
+            "https://cw.example",
+            "rest",
+        ]);
+        assert_eq!(
+            (mode, config.go_only.chatwoot_url.as_deref()),
+            (Mode::Serve, Some("https://cw.example"))
+        );
         // A flag's value that reads `rest` stays its value.
         let (mode, config) = from_args(["whatsapp-api", "--autoreply", "rest"]);
         assert_eq!(

@@ -83,11 +83,13 @@ pub async fn start(
     let builder = match &settings.proxy {
         Some(proxy) => builder.with_transport_factory(super::proxy::ProxiedTransportFactory::new(
             proxy.clone(),
-            settings.ws_url.clone(),
+            test_ws_url(settings),
         )),
         None => builder.with_transport_factory(transport_factory(settings)),
     };
-    let mut builder = builder.with_http_client(http_client()).skip_history_sync();
+    let mut builder = builder
+        .with_http_client(http_client(settings)?)
+        .skip_history_sync();
     if settings.ws_url.is_some() {
         // A fake server has no version endpoint to ask.
         builder = builder.with_version((2, 3000, 1));
@@ -133,12 +135,31 @@ fn transport_factory(
     }
 }
 
-#[cfg(not(feature = "e2e"))]
-fn http_client() -> whatsapp_rust::http::UreqHttpClient {
-    whatsapp_rust::http::UreqHttpClient::new()
+/// The fake WhatsApp server's URL, in test builds only.
+fn test_ws_url(settings: &ClientSettings) -> Option<String> {
+    cfg!(feature = "e2e")
+        .then(|| settings.ws_url.clone())
+        .flatten()
 }
 
+/// whatsapp-rust's HTTP client (media, version), through `--whatsapp-proxy` when
+/// set.
+#[cfg(not(feature = "e2e"))]
+fn http_client(
+    settings: &ClientSettings,
+) -> Result<whatsapp_rust::http::UreqHttpClient, WhatsAppError> {
+    Ok(match &settings.proxy {
+        Some(proxy) => whatsapp_rust::http::UreqHttpClient::with_agent(
+            proxy.http_agent().map_err(WhatsAppError::Failed)?,
+        ),
+        None => whatsapp_rust::http::UreqHttpClient::new(),
+    })
+}
+
+/// Test builds talk to the fake's media host on loopback.
 #[cfg(feature = "e2e")]
-fn http_client() -> crate::testing::LoopbackHttpClient {
-    crate::testing::LoopbackHttpClient::default()
+fn http_client(
+    _settings: &ClientSettings,
+) -> Result<crate::testing::LoopbackHttpClient, WhatsAppError> {
+    Ok(crate::testing::LoopbackHttpClient::default())
 }

@@ -4,12 +4,12 @@
 //! (tokio-socks, or an HTTP `CONNECT` through hyper), then TLS and the upgrade as
 //! the stock transport does them, with the same `Origin`.
 //!
-//! Only the WebSocket goes through the proxy, as in Go; media uploads and downloads
-//! do not.
+//! The HTTP requests to WhatsApp (media, the web client's version) go through it
+//! too ([`http_agent`]), as whatsmeow's proxy setting covers both.
 
 use std::sync::Arc;
 
-use axum::http::{Method, Request, StatusCode, Uri, header};
+use axum::http::{Method, Request, Uri, header};
 use base64::Engine;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -18,8 +18,9 @@ use whatsapp_rust::transport::{
 };
 use whatsapp_rust::wacore::net::{WHATSAPP_WEB_ORIGIN, WHATSAPP_WEB_WS_URL};
 
-/// How long dialing through the proxy, TLS and the upgrade may take together.
-const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long dialing through the proxy, TLS and the upgrade may take together
+/// (whatsapp-rust gives the whole connect 20 s).
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -34,6 +35,8 @@ pub struct Proxy {
     pub host: String,
     pub port: u16,
     credentials: Option<(String, String)>,
+    /// As given (for ureq); never shown.
+    url: String,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -57,7 +60,8 @@ impl Proxy {
             .trim()
             .parse()
             .map_err(|_| bad("not a URL like socks5://host:1080 or http://host:3128"))?;
-        let scheme = match uri.scheme_str() {
+        let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+        let scheme = match scheme.as_deref() {
             Some("socks5" | "socks5h") => Scheme::Socks5,
             Some("http") => Scheme::Http,
             Some("https") => {
@@ -73,10 +77,29 @@ impl Proxy {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let port = authority.port_u16().unwrap_or(match scheme {
-            Scheme::Socks5 => 1080,
-            Scheme::Http => 8080,
-        });
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad(
+                "a proxy URL has no path (percent-encode a / ? # in the password)",
+            ));
+        }
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, host_port)| host_port);
+        let port_text = if host_port.starts_with('[') {
+            host_port.rsplit_once("]:").map(|(_, port)| port)
+        } else {
+            host_port.rsplit_once(':').map(|(_, port)| port)
+        };
+        let port = match port_text {
+            Some(text) => text
+                .parse::<u16>()
+                .map_err(|_| bad("the port is not a number up to 65535"))?,
+            None => match scheme {
+                Scheme::Socks5 => 1080,
+                Scheme::Http => 80,
+            },
+        };
         let credentials = authority.as_str().rsplit_once('@').map(|(userinfo, _)| {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
             let decode = |s: &str| {
@@ -86,12 +109,35 @@ impl Proxy {
             };
             (decode(user), decode(password))
         });
+        if scheme == Scheme::Socks5
+            && credentials
+                .as_ref()
+                .is_some_and(|(user, password)| user.is_empty() || password.is_empty())
+        {
+            return Err(bad("a SOCKS5 proxy's user and password must both be given"));
+        }
         Ok(Self {
             scheme,
             host,
             port,
             credentials,
+            url: text.trim().to_owned(),
         })
+    }
+
+    /// An HTTP agent for whatsapp-rust's requests (media, version) through this
+    /// proxy, sized as whatsapp-rust's own agent is.
+    pub fn http_agent(&self) -> Result<ureq::Agent, String> {
+        let proxy = ureq::Proxy::new(&self.url)
+            .map_err(|_| "--whatsapp-proxy / WHATSAPP_PROXY: not usable for HTTP".to_owned())?;
+        Ok(ureq::Agent::config_builder()
+            .proxy(Some(proxy))
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_idle_connections(3)
+            .max_idle_connections_per_host(2)
+            .build()
+            .into())
     }
 
     /// A TCP stream to `host:port` through the proxy.
@@ -143,15 +189,24 @@ impl Proxy {
         }
         let request = request.body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-        // The connection is driven until the proxy answers; then its socket is
-        // taken back as the tunnel.
-        let conn = conn.without_shutdown();
-        let (answer, parts) = tokio::join!(sender.send_request(request), conn);
-        let status = answer?.status();
-        if status != StatusCode::OK {
+        // The connection is driven until the proxy answers; a 2xx ends it (hyper
+        // hands the socket back as the tunnel), anything else is an answer to stop
+        // at, not to wait behind.
+        let answer = sender.send_request(request);
+        drop(sender);
+        let mut conn = std::pin::pin!(conn.without_shutdown());
+        let mut answer = std::pin::pin!(answer);
+        let (status, parts) = tokio::select! {
+            response = &mut answer => (response?.status(), None),
+            parts = &mut conn => (answer.await?.status(), Some(parts?)),
+        };
+        if !status.is_success() {
             anyhow::bail!("HTTP proxy refused the tunnel: {status}");
         }
-        let parts = parts?;
+        let parts = match parts {
+            Some(parts) => parts,
+            None => conn.await?,
+        };
         anyhow::ensure!(
             parts.read_buf.is_empty(),
             "HTTP proxy sent data before the tunnel was up"
@@ -206,9 +261,16 @@ impl TransportFactory for ProxiedTransportFactory {
     async fn create_transport(
         &self,
     ) -> Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>), anyhow::Error> {
-        tokio::time::timeout(DIAL_TIMEOUT, self.dial())
+        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dial())
             .await
-            .map_err(|_| anyhow::anyhow!("dialing through the proxy timed out"))?
+            .map_err(|_| anyhow::anyhow!("dialing through the proxy timed out"))
+            .and_then(|dialed| dialed);
+        if let Err(e) = &dialed {
+            // whatsapp-rust logs only that the transport did not open. The error
+            // names hosts and statuses, never the proxy's credentials.
+            tracing::warn!(proxy = %self.proxy.host, error = %e, "cannot reach WhatsApp through the proxy");
+        }
+        dialed
     }
 }
 
@@ -228,12 +290,23 @@ mod tests {
             Some(("bob".to_owned(), "s@cret".to_owned()))
         );
         assert!(!format!("{socks:?}").contains("cret"));
-        let http = Proxy::parse("http://proxy.example").unwrap();
+        let http = Proxy::parse("HTTP://proxy.example").unwrap();
         assert_eq!(
             (http.scheme, http.port, http.credentials),
-            (Scheme::Http, 8080, None)
+            (Scheme::Http, 80, None),
+            "Go's default port for http://"
         );
-        for bad in ["https://p:3128", "ftp://p", "p:3128", "socks5://:1", ""] {
+        assert_eq!(Proxy::parse("SOCKS5://[::1]:9050").unwrap().host, "::1");
+        for bad in [
+            "https://p:3128",
+            "ftp://p",
+            "p:3128",
+            "socks5://:1",
+            "",
+            "socks5://p:99999",
+            "http://p:3128/path",
+            "socks5://bob@p:1080",
+        ] {
             let err = Proxy::parse(bad).unwrap_err();
             assert!(err.starts_with("--whatsapp-proxy"), "{bad}: {err}");
         }

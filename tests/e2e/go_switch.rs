@@ -857,7 +857,7 @@ async fn a_go_chat_history_shows_in_chats_messages_and_downloads() {
 /// An HTTP proxy for the test: answers `CONNECT host:port` with a tunnel and
 /// records each target. (The server side of a proxy; the server under test uses
 /// real client libraries for its side.)
-async fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+async fn connect_proxy(refuse: bool) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -882,6 +882,17 @@ async fn connect_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>
                     .unwrap_or_default()
                     .to_owned();
                 seen.lock().unwrap().push(target.clone());
+                if refuse {
+                    // Kept alive, as a proxy asking for credentials does.
+                    let _ = client
+                        .write_all(
+                            b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                              Proxy-Authenticate: Basic realm=\"p\"\r\nContent-Length: 0\r\n\r\n",
+                        )
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
                 let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
                     let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
                     return;
@@ -901,7 +912,7 @@ async fn whatsapp_proxy_carries_the_websocket() {
     let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
         .unwrap();
-    let (proxy, targets) = connect_proxy().await;
+    let (proxy, targets) = connect_proxy(false).await;
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
     server.pair(&fake).await;
@@ -918,4 +929,25 @@ async fn whatsapp_proxy_carries_the_websocket() {
     // The pairing socket and the one after WhatsApp's 515 restart.
     assert!(targets.len() >= 2, "{targets:?}");
     assert!(targets.iter().all(|t| *t == fake_address), "{targets:?}");
+}
+
+#[tokio::test]
+async fn a_proxy_refusing_the_tunnel_is_said_at_once() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    let (proxy, targets) = connect_proxy(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
+    let login = tokio::spawn({
+        let http = server.http.clone();
+        let url = format!("{}/app/login", server.base);
+        async move { http.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    // Each dial fails on the proxy's answer, not after a timeout.
+    crate::harness::wait_for("the refusal in the log", Duration::from_secs(10), || {
+        server.log().contains("refused the tunnel: 407")
+    })
+    .await;
+    assert!(!targets.lock().unwrap().is_empty());
+    assert!(fake.logins().is_empty(), "nothing reached the fake");
+    login.abort();
 }
