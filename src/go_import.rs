@@ -147,7 +147,7 @@ async fn warn_if_go_moved_on(layout: &Layout, keys: Option<std::path::PathBuf>, 
              server, move that file away and start again",
             layout.session.display()
         ),
-        Ok(Err(go_session::ImportError::StillOpen { .. })) => warn!(
+        Ok(Err(go_session::ImportError::StillOpen(_))) => warn!(
             go_session = %layout.given.display(),
             "the Go server's session file is open in another program: if a Go server runs \
              with the same device as this one, both lose messages"

@@ -220,9 +220,9 @@ pub struct Foreign {
 #[derive(Debug, thiserror::Error)]
 pub enum ForeignError {
     #[error(
-        "{path} is open in another program (is the Go server still running?); stop it \
-         first, this server never runs with the same device at the same time; it is left \
-         untouched"
+        "{path} is open in another program: is the Go server still running? Stop it \
+         first, then start this server again (both must never run with the same \
+         device); it is left untouched"
     )]
     InUse { path: String },
     #[error("cannot copy {path} to read it ({source}); it is left untouched")]
@@ -474,12 +474,8 @@ pub enum StorageError {
          other away"
     )]
     TwoStores { old: String, new: String },
-    #[error(
-        "{path} is open in another program: is the Go server still running? Stop it \
-         first, then start this server again (both must never run with the same \
-         device); it is left untouched"
-    )]
-    InUse { path: String },
+    #[error(transparent)]
+    Foreign(#[from] ForeignError),
     #[error("cannot move {from} to {to}: {source}")]
     Move {
         from: String,
@@ -527,9 +523,10 @@ pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
             "the Go server's session file is open in another program: if a Go server runs \
              with the same device as this one, both lose messages",
         ),
-        Kind::InUse => Err(StorageError::InUse {
+        Kind::InUse => Err(ForeignError::InUse {
             path: layout.given.display().to_string(),
-        }),
+        }
+        .into()),
         Kind::OurSession => {
             if matches!(identify(&layout.session), Kind::OurSession) {
                 return Err(StorageError::TwoStores {

@@ -57,17 +57,11 @@ pub enum ImportError {
          from a backup, or move it away to pair this server anew"
     )]
     Damaged { path: String, why: String },
-    #[error(
-        "{path} holds no paired device: there is no session to import; it is left \
-         untouched. Move it away to pair this server anew with /app/login"
-    )]
+    #[error("{path} holds no paired device: there is no session to import")]
     NoDevice { path: String },
-    #[error(
-        "{path} is open in another program: is the Go server still running? Stop it \
-         first, then start this server again (both must never run with the same \
-         device); it is left untouched"
-    )]
-    StillOpen { path: String },
+    /// In use by a running Go server.
+    #[error(transparent)]
+    StillOpen(crate::storage::ForeignError),
     #[error("cannot write the imported session to {path}: {why}")]
     Write { path: String, why: String },
 }
@@ -163,9 +157,7 @@ fn open_checked(path: &Path, scratch: &Path) -> Result<crate::storage::Foreign, 
         why,
     };
     let view = crate::storage::open_foreign(path, scratch).map_err(|e| match e {
-        ForeignError::InUse { .. } => ImportError::StillOpen {
-            path: shown.clone(),
-        },
+        in_use @ ForeignError::InUse { .. } => ImportError::StillOpen(in_use),
         ForeignError::Copy { source, .. } => ImportError::Write {
             path: shown.clone(),
             why: format!("cannot copy it to read it: {source}"),
