@@ -951,3 +951,75 @@ async fn a_proxy_refusing_the_tunnel_is_said_at_once() {
     assert!(fake.logins().is_empty(), "nothing reached the fake");
     login.abort();
 }
+
+/// A SOCKS5 proxy for the test (no authentication): records each target.
+async fn socks5_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = targets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // Greeting: version, methods; answer "no authentication".
+                let mut head = [0u8; 2];
+                client.read_exact(&mut head).await?;
+                let mut methods = vec![0u8; head[1] as usize];
+                client.read_exact(&mut methods).await?;
+                client.write_all(&[5, 0]).await?;
+                // CONNECT request: version, command, reserved, address type.
+                let mut request = [0u8; 4];
+                client.read_exact(&mut request).await?;
+                let host = match request[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        client.read_exact(&mut ip).await?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    3 => {
+                        let mut len = [0u8; 1];
+                        client.read_exact(&mut len).await?;
+                        let mut name = vec![0u8; len[0] as usize];
+                        client.read_exact(&mut name).await?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                    _ => return Ok::<_, std::io::Error>(()),
+                };
+                let mut port = [0u8; 2];
+                client.read_exact(&mut port).await?;
+                let target = format!("{host}:{}", u16::from_be_bytes(port));
+                seen.lock().unwrap().push(target.clone());
+                let mut upstream = tokio::net::TcpStream::connect(&target).await?;
+                client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+                Ok(())
+            });
+        }
+    });
+    (format!("socks5://{address}"), targets)
+}
+
+#[tokio::test]
+async fn a_socks5_proxy_carries_the_websocket() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
+        .unwrap();
+    let (proxy, targets) = socks5_proxy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
+    server.pair(&fake).await;
+    let reply = send(&server, "through socks").await;
+    delivered(&fake, &server, &reply, FRIEND);
+    let fake_address = fake.ws_url();
+    let fake_address = fake_address
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let targets = targets.lock().unwrap().clone();
+    assert!(targets.len() >= 2, "{targets:?}");
+    assert!(targets.iter().all(|t| *t == fake_address), "{targets:?}");
+}
