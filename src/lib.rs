@@ -151,7 +151,15 @@ pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+                "cannot write in the storage folder {}: {}",
+                path.parent()
+                    .map_or_else(|| ".".into(), |d| d.display().to_string()),
+                not_ours_hint(&path)
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot open {}", path.display())),
+        })?;
     // The lock file is empty; one with content is not ours to lock.
     if file.metadata().is_ok_and(|m| m.len() > 0) {
         anyhow::bail!(
@@ -180,6 +188,27 @@ pub fn lock_storage(config: &Config) -> anyhow::Result<std::fs::File> {
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
+    }
+}
+
+/// Why a folder may not be writable: another user's (the Go server's image runs as
+/// another user than this one's), with what to do.
+fn not_ours_hint(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let me = nix::unistd::getuid().as_raw();
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.uid() != me => format!(
+            "it belongs to uid {}, this server runs as uid {me}; give it the folder once \
+             (chown -R {me} {}) or run it as uid {} (nothing was changed)",
+            meta.uid(),
+            dir.display(),
+            meta.uid()
+        ),
+        _ => "permission denied (nothing was changed)".to_owned(),
     }
 }
 

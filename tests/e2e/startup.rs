@@ -144,3 +144,67 @@ async fn a_second_server_on_the_same_storage_stops_before_connecting() {
     assert_eq!(status["is_connected"], true, "{status}");
     assert_eq!(status["state"], "connected", "{status}");
 }
+
+#[tokio::test]
+async fn a_storage_folder_this_user_cannot_write_is_one_line_saying_how_to_fix_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let storages = dir.path().join("storages");
+    std::fs::create_dir(&storages).unwrap();
+    let db = storages.join("whatsapp.db");
+    let args = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--whatsapp-ws-url",
+        "ws://127.0.0.1:9/ws/chat",
+        "--temp-dir",
+        "/tmp",
+        "--db-path",
+        db.to_str().unwrap(),
+    ];
+    let out = if nix::unistd::getuid().is_root() {
+        // As a Go image's volume meets this image: a folder of another user. The
+        // binary is copied where that user can run it.
+        std::fs::set_permissions(&storages, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let binary = dir.path().join("whatsapp-api");
+        std::fs::copy(BINARY, &binary).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&binary)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .expect("setpriv (util-linux) runs")
+    } else {
+        // Not root: a folder of this user's that it may not write.
+        std::fs::set_permissions(&storages, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Command::new(BINARY)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot write in the storage folder"),
+        "{stderr}"
+    );
+    if nix::unistd::getuid().is_root() {
+        assert!(errors[0].contains("chown -R 65534"), "{stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&storages).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
