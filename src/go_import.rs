@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::messages::MessageStore;
-use crate::storage::{self, Found, Kind, Layout};
+use crate::storage::{self, Found, Kind, Layout, paired_jid};
 use crate::whatsapp::go_session;
 
 /// Checks the storage folder; moves an older version's store to its own name.
@@ -230,5 +230,3 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
     }
     Ok(())
 }
-
-use storage::paired_jid;

@@ -597,7 +597,7 @@ fn expect(path: &Path, kind: Kind, expected: &'static str) -> Result<(), Storage
 
 /// Moves this server's SQLite store `from` to `to` (within one folder): its log is
 /// folded into the file first, so the one rename of the file moves everything.
-fn move_store(from: &Path, to: &Path) -> Result<(), StorageError> {
+pub fn move_store(from: &Path, to: &Path) -> Result<(), StorageError> {
     let fail = |source: std::io::Error| StorageError::Move {
         from: from.display().to_string(),
         to: to.display().to_string(),

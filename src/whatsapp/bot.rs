@@ -2,7 +2,6 @@
 //! A client cannot be reused once disconnected, logged out or out of QR codes, so
 //! every pairing attempt and every (re)connection builds a fresh one from the store.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,12 +115,6 @@ pub async fn start(
         handle,
         _events: subscription,
     })
-}
-
-/// Deletes the session store and its journal files, once checked to be this
-/// server's (see [`crate::storage::remove_session_store`]).
-pub fn remove_store(db_path: &Path) {
-    crate::storage::remove_session_store(db_path);
 }
 
 fn transport_factory(

@@ -645,20 +645,8 @@ pub async fn write(session: &GoSession, target: &Path) -> Result<(), ImportError
             "something that is not this server's store is in the way; it is left untouched".into(),
         ));
     }
-    let pairs = std::iter::once((scratch.clone(), target.to_owned())).chain(
-        crate::storage::companions(&scratch)
-            .into_iter()
-            .zip(crate::storage::companions(target)),
-    );
-    let mut pairs: Vec<_> = pairs.collect();
-    // Journal files first, the main file last: it is what marks the store present.
-    pairs.rotate_left(1);
-    for (from, to) in pairs {
-        if from.exists() {
-            std::fs::rename(&from, &to).map_err(|e| fail(e.to_string()))?;
-        }
-    }
-    Ok(())
+    // The main file's rename is what marks the store present.
+    crate::storage::move_store(&scratch, target).map_err(|e| fail(e.to_string()))
 }
 
 /// Where an import is written before it is complete.

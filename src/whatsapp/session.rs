@@ -515,7 +515,7 @@ async fn finish(
     match forget {
         Forget::Nothing => {}
         Forget::Always => {
-            bot::remove_store(db_path);
+            crate::storage::remove_session_store(db_path);
             if let Some(store) = session.messages().cloned() {
                 match tokio::task::spawn_blocking(move || store.clear()).await {
                     Ok(Ok(())) => info!("stored messages deleted"),
@@ -524,7 +524,7 @@ async fn finish(
                 }
             }
         }
-        Forget::IfUnpaired if !paired => bot::remove_store(db_path),
+        Forget::IfUnpaired if !paired => crate::storage::remove_session_store(db_path),
         Forget::IfUnpaired => {
             // The phone scanned just as the attempt ended: keep the device.
             info!("the pairing attempt ended after the phone paired; connecting");
@@ -544,7 +544,7 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
         return Ok(());
     }
     if fresh {
-        bot::remove_store(&session.settings.db_path);
+        crate::storage::remove_session_store(&session.settings.db_path);
     }
     let weak = Arc::downgrade(session);
     let live = bot::start(&session.settings, |client| {
@@ -554,7 +554,7 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
     if !fresh && !live.is_paired() {
         info!("stored WhatsApp database holds no paired device; removing it");
         live.stop(STOP_BUDGET).await;
-        bot::remove_store(&session.settings.db_path);
+        crate::storage::remove_session_store(&session.settings.db_path);
         session.step(|m| ((), m.abandon_resume(generation)));
         return Ok(());
     }

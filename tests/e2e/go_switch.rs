@@ -379,18 +379,7 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
 
 /// Runs the binary on `go_file` as the session path; (exit code, stderr).
 async fn start_on(go_file: &Path) -> (Option<i32>, String) {
-    crate::startup::run_on(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--whatsapp-ws-url",
-            "ws://127.0.0.1:9/ws/chat",
-        ],
-        go_file,
-    )
-    .await
+    crate::startup::run_on(&crate::startup::OFFLINE, go_file).await
 }
 
 fn whatsmeow_file(path: &Path, version: i64, device: bool) {
@@ -907,17 +896,20 @@ async fn connect_proxy(refuse: bool) -> (String, std::sync::Arc<std::sync::Mutex
     (format!("http://{address}"), targets)
 }
 
-#[tokio::test]
-async fn whatsapp_proxy_carries_the_websocket() {
-    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+/// Pairs and sends through `proxy`, then checks that every WebSocket went to the
+/// fake through it (`targets`: what the proxy was asked for).
+async fn carries_the_websocket(
+    fake: &fake_whatsapp::FakeWhatsApp,
+    proxy: &str,
+    targets: &std::sync::Mutex<Vec<String>>,
+) {
     fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
         .unwrap();
-    let (proxy, targets) = connect_proxy(false).await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
-    server.pair(&fake).await;
+    let server = Server::start_with(fake, dir.path(), &["--whatsapp-proxy", proxy]).await;
+    server.pair(fake).await;
     let reply = send(&server, "through the proxy").await;
-    delivered(&fake, &server, &reply, FRIEND);
+    delivered(fake, &server, &reply, FRIEND);
     let fake_address = fake.ws_url();
     let fake_address = fake_address
         .trim_start_matches("ws://")
@@ -929,6 +921,13 @@ async fn whatsapp_proxy_carries_the_websocket() {
     // The pairing socket and the one after WhatsApp's 515 restart.
     assert!(targets.len() >= 2, "{targets:?}");
     assert!(targets.iter().all(|t| *t == fake_address), "{targets:?}");
+}
+
+#[tokio::test]
+async fn whatsapp_proxy_carries_the_websocket() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
+    let (proxy, targets) = connect_proxy(false).await;
+    carries_the_websocket(&fake, &proxy, &targets).await;
 }
 
 #[tokio::test]
@@ -1004,22 +1003,6 @@ async fn socks5_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>
 #[tokio::test]
 async fn a_socks5_proxy_carries_the_websocket() {
     let fake = fake_whatsapp::FakeWhatsApp::start_local().await.unwrap();
-    fake.add_contact(FRIEND, fake_whatsapp::ContactInfo::default())
-        .unwrap();
     let (proxy, targets) = socks5_proxy().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&fake, dir.path(), &["--whatsapp-proxy", &proxy]).await;
-    server.pair(&fake).await;
-    let reply = send(&server, "through socks").await;
-    delivered(&fake, &server, &reply, FRIEND);
-    let fake_address = fake.ws_url();
-    let fake_address = fake_address
-        .trim_start_matches("ws://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let targets = targets.lock().unwrap().clone();
-    assert!(targets.len() >= 2, "{targets:?}");
-    assert!(targets.iter().all(|t| *t == fake_address), "{targets:?}");
+    carries_the_websocket(&fake, &proxy, &targets).await;
 }

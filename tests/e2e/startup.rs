@@ -13,6 +13,17 @@ use crate::harness::Server;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
 
+/// Flags of a server that stops before it connects: loopback, any port, a
+/// WhatsApp URL nothing answers.
+pub const OFFLINE: [&str; 6] = [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--whatsapp-ws-url",
+    "ws://127.0.0.1:9/ws/chat",
+];
+
 /// Runs the binary with `args` in a fresh directory; (exit code, stderr).
 async fn run(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -153,18 +164,8 @@ async fn a_storage_folder_this_user_cannot_write_is_one_line_saying_how_to_fix_i
     let storages = dir.path().join("storages");
     std::fs::create_dir(&storages).unwrap();
     let db = storages.join("whatsapp.db");
-    let args = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--whatsapp-ws-url",
-        "ws://127.0.0.1:9/ws/chat",
-        "--temp-dir",
-        "/tmp",
-        "--db-path",
-        db.to_str().unwrap(),
-    ];
+    let mut args = OFFLINE.to_vec();
+    args.extend(["--temp-dir", "/tmp", "--db-path", db.to_str().unwrap()]);
     let out = if nix::unistd::getuid().is_root() {
         // As a Go image's volume meets this image: a folder of another user. The
         // binary is copied where that user can run it.
@@ -174,7 +175,7 @@ async fn a_storage_folder_this_user_cannot_write_is_one_line_saying_how_to_fix_i
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&binary)
-            .args(args)
+            .args(&args)
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
             .output()
@@ -184,7 +185,7 @@ async fn a_storage_folder_this_user_cannot_write_is_one_line_saying_how_to_fix_i
         // Not root: a folder of this user's that it may not write.
         std::fs::set_permissions(&storages, std::fs::Permissions::from_mode(0o555)).unwrap();
         Command::new(BINARY)
-            .args(args)
+            .args(&args)
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
             .output()
