@@ -560,6 +560,7 @@ pub(crate) mod tests {
                 id: id.to_owned(),
                 chat: FRIEND.to_owned(),
                 recipient: recipient.to_string(),
+                sender: COMPANION.to_owned(),
                 message: message.clone(),
                 media: None,
                 ack_t: Some(crate::unix_now()),

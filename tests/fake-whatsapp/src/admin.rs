@@ -2,20 +2,22 @@
 //!
 //! | route | what it does |
 //! |---|---|
-//! | `POST /admin/scan` `{"qr": "<QR text>"}` | the phone scans a QR code; returns the new device |
+//! | `POST /admin/phones` `{"user", "lid", "name"}` | another phone (account) with keys of its own, see [`crate::FakeWhatsApp::add_phone`] |
+//! | `GET /admin/phones` | every phone's number, the default one first |
+//! | `POST /admin/scan` `{"qr": "<QR text>", "phone"}` | the phone (`phone`, a number; the default phone without it) scans a QR code; returns the new device |
 //! | `GET /admin/pair-codes` | companions waiting for their pairing code to be typed (see [`crate::PendingCode`]) |
-//! | `POST /admin/enter-code` `{"code": "ABCD-1234"}` | the phone's user types a pairing code; returns the new device |
-//! | `GET /admin/devices` | linked devices (and whether they logged out) |
+//! | `POST /admin/enter-code` `{"code": "ABCD-1234"}` | the phone's user types a pairing code; the companion is linked with the phone it asked the code for; returns the new device |
+//! | `GET /admin/devices` | linked devices of every phone (and whether they logged out) |
 //! | `GET /admin/logins` | every connection: handshake pattern and device |
 //! | `GET /admin/messages` | every message a recipient decrypted (text, media hash, ack time) |
 //! | `GET /admin/problems` | what the fake refused, and why |
 //! | `POST /admin/contacts` `{"user", "status", "picture_id", "business_name"}` | add an account |
 //! | `POST /admin/groups` `{"id", "subject", "admin", "members"}` | add a group |
 //! | `GET /admin/groups` | every group with its state (see [`crate::Group`]) |
-//! | `POST /admin/deliver` `{"from", "text"}` | a contact sends the logged-in companion a text |
-//! | `POST /admin/drop` | drop every open connection, as a network failure would |
-//! | `POST /admin/unlink` | the phone unlinks its companions: devices marked removed, each logged-in one gets `<stream:error code="401"><conflict type="device_removed"/>` and is closed; returns `{"told": n}` |
-//! | `POST /admin/replace` | another client takes over: each logged-in connection gets `<stream:error><conflict type="replaced"/>` and is closed (devices stay linked); returns `{"told": n}` |
+//! | `POST /admin/deliver` `{"from", "text", "to"}` | a contact sends a text to the account of phone `to` (the default phone without it): to its latest logged-in companion |
+//! | `POST /admin/drop[?phone=N]` | drop every open connection (or phone `N`'s), as a network failure would |
+//! | `POST /admin/unlink[?phone=N]` | the phones (or phone `N`) unlink their companions: devices marked removed, each logged-in one gets `<stream:error code="401"><conflict type="device_removed"/>` and is closed; returns `{"told": n}` |
+//! | `POST /admin/replace[?phone=N]` | another client takes over: each logged-in connection (of phone `N`'s devices) gets `<stream:error><conflict type="replaced"/>` and is closed (devices stay linked); returns `{"told": n}` |
 //! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs", "ack_batch"}`, each optional |
 //! | `GET /admin/flood` | what the flood fault sent and the client acknowledged: `{"sent", "acked"}` |
 //! | `GET /admin/read-receipts` | read and played receipts the companion sent (see [`crate::ReadReceipt`]) |
@@ -23,7 +25,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,6 +37,7 @@ use crate::{Faults, Shared};
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/admin/phones", post(add_phone).get(phones))
         .route("/admin/scan", post(scan))
         .route("/admin/pair-codes", get(pair_codes))
         .route("/admin/enter-code", post(enter_code))
@@ -68,10 +71,13 @@ async fn messages(State(shared): State<Arc<Shared>>) -> Response {
 struct Deliver {
     from: String,
     text: String,
+    /// The phone whose account gets it; the default phone when absent.
+    to: Option<String>,
 }
 
 async fn deliver(State(shared): State<Arc<Shared>>, Json(body): Json<Deliver>) -> Response {
-    match crate::deliver(&shared, &body.from, crate::text_message(&body.text)).await {
+    let to = body.to.as_deref().unwrap_or(crate::PHONE_USER);
+    match crate::deliver(&shared, to, &body.from, crate::text_message(&body.text)).await {
         Ok(id) => Json(json!({ "id": id })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }
@@ -122,8 +128,40 @@ async fn list_groups(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 #[derive(Deserialize)]
+struct NewPhone {
+    user: String,
+    lid: String,
+    name: String,
+}
+
+async fn add_phone(State(shared): State<Arc<Shared>>, Json(body): Json<NewPhone>) -> Response {
+    match crate::add_phone(&shared, &body.user, &body.lid, &body.name) {
+        Ok(()) => Json(json!({ "user": body.user, "lid": body.lid })).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+async fn phones(State(shared): State<Arc<Shared>>) -> Response {
+    let world = shared.world();
+    let users: Vec<&str> = world
+        .accounts
+        .iter()
+        .map(|a| a.phone.user.as_str())
+        .collect();
+    Json(users).into_response()
+}
+
+#[derive(Deserialize)]
 struct Scan {
     qr: String,
+    /// The phone that scans; the default phone when absent.
+    phone: Option<String>,
+}
+
+/// `?phone=N`: the phone an admin action is limited to.
+#[derive(Deserialize)]
+struct OfPhone {
+    phone: Option<String>,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -131,7 +169,8 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn scan(State(shared): State<Arc<Shared>>, Json(body): Json<Scan>) -> Response {
-    match crate::scan(&shared, &body.qr).await {
+    let phone = body.phone.as_deref().unwrap_or(crate::PHONE_USER);
+    match crate::scan(&shared, phone, &body.qr).await {
         Ok(device) => Json(device).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
     }
@@ -161,16 +200,17 @@ async fn logins(State(shared): State<Arc<Shared>>) -> Response {
     Json(shared.world().logins.clone()).into_response()
 }
 
-async fn drop_all(State(shared): State<Arc<Shared>>) -> Response {
-    Json(json!({ "dropped": crate::drop_connections(&shared) })).into_response()
+async fn drop_all(State(shared): State<Arc<Shared>>, Query(of): Query<OfPhone>) -> Response {
+    let dropped = crate::drop_connections(&shared, of.phone.as_deref());
+    Json(json!({ "dropped": dropped })).into_response()
 }
 
-async fn unlink(State(shared): State<Arc<Shared>>) -> Response {
-    Json(json!({ "told": crate::unlink_device(&shared) })).into_response()
+async fn unlink(State(shared): State<Arc<Shared>>, Query(of): Query<OfPhone>) -> Response {
+    Json(json!({ "told": crate::unlink_device(&shared, of.phone.as_deref()) })).into_response()
 }
 
-async fn replace(State(shared): State<Arc<Shared>>) -> Response {
-    Json(json!({ "told": crate::replace_session(&shared) })).into_response()
+async fn replace(State(shared): State<Arc<Shared>>, Query(of): Query<OfPhone>) -> Response {
+    Json(json!({ "told": crate::replace_session(&shared, of.phone.as_deref()) })).into_response()
 }
 
 async fn flood(State(shared): State<Arc<Shared>>) -> Response {

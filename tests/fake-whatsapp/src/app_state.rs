@@ -564,15 +564,15 @@ fn value_fits(name: &str, v: &wa::SyncActionValue) -> bool {
 }
 
 /// Whether the fake knows the chat `jid`: a contact, the account itself, or a group.
-fn knows_chat(world: &World, shared: &Shared, jid: &str) -> bool {
+fn knows_chat(world: &World, jid: &str) -> bool {
     if let Some(gid) = jid.strip_suffix("@g.us") {
         return world.groups.contains_key(gid);
     }
-    crate::iq::account_of(world, &shared.phone.user, &shared.phone.lid, jid).is_some()
+    crate::iq::account_of(world, jid).is_some()
 }
 
 /// What is wrong with a verified SET of an action the fake models, if anything.
-fn semantic_problems(world: &World, shared: &Shared, collection: &str, m: &Decoded) -> Vec<String> {
+fn semantic_problems(world: &World, collection: &str, m: &Decoded) -> Vec<String> {
     let mut problems = Vec::new();
     let name = m.index[0].as_str();
     let Some(schema) = SCHEMAS.iter().find(|s| s.name == name) else {
@@ -611,7 +611,7 @@ fn semantic_problems(world: &World, shared: &Shared, collection: &str, m: &Decod
         other => problems.push(format!("{name} has timestamp {other:?}, not now (ms)")),
     }
     let chat = &index[1];
-    if !knows_chat(world, shared, chat) {
+    if !knows_chat(world, chat) {
         problems.push(format!("{name} for a chat the fake does not know: {chat}"));
     } else if schema.names_message {
         let from_me = match index[3].as_str() {
@@ -671,7 +671,7 @@ pub(crate) fn answer(shared: &Shared, node: &Node, device: &Device) -> Node {
     let mut world = shared.world();
     let answers = sync
         .get_children_by_tag("collection")
-        .map(|c| answer_collection(&mut world, shared, c, device))
+        .map(|c| answer_collection(&mut world, c, device))
         .collect::<Vec<_>>();
     iq_result(
         node,
@@ -679,7 +679,7 @@ pub(crate) fn answer(shared: &Shared, node: &Node, device: &Device) -> Node {
     )
 }
 
-fn answer_collection(world: &mut World, shared: &Shared, c: &Node, device: &Device) -> Node {
+fn answer_collection(world: &mut World, c: &Node, device: &Device) -> Node {
     let name = attr(c, "name").unwrap_or_default();
     if !COLLECTIONS.contains(&name.as_str()) {
         world
@@ -700,14 +700,7 @@ fn answer_collection(world: &mut World, shared: &Shared, c: &Node, device: &Devi
             ));
             return collection_error(&name, 400, "bad-request");
         };
-        return upload(
-            world,
-            shared,
-            &name,
-            base,
-            bytes(patch).unwrap_or_default(),
-            device,
-        );
+        return upload(world, &name, base, bytes(patch).unwrap_or_default(), device);
     }
     let from = match version {
         Some(Ok(v)) => v,
@@ -737,14 +730,7 @@ fn answer_collection(world: &mut World, shared: &Shared, c: &Node, device: &Devi
 }
 
 /// A patch the companion uploads on top of version `base` of collection `name`.
-fn upload(
-    world: &mut World,
-    shared: &Shared,
-    name: &str,
-    base: u64,
-    raw: &[u8],
-    device: &Device,
-) -> Node {
+fn upload(world: &mut World, name: &str, base: u64, raw: &[u8], device: &Device) -> Node {
     let collection = world
         .app_state
         .collections
@@ -787,7 +773,7 @@ fn upload(
         }
     };
     for m in &verified.mutations {
-        for problem in semantic_problems(world, shared, name, m) {
+        for problem in semantic_problems(world, name, m) {
             let problem = format!("app state {name}: {problem}");
             warn!("{problem}");
             world.problems.push(problem);
@@ -835,20 +821,24 @@ fn upload(
         .build()
 }
 
-/// `<message category="peer">` from the phone (device 0) to the companion `device`,
-/// end-to-end encrypted with the phone's keys.
+/// `<message category="peer">` from the phone (device 0) of `device`'s account to
+/// the companion `device`, end-to-end encrypted with that phone's keys. Every phone
+/// shares the fake's one app-state key.
 async fn peer_stanza(
     shared: &Shared,
     device: &Device,
     message: &wa::Message,
     id: &str,
 ) -> Result<Node> {
-    let bundle = shared
-        .world()
-        .bundles
-        .get(&device.id)
-        .cloned()
-        .context("the companion has not uploaded its prekeys")?;
+    let (bundle, account) = {
+        let world = shared.world();
+        let bundle = world
+            .bundles
+            .get(&device.id)
+            .cloned()
+            .context("the companion has not uploaded its prekeys")?;
+        (bundle, world.account_of_device(device)?)
+    };
     // Without a one-time prekey: the contacts' sessions may have used the one the
     // fake keeps, and the companion deletes a one-time prekey once used.
     let bundle = crate::signal::CompanionBundle {
@@ -856,14 +846,14 @@ async fn peer_stanza(
         ..bundle
     };
     let padded = MessageUtils::pad_message_v2(message.encode_to_vec());
-    let (kind, data) = shared
-        .phone_keys
+    let (kind, data) = account
+        .keys
         .lock()
         .await
         .encrypt_for(&device.jid, &bundle, &padded)
         .await?;
     Ok(NodeBuilder::new("message")
-        .attr("from", format!("{}@s.whatsapp.net", shared.phone.user))
+        .attr("from", format!("{}@s.whatsapp.net", account.phone.user))
         .attr("id", id.to_owned())
         .attr("type", "text")
         .attr("category", "peer")
@@ -955,22 +945,23 @@ pub(crate) async fn peer_message(
 
 async fn read_peer_message(shared: &Shared, node: &Node, device: &Device) -> Result<wa::Message> {
     let to = attr(node, "to").context("a peer message has a recipient")?;
-    {
+    let own = {
         let world = shared.world();
-        let phone = &shared.phone;
-        let account = crate::iq::account_of(&world, &phone.user, &phone.lid, &to);
+        let own = world.account_of_device(device)?;
+        let account = crate::iq::account_of(&world, &to);
         let device_part = to.split('@').next().and_then(|u| u.split_once(':'));
         ensure!(
-            account.as_deref() == Some(phone.user.as_str())
+            account.as_deref() == Some(own.phone.user.as_str())
                 && device_part.is_none_or(|(_, d)| d == "0"),
             "a peer message to {to}, which is not the account's phone"
         );
-    }
+        own
+    };
     let enc = child(node, "enc").context("a peer message without <enc>")?;
     let kind = attr(enc, "type").unwrap_or_default();
     let data = bytes(enc).context("<enc> without bytes")?;
-    let padded = shared
-        .phone_keys
+    let padded = own
+        .keys
         .lock()
         .await
         .decrypt(&device.jid, &kind, data)
@@ -1102,11 +1093,13 @@ pub(crate) fn summary(shared: &Shared) -> serde_json::Value {
     })
 }
 
-/// Whether the device of the latest logged-in session acknowledged the key share.
+/// Whether the device of the default phone's latest logged-in session acknowledged
+/// the key share.
 fn key_acknowledged(shared: &Shared) -> bool {
     let world = shared.world();
     let Some(device) = world
-        .session_conn
+        .session_conn(crate::PHONE_USER)
+        .ok()
         .and_then(|conn| world.sessions.get(&conn))
     else {
         return false;
@@ -1179,6 +1172,7 @@ mod tests {
     fn companion() -> Device {
         Device {
             id: 1,
+            phone: crate::PHONE_USER.to_owned(),
             jid: format!("{}:1@s.whatsapp.net", crate::PHONE_USER),
             noise_key: [1; 32],
             identity_key: [1; 32],
@@ -1707,7 +1701,7 @@ mod tests {
         assert!(!fake.app_state_key_shared());
         {
             let mut world = fake.shared.world();
-            world.session_conn = Some(7);
+            world.session_conns.insert(crate::PHONE_USER.to_owned(), 7);
             world.sessions.insert(7, device.id);
         }
         let receipt = NodeBuilder::new("receipt")
@@ -1720,8 +1714,10 @@ mod tests {
         assert!(fake.app_state_key_shared());
 
         // The companion asks for the key again, in a peer message to the phone.
-        let phone_bundle =
-            crate::actions::tests::published(&*fake.shared.phone_keys.lock().await, &phone);
+        let phone_bundle = crate::actions::tests::published(
+            &*fake.shared.keys_of(&phone).unwrap().1.lock().await,
+            &phone,
+        );
         let ask_for = |ids: Vec<Vec<u8>>| wa::Message {
             protocol_message: MessageField::some(wa::message::ProtocolMessage {
                 r#type: Some(ProtocolType::APP_STATE_SYNC_KEY_REQUEST),

@@ -21,7 +21,7 @@ use crate::link_code::{self, PrimaryHello};
 use crate::node::{SERVER, attr, bytes, child, iq_error, iq_result};
 use crate::noise::{self, Secure};
 use crate::phone::Companion;
-use crate::{Command, Device, LinkRequest, Login, PendingCode, Shared, show, unix_now};
+use crate::{Account, Command, Device, LinkRequest, Login, PendingCode, Shared, show, unix_now};
 use crate::{flood, inbox, iq};
 
 /// How many QR refs a pairing connection gets (the first lasts 60 s, the others 20 s),
@@ -193,8 +193,8 @@ impl Conn {
                 Event::Command(Command::Push { reply, .. }) => {
                     let _ = reply.send(Err(anyhow::anyhow!("the companion is still pairing")));
                 }
-                Event::Command(Command::Scan(qr, reply)) => {
-                    let outcome = self.pair_with(&qr.companion()).await;
+                Event::Command(Command::Scan(qr, account, reply)) => {
+                    let outcome = self.pair_with(&qr.companion(), &account).await;
                     if self.paired(outcome, reply).await? {
                         return Ok(());
                     }
@@ -236,7 +236,7 @@ impl Conn {
                 Event::Closed | Event::Command(Command::Drop | Command::End(_)) => {
                     bail!("the companion went away during pairing")
                 }
-                Event::Command(Command::Scan(_, reply) | Command::EnterCode(_, reply)) => {
+                Event::Command(Command::Scan(_, _, reply) | Command::EnterCode(_, reply)) => {
                     let _ = reply.send(Err(anyhow!("pairing is already under way")));
                 }
                 Event::Command(Command::Deliver { reply, .. }) => {
@@ -273,23 +273,23 @@ impl Conn {
     }
 
     /// `companion_hello`: the companion asks for a pairing code for a phone number. Only
-    /// the phone's own number gets one (a pairing ref); anything else is a
-    /// `bad-request`, and a malformed request is also a problem.
+    /// the number of one of the fake's phones gets one (a pairing ref); anything else
+    /// is a `bad-request`, and a malformed request is also a problem.
     async fn companion_hello(&mut self, node: &Node) -> Result<()> {
-        let hello =
-            match link_code::companion_hello(node, &self.shared.phone.user, &self.client_static) {
-                Ok(hello) => hello,
-                Err(refusal) => {
-                    info!(conn = self.id, reason = %refusal.reason, "pairing code refused");
-                    if refusal.malformed {
-                        let problem = format!("companion_hello: {}", refusal.reason);
-                        self.shared.world().problems.push(problem);
-                    }
-                    return self.send(iq_error(node, refusal.code, refusal.text)).await;
+        let is_phone = |user: &str| self.shared.world().account(user).is_some();
+        let hello = match link_code::companion_hello(node, is_phone, &self.client_static) {
+            Ok(hello) => hello,
+            Err(refusal) => {
+                info!(conn = self.id, reason = %refusal.reason, "pairing code refused");
+                if refusal.malformed {
+                    let problem = format!("companion_hello: {}", refusal.reason);
+                    self.shared.world().problems.push(problem);
                 }
-            };
+                return self.send(iq_error(node, refusal.code, refusal.text)).await;
+            }
+        };
         let reference = format!("2@{}", STANDARD.encode(rand::random::<[u8; 18]>())).into_bytes();
-        info!(conn = self.id, platform = %hello.platform, "a companion asked for a pairing code");
+        info!(conn = self.id, platform = %hello.platform, phone = %hello.phone, "a companion asked for a pairing code");
         let request = LinkRequest {
             pending: PendingCode {
                 phone: hello.phone,
@@ -334,8 +334,9 @@ impl Conn {
         let hello = tokio::task::spawn_blocking(move || PrimaryHello::new(&code, &wrapped))
             .await
             .context("unwrapping the companion's key")??;
-        let shared = self.shared.clone();
-        let phone = &shared.phone;
+        // The phone the companion asked the code for links it.
+        let account = self.shared.account(&request.pending.phone)?;
+        let phone = &account.phone;
         let id = format!("link-code-{}-{attempt}", self.id);
         self.send(link_code::primary_hello(
             &id,
@@ -360,7 +361,7 @@ impl Conn {
         let checked = link_code::companion_finish(&node).and_then(|finish| {
             ensure!(
                 finish.phone == phone.user,
-                "companion_finish is for {}, not the phone's number",
+                "companion_finish is for {}, not the number it asked a code for",
                 finish.phone
             );
             ensure!(
@@ -388,42 +389,38 @@ impl Conn {
             identity_key: finish.identity_key,
             adv_secret,
         };
-        self.pair_with(&companion).await
+        self.pair_with(&companion, &account).await
     }
 
-    /// Sends `pair-success` for `companion` and waits for its countersignature.
-    async fn pair_with(&mut self, companion: &Companion) -> Result<Device> {
+    /// Links `companion` as a new device of `account`: sends `pair-success` and waits
+    /// for the companion's countersignature. The device id is reserved meanwhile, and
+    /// the device is recorded in the same step as the id is released.
+    async fn pair_with(&mut self, companion: &Companion, account: &Account) -> Result<Device> {
         if companion.noise_key != self.client_static {
             bail!("the companion's noise key is not this connection's");
         }
-        let device_id = {
-            let world = self.shared.world();
-            world.devices.iter().map(|d| d.id).max().unwrap_or(0) + 1
-        };
-        let shared = self.shared.clone();
-        let phone = &shared.phone;
-        let identity = phone.sign_companion(companion, device_id, unix_now())?;
-        let jid = format!("{}:{device_id}@s.whatsapp.net", phone.user);
+        let device_id = self.shared.world().reserve_device_id();
+        let outcome = self.sign_in(companion, account, device_id).await;
+        let mut world = self.shared.world();
+        world.reserved_ids.remove(&device_id);
+        let device = outcome?;
+        world.pairing.retain(|_, c| *c != self.id);
+        world.link_codes.remove(&self.id);
+        world.devices.push(device.clone());
+        info!(device = %device.jid, "companion paired");
+        Ok(device)
+    }
+
+    /// The exchange of [`Self::pair_with`] for the device `device_id`.
+    async fn sign_in(
+        &mut self,
+        companion: &Companion,
+        account: &Account,
+        device_id: u32,
+    ) -> Result<Device> {
+        let phone = &account.phone;
         let request_id = format!("pair-success-{}", self.id);
-        let success = NodeBuilder::new("iq")
-            .attr("from", SERVER)
-            .attr("type", "set")
-            .attr("id", request_id.clone())
-            .attr("xmlns", "md")
-            .children([NodeBuilder::new("pair-success")
-                .children([
-                    NodeBuilder::new("device-identity").bytes(identity).build(),
-                    NodeBuilder::new("device")
-                        .attr("jid", jid.clone())
-                        .attr("lid", format!("{}:{device_id}@lid", phone.lid))
-                        .build(),
-                    NodeBuilder::new("platform").attr("name", "android").build(),
-                    NodeBuilder::new("biz")
-                        .attr("name", phone.push_name.clone())
-                        .build(),
-                ])
-                .build()])
-            .build();
+        let success = pair_success(phone, companion, device_id, &request_id)?;
         self.send(success).await?;
 
         loop {
@@ -443,24 +440,19 @@ impl Conn {
                 .and_then(bytes)
                 .context("no pair-device-sign in the companion's answer")?;
             phone.check_countersigned(companion, signed)?;
-            let device = Device {
+            return Ok(Device {
                 id: device_id,
-                jid,
+                phone: phone.user.clone(),
+                jid: format!("{}:{device_id}@s.whatsapp.net", phone.user),
                 noise_key: self.client_static,
                 identity_key: companion.identity_key,
                 removed: false,
                 name: self.device_name.clone(),
-            };
-            let mut world = self.shared.world();
-            world.pairing.retain(|_, c| *c != self.id);
-            world.link_codes.remove(&self.id);
-            world.devices.push(device.clone());
-            info!(device = %device.jid, "companion paired");
-            return Ok(device);
+            });
         }
     }
 
-    /// A returning companion: log it in if the phone still links it.
+    /// A returning companion: log it in if its phone still links it.
     async fn session(mut self, user: String, device_id: u32, pattern: String) -> Result<()> {
         let known = {
             let world = self.shared.world();
@@ -468,14 +460,15 @@ impl Conn {
                 .devices
                 .iter()
                 .find(|d| {
-                    user == self.shared.phone.user
+                    d.phone == user
                         && d.id == device_id
                         && !d.removed
                         && d.noise_key == self.client_static
                 })
                 .cloned()
+                .and_then(|d| Some((world.account(&user)?.clone(), d)))
         };
-        let Some(device) = known else {
+        let Some((account, device)) = known else {
             info!(%user, device_id, "login of an unknown or removed device refused");
             self.send(NodeBuilder::new("failure").attr("reason", "401").build())
                 .await?;
@@ -487,11 +480,11 @@ impl Conn {
                 pattern,
                 device: Some(device.jid.clone()),
             });
-            world.session_conn = Some(self.id);
+            world.session_conns.insert(device.phone.clone(), self.id);
             world.sessions.insert(self.id, device.id);
         }
         info!(device = %device.jid, "companion logged in");
-        let lid = format!("{}:{}@lid", self.shared.phone.lid, device.id);
+        let lid = format!("{}:{}@lid", account.phone.lid, device.id);
         self.send(
             NodeBuilder::new("success")
                 .attr("t", unix_now().to_string())
@@ -509,7 +502,7 @@ impl Conn {
                     return Ok(());
                 }
                 Event::Command(Command::End(stanza)) => return self.end(stanza).await,
-                Event::Command(Command::Scan(_, reply) | Command::EnterCode(_, reply)) => {
+                Event::Command(Command::Scan(_, _, reply) | Command::EnterCode(_, reply)) => {
                     let _ = reply.send(Err(anyhow::anyhow!("this device is already paired")));
                 }
                 Event::Command(Command::Push { node, owed, reply }) => {
@@ -577,7 +570,7 @@ impl Conn {
             )
         };
         if flood > 0 {
-            self.flood(flood, &id, &chat).await?;
+            self.flood(flood, &id, &chat, &device.phone).await?;
         }
         let t = unix_now();
         let mut ack = NodeBuilder::new("ack")
@@ -625,8 +618,8 @@ impl Conn {
 
     /// The flood fault: `count` receipts for the message `id` to `chat` and
     /// notifications from its recipient, before the message's ack.
-    async fn flood(&mut self, count: u32, id: &str, chat: &str) -> Result<()> {
-        let source = self.flood_source(chat);
+    async fn flood(&mut self, count: u32, id: &str, chat: &str, phone: &str) -> Result<()> {
+        let source = self.flood_source(chat, phone);
         let stanzas = flood::stanzas(count, id, &source, unix_now());
         for (_, owed) in &stanzas {
             self.ledger.expect(owed.clone());
@@ -639,9 +632,10 @@ impl Conn {
         Ok(())
     }
 
-    /// Who "answers" a message to `chat`: in a group, its first member other than
-    /// the phone (or the phone when there is none); else the addressee.
-    fn flood_source(&self, chat: &str) -> flood::Source {
+    /// Who "answers" a message to `chat` from a companion of the phone `phone`: in a
+    /// group, its first member other than that phone (or the phone when there is
+    /// none); else the addressee.
+    fn flood_source(&self, chat: &str, phone: &str) -> flood::Source {
         let Some(gid) = chat.strip_suffix("@g.us") else {
             return flood::Source {
                 from: chat.to_owned(),
@@ -650,12 +644,11 @@ impl Conn {
             };
         };
         let world = self.shared.world();
-        let phone = &self.shared.phone.user;
         let member = world
             .groups
             .get(gid)
             .and_then(|g| g.members.iter().find(|m| *m != phone).cloned())
-            .unwrap_or_else(|| phone.clone());
+            .unwrap_or_else(|| phone.to_owned());
         let member = format!("{member}@s.whatsapp.net");
         flood::Source {
             from: chat.to_owned(),
@@ -904,6 +897,37 @@ impl Conn {
         }
         Ok(false)
     }
+}
+
+/// The `pair-success` with which `phone` links `companion` as its device `device_id`:
+/// the ADV identity signed with the phone's identity key, and the device's JIDs with
+/// the phone's number and LID.
+fn pair_success(
+    phone: &crate::Phone,
+    companion: &Companion,
+    device_id: u32,
+    request_id: &str,
+) -> Result<Node> {
+    let identity = phone.sign_companion(companion, device_id, unix_now())?;
+    Ok(NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "set")
+        .attr("id", request_id.to_owned())
+        .attr("xmlns", "md")
+        .children([NodeBuilder::new("pair-success")
+            .children([
+                NodeBuilder::new("device-identity").bytes(identity).build(),
+                NodeBuilder::new("device")
+                    .attr("jid", format!("{}:{device_id}@s.whatsapp.net", phone.user))
+                    .attr("lid", format!("{}:{device_id}@lid", phone.lid))
+                    .build(),
+                NodeBuilder::new("platform").attr("name", "android").build(),
+                NodeBuilder::new("biz")
+                    .attr("name", phone.push_name.clone())
+                    .build(),
+            ])
+            .build()])
+        .build())
 }
 
 /// An IQ the client asks (`get` or `set`), not its answer to one of ours.

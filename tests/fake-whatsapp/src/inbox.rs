@@ -47,7 +47,7 @@ pub async fn receive(shared: &Shared, node: &Node, sender: &str) -> Result<Vec<R
         }
         drop(keys);
         if has_content(&message) {
-            received.push(checked(shared, &id, &chat, &user, message).await?);
+            received.push(checked(shared, &id, &chat, &user, sender, message).await?);
         }
     }
 
@@ -64,14 +64,14 @@ pub async fn receive(shared: &Shared, node: &Node, sender: &str) -> Result<Vec<R
             .get(&gid)
             .map(|g| g.members.clone())
             .with_context(|| format!("no group {chat}"))?;
-        let own = shared.phone.user.clone();
-        // The account's phone reads it once, whether or not it is listed.
+        // The sender's own phone reads it once, whether or not it is listed.
+        let own = keys_for(shared, sender)?.0;
         let others = members.iter().filter(|m| **m != own);
         for user in others.chain(std::iter::once(&own)) {
             let (user, keys) = keys_for(shared, &format!("{user}@s.whatsapp.net"))?;
             let padded = keys.lock().await.group_decrypt(&chat, sender, data).await?;
             let message = unwrap_device_sent(decode_plaintext(&padded, 2)?);
-            received.push(checked(shared, &id, &chat, &user, message).await?);
+            received.push(checked(shared, &id, &chat, &user, sender, message).await?);
         }
     }
     if received.is_empty() {
@@ -235,6 +235,7 @@ async fn checked(
     id: &str,
     chat: &str,
     recipient: &str,
+    sender: &str,
     message: wa::Message,
 ) -> Result<Received> {
     let media = match media_of(&message) {
@@ -295,6 +296,7 @@ async fn checked(
         id: id.to_owned(),
         chat: chat.to_owned(),
         recipient: recipient.to_owned(),
+        sender: sender.to_owned(),
         message,
         media,
         ack_t: None,

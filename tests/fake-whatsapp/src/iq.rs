@@ -11,14 +11,16 @@ use crate::node::{attr, child, iq_result};
 use crate::{Shared, World};
 
 /// `15550001234:2@s.whatsapp.net` or `…@lid` → the account's phone number, if the fake
-/// knows the account (the phone's own LID counts as the phone).
-pub fn account_of(world: &World, phone_user: &str, phone_lid: &str, jid: &str) -> Option<String> {
+/// knows the account: one of its phones (a phone's LID counts as that phone) or a
+/// contact.
+pub fn account_of(world: &World, jid: &str) -> Option<String> {
     let (user, server) = jid.split_once('@')?;
     let user = user.split(':').next().unwrap_or(user);
     if server == "lid" {
-        return (user == phone_lid).then(|| phone_user.to_owned());
+        let phone = world.accounts.iter().find(|a| a.phone.lid == user)?;
+        return Some(phone.phone.user.clone());
     }
-    (user == phone_user || world.contacts.contains_key(user)).then(|| user.to_owned())
+    (world.account(user).is_some() || world.contacts.contains_key(user)).then(|| user.to_owned())
 }
 
 pub fn answer(shared: &Shared, node: &Node, xmlns: &str) -> Option<Node> {
@@ -89,10 +91,9 @@ fn usync(shared: &Shared, node: &Node) -> Node {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let phone = &shared.phone;
     let mut out = Vec::new();
     for jid in users {
-        let Some(user) = account_of(&world, &phone.user, &phone.lid, &jid) else {
+        let Some(user) = account_of(&world, &jid) else {
             continue; // not on WhatsApp
         };
         let contact = world.contacts.get(&user);

@@ -53,16 +53,22 @@ use signal::DeviceKeys;
 pub use noise::Pattern;
 pub use phone::{Companion, Phone, QrCode};
 
-/// The account the simulated phone is logged in as.
+/// The default phone: the account the fake simulates from the start. More phones can
+/// be added with [`FakeWhatsApp::add_phone`]; the methods without a phone argument act
+/// on this one.
 pub const PHONE_USER: &str = "15550001234";
 pub const PHONE_LID: &str = "205550001234001";
 pub const PHONE_NAME: &str = "Fake Phone";
 
-/// A companion device (like our server) that the phone has linked.
+/// A companion device (like our server) that a phone has linked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Device {
+    /// Unique across every phone of the fake: maps keyed by device id never mix
+    /// accounts up.
     pub id: u32,
-    /// `PHONE:ID@s.whatsapp.net`
+    /// The phone number of the account it is a companion of.
+    pub phone: String,
+    /// `PHONE:ID@s.whatsapp.net`, with its own phone's number.
     pub jid: String,
     #[serde(skip)]
     pub noise_key: [u8; 32],
@@ -79,8 +85,9 @@ pub struct Device {
 /// instead"), waiting for the phone's user to type the code it shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingCode {
-    /// The phone number the code was asked for (always the phone's own: a request
-    /// for another number is refused with `bad-request`).
+    /// The phone number the code was asked for: one of the fake's phones (a request
+    /// for any other number is refused with `bad-request`). Typing the code links the
+    /// companion with that phone.
     pub phone: String,
     /// `<companion_platform_display>`, e.g. `Chrome (Linux)`.
     pub platform: String,
@@ -184,8 +191,11 @@ pub struct Received {
     pub id: String,
     /// The chat it was sent to (`PHONE@s.whatsapp.net` or `ID@g.us`).
     pub chat: String,
-    /// The account whose device decrypted it.
+    /// The account whose device decrypted it (a phone number).
     pub recipient: String,
+    /// The companion device that sent it (`PHONE:ID@s.whatsapp.net`): which account
+    /// the send came from.
+    pub sender: String,
     pub message: wa::Message,
     /// The decrypted media, checked against the message's hashes.
     pub media: Option<Vec<u8>>,
@@ -195,6 +205,8 @@ pub struct Received {
 
 #[derive(Default)]
 struct World {
+    /// Every phone the fake simulates, the default phone ([`PHONE_USER`]) first.
+    accounts: Vec<Account>,
     next_conn: u64,
     conns: HashMap<u64, mpsc::UnboundedSender<Command>>,
     /// QR refs of connections waiting for a scan.
@@ -202,6 +214,9 @@ struct World {
     /// Pairing connections that asked for a pairing code, by connection.
     link_codes: HashMap<u64, LinkRequest>,
     devices: Vec<Device>,
+    /// Device ids handed to pairings under way, so that two pairings at once (of
+    /// any phones) never get the same id. Released when the pairing ends.
+    reserved_ids: std::collections::HashSet<u32>,
     logins: Vec<Login>,
     faults: Faults,
     contacts: HashMap<String, Contact>,
@@ -216,8 +231,8 @@ struct World {
     problems: Vec<String>,
     /// Prekeys each companion device uploaded at login.
     bundles: HashMap<u32, signal::CompanionBundle>,
-    /// The connection of the latest logged-in companion.
-    session_conn: Option<u64>,
+    /// The connection of the latest logged-in companion of each phone, by phone number.
+    session_conns: HashMap<String, u64>,
     /// Every open logged-in connection and the device id it logged in as.
     sessions: HashMap<u64, u32>,
     flood: FloodCount,
@@ -232,14 +247,60 @@ struct World {
     presences: Vec<String>,
     /// `<chatstate>`s the companion sent: (to, state).
     chatstates: Vec<(String, String)>,
-    /// Profile pictures the companion set for the account (JPEG).
+    /// Profile pictures the companions set for their account (JPEG). Like the push
+    /// names, recorded for every phone in one list.
     own_pictures: Vec<Vec<u8>>,
-    /// Push names the companion announced.
+    /// Push names the companions announced.
     push_names: Vec<String>,
     /// Delivered messages, read receipts and revokes (see [`actions`]).
     actions: actions::Actions,
-    /// The account's app state and its sync key (see [`app_state`]).
+    /// The app state and its sync key (see [`app_state`]): one for the fake, the
+    /// default phone's; every phone shares the key with its companions.
     app_state: app_state::AppState,
+}
+
+impl World {
+    /// The phone with number `user`.
+    fn account(&self, user: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.phone.user == user)
+    }
+
+    /// The account the companion `device` belongs to.
+    fn account_of_device(&self, device: &Device) -> Result<Account> {
+        self.account(&device.phone)
+            .cloned()
+            .with_context(|| format!("{} belongs to no phone of the fake", device.jid))
+    }
+
+    /// A device id for a new companion, never used by a device of any phone nor by
+    /// another pairing under way. Release it with `reserved_ids.remove` once the
+    /// pairing is over.
+    fn reserve_device_id(&mut self) -> u32 {
+        let used = self.devices.iter().map(|d| d.id);
+        let id = used
+            .chain(self.reserved_ids.iter().copied())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        self.reserved_ids.insert(id);
+        id
+    }
+
+    /// The connection of the latest logged-in companion of the phone `user`.
+    fn session_conn(&self, user: &str) -> Result<u64> {
+        self.session_conns
+            .get(user)
+            .copied()
+            .with_context(|| format!("no companion of {user} is logged in"))
+    }
+}
+
+/// One account the fake simulates: its phone (device 0), whose identity key signs the
+/// companions it links, and the phone's Signal keys.
+#[derive(Clone)]
+struct Account {
+    phone: Arc<Phone>,
+    keys: Keys,
 }
 
 /// Media the fake serves as if a contact's phone had uploaded it: what a media
@@ -265,8 +326,8 @@ fn text_message(text: &str) -> wa::Message {
 
 /// Orders for a connection's task.
 enum Command {
-    /// The phone scanned one of this connection's QR codes.
-    Scan(QrCode, oneshot::Sender<Result<Device>>),
+    /// The phone of this account scanned one of this connection's QR codes.
+    Scan(QrCode, Account, oneshot::Sender<Result<Device>>),
     /// The phone's user typed this (normalized) pairing code for this connection.
     EnterCode(String, oneshot::Sender<Result<Device>>),
     /// Drop the socket without a goodbye.
@@ -289,8 +350,9 @@ enum Command {
 
 struct Shared {
     server_key: KeyPair,
-    phone: Phone,
-    phone_keys: Keys,
+    /// The default phone ([`PHONE_USER`]), also first in `World::accounts`. Groups,
+    /// newsletters, privacy settings and the app state belong to it.
+    phone: Arc<Phone>,
     /// `127.0.0.1:PORT`: the media host the fake hands out.
     host: String,
     world: Mutex<World>,
@@ -304,17 +366,25 @@ impl Shared {
         self.world.lock().expect("world lock")
     }
 
-    /// The account `jid` (any device, phone number or the phone's LID) belongs to:
-    /// its phone number and keys. `None` for accounts the fake does not know.
+    /// The account `jid` (any device, phone number, or a phone's LID) belongs to:
+    /// its phone number and the keys of its device 0 (a phone's, or a contact's).
+    /// `None` for accounts the fake does not know.
     fn keys_of(&self, jid: &str) -> Option<(String, Keys)> {
         let world = self.world();
-        let user = iq::account_of(&world, &self.phone.user, &self.phone.lid, jid)?;
-        let keys = if user == self.phone.user {
-            self.phone_keys.clone()
-        } else {
-            world.contacts.get(&user)?.keys.clone()
+        let user = iq::account_of(&world, jid)?;
+        let keys = match world.account(&user) {
+            Some(account) => account.keys.clone(),
+            None => world.contacts.get(&user)?.keys.clone(),
         };
         Some((user, keys))
+    }
+
+    /// The phone with number `user`.
+    fn account(&self, user: &str) -> Result<Account> {
+        self.world()
+            .account(user)
+            .cloned()
+            .with_context(|| format!("{user} is not a phone of the fake"))
     }
 }
 
@@ -330,12 +400,16 @@ impl FakeWhatsApp {
     /// that clients paired with an earlier run can still log in.
     pub async fn start(listener: TcpListener, key_file: Option<&Path>) -> Result<Self> {
         let addr = listener.local_addr()?;
+        let default = Account {
+            phone: Arc::new(Phone::new(PHONE_USER, PHONE_LID, PHONE_NAME)),
+            keys: Arc::new(tokio::sync::Mutex::new(DeviceKeys::generate()?)),
+        };
         let shared = Arc::new(Shared {
             server_key: server_key(key_file)?,
-            phone: Phone::new(PHONE_USER, PHONE_LID, PHONE_NAME),
-            phone_keys: Arc::new(tokio::sync::Mutex::new(DeviceKeys::generate()?)),
+            phone: default.phone.clone(),
             host: addr.to_string(),
             world: Mutex::new(World {
+                accounts: vec![default],
                 privacy: default_privacy(),
                 ..World::default()
             }),
@@ -373,21 +447,52 @@ impl FakeWhatsApp {
         format!("http://{}", self.addr)
     }
 
-    /// The phone scans `qr_text`: pairs the companion that shows it and returns the
-    /// new device once the companion has countersigned.
+    /// The default phone scans `qr_text`: pairs the companion that shows it and
+    /// returns the new device once the companion has countersigned.
     pub async fn scan(&self, qr_text: &str) -> Result<Device> {
-        scan(&self.shared, qr_text).await
+        scan(&self.shared, PHONE_USER, qr_text).await
     }
 
-    /// Companions waiting for the phone's user to type their pairing code (asked for
-    /// less than 180 s ago, on a connection still open), oldest first.
+    /// The phone `phone_user` (see [`Self::add_phone`]) scans `qr_text`: the
+    /// companion becomes a device of that account, signed in with its identity and
+    /// named with its number and LID.
+    pub async fn scan_as(&self, phone_user: &str, qr_text: &str) -> Result<Device> {
+        scan(&self.shared, phone_user, qr_text).await
+    }
+
+    /// Another phone: a WhatsApp account with number `user`, LID user part `lid` and
+    /// push name `name`, with fresh keys of its own (identity, Signal keys of its
+    /// device 0). Its companions pair with [`Self::scan_as`] or a pairing code for
+    /// its number, log in as its devices, and get its messages
+    /// ([`Self::deliver_to`]); messages to its number are decrypted by its phone.
+    /// Groups, newsletters, privacy settings, the app state, profile pictures and push
+    /// names recorded stay the default phone's (one set for the whole fake). Refuses
+    /// a number that is already a phone or a contact, and a LID another phone has.
+    pub fn add_phone(&self, user: &str, lid: &str, name: &str) -> Result<()> {
+        add_phone(&self.shared, user, lid, name)
+    }
+
+    /// The phone numbers of every phone, the default one first.
+    pub fn phones(&self) -> Vec<String> {
+        let world = self.shared.world();
+        world
+            .accounts
+            .iter()
+            .map(|a| a.phone.user.clone())
+            .collect()
+    }
+
+    /// Companions waiting for a phone's user to type their pairing code (asked for
+    /// less than 180 s ago, on a connection still open), oldest first, for any phone
+    /// (see [`PendingCode::phone`]).
     pub fn pair_codes(&self) -> Vec<PendingCode> {
         pair_codes(&self.shared)
     }
 
-    /// The phone's user types `code` (`ABCD-1234`, with or without the dash): the phone
-    /// links the companion that asked for a code last, and returns the new device once
-    /// the companion has countersigned. A wrong code is an error and links nothing: it
+    /// The phone's user types `code` (`ABCD-1234`, with or without the dash): the
+    /// companion that asked for a code last is linked with the phone it asked the
+    /// code for (its [`PendingCode::phone`]), and the new device is returned once the
+    /// companion has countersigned. A wrong code is an error and links nothing: it
     /// shows only when the companion's key bundle does not open. The companion takes 3
     /// tries of a code while it is valid (whatsapp-rust gives up 60 s after a try that
     /// did not link; a later try then fails after waiting 30 s for it).
@@ -395,8 +500,16 @@ impl FakeWhatsApp {
         enter_code(&self.shared, code).await
     }
 
+    /// Every device linked to any phone, in the order they paired.
     pub fn devices(&self) -> Vec<Device> {
         self.shared.world().devices.clone()
+    }
+
+    /// The devices linked to the phone `phone_user`, in the order they paired.
+    pub fn devices_of(&self, phone_user: &str) -> Vec<Device> {
+        let world = self.shared.world();
+        let mine = world.devices.iter().filter(|d| d.phone == phone_user);
+        mine.cloned().collect()
     }
 
     pub fn logins(&self) -> Vec<Login> {
@@ -405,16 +518,27 @@ impl FakeWhatsApp {
 
     /// Drops every open connection, as a network failure would. Returns how many.
     pub fn drop_connections(&self) -> usize {
-        drop_connections(&self.shared)
+        drop_connections(&self.shared, None)
     }
 
-    /// The phone unlinks its companions: every linked device is marked removed (a
+    /// Drops the connections of the phone `phone_user`: those logged in as one of its
+    /// devices and those waiting for a pairing code for its number. Returns how many.
+    pub fn drop_connections_of(&self, phone_user: &str) -> usize {
+        drop_connections(&self.shared, Some(phone_user))
+    }
+
+    /// Every phone unlinks its companions: every linked device is marked removed (a
     /// later login with its keys is refused with `<failure reason="401">`), and each
     /// connection logged in as one of them gets
     /// `<stream:error code="401"><conflict type="device_removed"/></stream:error>`
     /// and is closed. Returns how many connections were told.
     pub fn unlink_device(&self) -> usize {
-        unlink_device(&self.shared)
+        unlink_device(&self.shared, None)
+    }
+
+    /// As [`Self::unlink_device`], for the companions of the phone `phone_user` only.
+    pub fn unlink_device_of(&self, phone_user: &str) -> usize {
+        unlink_device(&self.shared, Some(phone_user))
     }
 
     /// Another client takes the session over: each logged-in connection gets
@@ -422,7 +546,12 @@ impl FakeWhatsApp {
     /// devices stay linked, so a later login with the same keys works. Returns how
     /// many connections were told.
     pub fn replace_session(&self) -> usize {
-        replace_session(&self.shared)
+        replace_session(&self.shared, None)
+    }
+
+    /// As [`Self::replace_session`], for the companions of the phone `phone_user` only.
+    pub fn replace_session_of(&self, phone_user: &str) -> usize {
+        replace_session(&self.shared, Some(phone_user))
     }
 
     /// What the flood fault sent and the client acknowledged so far.
@@ -463,16 +592,33 @@ impl FakeWhatsApp {
             .collect();
     }
 
-    /// The contact `from` (a phone number) sends the logged-in companion `text`.
-    /// Returns the message id once it is on the wire.
+    /// The contact `from` (a phone number) sends the default phone's account `text`:
+    /// it goes to the latest logged-in companion of that phone. Returns the message
+    /// id once it is on the wire.
     pub async fn deliver(&self, from: &str, text: &str) -> Result<String> {
-        deliver(&self.shared, from, text_message(text)).await
+        deliver(&self.shared, PHONE_USER, from, text_message(text)).await
     }
 
-    /// The contact `from` sends the logged-in companion any message (media, a
+    /// The contact `from` sends the default phone's account any message (media, a
     /// reaction, an edit…). Returns the message id once it is on the wire.
     pub async fn deliver_message(&self, from: &str, message: wa::Message) -> Result<String> {
-        deliver(&self.shared, from, message).await
+        deliver(&self.shared, PHONE_USER, from, message).await
+    }
+
+    /// The contact `from` sends the account of the phone `phone_user` `text`: it goes
+    /// to the latest logged-in companion of that phone, and to no other phone's.
+    pub async fn deliver_to(&self, phone_user: &str, from: &str, text: &str) -> Result<String> {
+        deliver(&self.shared, phone_user, from, text_message(text)).await
+    }
+
+    /// As [`Self::deliver_to`], with any message.
+    pub async fn deliver_message_to(
+        &self,
+        phone_user: &str,
+        from: &str,
+        message: wa::Message,
+    ) -> Result<String> {
+        deliver(&self.shared, phone_user, from, message).await
     }
 
     /// Encrypts `plaintext` as WhatsApp media of `kind` and serves it on the fake's
@@ -625,6 +771,7 @@ impl Received {
             "id": self.id,
             "chat": self.chat,
             "recipient": self.recipient,
+            "sender": self.sender,
             "kind": kind,
             "text": text,
             "media_sha256": self.media.as_ref().map(|b| {
@@ -651,11 +798,34 @@ fn default_privacy() -> Vec<(String, String)> {
     .collect()
 }
 
-fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn add_phone(shared: &Shared, user: &str, lid: &str, name: &str) -> Result<()> {
+    anyhow::ensure!(is_digits(user), "a phone is a phone number (digits only)");
+    anyhow::ensure!(is_digits(lid), "a phone's LID is digits only");
+    let account = Account {
+        phone: Arc::new(Phone::new(user, lid, name)),
+        keys: Arc::new(tokio::sync::Mutex::new(DeviceKeys::generate()?)),
+    };
+    let mut world = shared.world();
+    anyhow::ensure!(world.account(user).is_none(), "{user} is already a phone");
     anyhow::ensure!(
-        !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()),
-        "a contact is a phone number (digits only)"
+        !world.contacts.contains_key(user),
+        "{user} is already a contact"
     );
+    anyhow::ensure!(
+        world.accounts.iter().all(|a| a.phone.lid != lid),
+        "another phone has the LID {lid}"
+    );
+    tracing::info!(%user, %lid, "a phone joined the fake");
+    world.accounts.push(account);
+    Ok(())
+}
+
+fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
+    anyhow::ensure!(is_digits(user), "a contact is a phone number (digits only)");
     let contact = Contact {
         status: info.status,
         picture_id: info.picture_id,
@@ -720,7 +890,8 @@ async fn upload(
     .into_response()
 }
 
-async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
+async fn scan(shared: &Shared, phone_user: &str, qr_text: &str) -> Result<Device> {
+    let account = shared.account(phone_user)?;
     let qr = QrCode::parse(qr_text)?;
     let conn = *shared
         .world()
@@ -730,7 +901,7 @@ async fn scan(shared: &Shared, qr_text: &str) -> Result<Device> {
     ask(
         shared,
         conn,
-        |reply| Command::Scan(qr, reply),
+        |reply| Command::Scan(qr, account, reply),
         "the connection that showed this QR code is gone",
         "the connection closed during pairing",
     )
@@ -751,8 +922,8 @@ fn pair_codes(shared: &Shared) -> Vec<PendingCode> {
 
 async fn enter_code(shared: &Shared, code: &str) -> Result<Device> {
     let code = link_code::normalize_code(code)?;
-    // The code does not say which companion it is for: as WhatsApp does, the phone
-    // answers the latest request for its number.
+    // The code does not say which companion it is for: the latest request is
+    // answered, and linked with the phone whose number it asked a code for.
     let conn = shared
         .world()
         .link_codes
@@ -770,14 +941,24 @@ async fn enter_code(shared: &Shared, code: &str) -> Result<Device> {
     .await
 }
 
-async fn deliver(shared: &Shared, from: &str, message: wa::Message) -> Result<String> {
+/// The contact `from` sends `message` to the account of the phone `phone_user`.
+async fn deliver(
+    shared: &Shared,
+    phone_user: &str,
+    from: &str,
+    message: wa::Message,
+) -> Result<String> {
     let conn = {
         let world = shared.world();
+        anyhow::ensure!(
+            world.account(phone_user).is_some(),
+            "{phone_user} is not a phone of the fake"
+        );
         anyhow::ensure!(
             world.contacts.contains_key(from),
             "{from} is not a contact of the fake"
         );
-        world.session_conn.context("no companion is logged in")?
+        world.session_conn(phone_user)?
     };
     let (from, message) = (from.to_owned(), Box::new(message));
     ask(
@@ -794,11 +975,10 @@ async fn deliver(shared: &Shared, from: &str, message: wa::Message) -> Result<St
     .await
 }
 
+/// Sends the default phone's latest logged-in companion `node` (group events and
+/// calls are the default phone's).
 async fn push(shared: &Shared, node: Node, owed: Option<flood::Owed>) -> Result<()> {
-    let conn = shared
-        .world()
-        .session_conn
-        .context("no companion is logged in")?;
+    let conn = shared.world().session_conn(PHONE_USER)?;
     ask(
         shared,
         conn,
@@ -830,19 +1010,43 @@ async fn ask<T>(
     answer.await.map_err(|_| anyhow!("{closed}"))?
 }
 
-fn drop_connections(shared: &Shared) -> usize {
+/// Drops every connection, or with `phone` those of that phone: logged in as one
+/// of its devices, or waiting for a pairing code for its number.
+fn drop_connections(shared: &Shared, phone: Option<&str>) -> usize {
     let world = shared.world();
+    let phone_of = |conn: &u64| -> Option<&str> {
+        if let Some(device) = world.sessions.get(conn) {
+            let device = world.devices.iter().find(|d| d.id == *device)?;
+            return Some(&device.phone);
+        }
+        world.link_codes.get(conn).map(|r| r.pending.phone.as_str())
+    };
     world
         .conns
-        .values()
-        .filter(|tx| tx.send(Command::Drop).is_ok())
+        .iter()
+        .filter(|(conn, _)| phone.is_none() || phone_of(conn) == phone)
+        .filter(|(_, tx)| tx.send(Command::Drop).is_ok())
         .count()
 }
 
-fn unlink_device(shared: &Shared) -> usize {
+/// Whether `device` is one of `phone`'s, or `phone` is `None` (every phone).
+fn of_phone(world: &World, device: u32, phone: Option<&str>) -> bool {
+    phone.is_none_or(|phone| {
+        world
+            .devices
+            .iter()
+            .any(|d| d.id == device && d.phone == phone)
+    })
+}
+
+fn unlink_device(shared: &Shared, phone: Option<&str>) -> usize {
     let mut world = shared.world();
     let mut unlinked = Vec::new();
-    for device in world.devices.iter_mut().filter(|d| !d.removed) {
+    let linked = world
+        .devices
+        .iter_mut()
+        .filter(|d| !d.removed && phone.is_none_or(|p| d.phone == p));
+    for device in linked {
         device.removed = true;
         unlinked.push(device.id);
         tracing::info!(device = %device.jid, "the phone unlinked the companion");
@@ -858,7 +1062,7 @@ fn unlink_device(shared: &Shared) -> usize {
     end_sessions(&world, |device| unlinked.contains(&device), stanza)
 }
 
-fn replace_session(shared: &Shared) -> usize {
+fn replace_session(shared: &Shared, phone: Option<&str>) -> usize {
     let world = shared.world();
     let stanza = || {
         whatsapp_rust::NodeBuilder::new("stream:error")
@@ -867,7 +1071,7 @@ fn replace_session(shared: &Shared) -> usize {
                 .build()])
             .build()
     };
-    end_sessions(&world, |_| true, stanza)
+    end_sessions(&world, |device| of_phone(&world, device, phone), stanza)
 }
 
 /// Sends every logged-in connection whose device `which` picks the stanza `stanza`
@@ -939,6 +1143,7 @@ mod tests {
     fn link(fake: &FakeWhatsApp, id: u32) {
         fake.shared.world().devices.push(Device {
             id,
+            phone: PHONE_USER.to_owned(),
             jid: format!("{PHONE_USER}:{id}@s.whatsapp.net"),
             noise_key: [id as u8; 32],
             identity_key: [id as u8; 32],

@@ -106,10 +106,10 @@ pub struct CompanionHello {
 }
 
 /// Checks the `companion_hello` IQ `iq` of the connection whose Noise static key is
-/// `noise_key`. Only `phone_user`, the phone's own number, gets a code.
+/// `noise_key`. Only a number `is_phone` says is one of the fake's phones gets a code.
 pub fn companion_hello(
     iq: &Node,
-    phone_user: &str,
+    is_phone: impl Fn(&str) -> bool,
     noise_key: &[u8; 32],
 ) -> Result<CompanionHello, Refusal> {
     let malformed = |reason: String| Refusal::bad_request(reason, true);
@@ -169,9 +169,9 @@ pub fn companion_hello(
             "link_code_pairing_nonce is not a single 0".into(),
         ));
     }
-    if phone != phone_user {
+    if !is_phone(&phone) {
         return Err(Refusal::bad_request(
-            format!("a code for {phone}, which is not the phone's number"),
+            format!("a code for {phone}, which is not a phone of the fake"),
             false,
         ));
     }
@@ -428,6 +428,11 @@ mod tests {
         Phone::new(crate::PHONE_USER, crate::PHONE_LID, crate::PHONE_NAME)
     }
 
+    /// A fake with the default phone only.
+    fn only_phone(user: &str) -> bool {
+        user == crate::PHONE_USER
+    }
+
     #[test]
     fn a_code_is_typed_with_or_without_its_dash() {
         assert_eq!(normalize_code("ABCD-1234").unwrap(), CODE);
@@ -538,11 +543,11 @@ mod tests {
     }
 
     #[test]
-    fn the_clients_companion_hello_is_read_and_only_the_phones_number_gets_a_code() {
+    fn the_clients_companion_hello_is_read_and_only_a_phones_number_gets_a_code() {
         let companion = ClientSide::new();
         let iq = companion.hello(crate::PHONE_USER, CODE);
         assert_eq!(stage(&iq).as_deref(), Some("companion_hello"));
-        let hello = companion_hello(&iq, crate::PHONE_USER, &NOISE).unwrap();
+        let hello = companion_hello(&iq, only_phone, &NOISE).unwrap();
         assert_eq!(hello.phone, crate::PHONE_USER);
         assert_eq!(
             (hello.platform_id.as_str(), hello.platform.as_str()),
@@ -552,19 +557,23 @@ mod tests {
         let read = PrimaryHello::new(CODE, &hello.wrapped).unwrap();
         assert_eq!(read.companion_ephemeral, public(&companion.ephemeral));
 
-        let other = companion_hello(
-            &companion.hello("15559990000", CODE),
-            crate::PHONE_USER,
-            &NOISE,
-        )
-        .unwrap_err();
+        let other =
+            companion_hello(&companion.hello("15559990000", CODE), only_phone, &NOISE).unwrap_err();
         assert_eq!(
             (other.code, other.text, other.malformed),
             (400, "bad-request", false)
         );
         assert!(other.reason.contains("15559990000"), "{}", other.reason);
+        // Once that number is a phone of the fake too, it gets its code.
+        let second = companion_hello(
+            &companion.hello("15559990000", CODE),
+            |user: &str| only_phone(user) || user == "15559990000",
+            &NOISE,
+        )
+        .unwrap();
+        assert_eq!(second.phone, "15559990000");
 
-        let foreign = companion_hello(&iq, crate::PHONE_USER, &[6; 32]).unwrap_err();
+        let foreign = companion_hello(&iq, only_phone, &[6; 32]).unwrap_err();
         assert!(foreign.malformed, "{}", foreign.reason);
         let branded = PairCodeUtils::build_companion_hello_iq(
             crate::PHONE_USER,
@@ -575,7 +584,7 @@ mod tests {
             false,
             "hello-2".into(),
         );
-        let refused = companion_hello(&branded, crate::PHONE_USER, &NOISE).unwrap_err();
+        let refused = companion_hello(&branded, only_phone, &NOISE).unwrap_err();
         assert!(
             refused.malformed && refused.reason.contains("Veloz"),
             "{}",
@@ -601,9 +610,7 @@ mod tests {
         let phone = phone();
         let hello = PrimaryHello::new(
             CODE,
-            &companion_hello(&iq, crate::PHONE_USER, &NOISE)
-                .unwrap()
-                .wrapped,
+            &companion_hello(&iq, only_phone, &NOISE).unwrap().wrapped,
         )
         .unwrap();
         let note = wire(&primary_hello(
