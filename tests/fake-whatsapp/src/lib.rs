@@ -29,6 +29,8 @@ pub use app_state::AppStateMutation;
 pub use groups::{Description, Group, GroupPicture, JoinRequest};
 pub use newsletter::FakeNewsletter;
 mod signal;
+#[cfg(test)]
+mod wire_tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -1141,10 +1143,14 @@ mod tests {
     }
 
     fn link(fake: &FakeWhatsApp, id: u32) {
+        link_to(fake, PHONE_USER, id);
+    }
+
+    fn link_to(fake: &FakeWhatsApp, phone: &str, id: u32) {
         fake.shared.world().devices.push(Device {
             id,
-            phone: PHONE_USER.to_owned(),
-            jid: format!("{PHONE_USER}:{id}@s.whatsapp.net"),
+            phone: phone.to_owned(),
+            jid: format!("{phone}:{id}@s.whatsapp.net"),
             noise_key: [id as u8; 32],
             identity_key: [id as u8; 32],
             removed: false,
@@ -1161,7 +1167,219 @@ mod tests {
         let id = world.next_conn;
         world.conns.insert(id, tx);
         world.sessions.insert(id, device);
+        if let Some(phone) = world.devices.iter().find(|d| d.id == device) {
+            let phone = phone.phone.clone();
+            world.session_conns.insert(phone, id);
+        }
         rx
+    }
+
+    const SECOND: &str = "6281100000001";
+    const SECOND_LID: &str = "77100000001";
+    const FRIEND: &str = "6281234567890";
+
+    async fn two_phones() -> FakeWhatsApp {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        fake.add_phone(SECOND, SECOND_LID, "Second Phone").unwrap();
+        fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+        fake
+    }
+
+    #[tokio::test]
+    async fn a_phone_needs_a_new_number_and_lid() {
+        let fake = two_phones().await;
+        assert_eq!(fake.phones(), [PHONE_USER, SECOND]);
+        for (user, lid, why) in [
+            (PHONE_USER, "1", "already a phone"),
+            (SECOND, "2", "already a phone"),
+            (FRIEND, "3", "already a contact"),
+            ("6281100000002", SECOND_LID, "has the LID"),
+            ("6281100000002", PHONE_LID, "has the LID"),
+            ("+62811", "4", "digits only"),
+            ("6281100000002", "", "digits only"),
+        ] {
+            let err = fake.add_phone(user, lid, "x").unwrap_err();
+            assert!(err.to_string().contains(why), "{user} {lid}: {err:#}");
+        }
+        let (status, body) = http(
+            &fake,
+            "POST",
+            "/admin/phones",
+            r#"{"user": "6281100000002", "lid": "77100000002", "name": "Third"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = http(&fake, "GET", "/admin/phones", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            format!(r#"["{PHONE_USER}","{SECOND}","6281100000002"]"#)
+        );
+        let (status, _) = http(
+            &fake,
+            "POST",
+            "/admin/phones",
+            r#"{"user": "6281100000002", "lid": "5", "name": "Again"}"#,
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn any_phones_number_or_lid_resolves_to_its_own_keys() {
+        let fake = two_phones().await;
+        let keys = |jid: &str| fake.shared.keys_of(jid).unwrap();
+        let (user, second) = keys(&format!("{SECOND}@s.whatsapp.net"));
+        assert_eq!(user, SECOND);
+        let (user, by_lid) = keys(&format!("{SECOND_LID}:3@lid"));
+        assert_eq!(user, SECOND);
+        assert!(Arc::ptr_eq(&second, &by_lid));
+        let (user, by_device) = keys(&format!("{SECOND}:0@s.whatsapp.net"));
+        assert_eq!(user, SECOND);
+        assert!(Arc::ptr_eq(&second, &by_device));
+        let (user, default) = keys(&format!("{PHONE_LID}@lid"));
+        assert_eq!(user, PHONE_USER);
+        assert!(!Arc::ptr_eq(&second, &default));
+        assert!(!Arc::ptr_eq(
+            &keys(&format!("{FRIEND}@s.whatsapp.net")).1,
+            &second
+        ));
+        assert!(fake.shared.keys_of("77100000009@lid").is_none());
+    }
+
+    /// A companion of the default phone writes to the second phone's number: the
+    /// second phone decrypts it, and the record names who sent it.
+    #[tokio::test]
+    async fn a_message_to_another_phones_number_is_read_by_that_phone() {
+        let fake = two_phones().await;
+        link(&fake, 1);
+        let sender = format!("{PHONE_USER}:1@s.whatsapp.net");
+        let to = format!("{SECOND}@s.whatsapp.net");
+        let theirs = fake.shared.keys_of(&to).unwrap().1;
+        let bundle = actions::tests::published(&*theirs.lock().await, &to);
+        let mut own = DeviceKeys::generate().unwrap();
+        let padded = whatsapp_rust::wacore::messages::MessageUtils::pad_message_v2(
+            whatsapp_rust::buffa::Message::encode_to_vec(&text_message("hi, other me")),
+        );
+        let (kind, data) = own.encrypt_for(&to, &bundle, &padded).await.unwrap();
+        let node = whatsapp_rust::NodeBuilder::new("message")
+            .attr("to", to.clone())
+            .attr("id", "M1")
+            .attr("type", "text")
+            .children([whatsapp_rust::NodeBuilder::new("participants")
+                .children([whatsapp_rust::NodeBuilder::new("to")
+                    .attr("jid", to.clone())
+                    .children([whatsapp_rust::NodeBuilder::new("enc")
+                        .attr("v", "2")
+                        .attr("type", kind)
+                        .bytes(data)
+                        .build()])
+                    .build()])
+                .build()])
+            .build();
+        let received = inbox::receive(&fake.shared, &node, &sender).await.unwrap();
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].recipient, SECOND);
+        assert_eq!(received[0].sender, sender);
+        assert_eq!(received[0].chat, to);
+        assert_eq!(
+            received[0].message.conversation.as_deref(),
+            Some("hi, other me")
+        );
+        assert_eq!(received[0].summary()["sender"], sender);
+    }
+
+    #[tokio::test]
+    async fn device_ids_are_unique_across_phones_and_pairings_under_way() {
+        let fake = two_phones().await;
+        link(&fake, 1);
+        link_to(&fake, SECOND, 2);
+        let mut world = fake.shared.world();
+        let (a, b) = (world.reserve_device_id(), world.reserve_device_id());
+        assert_eq!((a, b), (3, 4));
+        // A pairing that failed gives its id back.
+        world.reserved_ids.remove(&b);
+        assert_eq!(world.reserve_device_id(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_message_for_one_account_goes_to_that_phones_latest_companion_only() {
+        let fake = two_phones().await;
+        link(&fake, 1);
+        link_to(&fake, SECOND, 2);
+        link_to(&fake, SECOND, 3);
+        let mut first = session(&fake, 1);
+        let mut older = session(&fake, 2);
+        let mut latest = session(&fake, 3);
+
+        let delivering = {
+            let fake = fake.clone();
+            tokio::spawn(async move { fake.deliver_to(SECOND, FRIEND, "for two").await })
+        };
+        match latest.recv().await {
+            Some(Command::Deliver {
+                from,
+                message,
+                reply,
+            }) => {
+                assert_eq!(from, FRIEND);
+                assert_eq!(message.conversation.as_deref(), Some("for two"));
+                let _ = reply.send(Ok("ID2".to_owned()));
+            }
+            _ => panic!("the second phone's latest companion got no delivery"),
+        }
+        assert_eq!(delivering.await.unwrap().unwrap(), "ID2");
+        assert!(first.try_recv().is_err());
+        assert!(older.try_recv().is_err());
+
+        // The default account's messages go to its own companion.
+        let delivering = {
+            let fake = fake.clone();
+            tokio::spawn(async move { fake.deliver(FRIEND, "for one").await })
+        };
+        match first.recv().await {
+            Some(Command::Deliver { reply, .. }) => {
+                let _ = reply.send(Ok("ID1".to_owned()));
+            }
+            _ => panic!("the default phone's companion got no delivery"),
+        }
+        assert_eq!(delivering.await.unwrap().unwrap(), "ID1");
+        assert!(latest.try_recv().is_err());
+
+        let err = fake
+            .deliver_to("6289999999999", FRIEND, "x")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a phone"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn faults_of_one_phone_reach_its_companions_only() {
+        let fake = two_phones().await;
+        link(&fake, 1);
+        link_to(&fake, SECOND, 2);
+        let mut first = session(&fake, 1);
+        let mut second = session(&fake, 2);
+
+        assert_eq!(fake.replace_session_of(SECOND), 1);
+        assert!(ended_with(&mut second).contains(r#"type="replaced""#));
+        assert!(first.try_recv().is_err());
+
+        let (status, body) =
+            http(&fake, "POST", &format!("/admin/unlink?phone={SECOND}"), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, r#"{"told":1}"#);
+        assert!(ended_with(&mut second).contains("device_removed"));
+        assert!(fake.devices_of(SECOND)[0].removed);
+        assert!(!fake.devices_of(PHONE_USER)[0].removed);
+        assert!(first.try_recv().is_err());
+
+        assert_eq!(fake.drop_connections_of(PHONE_USER), 1);
+        assert!(matches!(first.try_recv(), Ok(Command::Drop)));
+        assert!(second.try_recv().is_err());
+        // The default phone's unlink still reaches every phone's companions.
+        assert_eq!(fake.unlink_device(), 1);
+        assert!(ended_with(&mut first).contains("device_removed"));
     }
 
     /// A pairing connection that asked for a pairing code `age` ago.
