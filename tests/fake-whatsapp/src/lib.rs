@@ -4,7 +4,9 @@
 //! It speaks enough of the real protocol for the `whatsapp-rust` client: a WebSocket
 //! with Noise (XX, IK, XX-fallback), pairing through a simulated phone that scans the QR
 //! text or types the pairing code the companion shows, login, and the IQs a session
-//! needs. One HTTP port serves everything:
+//! needs. It simulates many phones (accounts) at once: the default one
+//! ([`PHONE_USER`]) and any added with [`FakeWhatsApp::add_phone`], each with its own
+//! identity, Signal keys, LID and companions. One HTTP port serves everything:
 //! `/ws/chat` (the client's socket), `/mms/...` (media uploads) and `/admin/...` (see
 //! [`admin`]). Everything it receives is checked, never just acknowledged.
 //!
@@ -569,7 +571,8 @@ impl FakeWhatsApp {
         format!("{PHONE_USER}@s.whatsapp.net")
     }
 
-    /// Makes `user` (a phone number) an account on WhatsApp.
+    /// Makes `user` (a phone number) an account on WhatsApp. Refused for a number that
+    /// is one of the fake's phones.
     pub fn add_contact(&self, user: &str, info: ContactInfo) -> Result<()> {
         add_contact(&self.shared, user, info)
     }
@@ -828,6 +831,10 @@ fn add_phone(shared: &Shared, user: &str, lid: &str, name: &str) -> Result<()> {
 
 fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
     anyhow::ensure!(is_digits(user), "a contact is a phone number (digits only)");
+    anyhow::ensure!(
+        shared.world().account(user).is_none(),
+        "{user} is a phone of the fake, not a contact"
+    );
     let contact = Contact {
         status: info.status,
         picture_id: info.picture_id,
@@ -1201,6 +1208,10 @@ mod tests {
             let err = fake.add_phone(user, lid, "x").unwrap_err();
             assert!(err.to_string().contains(why), "{user} {lid}: {err:#}");
         }
+        let err = fake
+            .add_contact(SECOND, ContactInfo::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("is a phone"), "{err:#}");
         let (status, body) = http(
             &fake,
             "POST",
