@@ -319,6 +319,16 @@ pub struct Config {
     )]
     pub webhook_insecure_skip_verify: bool,
 
+    /// An account's own webhook (`PATCH /devices/:id/webhook`) adds to the global
+    /// URLs instead of replacing them.
+    #[arg(
+        long,
+        env = "WHATSAPP_WEBHOOK_DEVICE_MERGE_GLOBAL",
+        default_value_t = false,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub webhook_device_merge_global: bool,
+
     /// Hours a webhook event is retried (across restarts) before it is marked dead.
     #[arg(long, env = "WHATSAPP_WEBHOOK_RETRY_HOURS", default_value_t = 24)]
     pub webhook_retry_hours: u64,
@@ -510,28 +520,69 @@ impl Config {
 
     /// The webhook settings, when any URL is configured.
     pub fn webhook_config(&self) -> Option<crate::webhook::WebhookConfig> {
-        let urls: Vec<String> = self
+        self.account_webhook_config(&self.layout(), &self.statics_dir.join("media"), None)
+    }
+
+    /// The webhook settings of one account: the global ones, or with its own
+    /// webhook, that one (replacing the global URLs, or with
+    /// `--webhook-device-merge-global` added to them). `None`: no URL at all.
+    pub fn account_webhook_config(
+        &self,
+        layout: &crate::storage::Layout,
+        media_dir: &std::path::Path,
+        own: Option<&crate::accounts::AccountWebhook>,
+    ) -> Option<crate::webhook::WebhookConfig> {
+        let split = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect()
+        };
+        let global: Vec<String> = self
             .webhook
             .iter()
             .map(|u| u.trim().to_owned())
             .filter(|u| !u.is_empty())
             .collect();
+        let own = own.filter(|o| !o.url.trim().is_empty());
+        let urls = match own {
+            None => global,
+            Some(own) if self.webhook_device_merge_global => {
+                let mut urls = global;
+                for url in split(&own.url) {
+                    if !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+                urls
+            }
+            Some(own) => split(&own.url),
+        };
         if urls.is_empty() {
             return None;
         }
         Some(crate::webhook::WebhookConfig {
             urls,
-            secret: self.webhook_secret.clone(),
-            events: self.webhook_events.clone(),
-            outbox_path: self.layout().outbox,
+            secret: own
+                .map(|o| o.secret.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| self.webhook_secret.clone()),
+            events: own
+                .map(|o| split(&o.events))
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| self.webhook_events.clone()),
+            outbox_path: layout.outbox.clone(),
             max_events: self.webhook_outbox_max,
             max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
             ignore_jids: self.webhook_ignore_jids.clone(),
-            insecure_skip_verify: self.webhook_insecure_skip_verify,
+            insecure_skip_verify: own.map_or(self.webhook_insecure_skip_verify, |o| {
+                o.insecure_skip_verify
+            }),
+            session_id: None,
             media: self
                 .auto_download_media
                 .then(|| crate::webhook::media::MediaConfig {
-                    dir: self.statics_dir.join("media"),
+                    dir: media_dir.to_owned(),
                     max_bytes: self.max_download_size_mb.saturating_mul(1_000_000),
                     retention: (self.media_retention_days > 0)
                         .then(|| Duration::from_secs(self.media_retention_days * 86_400)),

@@ -82,8 +82,6 @@ go_only! {
         "no presence pulse yet";
     webhook_include_outgoing, "webhook-include-outgoing", "WHATSAPP_WEBHOOK_INCLUDE_OUTGOING",
         "this server's own sends are not sent as webhooks yet";
-    webhook_device_merge_global, "webhook-device-merge-global",
-        "WHATSAPP_WEBHOOK_DEVICE_MERGE_GLOBAL", "one account per server: no per-device webhooks";
     chatwoot_enabled, "chatwoot-enabled", "CHATWOOT_ENABLED", "no Chatwoot integration";
     chatwoot_url, "chatwoot-url", "CHATWOOT_URL", "no Chatwoot integration";
     chatwoot_api_token, "chatwoot-api-token", "CHATWOOT_API_TOKEN", "no Chatwoot integration";

@@ -1,9 +1,10 @@
-//! A drop-in replacement for the go-whatsapp-web-multidevice HTTP API (v2.3.0), on one
-//! multi-device WhatsApp session through `whatsapp-rust`.
+//! A drop-in replacement for the go-whatsapp-web-multidevice HTTP API (v2.3.0 and the
+//! later dialect), on WhatsApp accounts linked through `whatsapp-rust` ([`accounts`]).
 //!
 //! `main` parses the [`config::Config`], calls [`build`] and [`serve`]; tests build the
-//! router with their own [`whatsapp::WhatsApp`] implementation through [`app_state`].
+//! router with their own [`whatsapp::WhatsApp`] implementation through [`server_with`].
 
+pub mod accounts;
 pub mod config;
 pub mod domain;
 pub mod fetch;
@@ -41,71 +42,185 @@ use service::group::GroupService;
 use service::message::MessageService;
 use service::send::SendService;
 use service::user::UserService;
-use whatsapp::WhatsApp;
 use whatsapp::session::{ClientSettings, WhatsAppClient};
 
-/// The services of the API on top of `wa`.
-pub fn app_state(
-    config: &Config,
-    wa: Arc<dyn WhatsApp>,
-    messages: Arc<messages::MessageStore>,
-    webhooks: Option<Arc<webhook::Webhooks>>,
-) -> std::io::Result<AppState> {
-    let temp_dir = config.temp_dir();
-    std::fs::create_dir_all(&temp_dir)?;
-    // Older than any request can run: left by a crash, not in use by another server
-    // sharing the folder.
-    sweep_temp_files(&temp_dir, config.request_timeout());
-    let media = MediaConfig {
-        temp_dir: temp_dir.clone(),
-        ffmpeg: config.ffmpeg.clone(),
-        ffmpeg_timeout: config.ffmpeg_timeout(),
-        heavy_work: MediaConfig::heavy_work_slots(
-            config
-                .media_workers
-                .unwrap_or_else(MediaConfig::default_heavy_work_slots),
-        ),
-        heavy_work_wait: std::time::Duration::from_secs(config.media_queue_timeout_secs),
-    };
-    Ok(AppState::new(http::Services {
-        app: Arc::new(AppService::new(wa.clone(), config.qr_dir())?.with_webhooks(webhooks)),
-        user: Arc::new(UserService::new(wa.clone()).with_media(media.clone())),
-        chats: Arc::new(ChatService::new(wa.clone(), messages.clone())),
-        groups: Arc::new(GroupService::new(wa.clone(), media.clone())),
-        messages: Arc::new(MessageService::new(
-            wa.clone(),
-            messages,
-            config.statics_dir.join("media"),
-            config.max_download_size_mb.saturating_mul(1_000_000),
-        )),
-        send: Arc::new(
-            SendService::new(wa, media).with_previews(fetch::Fetcher::new(
+/// What the services of every account share, from the configuration.
+pub struct SharedServices {
+    media: MediaConfig,
+    limits: Arc<Limits>,
+    guard: Arc<http::guard::Guard>,
+    fetcher: fetch::Fetcher,
+    previews: fetch::Fetcher,
+    max_download_bytes: u64,
+}
+
+impl SharedServices {
+    pub fn new(config: &Config) -> std::io::Result<Self> {
+        let temp_dir = config.temp_dir();
+        std::fs::create_dir_all(&temp_dir)?;
+        // Older than any request can run: left by a crash, not in use by another
+        // server sharing the folder.
+        sweep_temp_files(&temp_dir, config.request_timeout());
+        let media = MediaConfig {
+            temp_dir: temp_dir.clone(),
+            ffmpeg: config.ffmpeg.clone(),
+            ffmpeg_timeout: config.ffmpeg_timeout(),
+            heavy_work: MediaConfig::heavy_work_slots(
+                config
+                    .media_workers
+                    .unwrap_or_else(MediaConfig::default_heavy_work_slots),
+            ),
+            heavy_work_wait: std::time::Duration::from_secs(config.media_queue_timeout_secs),
+        };
+        let base_path = config.route_prefix().map_err(std::io::Error::other)?;
+        Ok(Self {
+            media,
+            limits: Arc::new(Limits {
+                temp_dir,
+                max_file_mb: config.max_file_size_mb,
+                max_video_mb: config.max_video_size_mb,
+                request_timeout: config.request_timeout(),
+                strict_fields: config.strict_fields,
+                api_compat: config.api_compat,
+                base_path: base_path.clone(),
+            }),
+            guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
+                accounts: config
+                    .basic_auth_accounts()
+                    .map_err(std::io::Error::other)?,
+                cors_origins: config.cors_origins.clone(),
+                allowed_hosts: config.allowed_hosts.clone(),
+                base_path,
+            })),
+            fetcher: fetch::Fetcher::new(
+                config.allow_private_urls,
+                std::time::Duration::from_secs(60),
+            ),
+            previews: fetch::Fetcher::new(
                 config.allow_private_urls,
                 std::time::Duration::from_secs(10),
-            )),
-        ),
-        limits: Arc::new(Limits {
-            temp_dir,
-            max_file_mb: config.max_file_size_mb,
-            max_video_mb: config.max_video_size_mb,
-            request_timeout: config.request_timeout(),
-            strict_fields: config.strict_fields,
-            api_compat: config.api_compat,
-            base_path: config.route_prefix().map_err(std::io::Error::other)?,
-        }),
-        fetcher: fetch::Fetcher::new(
-            config.allow_private_urls,
-            std::time::Duration::from_secs(60),
-        ),
-        guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
-            accounts: config
-                .basic_auth_accounts()
-                .map_err(std::io::Error::other)?,
-            cors_origins: config.cors_origins.clone(),
-            allowed_hosts: config.allowed_hosts.clone(),
-            base_path: config.route_prefix().map_err(std::io::Error::other)?,
-        })),
+            ),
+            max_download_bytes: config.max_download_size_mb.saturating_mul(1_000_000),
+        })
+    }
+
+    /// The services of one account.
+    pub fn services(
+        &self,
+        opened: &accounts::Opened,
+        files: &accounts::AccountFiles,
+    ) -> std::io::Result<AppState> {
+        let wa = opened.wa.clone();
+        let media_link = format!("statics/media/{}", files.link_folder);
+        Ok(AppState::new(http::Services {
+            app: Arc::new(
+                AppService::new(wa.clone(), files.qr_dir.clone())?
+                    .with_webhooks(opened.webhooks.clone())
+                    .with_link_folder(files.link_folder.clone()),
+            ),
+            user: Arc::new(UserService::new(wa.clone()).with_media(self.media.clone())),
+            chats: Arc::new(ChatService::new(wa.clone(), opened.messages.clone())),
+            groups: Arc::new(GroupService::new(wa.clone(), self.media.clone())),
+            messages: Arc::new(
+                MessageService::new(
+                    wa.clone(),
+                    opened.messages.clone(),
+                    files.media_dir.clone(),
+                    self.max_download_bytes,
+                )
+                .with_media_link(media_link.trim_end_matches('/').to_owned()),
+            ),
+            send: Arc::new(
+                SendService::new(wa, self.media.clone()).with_previews(self.previews.clone()),
+            ),
+            limits: self.limits.clone(),
+            guard: self.guard.clone(),
+            fetcher: self.fetcher.clone(),
+        }))
+    }
+}
+
+/// Where the accounts' files go, from the configuration.
+pub fn account_settings(config: &Config) -> accounts::Settings {
+    accounts::Settings {
+        root: config.layout().dir(),
+        qr_dir: config.qr_dir(),
+        media_dir: config.statics_dir.join("media"),
+    }
+}
+
+/// The router's state for accounts `opener` opens (API tests open doubles), with
+/// the storage folder of `config`.
+pub async fn server_with(
+    config: &Config,
+    opener: impl FnOnce(SharedServices) -> Box<dyn accounts::Opener>,
+) -> anyhow::Result<http::Server> {
+    let shared = SharedServices::new(config)?;
+    let (limits, guard) = (shared.limits.clone(), shared.guard.clone());
+    let accounts = accounts::Accounts::load(
+        account_settings(config),
+        opener(shared),
+        config.api_compat == http::wire::ApiCompat::V2_3_0,
+    )
+    .await?;
+    Ok(http::Server::new(http::ServerParts {
+        accounts,
+        limits,
+        guard,
     }))
+}
+
+/// Opens real accounts: a whatsapp-rust client on each one's store.
+struct ClientOpener {
+    config: Config,
+    shared: SharedServices,
+}
+
+#[async_trait::async_trait]
+impl accounts::Opener for ClientOpener {
+    async fn open(&self, place: &accounts::Place<'_>) -> anyhow::Result<accounts::Opened> {
+        let config = &self.config;
+        let messages = Arc::new(messages::MessageStore::open(&place.layout.messages)?);
+        messages::spawn_retention(messages.clone(), config.message_retention());
+        let webhooks = match config.account_webhook_config(
+            place.layout,
+            &place.files.media_dir,
+            place.webhook,
+        ) {
+            Some(mut settings) => {
+                settings.session_id = Some(place.id.to_owned());
+                Some(webhook::Webhooks::start(settings)?)
+            }
+            None => None,
+        };
+        let client = WhatsAppClient::start(ClientSettings {
+            inbound: whatsapp::inbound::Inbound {
+                messages: Some(messages.clone()),
+                webhooks: webhooks.clone(),
+            },
+            db_path: place.layout.session.clone(),
+            device_name: config.device_name.clone(),
+            proxy: config.proxy().map_err(anyhow::Error::msg)?,
+            autoreply: config.autoreply.clone(),
+            autoreply_interval: config.autoreply_interval(),
+            ack_timeout: config.ack_timeout(),
+            ws_url: config.whatsapp_ws_url.clone(),
+        })
+        .await?;
+        Ok(accounts::Opened {
+            wa: Arc::new(client),
+            messages,
+            webhooks,
+        })
+    }
+
+    fn services(
+        &self,
+        opened: &accounts::Opened,
+        files: &accounts::AccountFiles,
+    ) -> std::io::Result<AppState> {
+        self.shared.services(opened, files)
+    }
 }
 
 /// Removes this server's temp files ([`media::TEMP_PREFIXES`]) older than `age`.
@@ -212,8 +327,9 @@ fn not_ours_hint(path: &std::path::Path) -> String {
     }
 }
 
-/// Opens the real WhatsApp session and builds the router on it.
-pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn WhatsApp>)> {
+/// Opens the accounts and builds the router on them; the accounts are returned for
+/// the shutdown.
+pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accounts::Accounts>)> {
     config.check_build_support().map_err(anyhow::Error::msg)?;
     config.check_consistency().map_err(anyhow::Error::msg)?;
     if let Some(warning) = go_flags::warning(&config.go_only) {
@@ -222,34 +338,27 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<dyn W
     // Every storage path is checked before anything opens one.
     let layout = config.layout();
     let found = go_import::check_storage(&layout)?;
-    let webhooks = match config.webhook_config() {
-        Some(settings) => Some(webhook::Webhooks::start(settings)?),
-        None => None,
-    };
-    let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
-    if found == storage::Found::GoSession {
-        go_import::import_session(config, &layout, &messages).await?;
+    // The Go server's files become the first account (in the storage folder).
+    let go_chats = [
+        layout.go_chats.clone(),
+        std::path::Path::new("storages").join(storage::GO_CHATS_FILE),
+    ];
+    if found == storage::Found::GoSession || go_chats.iter().any(|p| p.exists()) {
+        let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
+        if found == storage::Found::GoSession {
+            go_import::import_session(config, &layout, &messages).await?;
+        }
+        go_import::import_chats(&layout, &messages).await?;
     }
-    go_import::import_chats(&layout, &messages).await?;
-    messages::spawn_retention(messages.clone(), config.message_retention());
-    let inbound = whatsapp::inbound::Inbound {
-        messages: Some(messages.clone()),
-        webhooks: webhooks.clone(),
-    };
-    let client = WhatsAppClient::start(ClientSettings {
-        inbound,
-        db_path: layout.session.clone(),
-        device_name: config.device_name.clone(),
-        proxy: config.proxy().map_err(anyhow::Error::msg)?,
-        autoreply: config.autoreply.clone(),
-        autoreply_interval: config.autoreply_interval(),
-        ack_timeout: config.ack_timeout(),
-        ws_url: config.whatsapp_ws_url.clone(),
+    let server = server_with(config, |shared| {
+        Box::new(ClientOpener {
+            config: config.clone(),
+            shared,
+        })
     })
     .await?;
-    let wa: Arc<dyn WhatsApp> = Arc::new(client);
-    let state = app_state(config, wa.clone(), messages, webhooks)?;
-    Ok((http::router(state, config.statics_dir.clone()), wa))
+    let accounts = server.accounts.clone();
+    Ok((http::router(server, config.statics_dir.clone()), accounts))
 }
 
 /// Serves `api` (see [`http::router`]) on `listener` until `shutdown` completes.

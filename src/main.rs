@@ -66,7 +66,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let _storage = whatsapp_api::lock_storage(config)?;
-    let (router, wa) = whatsapp_api::build(config).await?;
+    let (router, accounts) = whatsapp_api::build(config).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
     if !config.host.is_loopback() && config.basic_auth.is_empty() {
         warn!(
@@ -102,8 +102,8 @@ async fn run(config: &Config) -> anyhow::Result<()> {
             "requests still running at the end of the drain time; closing them"
         ),
     }
-    info!("HTTP server stopped; closing the WhatsApp session");
-    wa.shutdown().await;
+    info!("HTTP server stopped; closing the WhatsApp sessions");
+    accounts.shutdown().await;
     if let Some(asked) = *stopping.borrow() {
         info!(took_ms = asked.elapsed().as_millis() as u64, "stopped");
     }

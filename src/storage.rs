@@ -29,6 +29,10 @@ pub const MESSAGES_FILE: &str = "chat.db";
 pub const OUTBOX_FILE: &str = "outbox.db";
 /// The lock held while a server runs.
 pub const LOCK_FILE: &str = "server.lock";
+/// This server's account registry (the slots of `/devices`), beside the lock.
+pub const ACCOUNTS_FILE: &str = "accounts.db";
+/// Where accounts other than the first keep their files, one folder each.
+pub const ACCOUNTS_DIR: &str = "accounts";
 /// The Go server's chat history (v7+), read and never written.
 pub const GO_CHATS_FILE: &str = "chatstorage.db";
 
@@ -44,6 +48,8 @@ pub enum Kind {
     OurMessages,
     /// This server's webhook outbox.
     OurOutbox,
+    /// This server's account registry.
+    OurAccounts,
     /// A whatsmeow session store (the Go server's), at this schema version.
     GoSession {
         version: i64,
@@ -65,6 +71,7 @@ impl Kind {
             Kind::OurSession => "this server's WhatsApp session".into(),
             Kind::OurMessages => "this server's message store".into(),
             Kind::OurOutbox => "this server's webhook outbox".into(),
+            Kind::OurAccounts => "this server's account registry".into(),
             Kind::GoSession { version } => {
                 format!("the Go server's WhatsApp session (whatsmeow schema {version})")
             }
@@ -80,6 +87,7 @@ impl Kind {
 const OUR_SESSION_TABLES: &[&str] = &["device", "identities", "sessions", "prekeys"];
 const OUR_MESSAGES_TABLES: &[&str] = &["chats", "messages", "reactions", "edits", "receipts"];
 const OUR_OUTBOX_TABLES: &[&str] = &["webhook_events", "webhook_deliveries"];
+const OUR_ACCOUNTS_TABLES: &[&str] = &["accounts"];
 const GO_CHATS_TABLES: &[&str] = &["chats", "messages"];
 
 /// Looks at the file at one of this server's own paths without changing it (read
@@ -159,6 +167,9 @@ fn identify_with(path: &Path, scratch: Option<&Path>, foreign: bool) -> Kind {
     }
     if has(OUR_OUTBOX_TABLES) {
         return Kind::OurOutbox;
+    }
+    if has(OUR_ACCOUNTS_TABLES) && tables.iter().any(|t| t == "account_webhooks") {
+        return Kind::OurAccounts;
     }
     if has(GO_CHATS_TABLES) {
         return Kind::GoChats;
@@ -416,6 +427,8 @@ pub struct Layout {
     pub messages: PathBuf,
     pub outbox: PathBuf,
     pub lock: PathBuf,
+    /// The account registry (only the storage folder's layout uses it).
+    pub accounts: PathBuf,
     /// Where the Go server keeps its chat history.
     pub go_chats: PathBuf,
 }
@@ -429,6 +442,11 @@ impl Layout {
         }
     }
 
+    /// The files of one account kept in its own folder `dir`.
+    pub fn in_folder(dir: &Path) -> Self {
+        Self::new(&dir.join(SESSION_FILE))
+    }
+
     pub fn new(given: &Path) -> Self {
         Self {
             given: given.to_owned(),
@@ -436,6 +454,7 @@ impl Layout {
             messages: given.with_file_name(MESSAGES_FILE),
             outbox: given.with_file_name(OUTBOX_FILE),
             lock: given.with_file_name(LOCK_FILE),
+            accounts: given.with_file_name(ACCOUNTS_FILE),
             go_chats: given.with_file_name(GO_CHATS_FILE),
         }
     }
@@ -488,6 +507,20 @@ pub enum StorageError {
 /// version's session store to its own name. Nothing is deleted.
 pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
     expect(
+        &layout.accounts,
+        Kind::OurAccounts,
+        "this server's account registry",
+    )?;
+    prepare_account(layout)?;
+    if layout.given == layout.session {
+        return Ok(Found::Nothing);
+    }
+    prepare_go_file(layout)
+}
+
+/// Checks the files of one account's layout: each is missing or this server's.
+pub fn prepare_account(layout: &Layout) -> Result<(), StorageError> {
+    expect(
         &layout.session,
         Kind::OurSession,
         "this server's WhatsApp session",
@@ -501,10 +534,10 @@ pub fn prepare(layout: &Layout) -> Result<Found, StorageError> {
         &layout.outbox,
         Kind::OurOutbox,
         "this server's webhook outbox",
-    )?;
-    if layout.given == layout.session {
-        return Ok(Found::Nothing);
-    }
+    )
+}
+
+fn prepare_go_file(layout: &Layout) -> Result<Found, StorageError> {
     let found = identify_foreign(&layout.given, &layout.dir());
     // With a session of its own, this server does not need the Go file: trouble
     // with it is said, not fatal.
@@ -620,24 +653,53 @@ pub fn move_store(from: &Path, to: &Path) -> Result<(), StorageError> {
 /// Deletes this server's session store and its journal files, after checking the
 /// file is one. A file that is not is left in place (and said so).
 pub fn remove_session_store(path: &Path) {
+    remove_own_store(path, Kind::OurSession);
+}
+
+/// Deletes one of this server's SQLite files (`kind` says which) and its journal
+/// files, after checking the file is that. A file that is not is left in place (and
+/// said so); `false` then.
+pub fn remove_own_store(path: &Path, kind: Kind) -> bool {
     match identify(path) {
-        Kind::OurSession | Kind::Empty | Kind::Missing => {}
+        Kind::Empty | Kind::Missing => {}
+        found if found == kind => {}
         other => {
             tracing::error!(
                 path = %path.display(),
                 found = %other.describe(),
-                "not deleting a file that is not this server's WhatsApp session"
+                "not deleting a file that is not {}",
+                kind.describe()
             );
-            return;
+            return false;
         }
     }
     for path in std::iter::once(path.to_owned()).chain(companions(path)) {
         match std::fs::remove_file(&path) {
-            Ok(()) => tracing::debug!(path = %path.display(), "removed session file"),
+            Ok(()) => tracing::debug!(path = %path.display(), "removed store file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot remove session file")
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove store file")
             }
+        }
+    }
+    true
+}
+
+/// Deletes the files this server named with its own UUIDs (QR images, downloaded
+/// media) directly in `dir`; other files stay.
+pub fn remove_own_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // The UUID sits anywhere in the name (`scan-qr-<uuid>.png`, `<time>-<uuid>.jpg`).
+        let ours = entry.file_type().is_ok_and(|t| t.is_file())
+            && (0..=name.len().saturating_sub(36))
+                .any(|at| name.get(at..at + 36).is_some_and(is_own_uuid));
+        if ours && let Err(e) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove file");
         }
     }
 }

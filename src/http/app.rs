@@ -10,13 +10,14 @@ use serde::Serialize;
 use axum::extract::RawQuery;
 use validator::Validate;
 
-use super::AppState;
 use super::form::{FormSpec, read_query};
 use super::request::PhoneQuery;
 use super::response::{ApiError, ok};
+use super::scope::LoginScope;
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/app/login", get(login))
         .route("/app/login-with-code", get(login_with_code))
@@ -32,7 +33,7 @@ pub fn router() -> Router<AppState> {
 
 /// The later versions' pairing by code: `?phone=` with its country code.
 async fn login_with_code(
-    State(state): State<AppState>,
+    LoginScope(state): LoginScope,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let spec = FormSpec::text(&state, &["phone"]);
@@ -50,7 +51,7 @@ async fn login_with_code(
 }
 
 /// The later versions' device list: this server's one account, when paired.
-async fn devices(State(state): State<AppState>) -> Response {
+async fn devices(state: AppState) -> Response {
     let devices: Vec<_> = state
         .app
         .status()
@@ -66,7 +67,7 @@ async fn devices(State(state): State<AppState>) -> Response {
 }
 
 /// The later versions' app info: version and upload limits (bytes).
-async fn info(State(state): State<AppState>) -> Response {
+async fn info(State(state): State<Server>) -> Response {
     let mb = |n: u64| n * 1_000_000;
     ok(
         "Fetch app info success",
@@ -84,24 +85,28 @@ async fn info(State(state): State<AppState>) -> Response {
 
 /// `GET /health`: plain `OK`, or 503 while the server stops. Outside every layer:
 /// no credentials, no envelope, no request log.
-pub async fn health(State(state): State<AppState>) -> (axum::http::StatusCode, &'static str) {
+pub async fn health(State(server): State<Server>) -> (axum::http::StatusCode, &'static str) {
     use crate::whatsapp::SessionPhase;
-    match state.app.phase() {
-        SessionPhase::Stopping => (
+    let accounts = server.accounts.list();
+    match accounts
+        .iter()
+        .any(|a| a.wa.phase() == SessionPhase::Stopping)
+    {
+        true => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "Service Unavailable",
         ),
-        _ => (axum::http::StatusCode::OK, "OK"),
+        false => (axum::http::StatusCode::OK, "OK"),
     }
 }
 
 /// Not in v2.3.0: the dashboard polls it to know when a scan has logged in.
-async fn status(State(state): State<AppState>) -> Response {
+async fn status(state: AppState) -> Response {
     ok("Success", Some(state.app.status().await))
 }
 
 /// Not in Go: the webhook outbox per URL, with each one's latest error.
-pub async fn webhook_status(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn webhook_status(state: AppState) -> Result<Response, ApiError> {
     let status = state.app.webhook_status().await?;
     Ok(match status {
         Some(status) => ok("Success", Some(status)),
@@ -113,35 +118,40 @@ pub async fn webhook_status(State(state): State<AppState>) -> Result<Response, A
 }
 
 #[derive(Serialize)]
-struct LoginResult {
-    qr_duration: u64,
-    qr_link: String,
+pub(super) struct LoginResult {
+    pub qr_duration: u64,
+    pub qr_link: String,
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn login(LoginScope(state): LoginScope, headers: HeaderMap) -> Result<Response, ApiError> {
+    Ok(ok("Success", Some(login_qr(&state, &headers).await?)))
+}
+
+/// Starts (or goes on with) pairing by QR: the image's link and how long it is valid.
+pub(super) async fn login_qr(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<LoginResult, ApiError> {
     let qr = state.app.login().await?;
     let qr_link = format!(
         "{}{}/statics/{}/{}",
-        base_url(&headers),
+        base_url(headers),
         state.limits.base_path,
         state.limits.api_compat.qr_path(),
         qr.file_name
     );
-    Ok(ok(
-        "Success",
-        Some(LoginResult {
-            qr_duration: qr.qr_duration,
-            qr_link,
-        }),
-    ))
+    Ok(LoginResult {
+        qr_duration: qr.qr_duration,
+        qr_link,
+    })
 }
 
-async fn logout(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn logout(state: AppState) -> Result<Response, ApiError> {
     state.app.logout().await?;
     Ok(ok::<()>("Success logout", None))
 }
 
-async fn reconnect(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn reconnect(state: AppState) -> Result<Response, ApiError> {
     state.app.reconnect().await?;
     Ok(ok::<()>("Reconnect success", None))
 }

@@ -4,25 +4,25 @@
 use std::str::FromStr;
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request};
 use axum::response::Response;
 use axum::routing::{get, post};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use validator::Validate;
-use whatsapp_rust::{Jid, Server};
+use whatsapp_rust::Jid;
 
-use super::AppState;
 use super::form::{FormSpec, read_body, read_query};
 use super::request::{
     ArchiveChat, ChatMessagesQuery, ChatsQuery, DisappearingTimer, PinChat, flag, validated,
 };
 use super::response::{ApiError, ok};
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 use crate::messages::{ChatQuery, MessageQuery, StoredChat};
 use crate::service::chat::{MessageWithReactions, Page};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/chats", get(chats))
         .route("/chat/{chat_jid}/messages", get(messages))
@@ -48,9 +48,9 @@ fn chat_jid(value: &str) -> Result<Jid, ApiError> {
             return Err(invalid());
         }
         let server = if digits.len() > 15 || digits.contains('-') {
-            Server::Group
+            whatsapp_rust::Server::Group
         } else {
-            Server::Pn
+            whatsapp_rust::Server::Pn
         };
         Jid::new(digits, server)
     };
@@ -125,10 +125,7 @@ fn pagination<T>(page: &Page<T>, limit: u32, offset: u32) -> Value {
 }
 
 /// `GET /chats?limit=&offset=&search=&has_media=&archived=`.
-pub async fn chats(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn chats(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let fields = ["limit", "offset", "search", "has_media", "archived"];
     let req: ChatsQuery = read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -153,7 +150,7 @@ pub async fn chats(
 
 /// `GET /chat/:chat_jid/messages?limit=&offset=&start_time=&end_time=&media_only=&is_from_me=&search=`.
 async fn messages(
-    State(state): State<AppState>,
+    state: AppState,
     Path(jid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -196,11 +193,7 @@ async fn messages(
     ))
 }
 
-async fn pin(
-    State(state): State<AppState>,
-    Path(jid): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
+async fn pin(state: AppState, Path(jid): Path<String>, req: Request) -> Result<Response, ApiError> {
     let jid = chat_jid(&jid)?;
     let req: PinChat = read_body(req, &FormSpec::text(&state, &["pinned"]))
         .await?
@@ -222,7 +215,7 @@ async fn pin(
 }
 
 async fn archive(
-    State(state): State<AppState>,
+    state: AppState,
     Path(jid): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -247,7 +240,7 @@ async fn archive(
 }
 
 async fn disappearing(
-    State(state): State<AppState>,
+    state: AppState,
     Path(jid): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {

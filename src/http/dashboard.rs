@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AppState;
+use super::Server;
 use super::response::ApiError;
 
 const INDEX_TEMPLATE: &str = include_str!("dashboard/index.html");
@@ -67,14 +67,14 @@ fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static [u8])
     }
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/", get(index))
         .route("/assets/{name}", get(asset_file))
 }
 
 async fn index(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<Server>,
     sent: Option<axum::Extension<super::SentUri>>,
 ) -> Response {
     // Under --base-path the page must be at `/prefix/` (with the slash), or its

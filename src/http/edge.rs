@@ -34,7 +34,7 @@ use tower_http::cors::{Cors, CorsLayer};
 use tracing::{debug, error};
 
 use super::response::ApiError;
-use super::{AppState, SentUri, guard, wire};
+use super::{SentUri, Server, guard, wire};
 
 /// Probes' route: outside auth, logs and the envelope.
 pub const HEALTH: &str = "/health";
@@ -145,12 +145,12 @@ pub(crate) fn loggable_path(path: &str) -> Cow<'_, str> {
 /// Adds [`Edge`].
 #[derive(Clone)]
 pub struct EdgeLayer {
-    state: AppState,
+    state: Server,
     cors: Arc<CorsLayer>,
 }
 
 impl EdgeLayer {
-    pub fn new(state: AppState, cors: CorsLayer) -> Self {
+    pub fn new(state: Server, cors: CorsLayer) -> Self {
         Self {
             state,
             cors: Arc::new(cors),
@@ -213,7 +213,7 @@ const VARY: HeaderValue = HeaderValue::from_static(
 #[derive(Clone)]
 pub struct Core<S> {
     inner: S,
-    state: AppState,
+    state: Server,
 }
 
 impl<S> Service<Request> for Core<S>
@@ -245,7 +245,7 @@ where
     }
 }
 
-async fn answer<S>(mut inner: S, state: AppState, req: Request) -> Response
+async fn answer<S>(mut inner: S, state: Server, req: Request) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -265,9 +265,6 @@ where
         .map_or_else(|| req.uri().clone(), |s| s.0.clone());
     let timeout = state.limits.request_timeout;
     let routed = AssertUnwindSafe(async {
-        if let Some(refusal) = wire::device_refusal(&state, &req) {
-            return refusal;
-        }
         let mut routed = std::pin::pin!(inner.call(req));
         // Most answers are ready at once (a status, a refusal): no timer for them.
         if let Poll::Ready(Ok(res)) = futures_util::poll!(routed.as_mut()) {
@@ -289,7 +286,7 @@ where
     dialect(&state, res, is_send).await
 }
 
-async fn dialect(state: &AppState, res: Response, is_send: bool) -> Response {
+async fn dialect(state: &Server, res: Response, is_send: bool) -> Response {
     match state.limits.api_compat {
         wire::ApiCompat::V2_3_0 => res,
         wire::ApiCompat::V9 => wire::to_v9(res, is_send).await,

@@ -1,7 +1,7 @@
 //! Routes under `/group`: the later Go versions' group management, in their shapes.
 
 use axum::Router;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, Request};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,12 +16,12 @@ use super::request::{
     InviteLinkQuery, flag, person_jid, validated,
 };
 use super::response::{ApiError, ok};
-use super::{AppState, user_of};
+use super::{AppState, Server, user_of};
 use crate::domain::validation::ValidationErrors;
 use crate::service::user::GroupInfo;
 use crate::whatsapp::{Group, GroupSetting, ParticipantAction, ParticipantOutcome};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/group", post(create))
         .route("/group/join-with-link", post(join))
@@ -73,7 +73,7 @@ fn group_of(id: &GroupId) -> Result<Jid, ApiError> {
     validated(id.jid())
 }
 
-async fn create(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn create(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: CreateGroup = body(&state, req, &["title", "participants"]).await?;
     let people: Vec<Jid> = req
         .participants
@@ -88,7 +88,7 @@ async fn create(State(state): State<AppState>, req: Request) -> Result<Response,
     ))
 }
 
-async fn join(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn join(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupLink = body(&state, req, &["link"]).await?;
     let (group, pending) = state.groups.join(validated(req.link)?.trim()).await?;
     let message = if pending {
@@ -102,10 +102,7 @@ async fn join(State(state): State<AppState>, req: Request) -> Result<Response, A
     ))
 }
 
-async fn info_from_link(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn info_from_link(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: GroupLink = query(&state, q.as_deref(), &["link"])?;
     let group = state.groups.from_link(validated(req.link)?.trim()).await?;
     let created = group
@@ -127,13 +124,13 @@ async fn info_from_link(
     ))
 }
 
-async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn info(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: GroupId = query(&state, q.as_deref(), &["group_id"])?;
     let group = state.groups.info(&group_of(&req)?).await?;
     Ok(ok("Success get group info", Some(GroupInfo::from(group))))
 }
 
-async fn leave(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn leave(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupId = body(&state, req, &["group_id"]).await?;
     state.groups.leave(&group_of(&req)?).await?;
     Ok(ok::<()>("Success leave group", None))
@@ -159,10 +156,7 @@ fn participants_json(group: &Group) -> Value {
     json!({ "group_id": group.jid, "name": group.name, "participants": people })
 }
 
-async fn participants(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn participants(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: GroupId = query(&state, q.as_deref(), &["group_id"])?;
     let group = state.groups.info(&group_of(&req)?).await?;
     Ok(ok(
@@ -186,10 +180,7 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-async fn export(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn export(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: GroupId = query(&state, q.as_deref(), &["group_id"])?;
     let group = state.groups.info(&group_of(&req)?).await?;
     let mut csv = String::from("participant_jid,phone_number,lid,display_name,role\r\n");
@@ -269,7 +260,7 @@ async fn change(
     Ok(ok(message, Some(outcomes(action, changed))))
 }
 
-async fn add(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn add(state: AppState, req: Request) -> Result<Response, ApiError> {
     change(
         &state,
         req,
@@ -279,7 +270,7 @@ async fn add(State(state): State<AppState>, req: Request) -> Result<Response, Ap
     .await
 }
 
-async fn remove(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn remove(state: AppState, req: Request) -> Result<Response, ApiError> {
     change(
         &state,
         req,
@@ -289,7 +280,7 @@ async fn remove(State(state): State<AppState>, req: Request) -> Result<Response,
     .await
 }
 
-async fn promote(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn promote(state: AppState, req: Request) -> Result<Response, ApiError> {
     change(
         &state,
         req,
@@ -299,7 +290,7 @@ async fn promote(State(state): State<AppState>, req: Request) -> Result<Response
     .await
 }
 
-async fn demote(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn demote(state: AppState, req: Request) -> Result<Response, ApiError> {
     change(
         &state,
         req,
@@ -309,20 +300,17 @@ async fn demote(State(state): State<AppState>, req: Request) -> Result<Response,
     .await
 }
 
-async fn approve(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn approve(state: AppState, req: Request) -> Result<Response, ApiError> {
     let message = "Success approve requested participants";
     change(&state, req, ParticipantAction::Approve, message).await
 }
 
-async fn reject(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn reject(state: AppState, req: Request) -> Result<Response, ApiError> {
     let message = "Success reject requested participants";
     change(&state, req, ParticipantAction::Reject, message).await
 }
 
-async fn requests(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn requests(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: GroupId = query(&state, q.as_deref(), &["group_id"])?;
     let asked = state.groups.requests(&group_of(&req)?).await?;
     let data: Vec<Value> = asked
@@ -343,7 +331,7 @@ async fn requests(
 
 /// Multipart `group_id` and `photo` (JPEG or PNG); without a photo, the picture
 /// is removed.
-async fn photo(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn photo(state: AppState, req: Request) -> Result<Response, ApiError> {
     let max_mb = state.limits.max_file_mb;
     let spec = FormSpec {
         fields: &["group_id"],
@@ -372,7 +360,7 @@ async fn photo(State(state): State<AppState>, req: Request) -> Result<Response, 
     ))
 }
 
-async fn name(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn name(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupName = body(&state, req, &["group_id", "name"]).await?;
     let name = validated(req.name)?.trim().to_owned();
     state
@@ -385,7 +373,7 @@ async fn name(State(state): State<AppState>, req: Request) -> Result<Response, A
     ))
 }
 
-async fn topic(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn topic(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupTopic = body(&state, req, &["group_id", "topic"]).await?;
     let topic = req
         .topic
@@ -403,7 +391,7 @@ async fn topic(State(state): State<AppState>, req: Request) -> Result<Response, 
     Ok(ok::<()>(message, None))
 }
 
-async fn locked(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn locked(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupSwitch = body(&state, req, &["group_id", "locked"]).await?;
     let on = flag(&req.locked, false);
     state
@@ -418,7 +406,7 @@ async fn locked(State(state): State<AppState>, req: Request) -> Result<Response,
     Ok(ok::<()>(message, None))
 }
 
-async fn announce(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn announce(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: GroupSwitch = body(&state, req, &["group_id", "announce"]).await?;
     let on = flag(&req.announce, false);
     state
@@ -433,10 +421,7 @@ async fn announce(State(state): State<AppState>, req: Request) -> Result<Respons
     Ok(ok::<()>(message, None))
 }
 
-async fn invite_link(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn invite_link(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let req: InviteLinkQuery = query(&state, q.as_deref(), &["group_id", "reset"])?;
     let group = group_of(&req.group)?;
     let link = state

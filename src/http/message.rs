@@ -2,21 +2,21 @@
 //! `phone` names the chat the message is in (for a forward: where it goes).
 
 use axum::Router;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, Request};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::AppState;
 use super::form::{Form, FormSpec, read_body, read_query};
 use super::request::{
     Addressed, ForwardMessage, MessageAction, ReactToMessage, UpdateMessage, check,
 };
 use super::response::{ApiError, ok};
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 use crate::service::send::SendResult;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/message/{message_id}/reaction", post(reaction))
         .route("/message/{message_id}/revoke", post(revoke))
@@ -68,7 +68,7 @@ fn answered(result: SendResult) -> Response {
 }
 
 async fn reaction(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -80,7 +80,7 @@ async fn reaction(
 }
 
 async fn revoke(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -90,7 +90,7 @@ async fn revoke(
 }
 
 async fn update(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -101,18 +101,14 @@ async fn update(
     Ok(answered(result))
 }
 
-async fn read(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
+async fn read(state: AppState, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let (id, _, chat) = target::<MessageAction>(&state, id, req, &["phone", "type"]).await?;
     let result = state.messages.read(&chat, &id).await?;
     Ok(answered(result))
 }
 
 async fn delete(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -121,18 +117,14 @@ async fn delete(
     Ok(ok::<()>("Message deleted successfully", None))
 }
 
-async fn star(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
+async fn star(state: AppState, Path(id): Path<String>, req: Request) -> Result<Response, ApiError> {
     let (id, _, chat) = target::<MessageAction>(&state, id, req, &["phone", "type"]).await?;
     state.messages.star(&chat, &id, true).await?;
     Ok(ok::<()>("Starred message successfully", None))
 }
 
 async fn unstar(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -142,7 +134,7 @@ async fn unstar(
 }
 
 async fn forward(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -154,7 +146,7 @@ async fn forward(
 
 /// `GET /message/:id/download?phone=`: the media decrypted into `statics/media/`.
 async fn download(
-    State(state): State<AppState>,
+    state: AppState,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod chat;
 pub mod dashboard;
+pub mod devices;
 pub mod edge;
 pub mod form;
 pub mod group;
@@ -13,6 +14,7 @@ pub mod message;
 pub mod newsletter;
 pub mod request;
 pub mod response;
+pub mod scope;
 pub mod send;
 pub mod user;
 pub mod wire;
@@ -62,8 +64,8 @@ impl Limits {
     }
 }
 
-/// What every handler gets: one `Arc`, so that axum's per-request clones of the
-/// state cost one reference count, not one per service.
+/// What every account-scoped handler gets: the services of the account the request
+/// names (see [`scope`]), in one `Arc`.
 #[derive(Clone)]
 pub struct AppState(Arc<Services>);
 
@@ -81,7 +83,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The services and settings behind the routes.
+/// The services and settings behind the routes, for one account.
 pub struct Services {
     pub app: Arc<AppService>,
     pub user: Arc<UserService>,
@@ -93,6 +95,30 @@ pub struct Services {
     pub guard: Arc<guard::Guard>,
     /// Fetches what requests name by URL (`image_url`…).
     pub fetcher: crate::fetch::Fetcher,
+}
+
+/// The router's state: the accounts and what all of them share.
+#[derive(Clone)]
+pub struct Server(Arc<ServerParts>);
+
+pub struct ServerParts {
+    pub accounts: Arc<crate::accounts::Accounts>,
+    pub limits: Arc<Limits>,
+    pub guard: Arc<guard::Guard>,
+}
+
+impl Server {
+    pub fn new(parts: ServerParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServerParts;
+
+    fn deref(&self) -> &ServerParts {
+        &self.0
+    }
 }
 
 /// What [`router`] makes: the API as one cloneable service, for [`crate::serve`].
@@ -116,13 +142,14 @@ impl<T> Api for T where
 
 /// The whole API, with static files served from `statics_dir` under `/statics/`,
 /// inside the edge (see [`edge`]).
-pub fn router(state: AppState, statics_dir: PathBuf) -> impl Api {
+pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
     let body_limit = state.limits.body_limit();
     let guard = state.guard.clone();
     // CORS outside the guard: preflights need no credentials, refusals get its headers.
     let edge = edge::EdgeLayer::new(state.clone(), cors(guard));
     let routes = Router::new()
         .merge(dashboard::router())
+        .merge(devices::router())
         .merge(app::router())
         .merge(user::router())
         .merge(send::router())

@@ -1,25 +1,25 @@
 //! Routes under `/newsletter`: the later Go versions' channel routes.
 
 use axum::Router;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, Request};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use validator::Validate;
 
-use super::AppState;
 use super::form::{FormSpec, read_body, read_query};
 use super::request::{NewsletterId, NewsletterMessagesQuery, newsletter_jid, validated};
 use super::response::{ApiError, ok};
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/newsletter/unfollow", post(unfollow))
         .route("/newsletter/messages", get(messages))
 }
 
-async fn unfollow(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn unfollow(state: AppState, req: Request) -> Result<Response, ApiError> {
     let req: NewsletterId = read_body(req, &FormSpec::text(&state, &["newsletter_id"]))
         .await?
         .parse()?;
@@ -31,10 +31,7 @@ async fn unfollow(State(state): State<AppState>, req: Request) -> Result<Respons
 
 /// `?newsletter_id=&count=&before=`: `{data: [{server_id, message_id, type, timestamp,
 /// views_count, reaction_counts, text}]}`.
-async fn messages(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn messages(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let fields = ["newsletter_id", "count", "before"];
     let req: NewsletterMessagesQuery =
         read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;

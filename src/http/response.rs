@@ -56,6 +56,12 @@ impl ApiError {
     }
 }
 
+impl From<ApiError> for Response {
+    fn from(error: ApiError) -> Response {
+        error.into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Envelope::<()> {

@@ -3,17 +3,17 @@
 //! send service.
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::AppState;
 use super::form::{FileSpec, Form, FormSpec, read_body};
 use super::request::{
     self, ChatPresence, Presence, SendAudio, SendContact, SendFile, SendLink, SendLocation,
     SendMessage, SendPoll, SendSticker, SendVisual, available, check, flag, typing, validated,
 };
 use super::response::{ApiError, ok};
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 use crate::fetch::FetchError;
 use crate::media::{self, Upload};
@@ -21,7 +21,7 @@ use crate::service::send::{ImageSend, VideoSend};
 use crate::whatsapp::Outgoing;
 use validator::Validate;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/send/message", post(message))
         .route("/send/image", post(image))
@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/send/chat-presence", post(chat_presence))
 }
 
-async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn audio(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "ptt", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "audio", max_mb).await?;
@@ -51,7 +51,7 @@ async fn audio(State(state): State<AppState>, req: Request) -> Result<Response, 
     Ok(ok("Success", Some(result)))
 }
 
-async fn sticker(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn sticker(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "sticker", max_mb).await?;
@@ -62,7 +62,7 @@ async fn sticker(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(ok("Success", Some(result)))
 }
 
-async fn link(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn link(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "link", "caption", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
     let (req, to, context) = check::<SendLink>(&state, &mut form)?.finish()?;
@@ -72,7 +72,7 @@ async fn link(State(state): State<AppState>, req: Request) -> Result<Response, A
     Ok(ok("Success", Some(result)))
 }
 
-async fn poll(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn poll(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "question", "options", "max_answer", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
     let mut checked = check::<SendPoll>(&state, &mut form)?;
@@ -87,7 +87,7 @@ async fn poll(State(state): State<AppState>, req: Request) -> Result<Response, A
     Ok(ok("Success", Some(result)))
 }
 
-async fn presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn presence(state: AppState, req: Request) -> Result<Response, ApiError> {
     let form = text_form(&state, req, &["type"]).await?;
     let req: Presence = form.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -96,7 +96,7 @@ async fn presence(State(state): State<AppState>, req: Request) -> Result<Respons
     Ok(ok("Success", Some(result)))
 }
 
-async fn chat_presence(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn chat_presence(state: AppState, req: Request) -> Result<Response, ApiError> {
     let mut form = text_form(&state, req, &["phone", "action", "type"]).await?;
     let (req, to, _) = check::<ChatPresence>(&state, &mut form)?.finish()?;
     let typing = req.action.as_deref().and_then(typing);
@@ -112,7 +112,7 @@ fn with_common<'a>(own: &[&'a str]) -> Vec<&'a str> {
     own.iter().copied().chain(COMMON).collect()
 }
 
-async fn location(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn location(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "latitude", "longitude", "name", "address", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
     let (req, to, context) = check::<SendLocation>(&state, &mut form)?.finish()?;
@@ -202,7 +202,7 @@ fn declared_type_is(upload: &Upload, allowed: &[&str]) -> bool {
     declared.is_some_and(|t| allowed.contains(&t.as_str()))
 }
 
-async fn message(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn message(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "message", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
     let (req, to, context) = check::<SendMessage>(&state, &mut form)?.finish()?;
@@ -213,7 +213,7 @@ async fn message(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(ok("Success", Some(result)))
 }
 
-async fn contact(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn contact(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "contact_name", "contact_phone", "type"]);
     let mut form = text_form(&state, req, &fields).await?;
     let (req, to, context) = check::<SendContact>(&state, &mut form)?.finish()?;
@@ -223,7 +223,7 @@ async fn contact(State(state): State<AppState>, req: Request) -> Result<Response
     Ok(ok("Success", Some(result)))
 }
 
-async fn image(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn image(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "image", max_mb).await?;
@@ -244,7 +244,7 @@ async fn image(State(state): State<AppState>, req: Request) -> Result<Response, 
     Ok(ok("Success", Some(result)))
 }
 
-async fn file(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn file(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "caption", "type"]);
     let max_mb = state.limits.max_file_mb;
     let mut form = media_form(&state, req, &fields, "file", max_mb).await?;
@@ -258,7 +258,7 @@ async fn file(State(state): State<AppState>, req: Request) -> Result<Response, A
     Ok(ok("Success", Some(result)))
 }
 
-async fn video(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+async fn video(state: AppState, req: Request) -> Result<Response, ApiError> {
     let fields = with_common(&["phone", "caption", "view_once", "type", "compress"]);
     let max_mb = state.limits.max_video_mb;
     let mut form = media_form(&state, req, &fields, "video", max_mb).await?;

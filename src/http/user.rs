@@ -1,21 +1,21 @@
 //! Routes under `/user`: account info, avatar, own privacy settings and groups.
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::response::Response;
 use axum::routing::get;
 
 use serde_json::json;
 
-use super::AppState;
 use super::form::{FormSpec, read_query};
 use super::request::{PhoneQuery, PushName};
 use super::response::{ApiError, ok};
 use super::wire::ApiCompat;
+use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 use validator::Validate;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Server> {
     Router::new()
         .route("/user/info", get(info))
         .route("/user/avatar", get(avatar))
@@ -30,20 +30,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The later versions' `/user/business-profile?phone=`.
-async fn business_profile(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn business_profile(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let phone = phone_query(&state, q.as_deref())?;
     let profile = state.user.business_profile(&phone).await?;
     Ok(ok("Success get business profile", Some(profile)))
 }
 
 /// `POST /user/avatar`: multipart `avatar` (JPEG or PNG), sent as 640×640.
-async fn set_avatar(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-) -> Result<Response, ApiError> {
+async fn set_avatar(state: AppState, req: axum::extract::Request) -> Result<Response, ApiError> {
     let spec = super::form::FormSpec {
         fields: &[],
         file: Some(super::form::FileSpec {
@@ -63,10 +57,7 @@ async fn set_avatar(
 }
 
 /// `POST /user/pushname`: `push_name`, the name others see.
-async fn set_push_name(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-) -> Result<Response, ApiError> {
+async fn set_push_name(state: AppState, req: axum::extract::Request) -> Result<Response, ApiError> {
     let spec = FormSpec::text(&state, &["push_name"]);
     let req: PushName = super::form::read_body(req, &spec).await?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
@@ -76,7 +67,7 @@ async fn set_push_name(
 }
 
 /// The later versions' `/user/check`: `{is_on_whatsapp}`.
-async fn check(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn check(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let phone = phone_query(&state, q.as_deref())?;
     let on = state.user.check(&phone).await?;
     Ok(ok(
@@ -95,7 +86,7 @@ fn phone_query(state: &AppState, query: Option<&str>) -> Result<String, ApiError
     Ok(req.phone.unwrap_or_default())
 }
 
-async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn info(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let phone = phone_query(&state, q.as_deref())?;
     let info = state.user.info(&phone).await?;
     Ok(match state.limits.api_compat {
@@ -109,27 +100,24 @@ async fn info(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Re
     })
 }
 
-async fn avatar(
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
+async fn avatar(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let phone = phone_query(&state, q.as_deref())?;
     let avatar = state.user.avatar(&phone).await?;
     Ok(ok("Success", Some(avatar)))
 }
 
-async fn privacy(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn privacy(state: AppState) -> Result<Response, ApiError> {
     let privacy = state.user.privacy().await?;
     Ok(ok("Success get privacy", Some(privacy)))
 }
 
-async fn groups(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn groups(state: AppState) -> Result<Response, ApiError> {
     let groups = state.user.groups().await?;
     Ok(ok("Success get list groups", Some(groups)))
 }
 
 /// The later versions' `/user/my/contacts`: `{data: [{jid, name}]}`.
-async fn contacts(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn contacts(state: AppState) -> Result<Response, ApiError> {
     let data: Vec<_> = state
         .user
         .contacts()
@@ -145,7 +133,7 @@ async fn contacts(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 /// The later versions' `/user/my/newsletters`: `{data: [...]}` in the shape of the Go
 /// server's newsletter metadata (counts and times as strings).
-async fn newsletters(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn newsletters(state: AppState) -> Result<Response, ApiError> {
     let text =
         |t: Option<String>| json!({ "text": t.unwrap_or_default(), "id": "", "update_time": "0" });
     let picture = |path: Option<String>| {

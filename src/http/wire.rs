@@ -5,12 +5,10 @@
 //! `results` left out when empty, and a send's `message` equal to its status text.
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::AppState;
 use super::response::ApiError;
 
 /// Which Go version's wire format the API speaks.
@@ -45,6 +43,7 @@ pub enum ErrorCode {
     InvalidJid,
     NotFound,
     DeviceNotFound,
+    DeviceIdRequired,
     MethodNotAllowed,
     Forbidden,
     RequestTimeout,
@@ -66,6 +65,7 @@ impl ErrorCode {
             ErrorCode::InvalidJid => "INVALID_JID",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::DeviceNotFound => "DEVICE_NOT_FOUND",
+            ErrorCode::DeviceIdRequired => "DEVICE_ID_REQUIRED",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::RequestTimeout => "CONTEXT_ERROR",
@@ -84,7 +84,8 @@ impl ErrorCode {
             ErrorCode::Validation
             | ErrorCode::BadRequest
             | ErrorCode::AlreadyLoggedIn
-            | ErrorCode::InvalidJid => StatusCode::BAD_REQUEST,
+            | ErrorCode::InvalidJid
+            | ErrorCode::DeviceIdRequired => StatusCode::BAD_REQUEST,
             ErrorCode::Authentication => StatusCode::UNAUTHORIZED,
             ErrorCode::NotFound | ErrorCode::DeviceNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -116,37 +117,6 @@ impl ErrorCode {
             _ => ErrorCode::Internal,
         }
     }
-}
-
-/// The later versions name the account a request is for (`X-Device-Id` or
-/// `device_id`); this server has one account, and another id is a 404.
-pub fn device_refusal(state: &AppState, req: &Request) -> Option<Response> {
-    let header = super::first_header_value(req.headers(), "x-device-id");
-    let query = req.uri().query().and_then(|q| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == "device_id")
-            .map(|(_, v)| v)
-    });
-    let id = header
-        .map(str::to_owned)
-        .or(query)
-        .filter(|id| !id.trim().is_empty());
-    if let Some(id) = id
-        && state.app.is_this_device(&id) == Some(false)
-    {
-        let envelope = super::response::Envelope {
-            code: StatusCode::NOT_FOUND.as_u16(),
-            message: "device not found; this server has one account: use its phone number or JID"
-                .to_owned(),
-            results: Some(serde_json::json!({ "device_id": id })),
-        };
-        let mut res = (StatusCode::NOT_FOUND, axum::Json(envelope)).into_response();
-        res.extensions_mut().insert(ErrorCode::DeviceNotFound);
-        return Some(res);
-    }
-    None
 }
 
 /// Largest envelope the v9 rewrite reads (the biggest answers are group lists).

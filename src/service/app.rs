@@ -18,6 +18,7 @@ const QR_PREFIX: &str = "scan-qr-";
 /// What `/app/login` returns: the QR file to show and how long it stays valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginQr {
+    /// Its path under the QR links' folder.
     pub file_name: String,
     pub qr_duration: u64,
 }
@@ -43,6 +44,9 @@ pub struct AppService {
     qr_dir: PathBuf,
     current: Arc<Mutex<Option<QrFile>>>,
     webhooks: Option<Arc<Webhooks>>,
+    /// The QR folder's place under the QR links' folder: `""`, or `"<name>/"` for an
+    /// account with a folder of its own.
+    link_folder: String,
 }
 
 #[derive(Debug, Clone)]
@@ -61,10 +65,17 @@ impl AppService {
             qr_dir,
             current: Arc::new(Mutex::new(None)),
             webhooks: None,
+            link_folder: String::new(),
         })
     }
 
     /// Reports the webhook outbox in the status.
+    /// QR links name the image as `<folder>/<file>` (see `link_folder`).
+    pub fn with_link_folder(mut self, folder: String) -> Self {
+        self.link_folder = folder;
+        self
+    }
+
     pub fn with_webhooks(mut self, webhooks: Option<Arc<Webhooks>>) -> Self {
         self.webhooks = webhooks;
         self
@@ -78,7 +89,7 @@ impl AppService {
         let mut current = self.current.lock().await;
         if let Some(file) = current.as_ref().filter(|f| f.code == pairing.code) {
             return Ok(LoginQr {
-                file_name: file.file_name.clone(),
+                file_name: format!("{}{}", self.link_folder, file.file_name),
                 qr_duration: pairing.remaining_secs(),
             });
         }
@@ -107,7 +118,7 @@ impl AppService {
         });
         self.schedule_removal(file_name.clone(), pairing.expires_at);
         Ok(LoginQr {
-            file_name,
+            file_name: format!("{}{file_name}", self.link_folder),
             qr_duration: pairing.remaining_secs(),
         })
     }

@@ -33,6 +33,8 @@ pub struct MessageService {
     /// Where downloads go (`statics/media`), and their size limit.
     media_dir: PathBuf,
     max_download_bytes: u64,
+    /// `media_dir` as answers name it: `statics/media` (or a subfolder of it).
+    media_link: String,
 }
 
 impl MessageService {
@@ -47,7 +49,14 @@ impl MessageService {
             store,
             media_dir,
             max_download_bytes,
+            media_link: "statics/media".to_owned(),
         }
+    }
+
+    /// Answers name downloads as `<link>/<file>`.
+    pub fn with_media_link(mut self, link: String) -> Self {
+        self.media_link = link;
+        self
     }
 
     /// The stored message `id` of `chat`.
@@ -240,7 +249,7 @@ impl MessageService {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let file_size = std::fs::metadata(&saved).map(|m| m.len()).unwrap_or(0);
-        let file_path = format!("statics/media/{filename}");
+        let file_path = format!("{}/{filename}", self.media_link);
         Ok(Downloaded {
             message_id: id.to_owned(),
             status: format!("Media downloaded successfully to {file_path}"),

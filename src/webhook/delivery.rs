@@ -64,7 +64,12 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
         .build()
         .into();
     let wake = webhooks.wake[&url].clone();
+    let stopped = webhooks.stopped();
+    tokio::pin!(stopped);
     loop {
+        if futures_util::poll!(stopped.as_mut()).is_ready() {
+            return;
+        }
         let outbox = webhooks.outbox.clone();
         let (u, now) = (url.clone(), unix_now());
         // The due heads, or else when the next one falls due.
@@ -91,6 +96,7 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
                 Duration::from_secs((at - unix_now()).clamp(0, 60) as u64)
             });
             tokio::select! {
+                () = &mut stopped => return,
                 () = wake.notified() => {}
                 () = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
             }

@@ -41,6 +41,8 @@ pub struct WebhookConfig {
     pub ignore_jids: Vec<String>,
     /// Accept any certificate from webhook receivers (self-signed test setups).
     pub insecure_skip_verify: bool,
+    /// The account's slot id, added to every event as `session_id` (Go v8.8+).
+    pub session_id: Option<String>,
     /// Where incoming media is downloaded; `None` sends media URLs only.
     pub media: Option<media::MediaConfig>,
 }
@@ -55,6 +57,8 @@ pub struct Webhooks {
     health: Mutex<HashMap<String, UrlHealth>>,
     /// Events stored by [`record_in_background`](Self::record_in_background).
     background: mpsc::UnboundedSender<NewEvent>,
+    /// Set once by [`stop`](Self::stop): the workers end.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// The latest outcomes of one URL (since this process started).
@@ -144,13 +148,32 @@ impl Webhooks {
             media,
             health: Mutex::default(),
             background,
+            stopped: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(record_queued(Arc::downgrade(&webhooks), queued));
         for url in &webhooks.config.urls {
             tokio::spawn(delivery::worker(webhooks.clone(), url.clone()));
         }
-        tokio::spawn(forget_done_hourly(webhooks.outbox.clone(), window));
+        tokio::spawn(forget_done_hourly(
+            webhooks.outbox.clone(),
+            window,
+            webhooks.stopped.subscribe(),
+        ));
         Ok(webhooks)
+    }
+
+    /// Ends the delivery workers (the account is removed or reconfigured); what the
+    /// outbox holds stays for the next start.
+    pub fn stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once [`stop`](Self::stop) was called.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
     }
 
     /// Where incoming media goes, when it is downloaded.
@@ -169,7 +192,12 @@ impl Webhooks {
     }
 
     /// Stores `events` durably; only then may the messages be acknowledged.
-    pub async fn record(&self, events: Vec<NewEvent>) -> Result<usize, OutboxError> {
+    pub async fn record(&self, mut events: Vec<NewEvent>) -> Result<usize, OutboxError> {
+        if let Some(session) = &self.config.session_id {
+            for event in &mut events {
+                event.body = with_session_id(&event.body, session);
+            }
+        }
         let outbox = self.outbox.clone();
         let urls = self.config.urls.clone();
         let added = tokio::task::spawn_blocking(move || outbox.enqueue(&events, &urls, unix_now()))
@@ -306,17 +334,35 @@ async fn record_queued(
 }
 
 /// Delivered event ids are remembered for the retry window, then forgotten.
-async fn forget_done_hourly(outbox: Arc<Outbox>, window: i64) {
+async fn forget_done_hourly(
+    outbox: Arc<Outbox>,
+    window: i64,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     every.tick().await;
     loop {
-        every.tick().await;
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
         let outbox = outbox.clone();
         let forgotten =
             tokio::task::spawn_blocking(move || outbox.forget_done(unix_now() - window)).await;
         if let Ok(Err(e)) = forgotten {
             warn!(error = %e, "cannot prune delivered webhook ids");
         }
+    }
+}
+
+/// `body` (an event's JSON object) with `session_id` set.
+fn with_session_id(body: &str, session: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert("session_id".into(), session.into());
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => body.to_owned(),
     }
 }
 
@@ -339,9 +385,21 @@ mod tests {
             max_age: Duration::from_secs(60),
             ignore_jids: ignore.iter().map(|s| s.to_string()).collect(),
             insecure_skip_verify: false,
+            session_id: None,
             media: None,
         };
         (Webhooks::start(config).unwrap(), dir)
+    }
+
+    #[test]
+    fn the_session_id_joins_the_event_in_key_order() {
+        let body =
+            r#"{"device_id":"1@s.whatsapp.net","event":"message","id":"evt_1","payload":{"a":1}}"#;
+        assert_eq!(
+            with_session_id(body, "org_2"),
+            r#"{"device_id":"1@s.whatsapp.net","event":"message","id":"evt_1","payload":{"a":1},"session_id":"org_2"}"#
+        );
+        assert_eq!(with_session_id("not json", "x"), "not json");
     }
 
     #[tokio::test]

@@ -57,6 +57,8 @@ pub struct FakeState {
     pub actions: Vec<String>,
     /// What a media download writes.
     pub download: Option<Vec<u8>>,
+    /// The linked device when not [`DEVICE_ID`].
+    pub device: Option<String>,
 }
 
 /// In-memory session: answers from `state`, records sends and uploads.
@@ -128,7 +130,14 @@ impl WhatsApp for FakeSession {
         let state = self.state.lock().unwrap();
         match state.status {
             Some(SessionStatus::LoggedOut) => None,
-            _ => Some(DEVICE_ID.parse().unwrap()),
+            _ => Some(
+                state
+                    .device
+                    .as_deref()
+                    .unwrap_or(DEVICE_ID)
+                    .parse()
+                    .unwrap(),
+            ),
         }
     }
 
@@ -473,9 +482,71 @@ impl WhatsApp for FakeSession {
     async fn shutdown(&self) {}
 }
 
+/// An account the test server opened: its slot id, session double and store.
+#[derive(Clone)]
+pub struct OpenedAccount {
+    pub id: String,
+    pub wa: Arc<FakeSession>,
+    pub store: Arc<MessageStore>,
+}
+
+pub type Opened = Arc<Mutex<Vec<OpenedAccount>>>;
+
+/// Opens the first account on the test's session and store, later ones (added
+/// through `/devices`) on new doubles of their own, kept in `opened`; a reopened
+/// account keeps its double.
+struct TestOpener {
+    shared: whatsapp_api::SharedServices,
+    first: Arc<FakeSession>,
+    store: Arc<MessageStore>,
+    opened: Opened,
+}
+
+#[async_trait]
+impl whatsapp_api::accounts::Opener for TestOpener {
+    async fn open(
+        &self,
+        place: &whatsapp_api::accounts::Place<'_>,
+    ) -> anyhow::Result<whatsapp_api::accounts::Opened> {
+        let mut opened = self.opened.lock().unwrap();
+        let (wa, store) = match opened.iter().find(|o| o.id == place.id) {
+            Some(again) => (again.wa.clone(), again.store.clone()),
+            None if opened.is_empty() => (self.first.clone(), self.store.clone()),
+            None => (
+                Arc::new(FakeSession::default()),
+                Arc::new(MessageStore::open(&place.layout.messages)?),
+            ),
+        };
+        if !opened.iter().any(|o| o.id == place.id) {
+            opened.push(OpenedAccount {
+                id: place.id.to_owned(),
+                wa: wa.clone(),
+                store: store.clone(),
+            });
+        }
+        Ok(whatsapp_api::accounts::Opened {
+            wa,
+            messages: store,
+            webhooks: None,
+        })
+    }
+
+    fn services(
+        &self,
+        opened: &whatsapp_api::accounts::Opened,
+        files: &whatsapp_api::accounts::AccountFiles,
+    ) -> std::io::Result<whatsapp_api::http::AppState> {
+        self.shared.services(opened, files)
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub wa: Arc<FakeSession>,
+    /// Every account opened, in order.
+    pub opened: Opened,
+    /// The storage folder (`--db-path`'s).
+    pub storage: PathBuf,
     /// The message store the routes read (tests put messages in it).
     pub store: Arc<MessageStore>,
     pub client: reqwest::Client,
@@ -496,8 +567,18 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    /// Starts the API with extra command-line `args`.
+    /// Starts the API with extra command-line `args`, holding one account.
     pub async fn spawn_with(args: &[&str]) -> TestApp {
+        Self::start(args, true).await
+    }
+
+    /// Starts the API with no account in the later dialect (the default dialect
+    /// starts with one, as the one-account versions did).
+    pub async fn spawn_without_accounts(args: &[&str]) -> TestApp {
+        Self::start(args, false).await
+    }
+
+    async fn start(args: &[&str], one_account: bool) -> TestApp {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let statics = dir.path().join("statics");
@@ -509,12 +590,32 @@ impl TestApp {
             "--temp-dir".to_owned(),
             temp.display().to_string(),
         ];
+        if !args.iter().any(|a| a.starts_with("--db-path")) {
+            argv.push("--db-path".to_owned());
+            argv.push(dir.path().join("whatsapp.db").display().to_string());
+        }
         argv.extend(args.iter().map(|a| a.to_string()));
         let config = Config::parse_from(argv);
         let wa = Arc::new(FakeSession::default());
-        let store = Arc::new(MessageStore::open(&dir.path().join("chat.db")).unwrap());
-        let state = whatsapp_api::app_state(&config, wa.clone(), store.clone(), None).unwrap();
-        let router = whatsapp_api::http::router(state, statics.clone());
+        // Not at the storage folder's `chat.db`: a server finding one there opens the
+        // one-account versions' account, and these tests choose.
+        let store = Arc::new(MessageStore::open(&dir.path().join("test-chat.db")).unwrap());
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let server = whatsapp_api::server_with(&config, |shared| {
+            Box::new(TestOpener {
+                shared,
+                first: wa.clone(),
+                store: store.clone(),
+                opened: opened.clone(),
+            })
+        })
+        .await
+        .unwrap();
+        // The later dialect starts with no account; these tests run on one.
+        if one_account && server.accounts.list().is_empty() {
+            server.accounts.add(Some("default".into())).await.unwrap();
+        }
+        let router = whatsapp_api::http::router(server, statics.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(whatsapp_api::serve(
@@ -525,6 +626,8 @@ impl TestApp {
         TestApp {
             base,
             wa,
+            opened,
+            storage: dir.path().to_owned(),
             store,
             client: reqwest::Client::new(),
             statics,
@@ -539,6 +642,31 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Reply {
         reply(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Any request, with `X-Device-Id: device` when given and a JSON body when given.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        device: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(device) = device {
+            req = req.header("x-device-id", device);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        reply(req.send().await.unwrap()).await
+    }
+
+    /// The account opened with slot id `id`.
+    pub fn account(&self, id: &str) -> OpenedAccount {
+        let opened = self.opened.lock().unwrap();
+        opened.iter().find(|o| o.id == id).cloned().unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> Reply {

@@ -6,6 +6,7 @@ mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod dashboard;
+mod devices;
 mod dialect;
 mod errors;
 mod group;

@@ -75,6 +75,13 @@ fn declared_routes() -> Routes {
                 "{file}: cannot read the method of route {path}: {method}"
             );
             routes.insert((method.to_uppercase(), path.to_owned()));
+            // More methods chained on the same line: `get(a).post(b)`.
+            let line = rest.lines().next().unwrap_or_default();
+            for more in ["get", "post", "put", "patch", "delete"] {
+                if line.contains(&format!(").{more}(")) {
+                    routes.insert((more.to_uppercase(), path.to_owned()));
+                }
+            }
         }
     }
     routes

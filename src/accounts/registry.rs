@@ -1,0 +1,206 @@
+//! The account registry on disk: `accounts.db` in the storage folder, one row per
+//! slot (`migrations/accounts/`).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!(
+        "../../migrations/accounts/0001_accounts.sql"
+    ))])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("account registry: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("account registry: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+}
+
+/// One slot as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub id: String,
+    /// Relative to the storage folder; `""` is the storage folder itself.
+    pub folder: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An account's own webhook settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AccountWebhook {
+    /// Comma-separated URLs; empty: the account uses the global ones.
+    pub url: String,
+    pub secret: String,
+    /// Comma-separated event names; empty: all.
+    pub events: String,
+    pub insecure_skip_verify: bool,
+}
+
+pub struct Registry {
+    conn: Mutex<Connection>,
+}
+
+impl Registry {
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every slot, oldest first (then by id), as Go lists them.
+    pub fn slots(&self) -> Result<Vec<Slot>, RegistryError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, folder, created_at FROM accounts ORDER BY created_at, id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(Slot {
+                id: row.get(0)?,
+                folder: row.get(1)?,
+                created_at: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds `slot`; `false` when its id is taken.
+    pub fn insert(&self, slot: &Slot) -> Result<bool, RegistryError> {
+        let added = self.conn().execute(
+            "INSERT INTO accounts (id, folder, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO NOTHING",
+            params![slot.id, slot.folder, slot.created_at],
+        )?;
+        Ok(added == 1)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM accounts WHERE id = ?1", [id])?
+            == 1)
+    }
+
+    pub fn webhook(&self, id: &str) -> Result<Option<AccountWebhook>, RegistryError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT url, secret, events, insecure_skip_verify FROM account_webhooks
+                 WHERE account_id = ?1",
+                [id],
+                |row| {
+                    Ok(AccountWebhook {
+                        url: row.get(0)?,
+                        secret: row.get(1)?,
+                        events: row.get(2)?,
+                        insecure_skip_verify: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Sets (or, with an empty URL, clears) the account's webhook.
+    pub fn set_webhook(&self, id: &str, hook: &AccountWebhook) -> Result<(), RegistryError> {
+        let conn = self.conn();
+        if hook.url.trim().is_empty() {
+            conn.execute("DELETE FROM account_webhooks WHERE account_id = ?1", [id])?;
+        } else {
+            conn.execute(
+                "INSERT INTO account_webhooks (account_id, url, secret, events, insecure_skip_verify)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (account_id) DO UPDATE SET url = excluded.url,
+                   secret = excluded.secret, events = excluded.events,
+                   insecure_skip_verify = excluded.insecure_skip_verify",
+                params![
+                    id,
+                    hook.url,
+                    hook.secret,
+                    hook.events,
+                    hook.insecure_skip_verify
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_listed_oldest_first_and_ids_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        let slot = |id: &str, folder: &str, at| Slot {
+            id: id.into(),
+            folder: folder.into(),
+            created_at: at,
+        };
+        assert!(registry.insert(&slot("b", "accounts/1", 20)).unwrap());
+        assert!(registry.insert(&slot("a", "", 30)).unwrap());
+        assert!(registry.insert(&slot("c", "accounts/2", 20)).unwrap());
+        assert!(!registry.insert(&slot("a", "accounts/3", 40)).unwrap());
+        let ids: Vec<_> = registry
+            .slots()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["b", "c", "a"]);
+        assert!(
+            crate::storage::identify(&dir.path().join("accounts.db"))
+                == crate::storage::Kind::OurAccounts
+        );
+    }
+
+    #[test]
+    fn a_webhook_is_set_replaced_cleared_and_goes_with_its_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        registry
+            .insert(&Slot {
+                id: "x".into(),
+                folder: "accounts/1".into(),
+                created_at: 1,
+            })
+            .unwrap();
+        let hook = AccountWebhook {
+            url: "https://a.example/h".into(),
+            secret: "s".into(),
+            events: "message".into(),
+            insecure_skip_verify: true,
+        };
+        registry.set_webhook("x", &hook).unwrap();
+        assert_eq!(registry.webhook("x").unwrap(), Some(hook.clone()));
+        let other = AccountWebhook {
+            url: "https://b.example/h".into(),
+            ..Default::default()
+        };
+        registry.set_webhook("x", &other).unwrap();
+        assert_eq!(registry.webhook("x").unwrap(), Some(other.clone()));
+        registry
+            .set_webhook("x", &AccountWebhook::default())
+            .unwrap();
+        assert_eq!(registry.webhook("x").unwrap(), None);
+        registry.set_webhook("x", &other).unwrap();
+        assert!(registry.remove("x").unwrap());
+        assert_eq!(registry.webhook("x").unwrap(), None);
+        assert!(!registry.remove("x").unwrap());
+    }
+}

@@ -1,0 +1,359 @@
+//! `/devices`: the accounts of this server as the later Go versions manage them
+//! (their "device slots"). These routes name the account in the path, by slot id.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::form::{FormSpec, read_query};
+use super::request::PhoneQuery;
+use super::response::{ApiError, ok};
+use super::wire::ErrorCode;
+use super::{AppState, Server};
+use crate::accounts::{Account, AccountWebhook, AddError, Lookup};
+use crate::domain::validation::ValidationErrors;
+use crate::whatsapp::SessionPhase;
+
+pub fn router() -> Router<Server> {
+    Router::new()
+        .route("/devices", get(list).post(add))
+        .route("/devices/{device_id}", get(info).delete(remove))
+        .route("/devices/{device_id}/login", get(login))
+        .route("/devices/{device_id}/login/code", post(login_code))
+        .route("/devices/{device_id}/logout", post(logout))
+        .route("/devices/{device_id}/reconnect", post(reconnect))
+        .route("/devices/{device_id}/status", get(status))
+        .route(
+            "/devices/{device_id}/webhook",
+            get(webhook).patch(set_webhook),
+        )
+}
+
+/// One account as Go's `Device`.
+#[derive(Serialize)]
+struct Device {
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display_name: Option<String>,
+    /// `disconnected`, `connecting`, `connected` (pairing) or `logged_in`.
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jid: Option<String>,
+    created_at: String,
+}
+
+impl Device {
+    fn of(account: &Account) -> Self {
+        let state = match account.wa.phase() {
+            SessionPhase::Connected => "logged_in",
+            SessionPhase::Connecting | SessionPhase::Reconnecting => "connecting",
+            SessionPhase::Pairing => "connected",
+            SessionPhase::LoggedOut | SessionPhase::Replaced | SessionPhase::Stopping => {
+                "disconnected"
+            }
+        };
+        Device {
+            id: account.id.clone(),
+            display_name: None,
+            state,
+            jid: account.jid(),
+            created_at: jiff::Timestamp::from_second(account.created_at)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// No slot has this id: `DEVICE_NOT_FOUND` (Go answers 500 for most routes here).
+struct NoSlot(String);
+
+impl From<NoSlot> for Response {
+    fn from(NoSlot(id): NoSlot) -> Response {
+        super::scope::refusal(Lookup::NotFound(id))
+    }
+}
+
+fn slot(server: &Server, id: &str) -> Result<Arc<Account>, NoSlot> {
+    server.accounts.get(id).ok_or_else(|| NoSlot(id.to_owned()))
+}
+
+async fn list(State(server): State<Server>) -> Response {
+    let devices: Vec<Device> = server
+        .accounts
+        .list()
+        .iter()
+        .map(|a| Device::of(a))
+        .collect();
+    ok("List devices", Some(devices))
+}
+
+/// `POST /devices`: JSON with all fields optional.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NewDevice {
+    device_id: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_events: Option<String>,
+    webhook_insecure_skip_verify: Option<bool>,
+}
+
+fn invalid_body() -> ApiError {
+    ApiError::bad_request("Invalid request body").with_code(ErrorCode::BadRequest)
+}
+
+async fn add(State(server): State<Server>, body: Bytes) -> Result<Response, ApiError> {
+    let new: NewDevice = if body.iter().all(u8::is_ascii_whitespace) {
+        NewDevice::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| invalid_body())?
+    };
+    let hook = new
+        .webhook_url
+        .as_ref()
+        .filter(|u| !u.trim().is_empty())
+        .map(|url| AccountWebhook {
+            url: url.trim().to_owned(),
+            secret: new.webhook_secret.clone().unwrap_or_default(),
+            events: new.webhook_events.clone().unwrap_or_default(),
+            insecure_skip_verify: new.webhook_insecure_skip_verify.unwrap_or(false),
+        });
+    if let Some(hook) = &hook {
+        check_webhook(hook)?;
+    }
+    let account = server
+        .accounts
+        .add(new.device_id)
+        .await
+        .map_err(|e| match e {
+            AddError::Exists(_) | AddError::InvalidId(_) => {
+                ApiError::bad_request(e.to_string()).with_code(ErrorCode::BadRequest)
+            }
+            other => {
+                tracing::error!(error = %other, "cannot add an account");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot add the device")
+            }
+        })?;
+    let mut answer = serde_json::to_value(Device::of(&account)).unwrap_or_default();
+    if let Some(hook) = hook {
+        set_hook(&server, &account.id, &hook).await?;
+        if let Some(map) = answer.as_object_mut() {
+            map.extend(webhook_fields(&account.id, &hook).into_iter().skip(1));
+        }
+    }
+    Ok(ok("Device added", Some(answer)))
+}
+
+async fn info(State(server): State<Server>, Path(id): Path<String>) -> Result<Response, Response> {
+    let account = slot(&server, &id)?;
+    Ok(ok("Device info", Some(Device::of(&account))))
+}
+
+async fn remove(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    match server.accounts.remove(&id).await {
+        Ok(true) => Ok(ok::<()>("Device removed", None)),
+        Ok(false) => Err(super::scope::refusal(Lookup::NotFound(id))),
+        Err(e) => {
+            tracing::error!(device_id = %id, error = %e, "cannot remove an account");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot remove the device",
+            )
+            .into())
+        }
+    }
+}
+
+fn state_of(server: &Server, id: &str) -> Result<AppState, NoSlot> {
+    slot(server, id).map(|a| a.state.clone())
+}
+
+async fn login(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Response> {
+    let state = state_of(&server, &id)?;
+    let qr = super::app::login_qr(&state, &headers).await?;
+    Ok(ok(
+        "Login success",
+        Some(serde_json::json!({
+            "device_id": id,
+            "qr_link": qr.qr_link,
+            "qr_duration": qr.qr_duration,
+        })),
+    ))
+}
+
+async fn login_code(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Response> {
+    let state = state_of(&server, &id)?;
+    let spec = FormSpec::text(&state, &["phone"]);
+    let mut form = read_query(query.as_deref(), &spec)?;
+    form.normalize_phone("phone");
+    let req: PhoneQuery = form.parse()?;
+    req.validate()
+        .map_err(|e| ApiError::from(ValidationErrors::from(e)))?;
+    let phone = req.phone.unwrap_or_default();
+    let pair_code = state
+        .app
+        .login_with_code(phone.trim_start_matches('+'))
+        .await
+        .map_err(ApiError::from)?;
+    Ok(ok(
+        "Login with code started",
+        Some(serde_json::json!({ "device_id": id, "pair_code": pair_code })),
+    ))
+}
+
+async fn logout(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let state = state_of(&server, &id)?;
+    state.app.logout().await.map_err(ApiError::from)?;
+    Ok(ok::<()>("Logout requested", None))
+}
+
+async fn reconnect(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let state = state_of(&server, &id)?;
+    state.app.reconnect().await.map_err(ApiError::from)?;
+    Ok(ok::<()>("Reconnect requested", None))
+}
+
+async fn status(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let state = state_of(&server, &id)?;
+    let status = state.app.status().await;
+    Ok(ok(
+        "Device status",
+        Some(serde_json::json!({
+            "device_id": id,
+            "is_connected": status.is_connected,
+            "is_logged_in": status.is_logged_in,
+        })),
+    ))
+}
+
+fn webhook_fields(id: &str, hook: &AccountWebhook) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "device_id": id,
+        "webhook_url": hook.url,
+        "webhook_secret": hook.secret,
+        "webhook_events": hook.events,
+        "webhook_insecure_skip_verify": hook.insecure_skip_verify,
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    map
+}
+
+async fn webhook(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    slot(&server, &id)?;
+    let hook = server.accounts.webhook(&id).map_err(|e| {
+        tracing::error!(device_id = %id, error = %e, "cannot read an account's webhook");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the device's webhook",
+        )
+    })?;
+    Ok(ok(
+        "Device webhook retrieved",
+        Some(webhook_fields(&id, &hook.unwrap_or_default())),
+    ))
+}
+
+/// `PATCH /devices/:id/webhook`: JSON; `webhook_url` is required, `""` clears it.
+#[derive(Deserialize)]
+struct WebhookPatch {
+    webhook_url: Option<String>,
+    #[serde(default)]
+    webhook_secret: String,
+    #[serde(default)]
+    webhook_events: String,
+    #[serde(default)]
+    webhook_insecure_skip_verify: bool,
+}
+
+async fn set_webhook(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Response> {
+    slot(&server, &id)?;
+    let patch: WebhookPatch = serde_json::from_slice(&body).map_err(|_| invalid_body())?;
+    let Some(url) = patch.webhook_url else {
+        return Err(ApiError::bad_request("webhook_url is required")
+            .with_code(ErrorCode::BadRequest)
+            .into());
+    };
+    let hook = AccountWebhook {
+        url: url.trim().to_owned(),
+        secret: patch.webhook_secret,
+        events: patch.webhook_events,
+        insecure_skip_verify: patch.webhook_insecure_skip_verify,
+    };
+    check_webhook(&hook)?;
+    set_hook(&server, &id, &hook).await?;
+    Ok(ok(
+        "Device webhook updated",
+        Some(webhook_fields(&id, &hook)),
+    ))
+}
+
+async fn set_hook(server: &Server, id: &str, hook: &AccountWebhook) -> Result<(), ApiError> {
+    match server.accounts.set_webhook(id, hook).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, "device not found")
+            .with_code(ErrorCode::DeviceNotFound)),
+        Err(e) => {
+            tracing::error!(device_id = %id, error = %e, "cannot set an account's webhook");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot set the device's webhook",
+            ))
+        }
+    }
+}
+
+/// Every URL is an absolute http(s) URL, and nothing is huge.
+fn check_webhook(hook: &AccountWebhook) -> Result<(), ApiError> {
+    for url in hook.url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let fine = url::Url::parse(url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !fine {
+            return Err(ApiError::bad_request(format!(
+                "webhook_url: {} is not an http or https URL",
+                crate::webhook::redact_url(url)
+            ))
+            .with_code(ErrorCode::BadRequest));
+        }
+    }
+    if hook.url.len() > 4096 || hook.secret.len() > 1024 || hook.events.len() > 1024 {
+        return Err(
+            ApiError::bad_request("webhook settings too long").with_code(ErrorCode::BadRequest)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Which account a request is for: `X-Device-Id` (URL-decoded), else the
+//! `device_id` query parameter, as a slot id, a number or a JID; with none named,
+//! the only account. Handlers that take [`AppState`] get that account's services.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use super::response::Envelope;
+use super::wire::ErrorCode;
+use super::{AppState, Server};
+use crate::accounts::Lookup;
+
+/// The account id a request names, if any.
+pub fn named_device(parts: &Parts) -> Option<String> {
+    let header = super::first_header_value(&parts.headers, "x-device-id").map(|v| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    header
+        .or_else(|| {
+            let query = parts.uri.query()?;
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                .ok()?
+                .into_iter()
+                .find(|(k, _)| k == "device_id")
+                .map(|(_, v)| v)
+        })
+        .filter(|id| !id.trim().is_empty())
+}
+
+/// The answer for a request that names no single account.
+pub fn refusal(lookup: Lookup) -> Response {
+    let (status, code, message, id) = match lookup {
+        Lookup::Required => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DeviceIdRequired,
+            "device_id is required via X-Device-Id header or device_id query".to_owned(),
+            None,
+        ),
+        Lookup::NotFound(id) => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::DeviceNotFound,
+            "device not found; create a device first from /devices or provide a valid X-Device-Id"
+                .to_owned(),
+            Some(id),
+        ),
+        Lookup::Ambiguous(id) => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::DeviceIdRequired,
+            format!("several devices are linked to {id}; name one by its device id"),
+            Some(id),
+        ),
+    };
+    let envelope = Envelope {
+        code: status.as_u16(),
+        message,
+        results: id.map(|id| serde_json::json!({ "device_id": id })),
+    };
+    let mut res = (status, axum::Json(envelope)).into_response();
+    res.extensions_mut().insert(code);
+    res
+}
+
+impl FromRequestParts<Server> for AppState {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, Response> {
+        let named = named_device(parts);
+        server
+            .accounts
+            .resolve(named.as_deref())
+            .map(|account| account.state.clone())
+            .map_err(refusal)
+    }
+}
+
+/// The account of a login: as [`AppState`], but a server with no account at all
+/// gets its first one (a client of the one-account versions logs in as before).
+pub struct LoginScope(pub AppState);
+
+impl FromRequestParts<Server> for LoginScope {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, Response> {
+        let named = named_device(parts);
+        server
+            .accounts
+            .resolve_or_add_default(named.as_deref())
+            .await
+            .map(|account| LoginScope(account.state.clone()))
+            .map_err(refusal)
+    }
+}

@@ -1,0 +1,403 @@
+//! Many accounts in one server: `/devices`, the account selector of every other
+//! route (`X-Device-Id`, `device_id`), and each account seeing only its own data.
+
+use serde_json::{Value, json};
+use whatsapp_api::messages::{Change, StoredMessage};
+use whatsapp_api::whatsapp::SessionStatus;
+
+use crate::helpers::TestApp;
+
+const OTHER_DEVICE: &str = "6281111111111:3@s.whatsapp.net";
+const ANN: &str = "6289685024091@s.whatsapp.net";
+const ANN_PHONE: &str = "6289685024091";
+
+/// A server with the first account (`default`) and `second`, paired as another
+/// number.
+async fn two_accounts(args: &[&str]) -> TestApp {
+    let app = TestApp::spawn_with(args).await;
+    let added = app
+        .call(
+            "POST",
+            "/devices",
+            None,
+            Some(json!({"device_id": "second"})),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.text);
+    app.account("second").wa.state.lock().unwrap().device = Some(OTHER_DEVICE.into());
+    app
+}
+
+fn text(chat: &str, id: &str, body: &str) -> Change {
+    Change::Message(Box::new(StoredMessage {
+        chat: chat.to_owned(),
+        id: id.to_owned(),
+        sender: chat.to_owned(),
+        sender_lid: None,
+        push_name: None,
+        timestamp: 1_700_000_000,
+        is_from_me: false,
+        kind: "text".to_owned(),
+        body: Some(body.to_owned()),
+        quoted_id: None,
+        media: None,
+        raw: vec![1],
+        edited_at: None,
+        revoked_at: None,
+    }))
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn devices_are_added_listed_and_refused_with_reasons() {
+    let app = two_accounts(&[]).await;
+    let list = app.get("/devices").await;
+    list.assert_success("List devices");
+    assert_eq!(ids(&list.body["results"]), ["default", "second"]);
+    let second = &list.body["results"][1];
+    assert_eq!(second["jid"], "6281111111111@s.whatsapp.net");
+    assert_eq!(second["state"], "logged_in");
+    assert!(second["created_at"].as_str().unwrap().ends_with('Z'));
+
+    // Made with a UUID when no id is given.
+    let added = app.call("POST", "/devices", None, None).await;
+    added.assert_success("Device added");
+    let id = added.body["results"]["id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let again = app
+        .call(
+            "POST",
+            "/devices",
+            None,
+            Some(json!({"device_id": "second"})),
+        )
+        .await;
+    again.assert_error(400, "device second already exists");
+    let hostile = app
+        .call(
+            "POST",
+            "/devices",
+            None,
+            Some(json!({"device_id": "../../etc"})),
+        )
+        .await;
+    assert_eq!(hostile.status, 400, "{}", hostile.text);
+    let bad = app
+        .post_raw("/devices", "application/json", b"{not json".to_vec())
+        .await;
+    bad.assert_error(400, "Invalid request body");
+    let bad_hook = app
+        .call(
+            "POST",
+            "/devices",
+            None,
+            Some(json!({"device_id": "third", "webhook_url": "file:///etc/passwd"})),
+        )
+        .await;
+    assert_eq!(bad_hook.status, 400, "{}", bad_hook.text);
+    assert_eq!(
+        app.get("/devices").await.body["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let unknown = app.get("/devices/nobody").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+    assert_eq!(unknown.body["results"]["device_id"], "nobody");
+    let info = app.get("/devices/second").await;
+    info.assert_success("Device info");
+    assert_eq!(info.body["results"]["id"], "second");
+    let status = app.get("/devices/second/status").await;
+    status.assert_success("Device status");
+    assert_eq!(
+        status.body["results"],
+        json!({"device_id": "second", "is_connected": true, "is_logged_in": true})
+    );
+}
+
+#[tokio::test]
+async fn every_other_route_needs_the_account_named_once_there_are_two() {
+    for v9 in [false, true] {
+        let args: &[&str] = if v9 { &["--api-compat", "v9"] } else { &[] };
+        let app = two_accounts(args).await;
+        let none = app.get("/app/status").await;
+        assert_eq!(none.status, 400, "{}", none.text);
+        assert_eq!(
+            none.body["message"],
+            "device_id is required via X-Device-Id header or device_id query"
+        );
+        let code = if v9 {
+            json!("DEVICE_ID_REQUIRED")
+        } else {
+            json!(400)
+        };
+        assert_eq!(none.body["code"], code);
+
+        let unknown = app.call("GET", "/app/status", Some("nobody"), None).await;
+        assert_eq!(unknown.status, 404, "{}", unknown.text);
+        let code = if v9 {
+            json!("DEVICE_NOT_FOUND")
+        } else {
+            json!(404)
+        };
+        assert_eq!(unknown.body["code"], code);
+        assert_eq!(unknown.body["results"]["device_id"], "nobody");
+
+        // By slot id, number or JID, in the header or the query.
+        for named in [
+            "second",
+            "6281111111111",
+            "6281111111111@s.whatsapp.net",
+            OTHER_DEVICE,
+        ] {
+            let res = app.call("GET", "/app/status", Some(named), None).await;
+            assert_eq!(res.status, 200, "{named}: {}", res.text);
+            assert_eq!(res.body["results"]["device_id"], OTHER_DEVICE, "{named}");
+        }
+        let by_query = app.get("/app/status?device_id=default").await;
+        assert_eq!(
+            by_query.body["results"]["device_id"],
+            "6289685028000:7@s.whatsapp.net"
+        );
+        // URL-decoded.
+        let encoded = app
+            .call(
+                "GET",
+                "/app/status",
+                Some("6281111111111%40s.whatsapp.net"),
+                None,
+            )
+            .await;
+        assert_eq!(encoded.body["results"]["device_id"], OTHER_DEVICE);
+
+        // A send goes out through the named account only.
+        let sent = app
+            .call(
+                "POST",
+                "/send/message",
+                Some("second"),
+                Some(json!({"phone": "6289685024091", "message": "hi"})),
+            )
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        assert_eq!(app.account("second").wa.sent().len(), 1);
+        assert!(app.account("default").wa.sent().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn one_accounts_caller_never_reaches_anothers_data() {
+    let app = two_accounts(&[]).await;
+    app.account("second")
+        .store
+        .apply(&[text(ANN, "SECRET1", "for the second account only")], 1)
+        .unwrap();
+    app.store
+        .apply(&[text(ANN, "MINE1", "for the first account")], 1)
+        .unwrap();
+
+    // Chats and messages.
+    let theirs = app.call("GET", "/chats", Some("second"), None).await;
+    let mine = app.call("GET", "/chats", Some("default"), None).await;
+    assert_eq!(theirs.body["results"]["data"].as_array().unwrap().len(), 1);
+    let path = format!("/chat/{ANN}/messages");
+    let listed = app.call("GET", &path, Some("default"), None).await;
+    assert!(!listed.text.contains("SECRET1"), "{}", listed.text);
+    assert!(listed.text.contains("MINE1"), "{}", listed.text);
+    assert!(!mine.text.contains("second account"), "{}", mine.text);
+
+    // Message actions by id: another account's message is not found.
+    for action in ["reaction", "star", "read", "delete"] {
+        let res = app
+            .call(
+                "POST",
+                &format!("/message/SECRET1/{action}"),
+                Some("default"),
+                Some(json!({"phone": ANN_PHONE, "emoji": "👍"})),
+            )
+            .await;
+        assert_eq!(res.status, 404, "{action}: {}", res.text);
+    }
+    let download = app
+        .call(
+            "GET",
+            &format!("/message/SECRET1/download?phone={ANN_PHONE}"),
+            Some("default"),
+            None,
+        )
+        .await;
+    assert_eq!(download.status, 404, "{}", download.text);
+    // The owner reaches it.
+    let own = app
+        .call(
+            "POST",
+            "/message/SECRET1/star",
+            Some("second"),
+            Some(json!({"phone": ANN_PHONE})),
+        )
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert!(app.account("default").wa.actions().is_empty());
+    assert_eq!(app.account("second").wa.actions().len(), 1);
+}
+
+#[tokio::test]
+async fn a_fresh_server_in_the_later_dialect_has_no_account_until_a_login() {
+    let app = TestApp::spawn_without_accounts(&["--api-compat", "v9"]).await;
+    let list = app.get("/devices").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(
+        list.body["results"],
+        json!([]),
+        "a list, not null: {}",
+        list.text
+    );
+    let status = app.get("/app/status").await;
+    assert_eq!(status.status, 400, "{}", status.text);
+    assert_eq!(status.body["code"], "DEVICE_ID_REQUIRED");
+
+    // A client of the one-account versions logs in without naming an account.
+    app.wa.set_status(SessionStatus::LoggedOut);
+    app.wa
+        .set_pairing("2@qr-text", std::time::Duration::from_secs(60));
+    let login = app.get("/app/login").await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert!(
+        login.body["results"]["qr_link"]
+            .as_str()
+            .unwrap()
+            .contains("/statics/qrcode/scan-qr-")
+    );
+    assert_eq!(ids(&app.get("/devices").await.body["results"]), ["default"]);
+    app.get("/app/status").await;
+    assert_eq!(app.get("/app/status").await.status, 200);
+}
+
+#[tokio::test]
+async fn removing_an_account_deletes_its_files_and_leaves_the_other() {
+    let app = two_accounts(&[]).await;
+    let folders = || -> Vec<String> {
+        std::fs::read_dir(app.storage.join("accounts"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(folders().len(), 1, "the second account's folder");
+    let second = app.account("second");
+    second
+        .store
+        .apply(&[text(ANN, "GONE1", "removed with its account")], 1)
+        .unwrap();
+    let removed = app.call("DELETE", "/devices/second", None, None).await;
+    removed.assert_success("Device removed");
+    assert_eq!(
+        second.wa.logouts.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert!(folders().is_empty(), "left: {:?}", folders());
+    assert_eq!(ids(&app.get("/devices").await.body["results"]), ["default"]);
+    let again = app.call("DELETE", "/devices/second", None, None).await;
+    assert_eq!(again.status, 404, "{}", again.text);
+    // One account left: it is used without naming it.
+    app.get("/app/status").await.assert_success("Success");
+    assert_eq!(
+        app.account("default")
+            .wa
+            .logouts
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_accounts_webhook_is_set_read_and_cleared() {
+    let app = two_accounts(&[]).await;
+    let path = "/devices/second/webhook";
+    let empty = app.get(path).await;
+    empty.assert_success("Device webhook retrieved");
+    assert_eq!(empty.body["results"]["webhook_url"], "");
+    let missing = app
+        .call("PATCH", path, None, Some(json!({"webhook_secret": "s"})))
+        .await;
+    missing.assert_error(400, "webhook_url is required");
+    let hostile = app
+        .call(
+            "PATCH",
+            path,
+            None,
+            Some(json!({"webhook_url": "gopher://x"})),
+        )
+        .await;
+    assert_eq!(hostile.status, 400, "{}", hostile.text);
+    let hook = json!({
+        "webhook_url": "https://hooks.example/a",
+        "webhook_secret": "s3",
+        "webhook_events": "message",
+        "webhook_insecure_skip_verify": true,
+    });
+    let set = app.call("PATCH", path, None, Some(hook.clone())).await;
+    set.assert_success("Device webhook updated");
+    let read = app.get(path).await;
+    let mut expected = hook.clone();
+    expected["device_id"] = json!("second");
+    assert_eq!(read.body["results"], expected);
+    // The other account has none.
+    assert_eq!(
+        app.get("/devices/default/webhook").await.body["results"]["webhook_url"],
+        ""
+    );
+    let cleared = app
+        .call("PATCH", path, None, Some(json!({"webhook_url": ""})))
+        .await;
+    cleared.assert_success("Device webhook updated");
+    assert_eq!(app.get(path).await.body["results"]["webhook_url"], "");
+    let unknown = app
+        .call("PATCH", "/devices/nobody/webhook", None, Some(hook))
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+}
+
+#[tokio::test]
+async fn logout_and_reconnect_act_on_the_named_slot_and_keep_it() {
+    let app = two_accounts(&[]).await;
+    let second = app.account("second");
+    app.call("POST", "/devices/second/reconnect", None, None)
+        .await
+        .assert_success("Reconnect requested");
+    assert_eq!(
+        second
+            .wa
+            .reconnects
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    app.call("POST", "/devices/second/logout", None, None)
+        .await
+        .assert_success("Logout requested");
+    assert_eq!(
+        second.wa.logouts.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    second.wa.set_status(SessionStatus::LoggedOut);
+    assert_eq!(
+        ids(&app.get("/devices").await.body["results"]),
+        ["default", "second"]
+    );
+    assert_eq!(
+        app.get("/devices/second").await.body["results"]["state"],
+        "disconnected"
+    );
+    assert_eq!(app.wa.logouts.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
