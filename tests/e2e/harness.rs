@@ -214,6 +214,26 @@ impl Server {
         Reply::read(res).await
     }
 
+    /// Any request for the account `device` (`X-Device-Id`), with a JSON body when
+    /// given.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        device: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(device) = device {
+            req = req.header("x-device-id", device);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Reply::read(req.send().await.unwrap()).await
+    }
+
     /// A multipart form of text fields, as the v2.3.0 spec sends them.
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let form = fields

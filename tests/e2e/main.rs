@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server binary, with the real whatsapp-rust client, against
 //! the fake WhatsApp server (`tests/fake-whatsapp`). Built only with `--features e2e`.
 
+mod accounts;
 mod actions;
 mod chats;
 #[path = "../common/mod.rs"]

@@ -1,0 +1,210 @@
+//! Two WhatsApp accounts in one server, linked to two phones of the fake: each
+//! sends as its own phone, gets its own incoming messages and webhooks, survives a
+//! kill -9, and goes without touching the other.
+
+use std::time::{Duration, Instant};
+
+use fake_whatsapp::{ContactInfo, FakeWhatsApp, PHONE_USER};
+use serde_json::{Value, json};
+
+use crate::harness::{Server, wait_for};
+use crate::send::FRIEND;
+use crate::webhook::Receiver;
+
+const SECOND: &str = "15550009876";
+const SECOND_LID: &str = "205550009876001";
+
+/// Waits until the account `device` reports itself connected.
+async fn wait_connected_as(server: &Server, device: &str) {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let res = server
+            .request("GET", "/app/status", Some(device), None)
+            .await;
+        if res.body["results"]["is_connected"] == true {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{device} never connected: {}\n{}",
+            res.body,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `text` to FRIEND through the account `device`; the sender the fake saw.
+async fn send_as(fake: &FakeWhatsApp, server: &Server, device: &str, text: &str) -> String {
+    let res = server
+        .request(
+            "POST",
+            "/send/message",
+            Some(device),
+            Some(json!({"phone": FRIEND, "message": text})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{device}: {}\n{}", res.body, server.log());
+    let id = res.body["results"]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let received = fake.received();
+    let copy = received
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("the fake never decrypted {id}: {received:?}"));
+    assert_eq!(copy.recipient, FRIEND);
+    assert_eq!(copy.message.conversation.as_deref(), Some(text));
+    copy.sender.clone()
+}
+
+/// The webhook event of the incoming message `id`.
+async fn event_of(receiver: &Receiver, id: &str) -> Value {
+    let found = || {
+        receiver
+            .accepted()
+            .into_iter()
+            .find(|h| h.body["payload"]["id"] == id)
+    };
+    wait_for("the webhook event", Duration::from_secs(20), || {
+        found().is_some()
+    })
+    .await;
+    found().unwrap().body
+}
+
+#[tokio::test]
+async fn two_accounts_from_two_phones_work_side_by_side() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    fake.add_phone(SECOND, SECOND_LID, "Second Phone").unwrap();
+    let receiver = Receiver::start(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(&fake, dir.path(), &["--webhook", &receiver.url]).await;
+
+    // The first account as a one-account client pairs it; the second by its slot.
+    server.pair(&fake).await;
+    let added = server
+        .request(
+            "POST",
+            "/devices",
+            None,
+            Some(json!({"device_id": "sales"})),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let login = server
+        .request("GET", "/devices/sales/login", None, None)
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let link = login.body["results"]["qr_link"].as_str().unwrap();
+    assert!(link.contains("/statics/images/qrcode/"), "{link}");
+    let png = server
+        .http
+        .get(link)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let qr = crate::common::decode_qr(&png);
+    let linked = fake.scan_as(SECOND, &qr).await.unwrap();
+    assert!(
+        linked.jid.starts_with(&format!("{SECOND}:")),
+        "{}",
+        linked.jid
+    );
+    wait_connected_as(&server, "sales").await;
+
+    let unnamed = server.get("/app/status").await;
+    assert_eq!(unnamed.status, 400, "{}", unnamed.body);
+
+    // Each send comes from its own phone's device, named by slot id or by JID.
+    let first = send_as(&fake, &server, "default", "from the first").await;
+    assert!(first.starts_with(&format!("{PHONE_USER}:")), "{first}");
+    let second_jid = format!("{SECOND}@s.whatsapp.net");
+    let second = send_as(&fake, &server, &second_jid, "from sales").await;
+    assert_eq!(second, linked.jid);
+
+    // Incoming messages reach the right account, with its ids on the event.
+    let to_sales = fake.deliver_to(SECOND, FRIEND, "to sales").await.unwrap();
+    let to_first = fake.deliver(FRIEND, "to the first").await.unwrap();
+    let event = event_of(&receiver, &to_sales).await;
+    assert_eq!(event["device_id"], second_jid.as_str());
+    assert_eq!(event["session_id"], "sales");
+    let event = event_of(&receiver, &to_first).await;
+    assert_eq!(event["device_id"], format!("{PHONE_USER}@s.whatsapp.net"));
+    assert_eq!(event["session_id"], "default");
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    let path = format!("/chat/{friend}/messages");
+    let first_chat = server.request("GET", &path, Some("default"), None).await;
+    let text = first_chat.body.to_string();
+    assert!(
+        text.contains("to the first") && !text.contains("to sales"),
+        "{text}"
+    );
+
+    // kill -9 and start: both accounts come back with no scan.
+    let devices = fake.devices().len();
+    server.kill_and_restart().await;
+    wait_connected_as(&server, "default").await;
+    wait_connected_as(&server, "sales").await;
+    assert_eq!(fake.devices().len(), devices, "no new pairing");
+    send_as(&fake, &server, "sales", "after the restart").await;
+
+    // Removing one logs it out at WhatsApp and deletes its files; the other stays.
+    assert_eq!(
+        account_folders(dir.path()).len(),
+        1,
+        "the QR folder of sales"
+    );
+    let removed = server.request("DELETE", "/devices/sales", None, None).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    wait_for(
+        "the phone to list the device as removed",
+        Duration::from_secs(10),
+        || fake.devices_of(SECOND).iter().all(|d| d.removed),
+    )
+    .await;
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("storages/accounts"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left on disk: {left:?}");
+    assert!(
+        account_folders(dir.path()).is_empty(),
+        "{:?}",
+        account_folders(dir.path())
+    );
+    let list = server.get("/devices").await;
+    assert_eq!(
+        list.body["results"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.body
+    );
+    send_as(&fake, &server, "default", "still here").await;
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+/// Folders under `statics/` named by an account (its QR images, its media).
+fn account_folders(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walk(&dir.join("statics"))
+        .into_iter()
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.len() == 36))
+        .collect()
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
