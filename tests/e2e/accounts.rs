@@ -74,14 +74,21 @@ async fn event_of(receiver: &Receiver, id: &str) -> Value {
     found().unwrap().body
 }
 
-#[tokio::test]
-async fn two_accounts_from_two_phones_work_side_by_side() {
+/// A server holding two accounts: `default` linked to the fake's phone, `sales` to
+/// the phone SECOND; the device SECOND linked.
+async fn two_paired(
+    extra: &[&str],
+) -> (
+    FakeWhatsApp,
+    Server,
+    tempfile::TempDir,
+    fake_whatsapp::Device,
+) {
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
     fake.add_phone(SECOND, SECOND_LID, "Second Phone").unwrap();
-    let receiver = Receiver::start(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start_with(&fake, dir.path(), &["--webhook", &receiver.url]).await;
+    let server = Server::start_with(&fake, dir.path(), extra).await;
 
     // The first account as a one-account client pairs it; the second by its slot.
     server.pair(&fake).await;
@@ -117,6 +124,13 @@ async fn two_accounts_from_two_phones_work_side_by_side() {
         linked.jid
     );
     wait_connected_as(&server, "sales").await;
+    (fake, server, dir, linked)
+}
+
+#[tokio::test]
+async fn two_accounts_from_two_phones_work_side_by_side() {
+    let receiver = Receiver::start(200).await;
+    let (fake, mut server, dir, linked) = two_paired(&["--webhook", &receiver.url]).await;
 
     let unnamed = server.get("/app/status").await;
     assert_eq!(unnamed.status, 400, "{}", unnamed.body);
@@ -207,4 +221,62 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         found.push(path);
     }
     found
+}
+
+#[tokio::test]
+async fn a_replaced_stream_or_an_unlink_stops_that_account_only() {
+    let (fake, server, _dir, _) = two_paired(&[]).await;
+    assert_eq!(fake.replace_session_of(SECOND), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sales = server
+            .request("GET", "/app/status", Some("sales"), None)
+            .await;
+        if sales.body["results"]["state"] == "replaced" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            sales.body,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send_as(&fake, &server, "default", "the other one carries on").await;
+    let back = server
+        .request("POST", "/devices/sales/reconnect", None, None)
+        .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    send_as(&fake, &server, "sales", "taken back").await;
+
+    assert_eq!(fake.unlink_device_of(SECOND), 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sales = server
+            .request("GET", "/devices/sales/status", None, None)
+            .await;
+        if sales.body["results"]["is_logged_in"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}\n{}",
+            sales.body,
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The slot stays, logged out; the other account is untouched.
+    let slot = server.request("GET", "/devices/sales", None, None).await;
+    assert_eq!(
+        slot.body["results"]["state"], "disconnected",
+        "{}",
+        slot.body
+    );
+    send_as(&fake, &server, "default", "still connected").await;
+    let status = server
+        .request("GET", "/app/status", Some("default"), None)
+        .await;
+    assert_eq!(status.body["results"]["is_connected"], true);
 }
