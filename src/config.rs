@@ -273,6 +273,11 @@ pub struct Config {
     #[arg(long, env = "APP_FFMPEG_TIMEOUT", default_value_t = 120)]
     pub ffmpeg_timeout_secs: u64,
 
+    /// How many accounts may be connecting to WhatsApp at once while the server
+    /// starts; the others wait their turn, in a jittered order (no restart storm).
+    #[arg(long, env = "APP_STARTUP_HANDSHAKES", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub startup_handshakes: u16,
+
     /// How many image decodes and ffmpeg runs may work at once (default: the number
     /// of CPUs).
     #[arg(long, env = "APP_MEDIA_WORKERS")]

@@ -146,6 +146,7 @@ pub fn account_settings(config: &Config) -> accounts::Settings {
         root: config.layout().dir(),
         qr_dir: config.qr_dir(),
         media_dir: config.statics_dir.join("media"),
+        startup_handshakes: usize::from(config.startup_handshakes),
     }
 }
 

@@ -134,7 +134,12 @@ pub struct Settings {
     /// The first account's QR folder and media folder; others get a subfolder each.
     pub qr_dir: PathBuf,
     pub media_dir: PathBuf,
+    /// At most this many accounts connect at once while the server starts.
+    pub startup_handshakes: usize,
 }
+
+/// How long one account's connection may hold a startup slot.
+const HANDSHAKE_SLOT: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub struct Accounts {
     settings: Settings,
@@ -176,13 +181,32 @@ impl Accounts {
             }
         }
         accounts.sweep_orphan_folders(&slots);
+        // Never every handshake at once: a jittered pause between accounts, and at
+        // most `startup_handshakes` connecting at a time.
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(
+            accounts.settings.startup_handshakes.max(1),
+        ));
         for (n, slot) in slots.iter().enumerate() {
-            // Never every handshake at once: a jittered pause between accounts.
             if n > 0 {
                 let pause = rand::random_range(5..=30);
                 tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
             }
+            let permit = handshakes.clone().acquire_owned().await?;
             let account = accounts.open_slot(slot).await?;
+            let wa = account.wa.clone();
+            tokio::spawn(async move {
+                let connecting = async {
+                    while matches!(
+                        wa.phase(),
+                        crate::whatsapp::SessionPhase::Connecting
+                            | crate::whatsapp::SessionPhase::Reconnecting
+                    ) {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                };
+                let _ = tokio::time::timeout(HANDSHAKE_SLOT, connecting).await;
+                drop(permit);
+            });
             accounts.write_slots().push(account);
         }
         if slots.len() > 1 {

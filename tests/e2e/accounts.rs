@@ -92,17 +92,23 @@ async fn two_paired(
 
     // The first account as a one-account client pairs it; the second by its slot.
     server.pair(&fake).await;
+    let linked = link_account(&fake, &server, "sales", SECOND).await;
+    (fake, server, dir, linked)
+}
+
+/// Adds the account `id` and links it to the fake's phone `phone` by QR.
+async fn link_account(
+    fake: &FakeWhatsApp,
+    server: &Server,
+    id: &str,
+    phone: &str,
+) -> fake_whatsapp::Device {
     let added = server
-        .request(
-            "POST",
-            "/devices",
-            None,
-            Some(json!({"device_id": "sales"})),
-        )
+        .request("POST", "/devices", None, Some(json!({"device_id": id})))
         .await;
     assert_eq!(added.status, 200, "{}", added.body);
     let login = server
-        .request("GET", "/devices/sales/login", None, None)
+        .request("GET", &format!("/devices/{id}/login"), None, None)
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
     let link = login.body["results"]["qr_link"].as_str().unwrap();
@@ -117,14 +123,14 @@ async fn two_paired(
         .await
         .unwrap();
     let qr = crate::common::decode_qr(&png);
-    let linked = fake.scan_as(SECOND, &qr).await.unwrap();
+    let linked = fake.scan_as(phone, &qr).await.unwrap();
     assert!(
-        linked.jid.starts_with(&format!("{SECOND}:")),
+        linked.jid.starts_with(&format!("{phone}:")),
         "{}",
         linked.jid
     );
-    wait_connected_as(&server, "sales").await;
-    (fake, server, dir, linked)
+    wait_connected_as(server, id).await;
+    linked
 }
 
 #[tokio::test]
@@ -279,4 +285,34 @@ async fn a_replaced_stream_or_an_unlink_stops_that_account_only() {
         .request("GET", "/app/status", Some("default"), None)
         .await;
     assert_eq!(status.body["results"]["is_connected"], true);
+}
+
+#[tokio::test]
+async fn accounts_reconnect_at_start_a_bounded_number_at_a_time() {
+    let (fake, mut server, _dir, _) = two_paired(&["--startup-handshakes", "1"]).await;
+    fake.add_phone("15550004444", "205550004444001", "Third Phone")
+        .unwrap();
+    link_account(&fake, &server, "ops", "15550004444").await;
+    // Each login takes a while, so overlapping ones would show.
+    fake.set_faults(fake_whatsapp::Faults {
+        login_delay_ms: 300,
+        ..Default::default()
+    });
+    let all_connected = async |server: &Server| {
+        for id in ["default", "sales", "ops"] {
+            wait_connected_as(server, id).await;
+        }
+    };
+    server.terminate().await;
+    fake.max_handshakes();
+    server.restart().await;
+    all_connected(&server).await;
+    assert_eq!(fake.max_handshakes(), 1, "one at a time");
+
+    // The count does see overlap when more are allowed.
+    server.terminate().await;
+    server.set_args(&["--startup-handshakes", "3"]);
+    server.restart().await;
+    all_connected(&server).await;
+    assert!(fake.max_handshakes() >= 2);
 }

@@ -190,6 +190,11 @@ impl Server {
         (started.elapsed(), status)
     }
 
+    /// The extra flags of the next start.
+    pub fn set_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Starts the server again on the same store (after [`terminate`](Self::terminate)).
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the server still runs");

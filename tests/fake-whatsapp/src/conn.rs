@@ -34,6 +34,36 @@ const END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long the phone waits for `companion_finish` after `primary_hello`.
 const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Counts a connection as handshaking until it logs in or ends.
+pub(crate) struct Handshaking {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Handshaking {
+    fn start(shared: &Arc<Shared>) -> Self {
+        let mut world = shared.world();
+        world.handshaking += 1;
+        world.max_handshaking = world.max_handshaking.max(world.handshaking);
+        Handshaking {
+            shared: shared.clone(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            self.shared.world().handshaking -= 1;
+        }
+    }
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
     {
         let mut world = shared.world();
@@ -43,6 +73,7 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
             return;
         }
     }
+    let handshaking = Handshaking::start(&shared);
     let accepted = match noise::accept(ws, &shared.server_key).await {
         Ok(a) => a,
         Err(e) => {
@@ -85,7 +116,8 @@ pub async fn serve(shared: Arc<Shared>, ws: WebSocket) {
         conn.pair(name).await
     } else if let (Some(user), Some(device)) = (accepted.payload.username, accepted.payload.device)
     {
-        conn.session(user.to_string(), device, pattern).await
+        conn.session(user.to_string(), device, pattern, handshaking)
+            .await
     } else {
         Err(anyhow::anyhow!(
             "the client payload is neither a login nor a registration"
@@ -453,7 +485,13 @@ impl Conn {
     }
 
     /// A returning companion: log it in if its phone still links it.
-    async fn session(mut self, user: String, device_id: u32, pattern: String) -> Result<()> {
+    async fn session(
+        mut self,
+        user: String,
+        device_id: u32,
+        pattern: String,
+        mut handshaking: Handshaking,
+    ) -> Result<()> {
         let known = {
             let world = self.shared.world();
             world
@@ -484,6 +522,10 @@ impl Conn {
             world.sessions.insert(self.id, device.id);
         }
         info!(device = %device.jid, "companion logged in");
+        let delay = self.shared.world().faults.login_delay_ms;
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         let lid = format!("{}:{}@lid", account.phone.lid, device.id);
         self.send(
             NodeBuilder::new("success")
@@ -492,6 +534,7 @@ impl Conn {
                 .build(),
         )
         .await?;
+        handshaking.finish();
 
         loop {
             match self.next().await? {

@@ -144,6 +144,10 @@ pub struct Faults {
     /// notifications (about text, picture) from the same account. See
     /// [`FakeWhatsApp::flood`] for what the client answered.
     pub flood_per_message: u32,
+    /// Wait this long before answering a returning companion's login with
+    /// `<success>`: stretches each handshake, so that overlapping ones show in
+    /// [`FakeWhatsApp::max_handshakes`].
+    pub login_delay_ms: u64,
     /// How many QR refs every pairing connection gets while set (0: the default, 6).
     /// The client shows the first for 60 s and each later one for 20 s, then gives
     /// up: with 1, an unscanned pairing attempt is over after 60 s.
@@ -240,6 +244,10 @@ struct World {
     /// Every open logged-in connection and the device id it logged in as.
     sessions: HashMap<u64, u32>,
     flood: FloodCount,
+    /// Connections between their first byte and a finished login (or their end).
+    handshaking: u32,
+    /// The most that were at once since the last [`FakeWhatsApp::max_handshakes`].
+    max_handshaking: u32,
     /// How many times a client asked to resume an upload.
     resume_probes: usize,
     /// Messages delivered to each companion device and not yet acknowledged by it,
@@ -556,6 +564,14 @@ impl FakeWhatsApp {
     /// As [`Self::replace_session`], for the companions of the phone `phone_user` only.
     pub fn replace_session_of(&self, phone_user: &str) -> usize {
         replace_session(&self.shared, Some(phone_user))
+    }
+
+    /// The most connections that were handshaking (from the first byte to a
+    /// finished login) at the same time since the last call; resets the count.
+    pub fn max_handshakes(&self) -> u32 {
+        let mut world = self.shared.world();
+        let now = world.handshaking;
+        std::mem::replace(&mut world.max_handshaking, now)
     }
 
     /// What the flood fault sent and the client acknowledged so far.
