@@ -1451,8 +1451,10 @@ mod tests {
             flood_per_message: 40,
             qr_refs: 1,
             ack_batch: 8,
+            login_delay_ms: 300,
         };
         let json = serde_json::to_value(&faults).unwrap();
+        assert_eq!(json["login_delay_ms"], 300);
         assert_eq!(json["flood_per_message"], 40);
         assert_eq!(json["qr_refs"], 1);
         assert_eq!(json["ack_batch"], 8);
