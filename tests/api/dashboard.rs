@@ -208,6 +208,27 @@ async fn the_dashboard_works_in_headless_chromium() {
                     assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 0);
                 }
                 "logged-out" => assert_eq!(app.wa.logouts.load(Ordering::SeqCst), 1),
+                // The second account's session is linked to another number.
+                "account-added" => {
+                    app.account("second").wa.state.lock().unwrap().device =
+                        Some("6281111111111:3@s.whatsapp.net".into());
+                }
+                "second-sent" => {
+                    let sent = app.account("second").wa.sent();
+                    assert_eq!(sent.len(), 1, "the send went through the second account");
+                    assert_eq!(sent[0].1.text(), Some("from the second"));
+                    assert_eq!(app.wa.sent().len(), 1, "not through the first");
+                }
+                "account-removed" => {
+                    let second = app.account("second");
+                    assert_eq!(second.wa.logouts.load(Ordering::SeqCst), 1);
+                    assert!(
+                        std::fs::read_dir(app.storage.join("accounts"))
+                            .map(|d| d.count() == 0)
+                            .unwrap_or(true),
+                        "the second account's folder is gone"
+                    );
+                }
                 other => panic!("unknown step {other}"),
             }
             steps.push(step.to_owned());
@@ -226,12 +247,16 @@ async fn the_dashboard_works_in_headless_chromium() {
             "qr-renewed",
             "message-sent",
             "logout-dismissed",
-            "logged-out"
+            "logged-out",
+            "account-added",
+            "second-sent",
+            "account-removed"
         ]
     );
     for shot in [
         "desktop-login.png",
         "desktop-logged-in.png",
+        "desktop-accounts.png",
         "phone-login.png",
     ] {
         let png = std::fs::read(shots.join(shot)).unwrap();

@@ -150,6 +150,47 @@ try {
   await waitForQr(desktop);
   await step("logged-out");
 
+  // A second account: added and chosen; its session is its own.
+  const select = desktop.locator("#account-select");
+  check((await select.locator("option").count()) === 1, "one account listed at first");
+  desktop.once("dialog", (d) => {
+    check(d.type() === "prompt", `expected a prompt, got ${d.type()}`);
+    d.accept("second");
+  });
+  await desktop.locator("#account-add").click();
+  await desktop.locator("#session-result").getByText("200 · Device added").waitFor({ timeout: TIMEOUT });
+  check((await select.inputValue()) === "second", "the new account is not chosen");
+  await step("account-added");
+  // The choice survives a reload.
+  await desktop.reload({ waitUntil: "load" });
+  await desktop.locator("#account-text").getByText("Logged in as +6281111111111").waitFor({ timeout: TIMEOUT });
+  check((await select.locator("option").count()) === 2, "both accounts listed");
+  check((await select.inputValue()) === "second", "the choice was lost on reload");
+  await form.getByLabel("Phone or group ID").fill("6289685028129");
+  await form.getByLabel("Message").fill("from the second");
+  await form.getByRole("button", { name: "Send message" }).click();
+  await result.getByText("200 · Success").waitFor({ timeout: TIMEOUT });
+  await step("second-sent");
+
+  // Back to the first account: logged out, so its QR is shown again.
+  await select.selectOption("default");
+  await waitForQr(desktop);
+  await desktop.screenshot({ path: join(shots, "desktop-accounts.png"), fullPage: true });
+
+  // Removing the second asks first, then it is gone.
+  await select.selectOption("second");
+  await desktop.locator("#account-text").getByText("Logged in as +6281111111111").waitFor({ timeout: TIMEOUT });
+  desktop.once("dialog", (d) => {
+    check(d.message().startsWith("Remove the account second?"), `unexpected question: ${d.message()}`);
+    d.accept();
+  });
+  await desktop.locator("#account-remove").click();
+  await desktop.locator("#session-result").getByText("200 · Device removed").waitFor({ timeout: TIMEOUT });
+  await desktop.waitForFunction(() => document.querySelectorAll("#account-select option").length === 1, null, { timeout: TIMEOUT });
+  check((await select.inputValue()) === "default", "the remaining account is not chosen");
+  await waitForQr(desktop);
+  await step("account-removed");
+
   // Phone width: one column, nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   watch(phone);

@@ -1,17 +1,26 @@
-// The dashboard: logs in by QR, shows who is logged in, and sends every form on the
-// page to its API route, showing the envelope that comes back. Every URL is relative,
-// so the page also works behind a reverse proxy under a path prefix.
+// The dashboard: lists the server's accounts and switches between them, logs one in
+// by QR or pairing code, shows who is logged in, and sends every form on the page to
+// its API route for the chosen account (X-Device-Id), showing the envelope that comes
+// back. Every URL is relative, so the page also works behind a reverse proxy under a
+// path prefix.
 "use strict";
 
 const POLL_WAITING_MS = 2000; // while a QR is shown: notice the scan quickly
 const POLL_IDLE_MS = 10000;
 const QR_RETRY_MS = 10000;
 
-/** Calls the API; never throws. Resolves to {ok, status, message, body}. */
+/** The accounts (GET devices) and the one the page acts on. */
+const accounts = { list: [], selected: localStorage.getItem("account") || "" };
+
+/** Calls the API for the chosen account; never throws. A string body is sent as
+ * JSON. Resolves to {ok, status, message, body}. */
 async function api(method, url, body) {
+  const headers = { Accept: "application/json" };
+  if (accounts.selected) headers["X-Device-Id"] = accounts.selected;
+  if (typeof body === "string") headers["Content-Type"] = "application/json";
   let res;
   try {
-    res = await fetch(url, { method, body, headers: { Accept: "application/json" } });
+    res = await fetch(url, { method, body, headers });
   } catch (err) {
     return { ok: false, status: 0, message: `The server cannot be reached (${err.message}).`, body: null };
   }
@@ -65,7 +74,72 @@ function schedulePoll(ms) {
   session.pollTimer = setTimeout(refreshStatus, ms);
 }
 
+const STATES = { logged_in: "logged in", connected: "pairing", connecting: "connecting", disconnected: "not connected" };
+
+/** Reads the account list into the selector; keeps the choice when it still exists. */
+async function refreshAccounts() {
+  const reply = await api("GET", "devices");
+  if (!reply.ok || !reply.body || !Array.isArray(reply.body.results)) return;
+  accounts.list = reply.body.results;
+  if (!accounts.list.some((d) => d.id === accounts.selected)) {
+    selectAccount(accounts.list.length ? accounts.list[0].id : "");
+  }
+  const select = el("account-select");
+  select.replaceChildren(
+    ...accounts.list.map((d) => {
+      const who = d.jid ? ` · ${phoneOf(d.jid)}` : "";
+      const option = new Option(`${d.id}${who} · ${STATES[d.state] || d.state}`, d.id);
+      option.selected = d.id === accounts.selected;
+      return option;
+    }),
+  );
+  select.disabled = accounts.list.length === 0;
+  el("account-remove").disabled = accounts.list.length === 0;
+}
+
+function selectAccount(id) {
+  accounts.selected = id;
+  if (id) localStorage.setItem("account", id);
+  else localStorage.removeItem("account");
+}
+
+/** Another account chosen: its session replaces the one shown. */
+function switchAccount(id) {
+  selectAccount(id);
+  stopQr();
+  session.state = null;
+  for (const box of document.querySelectorAll(".result")) box.hidden = true;
+  refreshStatus();
+}
+
+async function addAccount() {
+  const id = window.prompt("Name of the new account (letters, digits and . _ - : @ +; empty for a generated one):", "");
+  if (id === null) return;
+  const box = el("session-result");
+  showPending(box, "Adding the account…");
+  const reply = await api("POST", "devices", JSON.stringify(id.trim() ? { device_id: id.trim() } : {}));
+  if (reply.ok) switchAccount(reply.body.results.id);
+  showResult(box, reply);
+}
+
+async function removeAccount() {
+  const id = accounts.selected;
+  if (!id || !window.confirm(`Remove the account ${id}? It is logged out and everything it stored here is deleted.`)) return;
+  const box = el("session-result");
+  showPending(box, "Removing the account…");
+  const reply = await api("DELETE", `devices/${encodeURIComponent(id)}`);
+  if (reply.ok) switchAccount("");
+  showResult(box, reply);
+}
+
 async function refreshStatus() {
+  await refreshAccounts();
+  if (accounts.list.length === 0) {
+    // No account yet: a login without one makes the first.
+    renderSession("logged-out", null);
+    schedulePoll(POLL_WAITING_MS);
+    return;
+  }
   const reply = await api("GET", "app/status");
   if (!reply.ok || !reply.body || !reply.body.results) {
     setBadge("error", `Cannot read the session status: ${reply.message}`);
@@ -130,6 +204,7 @@ async function requestQr() {
   const reply = await api("GET", "app/login");
   session.qrLoading = false;
   if (session.state !== "logged-out") return;
+  if (reply.ok && accounts.list.length === 0) refreshAccounts();
   if (!reply.ok) {
     el("qr-caption").textContent = `No QR code: ${reply.message}`;
     el("qr-retry").hidden = false;
@@ -221,6 +296,9 @@ document.addEventListener("DOMContentLoaded", () => {
     form.addEventListener("submit", submitForm);
   }
   el("qr-retry").addEventListener("click", requestQr);
+  el("account-select").addEventListener("change", (e) => switchAccount(e.target.value));
+  el("account-add").addEventListener("click", addAccount);
+  el("account-remove").addEventListener("click", removeAccount);
   el("qr-image").addEventListener("error", () => {
     if (el("qr-image").hidden) return;
     stopQr();
