@@ -401,3 +401,57 @@ async fn logout_and_reconnect_act_on_the_named_slot_and_keep_it() {
     );
     assert_eq!(app.wa.logouts.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn groups_and_the_accounts_own_lists_are_per_account() {
+    use whatsapp_api::whatsapp::Group;
+    const THEIR_GROUP: &str = "120363025246125999@g.us";
+    let app = two_accounts(&[]).await;
+    let second = app.account("second");
+    second.wa.state.lock().unwrap().groups = vec![Group {
+        jid: THEIR_GROUP.to_owned(),
+        name: "Their team".to_owned(),
+        ..Group::default()
+    }];
+    second
+        .store
+        .apply(
+            &[Change::Contact {
+                jid: ANN.to_owned(),
+                full_name: Some("Ann of the second".to_owned()),
+                push_name: None,
+            }],
+            1,
+        )
+        .unwrap();
+
+    let info = format!("/group/info?group_id={THEIR_GROUP}");
+    let theirs = app.call("GET", &info, Some("second"), None).await;
+    assert_eq!(theirs.status, 200, "{}", theirs.text);
+    let mine = app.call("GET", &info, Some("default"), None).await;
+    assert_eq!(mine.status, 404, "{}", mine.text);
+    let leave = app
+        .call(
+            "POST",
+            "/group/leave",
+            Some("default"),
+            Some(json!({"group_id": THEIR_GROUP})),
+        )
+        .await;
+    assert_eq!(leave.status, 404, "{}", leave.text);
+
+    for path in ["/user/my/groups", "/user/my/contacts"] {
+        let mine = app.call("GET", path, Some("default"), None).await;
+        assert_eq!(mine.status, 200, "{path}: {}", mine.text);
+        assert!(!mine.text.contains("second"), "{path}: {}", mine.text);
+        assert!(!mine.text.contains("Their team"), "{path}: {}", mine.text);
+    }
+    let their_groups = app
+        .call("GET", "/user/my/groups", Some("second"), None)
+        .await;
+    assert!(
+        their_groups.text.contains("Their team"),
+        "{}",
+        their_groups.text
+    );
+}
