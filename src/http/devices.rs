@@ -195,13 +195,25 @@ async fn login(
     ))
 }
 
+/// `?phone=` as Go reads it, or `{"phone": …}` as the `gowa` SDK sends it.
 async fn login_code(
     State(server): State<Server>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    body: Bytes,
 ) -> Result<Response, Response> {
     let state = state_of(&server, &id)?;
     let spec = FormSpec::text(&state, &["phone"]);
+    let in_body = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("phone")?.as_str().map(str::to_owned));
+    let query = match (query, in_body) {
+        (Some(q), _) if q.contains("phone=") => Some(q),
+        (_, Some(phone)) => {
+            Some(serde_urlencoded::to_string([("phone", phone)]).map_err(|_| invalid_body())?)
+        }
+        (q, None) => q,
+    };
     let mut form = read_query(query.as_deref(), &spec)?;
     form.normalize_phone("phone");
     let req: PhoneQuery = form.parse()?;
