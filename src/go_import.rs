@@ -161,15 +161,54 @@ async fn warn_if_go_moved_on(layout: &Layout, keys: Option<std::path::PathBuf>, 
 
 /// Imports the Go server's chat history (`chatstorage.db`, v7 to v9) into the
 /// message store, once per account, when this server knows its account.
-pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
-    // Go keeps it at ./storages/chatstorage.db whatever DB_URI says; beside the
-    // session file first (the same place with the default paths).
-    let Some(go_chats) = [
+/// Where the Go server keeps its chat history, if there is one: `./storages/
+/// chatstorage.db` whatever `DB_URI` says; beside the session file first (the same
+/// place with the default paths).
+pub fn go_chats_path(layout: &Layout) -> Option<std::path::PathBuf> {
+    [
         layout.go_chats.clone(),
         Path::new("storages").join(storage::GO_CHATS_FILE),
     ]
     .into_iter()
-    .find(|p| p.exists()) else {
+    .find(|p| p.exists())
+}
+
+/// The Go server's device slot of the account in the storage folder (Go v8+): its
+/// id, which Go clients send as `X-Device-Id`, and its webhook.
+pub async fn go_first_slot(layout: &Layout) -> Option<crate::accounts::FirstSlot> {
+    let go_chats = go_chats_path(layout)?;
+    let session = layout.session.clone();
+    let scratch = layout.dir();
+    let found = tokio::task::spawn_blocking(move || {
+        let jid = paired_jid(&session).filter(|j| !j.is_empty())?;
+        match storage::identify_foreign(&go_chats, &scratch) {
+            Kind::GoChats => {}
+            _ => return None,
+        }
+        match crate::messages::go_import::go_slot(&go_chats, &scratch, &jid) {
+            Ok(slot) => slot,
+            Err(e) => {
+                warn!(error = %e, "cannot read the Go server's device slots");
+                None
+            }
+        }
+    })
+    .await
+    .ok()??;
+    let webhook = (!found.webhook_url.trim().is_empty()).then(|| crate::accounts::AccountWebhook {
+        url: found.webhook_url.clone(),
+        secret: found.webhook_secret.clone(),
+        events: found.webhook_events.clone(),
+        insecure_skip_verify: found.webhook_insecure_skip_verify,
+    });
+    Some(crate::accounts::FirstSlot {
+        id: found.id,
+        webhook,
+    })
+}
+
+pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
+    let Some(go_chats) = go_chats_path(layout) else {
         return Ok(());
     };
     // The cheap checks first: nothing is read of the Go file once it was imported.

@@ -140,13 +140,15 @@ impl SharedServices {
     }
 }
 
-/// Where the accounts' files go, from the configuration.
+/// Where the accounts' files go, from the configuration (no Go slot: see
+/// [`build`]).
 pub fn account_settings(config: &Config) -> accounts::Settings {
     accounts::Settings {
         root: config.layout().dir(),
         qr_dir: config.qr_dir(),
         media_dir: config.statics_dir.join("media"),
         startup_handshakes: usize::from(config.startup_handshakes),
+        first_slot: None,
     }
 }
 
@@ -154,12 +156,13 @@ pub fn account_settings(config: &Config) -> accounts::Settings {
 /// the storage folder of `config`.
 pub async fn server_with(
     config: &Config,
+    settings: accounts::Settings,
     opener: impl FnOnce(SharedServices) -> Box<dyn accounts::Opener>,
 ) -> anyhow::Result<http::Server> {
     let shared = SharedServices::new(config)?;
     let (limits, guard) = (shared.limits.clone(), shared.guard.clone());
     let accounts = accounts::Accounts::load(
-        account_settings(config),
+        settings,
         opener(shared),
         config.api_compat == http::wire::ApiCompat::V2_3_0,
     )
@@ -340,18 +343,19 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     let layout = config.layout();
     let found = go_import::check_storage(&layout)?;
     // The Go server's files become the first account (in the storage folder).
-    let go_chats = [
-        layout.go_chats.clone(),
-        std::path::Path::new("storages").join(storage::GO_CHATS_FILE),
-    ];
-    if found == storage::Found::GoSession || go_chats.iter().any(|p| p.exists()) {
+    let go_chats = go_import::go_chats_path(&layout);
+    if found == storage::Found::GoSession || go_chats.is_some() {
         let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
         if found == storage::Found::GoSession {
             go_import::import_session(config, &layout, &messages).await?;
         }
         go_import::import_chats(&layout, &messages).await?;
     }
-    let server = server_with(config, |shared| {
+    let mut settings = account_settings(config);
+    if go_chats.is_some() {
+        settings.first_slot = go_import::go_first_slot(&layout).await;
+    }
+    let server = server_with(config, settings, |shared| {
         Box::new(ClientOpener {
             config: config.clone(),
             shared,

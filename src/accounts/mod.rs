@@ -136,6 +136,16 @@ pub struct Settings {
     pub media_dir: PathBuf,
     /// At most this many accounts connect at once while the server starts.
     pub startup_handshakes: usize,
+    /// What the Go server called the account in the storage folder (its device
+    /// slot), for the slot made for it at the first start.
+    pub first_slot: Option<FirstSlot>,
+}
+
+/// A slot id and webhook to give the first account (from the Go server's registry).
+#[derive(Debug, Clone)]
+pub struct FirstSlot {
+    pub id: String,
+    pub webhook: Option<AccountWebhook>,
 }
 
 /// How long one account's connection may hold a startup slot.
@@ -171,12 +181,26 @@ impl Accounts {
         let mut slots = accounts.registry.slots()?;
         let root_used = slots.iter().any(|s| s.folder.is_empty());
         if !root_used && (default_account || accounts.root_has_files()) {
+            let first = accounts.settings.first_slot.clone();
+            let go_id = first.as_ref().and_then(|f| match check_id(f.id.clone()) {
+                Ok(id) if !slots.iter().any(|s| s.id == id) => Some(id),
+                _ => {
+                    warn!(device_id = %f.id, "the Go server's device id cannot be kept; the account is `default`");
+                    None
+                }
+            });
             let slot = Slot {
-                id: DEFAULT_ID.to_owned(),
+                id: go_id.clone().unwrap_or_else(|| DEFAULT_ID.to_owned()),
                 folder: String::new(),
                 created_at: unix_now(),
             };
             if accounts.registry.insert(&slot)? {
+                if let Some(id) = &go_id {
+                    info!(device_id = %id, "the account keeps the Go server's device id");
+                    if let Some(hook) = first.and_then(|f| f.webhook) {
+                        accounts.registry.set_webhook(id, &hook)?;
+                    }
+                }
                 slots.push(slot);
             }
         }

@@ -147,6 +147,86 @@ pub fn inspect_go_chat_storage(go_db: &Path, scratch: &Path) -> Result<GoSchema,
     detect(&go.conn, go_db)
 }
 
+/// The Go v8+ device slot of one account: its id (what Go clients send as
+/// `X-Device-Id`) and its own webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoSlot {
+    pub id: String,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub webhook_events: String,
+    pub webhook_insecure_skip_verify: bool,
+}
+
+/// The slot the Go server's `devices` table keeps for `device_jid` (the account's
+/// linked device, `user:n@s.whatsapp.net`): the row pinned to that device, else the
+/// one row for its number. `None` without such a table or row, or when several rows
+/// claim the number (never guessed, as Go does not).
+pub fn go_slot(
+    go_db: &Path,
+    scratch: &Path,
+    device_jid: &str,
+) -> Result<Option<GoSlot>, GoImportError> {
+    let go = open_go(go_db, scratch)?;
+    let has_table: bool = go
+        .conn
+        .query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(read)?;
+    if !has_table {
+        return Ok(None);
+    }
+    let bare = match device_jid.split_once(':') {
+        Some((user, rest)) => format!("{user}@{}", rest.split_once('@').map_or("", |r| r.1)),
+        None => device_jid.to_owned(),
+    };
+    let columns: Vec<String> = go
+        .conn
+        .prepare("SELECT name FROM pragma_table_info('devices')")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+        .map_err(read)?;
+    let pinned = if columns.iter().any(|c| c == "ad_jid") {
+        "ad_jid"
+    } else {
+        "''"
+    };
+    let sql = format!(
+        "SELECT device_id, COALESCE(webhook_url, ''), COALESCE(webhook_secret, ''), \
+         COALESCE(webhook_events, ''), COALESCE(webhook_insecure_skip_verify, 0), \
+         {pinned} = ?1 FROM devices WHERE {pinned} = ?1 OR jid = ?2 OR device_id = ?2"
+    );
+    let rows: Vec<(GoSlot, bool)> = go
+        .conn
+        .prepare(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![device_jid, bare], |r| {
+                Ok((
+                    GoSlot {
+                        id: r.get(0)?,
+                        webhook_url: r.get(1)?,
+                        webhook_secret: r.get(2)?,
+                        webhook_events: r.get(3)?,
+                        webhook_insecure_skip_verify: r.get::<_, i64>(4)? != 0,
+                    },
+                    r.get(5)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(read)?;
+    let mut pinned_rows = rows.iter().filter(|(_, exact)| *exact);
+    Ok(
+        match (pinned_rows.next(), pinned_rows.next(), rows.as_slice()) {
+            (Some((slot, _)), None, _) => Some(slot.clone()),
+            (None, _, [(slot, _)]) => Some(slot.clone()),
+            _ => None,
+        },
+    )
+}
+
 /// Copies the Go server's chat history (`storages/chatstorage.db`) into `store`, in
 /// one transaction. `go_db` is only read. With `device_jid` (the account's JID),
 /// only that account's rows of a multi-device (v8+) file are taken; without it, all
@@ -1305,6 +1385,42 @@ mod tests {
             std::fs::read(&go).unwrap(),
             before,
             "the Go file is not written"
+        );
+    }
+
+    #[test]
+    fn the_go_slot_of_an_account_is_found_by_its_device_or_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let go = v9_file(dir.path());
+        let slot = |jid: &str| go_slot(&go, dir.path(), jid).unwrap().map(|s| s.id);
+        assert_eq!(slot("62899:3@s.whatsapp.net").as_deref(), Some("slot-a"));
+        assert_eq!(slot("62877:5@s.whatsapp.net").as_deref(), Some("slot-b"));
+        // Another device of the same number: its one row by number.
+        assert_eq!(slot("62899:9@s.whatsapp.net").as_deref(), Some("slot-a"));
+        assert_eq!(slot("62811:1@s.whatsapp.net"), None);
+        // Two slots for one number and neither pinned to the device: no guess.
+        let conn = Connection::open(&go).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO devices (device_id, jid, ad_jid, webhook_url, webhook_secret,
+                                  webhook_events, webhook_insecure_skip_verify)
+             VALUES ('slot-c', '{ME}', '62899:4@s.whatsapp.net', 'https://h.example/c',
+                     's', 'message', 1);"
+        ))
+        .unwrap();
+        drop(conn);
+        assert_eq!(slot("62899:9@s.whatsapp.net"), None);
+        let pinned = go_slot(&go, dir.path(), "62899:4@s.whatsapp.net")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            pinned,
+            GoSlot {
+                id: "slot-c".into(),
+                webhook_url: "https://h.example/c".into(),
+                webhook_secret: "s".into(),
+                webhook_events: "message".into(),
+                webhook_insecure_skip_verify: true,
+            }
         );
     }
 

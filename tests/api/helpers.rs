@@ -601,7 +601,8 @@ impl TestApp {
         // one-account versions' account, and these tests choose.
         let store = Arc::new(MessageStore::open(&dir.path().join("test-chat.db")).unwrap());
         let opened = Arc::new(Mutex::new(Vec::new()));
-        let server = whatsapp_api::server_with(&config, |shared| {
+        let settings = whatsapp_api::account_settings(&config);
+        let server = whatsapp_api::server_with(&config, settings, |shared| {
             Box::new(TestOpener {
                 shared,
                 first: wa.clone(),

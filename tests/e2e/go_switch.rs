@@ -790,6 +790,15 @@ async fn a_go_chat_history_shows_in_chats_messages_and_downloads() {
         rusqlite::params![friend, account],
     )
     .unwrap();
+    // The Go server's slot for this account (Go v8+), with its own webhook, and
+    // another account's.
+    conn.execute(
+        "INSERT INTO devices (device_id, jid, ad_jid, webhook_url, webhook_secret) VALUES \
+         ('org-sales', ?1, ?2, 'https://hooks.example/sales', 'sales-secret'), \
+         ('org-other', '6287700@s.whatsapp.net', '6287700:2@s.whatsapp.net', NULL, '')",
+        rusqlite::params![account, device],
+    )
+    .unwrap();
     drop(conn);
     let before = sha256(&chats);
 
@@ -841,6 +850,29 @@ async fn a_go_chat_history_shows_in_chats_messages_and_downloads() {
     let served = reqwest::get(url).await.unwrap();
     assert_eq!(served.bytes().await.unwrap().as_ref(), picture.as_slice());
     assert_eq!(sha256(&chats), before, "the Go history is unchanged");
+
+    // Go clients name the account by its Go device id; its webhook came along.
+    let devices = go.get("/devices").await;
+    assert_eq!(
+        devices.body["results"][0]["id"], "org-sales",
+        "{}",
+        devices.body
+    );
+    assert_eq!(devices.body["results"].as_array().unwrap().len(), 1);
+    let status = go
+        .request("GET", "/app/status", Some("org-sales"), None)
+        .await;
+    assert_eq!(
+        status.body["results"]["is_connected"], true,
+        "{}",
+        status.body
+    );
+    let hook = go.get("/devices/org-sales/webhook").await;
+    assert_eq!(
+        hook.body["results"]["webhook_url"],
+        "https://hooks.example/sales"
+    );
+    assert_eq!(hook.body["results"]["webhook_secret"], "sales-secret");
 }
 
 /// An HTTP proxy for the test: answers `CONNECT host:port` with a tunnel and
