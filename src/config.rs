@@ -677,7 +677,75 @@ fn sqlite_uri_path(uri: &str, what: &str) -> Result<PathBuf, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+
+    #[test]
+    fn an_accounts_webhook_replaces_the_global_one_or_adds_to_it() {
+        let config = |args: &[&str]| {
+            let mut argv = vec![
+                "whatsapp-api",
+                "--webhook",
+                "https://g.example/a,https://g.example/b",
+            ];
+            argv.extend_from_slice(args);
+            argv.extend_from_slice(&["--webhook-secret", "global", "--webhook-events", "message"]);
+            Config::parse_from(argv)
+        };
+        let layout = crate::storage::Layout::in_folder(Path::new("/data/accounts/x"));
+        let media = Path::new("/statics/media/x");
+        let own = crate::accounts::AccountWebhook {
+            url: "https://own.example/h, https://g.example/a".into(),
+            secret: "own".into(),
+            events: String::new(),
+            insecure_skip_verify: true,
+        };
+        let replaced = config(&[])
+            .account_webhook_config(&layout, media, Some(&own))
+            .unwrap();
+        assert_eq!(
+            replaced.urls,
+            ["https://own.example/h", "https://g.example/a"]
+        );
+        assert_eq!(replaced.secret, "own");
+        assert_eq!(
+            replaced.events,
+            ["message"],
+            "the global events when it names none"
+        );
+        assert!(replaced.insecure_skip_verify);
+        assert_eq!(
+            replaced.outbox_path,
+            Path::new("/data/accounts/x/outbox.db")
+        );
+        assert_eq!(replaced.media.unwrap().dir, media);
+
+        let merged = config(&["--webhook-device-merge-global"])
+            .account_webhook_config(&layout, media, Some(&own))
+            .unwrap();
+        assert_eq!(
+            merged.urls,
+            [
+                "https://g.example/a",
+                "https://g.example/b",
+                "https://own.example/h"
+            ]
+        );
+
+        let global = config(&[])
+            .account_webhook_config(&layout, media, None)
+            .unwrap();
+        assert_eq!(global.urls, ["https://g.example/a", "https://g.example/b"]);
+        assert_eq!(global.secret, "global");
+        let none =
+            Config::parse_from(["whatsapp-api"]).account_webhook_config(&layout, media, None);
+        assert!(none.is_none());
+        let own_only = Config::parse_from(["whatsapp-api"])
+            .account_webhook_config(&layout, media, Some(&own))
+            .unwrap();
+        assert_eq!(own_only.urls.len(), 2);
+    }
 
     #[test]
     fn go_db_uris_name_the_session_file() {

@@ -316,3 +316,49 @@ async fn accounts_reconnect_at_start_a_bounded_number_at_a_time() {
     all_connected(&server).await;
     assert!(fake.max_handshakes() >= 2);
 }
+
+#[tokio::test]
+async fn an_accounts_own_webhook_takes_its_events_signed_with_its_secret() {
+    let global = Receiver::start(200).await;
+    let own = Receiver::start(200).await;
+    let (fake, server, _dir, _) = two_paired(&["--webhook", &global.url]).await;
+    let set = server
+        .request(
+            "PATCH",
+            "/devices/sales/webhook",
+            None,
+            Some(json!({"webhook_url": own.url, "webhook_secret": "sales-secret"})),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    wait_connected_as(&server, "sales").await;
+
+    let to_sales = fake
+        .deliver_to(SECOND, FRIEND, "for the sales hook")
+        .await
+        .unwrap();
+    let to_first = fake.deliver(FRIEND, "for the global hook").await.unwrap();
+    let event = event_of(&own, &to_sales).await;
+    assert_eq!(event["session_id"], "sales");
+    let hit = own
+        .accepted()
+        .into_iter()
+        .find(|h| h.body["payload"]["id"] == to_sales.as_str())
+        .unwrap();
+    assert_eq!(
+        hit.header("x-hub-signature-256"),
+        format!(
+            "sha256={}",
+            crate::webhook::hmac_hex("sales-secret", &hit.raw)
+        )
+    );
+    event_of(&global, &to_first).await;
+    let ids = |r: &Receiver| -> Vec<String> {
+        r.hits()
+            .iter()
+            .filter_map(|h| h.body["payload"]["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(!ids(&global).contains(&to_sales), "replaced, not added to");
+    assert!(!ids(&own).contains(&to_first), "the other account's event");
+}
