@@ -159,6 +159,8 @@ pub struct Accounts {
     slots: RwLock<Vec<Arc<Account>>>,
     /// One change of the set at a time (add, remove, reopen).
     changing: tokio::sync::Mutex<()>,
+    /// The accounts' own API keys: SHA-256 (hex) → slot id.
+    keys: RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl Accounts {
@@ -177,8 +179,13 @@ impl Accounts {
             opener,
             slots: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
+            keys: RwLock::default(),
         });
         let mut slots = accounts.registry.slots()?;
+        *accounts.keys.write().unwrap_or_else(|e| e.into_inner()) = slots
+            .iter()
+            .filter_map(|s| Some((s.api_key_sha256.clone()?, s.id.clone())))
+            .collect();
         let root_used = slots.iter().any(|s| s.folder.is_empty());
         if !root_used && (default_account || accounts.root_has_files()) {
             let first = accounts.settings.first_slot.clone();
@@ -193,6 +200,7 @@ impl Accounts {
                 id: go_id.clone().unwrap_or_else(|| DEFAULT_ID.to_owned()),
                 folder: String::new(),
                 created_at: unix_now(),
+                api_key_sha256: None,
             };
             if accounts.registry.insert(&slot)? {
                 if let Some(id) = &go_id {
@@ -326,6 +334,7 @@ impl Accounts {
             id: id.clone(),
             folder,
             created_at: unix_now(),
+            api_key_sha256: None,
         };
         if !self.registry.insert(&slot)? {
             return Err(AddError::Exists(id));
@@ -354,6 +363,10 @@ impl Accounts {
         // Gone from the registry first: a crash half way leaves an unlisted folder,
         // which the next start removes.
         self.registry.remove(id)?;
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, owner| owner != id);
         if account.wa.status() != crate::whatsapp::SessionStatus::LoggedOut
             && let Err(e) = account.wa.logout().await
         {
@@ -372,6 +385,31 @@ impl Accounts {
     pub async fn shutdown(&self) {
         let accounts = self.list();
         futures_util::future::join_all(accounts.iter().map(|a| a.wa.shutdown())).await;
+    }
+
+    /// Gives the account a new API key (the old one stops working) and returns it:
+    /// it is shown once, only its SHA-256 is kept. `None`: no such account.
+    pub async fn issue_key(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let _changing = self.changing.lock().await;
+        if self.get(id).is_none() {
+            return Ok(None);
+        }
+        let key = format!("wak_{}", hex(&rand::random::<[u8; 32]>()));
+        let hash = key_hash(&key);
+        if !self.registry.set_api_key(id, &hash)? {
+            return Ok(None);
+        }
+        let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.retain(|_, owner| owner != id);
+        keys.insert(hash, id.to_owned());
+        info!(device_id = %id, "account API key issued");
+        Ok(Some(key))
+    }
+
+    /// The account whose API key `key` is.
+    pub fn account_for_key(&self, key: &str) -> Option<String> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.get(&key_hash(key)).cloned()
     }
 
     pub fn webhook(&self, id: &str) -> anyhow::Result<Option<AccountWebhook>> {
@@ -394,6 +432,7 @@ impl Accounts {
             id: old.id.clone(),
             folder: self.folder_of(&old),
             created_at: old.created_at,
+            api_key_sha256: None,
         };
         let account = self.open_slot(&slot).await?;
         let mut slots = self.write_slots();
@@ -521,6 +560,15 @@ fn check_id(id: String) -> Result<String, AddError> {
     } else {
         Err(AddError::InvalidId(id))
     }
+}
+
+fn key_hash(key: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(key.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unix_now() -> i64 {

@@ -8,9 +8,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!(
-        "../../migrations/accounts/0001_accounts.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../../migrations/accounts/0001_accounts.sql")),
+        M::up(include_str!("../../migrations/accounts/0002_api_keys.sql")),
+    ])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub struct Slot {
     pub folder: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// SHA-256 (hex) of the account's own API key, if it has one.
+    pub api_key_sha256: Option<String>,
 }
 
 /// An account's own webhook settings.
@@ -66,13 +69,15 @@ impl Registry {
     /// Every slot, oldest first (then by id), as Go lists them.
     pub fn slots(&self) -> Result<Vec<Slot>, RegistryError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id, folder, created_at FROM accounts ORDER BY created_at, id")?;
+        let mut stmt = conn.prepare(
+            "SELECT id, folder, created_at, api_key_sha256 FROM accounts ORDER BY created_at, id",
+        )?;
         let rows = stmt.query_map([], |row| {
             Ok(Slot {
                 id: row.get(0)?,
                 folder: row.get(1)?,
                 created_at: row.get(2)?,
+                api_key_sha256: row.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -86,6 +91,15 @@ impl Registry {
             params![slot.id, slot.folder, slot.created_at],
         )?;
         Ok(added == 1)
+    }
+
+    /// Sets the SHA-256 (hex) of the account's API key; `false` when there is no
+    /// such account.
+    pub fn set_api_key(&self, id: &str, sha256: &str) -> Result<bool, RegistryError> {
+        Ok(self.conn().execute(
+            "UPDATE accounts SET api_key_sha256 = ?2 WHERE id = ?1",
+            params![id, sha256],
+        )? == 1)
     }
 
     pub fn remove(&self, id: &str) -> Result<bool, RegistryError> {
@@ -151,6 +165,7 @@ mod tests {
             id: id.into(),
             folder: folder.into(),
             created_at: at,
+            api_key_sha256: None,
         };
         assert!(registry.insert(&slot("b", "accounts/1", 20)).unwrap());
         assert!(registry.insert(&slot("a", "", 30)).unwrap());
@@ -178,8 +193,15 @@ mod tests {
                 id: "x".into(),
                 folder: "accounts/1".into(),
                 created_at: 1,
+                api_key_sha256: None,
             })
             .unwrap();
+        assert!(registry.set_api_key("x", "ab12").unwrap());
+        assert_eq!(
+            registry.slots().unwrap()[0].api_key_sha256.as_deref(),
+            Some("ab12")
+        );
+        assert!(!registry.set_api_key("y", "cd34").unwrap());
         let hook = AccountWebhook {
             url: "https://a.example/h".into(),
             secret: "s".into(),

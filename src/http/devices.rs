@@ -34,6 +34,7 @@ pub fn router() -> Router<Server> {
             "/devices/{device_id}/webhook",
             get(webhook).patch(set_webhook),
         )
+        .route("/devices/{device_id}/api-key", post(api_key))
 }
 
 /// One account as Go's `Device`.
@@ -103,6 +104,8 @@ struct NewDevice {
     webhook_secret: Option<String>,
     webhook_events: Option<String>,
     webhook_insecure_skip_verify: Option<bool>,
+    /// Not in Go: also issue the account's own API key (shown once).
+    api_key: bool,
 }
 
 fn invalid_body() -> ApiError {
@@ -146,6 +149,12 @@ async fn add(State(server): State<Server>, body: Bytes) -> Result<Response, ApiE
         set_hook(&server, &account.id, &hook).await?;
         if let Some(map) = answer.as_object_mut() {
             map.extend(webhook_fields(&account.id, &hook).into_iter().skip(1));
+        }
+    }
+    if new.api_key {
+        let key = issue_key(&server, &account.id).await?;
+        if let Some(map) = answer.as_object_mut() {
+            map.insert("api_key".into(), key.into());
         }
     }
     Ok(ok("Device added", Some(answer)))
@@ -347,6 +356,36 @@ async fn set_hook(server: &Server, id: &str, hook: &AccountWebhook) -> Result<()
             ))
         }
     }
+}
+
+async fn issue_key(server: &Server, id: &str) -> Result<String, ApiError> {
+    match server.accounts.issue_key(id).await {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, "device not found")
+            .with_code(ErrorCode::DeviceNotFound)),
+        Err(e) => {
+            tracing::error!(device_id = %id, error = %e, "cannot issue an account API key");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot issue the device's API key",
+            ))
+        }
+    }
+}
+
+/// Not in Go: `POST /devices/:id/api-key` gives the account a new API key (the old
+/// one stops working). It grants that account's routes only, in place of basic
+/// auth; it is shown once.
+async fn api_key(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    slot(&server, &id)?;
+    let key = issue_key(&server, &id).await?;
+    Ok(ok(
+        "Device API key issued",
+        Some(serde_json::json!({ "device_id": id, "api_key": key })),
+    ))
 }
 
 /// Every URL is an absolute http(s) URL, and nothing is huge.

@@ -245,7 +245,7 @@ where
     }
 }
 
-async fn answer<S>(mut inner: S, state: Server, req: Request) -> Response
+async fn answer<S>(mut inner: S, state: Server, mut req: Request) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
@@ -253,8 +253,27 @@ where
         let Ok(res) = inner.call(req).await;
         return res;
     }
-    if let Some(refusal) = guard::refusal(&state.guard, &req) {
+    // An account's own API key: that account only, and no account management.
+    let key_scope = match guard::api_key(req.headers()) {
+        Some(key) => match state.accounts.account_for_key(key) {
+            Some(id) => Some(id),
+            None => return dialect(&state, guard::unauthorized(), false).await,
+        },
+        None => None,
+    };
+    if let Some(refusal) = guard::refusal(&state.guard, &req, key_scope.is_some()) {
         return dialect(&state, refusal, false).await;
+    }
+    if let Some(id) = key_scope {
+        let path = super::route_path(&state.limits.base_path, req.uri().path());
+        if path == "/devices" || path.starts_with("/devices/") {
+            let refused = ApiError::new(
+                StatusCode::FORBIDDEN,
+                "an account's API key cannot manage devices; use the operator's credentials",
+            );
+            return dialect(&state, refused.into_response(), false).await;
+        }
+        req.extensions_mut().insert(super::scope::KeyScope(id));
     }
     let is_send =
         super::route_path(&state.limits.base_path, req.uri().path()).starts_with("/send/");

@@ -149,8 +149,10 @@ impl Guard {
 
 /// Why a request may not reach its route: 401 without valid credentials (when
 /// accounts are configured), 403 for a refused browser request.
-pub fn refusal(guard: &Guard, req: &Request) -> Option<Response> {
-    if guard.needs_auth() && !guard.authorized(req.headers()) {
+/// `key_holder`: the request carries a valid account API key, which stands for
+/// basic auth (its scope is checked later).
+pub fn refusal(guard: &Guard, req: &Request, key_holder: bool) -> Option<Response> {
+    if guard.needs_auth() && !key_holder && !guard.authorized(req.headers()) {
         debug!(path = %req.uri().path(), "request without valid credentials");
         return Some(unauthorized());
     }
@@ -159,7 +161,7 @@ pub fn refusal(guard: &Guard, req: &Request) -> Option<Response> {
     Some(ApiError::new(StatusCode::FORBIDDEN, why).into_response())
 }
 
-fn unauthorized() -> Response {
+pub fn unauthorized() -> Response {
     let mut res = ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     let headers = res.headers_mut();
     headers.insert(
@@ -175,6 +177,24 @@ fn unauthorized() -> Response {
 fn changes_state(method: &Method, path: &str) -> bool {
     let read_only = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     !read_only || (path.starts_with("/app/") && path != "/app/status")
+}
+
+/// An account's API key: `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
+pub fn api_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    bearer
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
+        .filter(|key| !key.is_empty())
 }
 
 /// `user:password` from a `Basic` authorization header.

@@ -12,6 +12,11 @@ use super::wire::ErrorCode;
 use super::{AppState, Server};
 use crate::accounts::Lookup;
 
+/// A request authenticated with an account's own API key: it may act on that
+/// account only (set by the edge, see [`super::edge`]).
+#[derive(Debug, Clone)]
+pub struct KeyScope(pub String);
+
 /// The account id a request names, if any.
 pub fn named_device(parts: &Parts) -> Option<String> {
     let header = super::first_header_value(&parts.headers, "x-device-id").map(|v| {
@@ -64,16 +69,41 @@ pub fn refusal(lookup: Lookup) -> Response {
     res
 }
 
+/// The account a request is for: the one it names, the only one, or with an
+/// account's API key, that account (naming another is a 404, as for an unknown id).
+fn scoped(parts: &Parts, server: &Server) -> Result<Option<AppState>, Lookup> {
+    let named = named_device(parts);
+    let Some(KeyScope(own)) = parts.extensions.get::<KeyScope>() else {
+        return match named {
+            None if server.accounts.list().is_empty() => Ok(None),
+            named => server
+                .accounts
+                .resolve(named.as_deref())
+                .map(|a| Some(a.state.clone())),
+        };
+    };
+    let account = match named.as_deref() {
+        None => server.accounts.get(own),
+        Some(named) => server
+            .accounts
+            .resolve(Some(named))
+            .ok()
+            .filter(|a| &a.id == own),
+    };
+    account
+        .map(|a| Some(a.state.clone()))
+        .ok_or_else(|| Lookup::NotFound(named.unwrap_or_else(|| own.clone())))
+}
+
 impl FromRequestParts<Server> for AppState {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, Response> {
-        let named = named_device(parts);
-        server
-            .accounts
-            .resolve(named.as_deref())
-            .map(|account| account.state.clone())
-            .map_err(refusal)
+        match scoped(parts, server) {
+            Ok(Some(state)) => Ok(state),
+            Ok(None) => Err(refusal(Lookup::Required)),
+            Err(lookup) => Err(refusal(lookup)),
+        }
     }
 }
 
@@ -85,12 +115,16 @@ impl FromRequestParts<Server> for LoginScope {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, Response> {
-        let named = named_device(parts);
-        server
-            .accounts
-            .resolve_or_add_default(named.as_deref())
-            .await
-            .map(|account| LoginScope(account.state.clone()))
-            .map_err(refusal)
+        match scoped(parts, server) {
+            Ok(Some(state)) => Ok(LoginScope(state)),
+            Err(lookup) => Err(refusal(lookup)),
+            // No account at all, none named, no key.
+            Ok(None) => server
+                .accounts
+                .resolve_or_add_default(None)
+                .await
+                .map(|account| LoginScope(account.state.clone()))
+                .map_err(refusal),
+        }
     }
 }

@@ -455,3 +455,97 @@ async fn groups_and_the_accounts_own_lists_are_per_account() {
         their_groups.text
     );
 }
+
+#[tokio::test]
+async fn an_accounts_api_key_reaches_that_account_only() {
+    let app = TestApp::spawn_with(&["--basic-auth", "admin:secret"]).await;
+    let send = |req: reqwest::RequestBuilder| async move {
+        crate::helpers::reply(req.send().await.unwrap()).await
+    };
+    let operator = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(path))
+            .basic_auth("admin", Some("secret"))
+    };
+    let with_key = |key: &str, path: &str| app.client.get(app.url(path)).bearer_auth(key);
+
+    let added = send(
+        operator(reqwest::Method::POST, "/devices")
+            .json(&json!({"device_id": "second", "api_key": true})),
+    )
+    .await;
+    added.assert_success("Device added");
+    let key = added.body["results"]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("wak_") && key.len() == 68, "{key}");
+    app.account("second").wa.state.lock().unwrap().device = Some(OTHER_DEVICE.into());
+
+    // Its own account, named or not.
+    let own = send(with_key(&key, "/app/status")).await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(own.body["results"]["device_id"], OTHER_DEVICE);
+    let named = send(with_key(&key, "/app/status").header("x-device-id", "6281111111111")).await;
+    assert_eq!(named.status, 200, "{}", named.text);
+    let by_header = send(
+        app.client
+            .get(app.url("/app/status"))
+            .header("x-api-key", &key),
+    )
+    .await;
+    assert_eq!(by_header.status, 200, "{}", by_header.text);
+    let sent = send(
+        app.client
+            .post(app.url("/send/message"))
+            .bearer_auth(&key)
+            .json(&json!({"phone": ANN_PHONE, "message": "by key"})),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert_eq!(app.account("second").wa.sent().len(), 1);
+    assert!(app.wa.sent().is_empty());
+
+    // Never another account, never account management.
+    for other in ["default", "6289685028000"] {
+        let res = send(with_key(&key, "/app/status").header("x-device-id", other)).await;
+        assert_eq!(res.status, 404, "{other}: {}", res.text);
+    }
+    let res = send(with_key(&key, "/app/status?device_id=default")).await;
+    assert_eq!(res.status, 404, "{}", res.text);
+    for path in ["/devices", "/devices/second", "/devices/default/webhook"] {
+        let res = send(with_key(&key, path)).await;
+        assert_eq!(res.status, 403, "{path}: {}", res.text);
+    }
+    let rotate_by_key = send(
+        app.client
+            .post(app.url("/devices/second/api-key"))
+            .bearer_auth(&key),
+    )
+    .await;
+    assert_eq!(rotate_by_key.status, 403, "{}", rotate_by_key.text);
+
+    // Unknown keys and no credentials are refused.
+    let wrong = send(with_key("wak_0000", "/app/status")).await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
+    assert_eq!(
+        send(app.client.get(app.url("/app/status"))).await.status,
+        401
+    );
+
+    // A new key replaces the old one.
+    let rotated = send(operator(reqwest::Method::POST, "/devices/second/api-key")).await;
+    rotated.assert_success("Device API key issued");
+    let new_key = rotated.body["results"]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(send(with_key(&key, "/app/status")).await.status, 401);
+    assert_eq!(send(with_key(&new_key, "/app/status")).await.status, 200);
+    // Removing the account ends its key.
+    send(operator(reqwest::Method::DELETE, "/devices/second"))
+        .await
+        .assert_success("Device removed");
+    assert_eq!(send(with_key(&new_key, "/app/status")).await.status, 401);
+}
