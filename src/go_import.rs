@@ -24,12 +24,12 @@ pub fn check_storage(layout: &Layout) -> anyhow::Result<Found> {
 }
 
 /// Imports the Go session at `layout.given` unless it was imported before or this
-/// server already holds a paired device.
+/// server already holds a paired device; `true` when it did.
 pub async fn import_session(
     config: &Config,
     layout: &Layout,
     messages: &Arc<MessageStore>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let given = layout.given.clone();
     let keys = config.keys_path().map_err(anyhow::Error::msg)?;
     // What the Go file holds now: it changes only when the Go server runs.
@@ -53,7 +53,7 @@ pub async fn import_session(
                 "this server has its own WhatsApp session; the Go server's is not imported"
             );
         }
-        return Ok(());
+        return Ok(false);
     }
     let scratch = layout.dir();
     let read =
@@ -68,7 +68,7 @@ pub async fn import_session(
                 path = %path,
                 "the Go server's session file holds no paired device: nothing to import; pair this server with /app/login (the file is left untouched)"
             );
-            return Ok(());
+            return Ok(false);
         }
         other => other?,
     };
@@ -84,7 +84,7 @@ pub async fn import_session(
             jid = %session.jid,
             "the Go server's session was imported before (and has since been logged out here); not importing it again"
         );
-        return Ok(());
+        return Ok(false);
     }
     go_session::write(&session, &layout.session).await?;
     let contacts: Vec<crate::messages::Change> = session
@@ -126,7 +126,7 @@ pub async fn import_session(
             session.jid
         );
     }
-    Ok(())
+    Ok(true)
 }
 
 /// This server runs its own session, and the Go file is not the one it imported

@@ -104,15 +104,17 @@ impl SharedServices {
         })
     }
 
-    /// The services of one account.
+    /// The services of the account `id`.
     pub fn services(
         &self,
+        id: &str,
         opened: &accounts::Opened,
         files: &accounts::AccountFiles,
     ) -> std::io::Result<AppState> {
         let wa = opened.wa.clone();
         let media_link = format!("statics/media/{}", files.link_folder);
         Ok(AppState::new(http::Services {
+            slot: id.to_owned(),
             app: Arc::new(
                 AppService::new(wa.clone(), files.qr_dir.clone())?
                     .with_webhooks(opened.webhooks.clone())
@@ -149,6 +151,7 @@ pub fn account_settings(config: &Config) -> accounts::Settings {
         media_dir: config.statics_dir.join("media"),
         startup_handshakes: usize::from(config.startup_handshakes),
         first_slot: None,
+        root_imported: false,
     }
 }
 
@@ -210,7 +213,16 @@ impl accounts::Opener for ClientOpener {
             ack_timeout: config.ack_timeout(),
             ws_url: config.whatsapp_ws_url.clone(),
         })
-        .await?;
+        .await;
+        let client = match client {
+            Ok(client) => client,
+            Err(e) => {
+                if let Some(webhooks) = &webhooks {
+                    webhooks.stop();
+                }
+                return Err(e.into());
+            }
+        };
         Ok(accounts::Opened {
             wa: Arc::new(client),
             messages,
@@ -220,10 +232,11 @@ impl accounts::Opener for ClientOpener {
 
     fn services(
         &self,
+        id: &str,
         opened: &accounts::Opened,
         files: &accounts::AccountFiles,
     ) -> std::io::Result<AppState> {
-        self.shared.services(opened, files)
+        self.shared.services(id, opened, files)
     }
 }
 
@@ -344,14 +357,16 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     let found = go_import::check_storage(&layout)?;
     // The Go server's files become the first account (in the storage folder).
     let go_chats = go_import::go_chats_path(&layout);
+    let mut imported = false;
     if found == storage::Found::GoSession || go_chats.is_some() {
         let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
         if found == storage::Found::GoSession {
-            go_import::import_session(config, &layout, &messages).await?;
+            imported = go_import::import_session(config, &layout, &messages).await?;
         }
         go_import::import_chats(&layout, &messages).await?;
     }
     let mut settings = account_settings(config);
+    settings.root_imported = imported;
     if go_chats.is_some() {
         settings.first_slot = go_import::go_first_slot(&layout).await;
     }

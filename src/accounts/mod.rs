@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::http::AppState;
 use crate::messages::MessageStore;
@@ -99,8 +99,13 @@ pub struct Opened {
 pub trait Opener: Send + Sync + 'static {
     async fn open(&self, place: &Place<'_>) -> anyhow::Result<Opened>;
 
-    /// The services of an opened account.
-    fn services(&self, opened: &Opened, files: &AccountFiles) -> std::io::Result<AppState>;
+    /// The services of the opened account `id`.
+    fn services(
+        &self,
+        id: &str,
+        opened: &Opened,
+        files: &AccountFiles,
+    ) -> std::io::Result<AppState>;
 }
 
 /// Why an id names no single account.
@@ -112,6 +117,10 @@ pub enum Lookup {
     NotFound(String),
     /// Several accounts are linked to this number.
     Ambiguous(String),
+    /// The account is still waiting for its turn to connect at startup.
+    Starting(String),
+    /// The account could not be opened (at startup, or reopened).
+    Broken(String),
 }
 
 /// Why an account could not be added.
@@ -139,6 +148,9 @@ pub struct Settings {
     /// What the Go server called the account in the storage folder (its device
     /// slot), for the slot made for it at the first start.
     pub first_slot: Option<FirstSlot>,
+    /// A Go session was imported into the storage folder at this start: it gets
+    /// the first account's slot if none has it.
+    pub root_imported: bool,
 }
 
 /// A slot id and webhook to give the first account (from the Go server's registry).
@@ -155,18 +167,55 @@ pub struct Accounts {
     settings: Settings,
     registry: Registry,
     opener: Box<dyn Opener>,
-    /// In the registry's order.
-    slots: RwLock<Vec<Arc<Account>>>,
+    table: RwLock<Table>,
     /// One change of the set at a time (add, remove, reopen).
     changing: tokio::sync::Mutex<()>,
     /// The accounts' own API keys: SHA-256 (hex) → slot id.
     keys: RwLock<std::collections::HashMap<String, String>>,
+    /// Set once the server stops.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+/// The slots by what they are now.
+#[derive(Default)]
+struct Table {
+    /// Oldest first (then by id).
+    open: Vec<Arc<Account>>,
+    /// Waiting for their turn to connect at startup.
+    starting: Vec<Slot>,
+    /// Could not be opened at startup (the log says why).
+    broken: Vec<Slot>,
+}
+
+impl Table {
+    fn insert(&mut self, account: Arc<Account>) {
+        let key = |a: &Account| (a.created_at, a.id.clone());
+        let at = self.open.partition_point(|a| key(a) < key(&account));
+        self.open.insert(at, account);
+    }
+
+    fn total(&self) -> usize {
+        self.open.len() + self.starting.len() + self.broken.len()
+    }
+
+    /// Why the slot `id` is not open, when it is one of this server's.
+    fn not_open(&self, id: &str) -> Option<Lookup> {
+        if self.starting.iter().any(|s| s.id == id) {
+            return Some(Lookup::Starting(id.to_owned()));
+        }
+        self.broken
+            .iter()
+            .any(|s| s.id == id)
+            .then(|| Lookup::Broken(id.to_owned()))
+    }
 }
 
 impl Accounts {
-    /// Opens the registry in `settings.root` and every account it lists. A storage
-    /// folder with the one-account versions' files (or an imported Go session) and
-    /// no registry gets its first account there, with no new scan.
+    /// Opens the registry in `settings.root` and the accounts it lists: as many as
+    /// may connect at once right away, the others in the background, a few at a
+    /// time in a random order (they answer 503 until then). At the first start, a
+    /// storage folder with the one-account versions' files (or an imported Go
+    /// session) gets its first account there, with no new scan.
     pub async fn load(
         settings: Settings,
         opener: Box<dyn Opener>,
@@ -177,9 +226,10 @@ impl Accounts {
             settings,
             registry,
             opener,
-            slots: RwLock::default(),
+            table: RwLock::default(),
             changing: tokio::sync::Mutex::new(()),
             keys: RwLock::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let mut slots = accounts.registry.slots()?;
         *accounts.keys.write().unwrap_or_else(|e| e.into_inner()) = slots
@@ -187,7 +237,10 @@ impl Accounts {
             .filter_map(|s| Some((s.api_key_sha256.clone()?, s.id.clone())))
             .collect();
         let root_used = slots.iter().any(|s| s.folder.is_empty());
-        if !root_used && (default_account || accounts.root_has_files()) {
+        // Only at the first start (a removed first account does not come back), or
+        // for a Go session imported just now.
+        let first_start = slots.is_empty() && (default_account || accounts.root_has_files());
+        if !root_used && (first_start || accounts.settings.root_imported) {
             let first = accounts.settings.first_slot.clone();
             let go_id = first.as_ref().and_then(|f| match check_id(f.id.clone()) {
                 Ok(id) if !slots.iter().any(|s| s.id == id) => Some(id),
@@ -211,40 +264,87 @@ impl Accounts {
                 }
                 slots.push(slot);
             }
+        } else if !root_used && accounts.root_has_files() {
+            warn!(
+                folder = %accounts.settings.root.display(),
+                "the storage folder holds the files of an account that was removed; they are left alone"
+            );
         }
         accounts.sweep_orphan_folders(&slots);
-        // Never every handshake at once: a jittered pause between accounts, and at
-        // most `startup_handshakes` connecting at a time.
+        // Never every handshake at once: a random order, a jittered pause between
+        // accounts, and at most `startup_handshakes` connecting at a time.
+        rand::seq::SliceRandom::shuffle(slots.as_mut_slice(), &mut rand::rng());
         let handshakes = Arc::new(tokio::sync::Semaphore::new(
             accounts.settings.startup_handshakes.max(1),
         ));
-        for (n, slot) in slots.iter().enumerate() {
-            if n > 0 {
-                let pause = rand::random_range(5..=30);
-                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-            }
-            let permit = handshakes.clone().acquire_owned().await?;
-            let account = accounts.open_slot(slot).await?;
-            let wa = account.wa.clone();
-            tokio::spawn(async move {
-                let connecting = async {
-                    while matches!(
-                        wa.phase(),
-                        crate::whatsapp::SessionPhase::Connecting
-                            | crate::whatsapp::SessionPhase::Reconnecting
-                    ) {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                };
-                let _ = tokio::time::timeout(HANDSHAKE_SLOT, connecting).await;
-                drop(permit);
-            });
-            accounts.write_slots().push(account);
+        accounts.write_table().starting = slots.clone();
+        let mut later = slots.into_iter();
+        // Those that may connect at once are open before the server answers.
+        while let Ok(permit) = handshakes.clone().try_acquire_owned() {
+            let Some(slot) = later.next() else {
+                break;
+            };
+            accounts.open_at_start(slot, permit).await;
         }
-        if slots.len() > 1 {
-            info!(accounts = slots.len(), "accounts opened");
+        let rest: Vec<Slot> = later.collect();
+        if !rest.is_empty() {
+            info!(
+                accounts = rest.len(),
+                "more accounts connect in the background"
+            );
+            let accounts = accounts.clone();
+            tokio::spawn(async move {
+                for slot in rest {
+                    let pause = rand::random_range(5..=30);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                        return;
+                    };
+                    if accounts.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    accounts.open_at_start(slot, permit).await;
+                }
+                info!("every account is open");
+            });
         }
         Ok(accounts)
+    }
+
+    /// Opens one account at startup; `permit` is its turn to connect, held until it
+    /// is connected (or gave up for now).
+    async fn open_at_start(&self, slot: Slot, permit: tokio::sync::OwnedSemaphorePermit) {
+        let opened = self.open_slot(&slot).await;
+        let mut table = self.write_table();
+        table.starting.retain(|s| s.id != slot.id);
+        let account = match opened {
+            Ok(account) => account,
+            Err(e) => {
+                error!(
+                    device_id = %slot.id,
+                    error = format!("{e:#}"),
+                    "cannot open the account; it answers 500 until it is removed or the server starts again"
+                );
+                table.broken.push(slot);
+                return;
+            }
+        };
+        table.insert(account.clone());
+        drop(table);
+        let wa = account.wa.clone();
+        tokio::spawn(async move {
+            let connecting = async {
+                while matches!(
+                    wa.phase(),
+                    crate::whatsapp::SessionPhase::Connecting
+                        | crate::whatsapp::SessionPhase::Reconnecting
+                ) {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            };
+            let _ = tokio::time::timeout(HANDSHAKE_SLOT, connecting).await;
+            drop(permit);
+        });
     }
 
     /// The first account's files from an earlier version are in the storage folder.
@@ -255,41 +355,79 @@ impl Accounts {
             .any(|p| p.exists())
     }
 
-    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Account>>> {
-        self.slots.read().unwrap_or_else(|e| e.into_inner())
+    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_slots(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Account>>> {
-        self.slots.write().unwrap_or_else(|e| e.into_inner())
+    fn write_table(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every account, oldest first.
+    /// Every open account, oldest first.
     pub fn list(&self) -> Vec<Arc<Account>> {
-        self.read_slots().clone()
+        self.read_table().open.clone()
     }
 
-    /// The account with slot id `id` (the `/devices/:id` routes name slots only).
+    /// The slots not open (yet): starting, or broken. (slot, whether broken)
+    pub fn not_open(&self) -> Vec<(Slot, bool)> {
+        let table = self.read_table();
+        let starting = table.starting.iter().map(|s| (s.clone(), false));
+        starting
+            .chain(table.broken.iter().map(|s| (s.clone(), true)))
+            .collect()
+    }
+
+    /// Whether the server is stopping (for `/health`).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The open account with slot id `id` (the `/devices/:id` routes name slots
+    /// only).
     pub fn get(&self, id: &str) -> Option<Arc<Account>> {
-        self.read_slots().iter().find(|a| a.id == id).cloned()
+        self.read_table().open.iter().find(|a| a.id == id).cloned()
+    }
+
+    /// The slot `id`: open, or why not.
+    pub fn slot(&self, id: &str) -> Result<Arc<Account>, Lookup> {
+        let table = self.read_table();
+        if let Some(open) = table.open.iter().find(|a| a.id == id) {
+            return Ok(open.clone());
+        }
+        Err(table
+            .not_open(id)
+            .unwrap_or_else(|| Lookup::NotFound(id.to_owned())))
     }
 
     /// The account a request names (`X-Device-Id` or `device_id`: a slot id, a
     /// number or a JID), or the only one when it names none.
     pub fn resolve(&self, id: Option<&str>) -> Result<Arc<Account>, Lookup> {
-        let slots = self.read_slots();
+        let table = self.read_table();
         let Some(id) = id.map(str::trim).filter(|id| !id.is_empty()) else {
-            return match slots.as_slice() {
-                [only] => Ok(only.clone()),
+            return match (table.open.as_slice(), table.total()) {
+                ([only], 1) => Ok(only.clone()),
+                (_, 1) => Err(table
+                    .starting
+                    .iter()
+                    .chain(&table.broken)
+                    .next()
+                    .and_then(|s| table.not_open(&s.id))
+                    .unwrap_or(Lookup::Required)),
                 _ => Err(Lookup::Required),
             };
         };
-        if let Some(exact) = slots.iter().find(|a| a.id == id) {
+        if let Some(exact) = table.open.iter().find(|a| a.id == id) {
             return Ok(exact.clone());
         }
-        let mut linked = slots.iter().filter(|a| a.answers_to(id));
+        if let Some(why) = table.not_open(id) {
+            return Err(why);
+        }
+        let mut linked = table.open.iter().filter(|a| a.answers_to(id));
         match (linked.next(), linked.next()) {
             (Some(one), None) => Ok(one.clone()),
             (Some(_), Some(_)) => Err(Lookup::Ambiguous(id.to_owned())),
+            // A number or JID of an account still starting cannot be told yet.
+            _ if !table.starting.is_empty() => Err(Lookup::Starting(id.to_owned())),
             _ => Err(Lookup::NotFound(id.to_owned())),
         }
     }
@@ -298,7 +436,7 @@ impl Accounts {
     /// a new first account (the later Go versions fail there).
     pub async fn resolve_or_add_default(&self, id: Option<&str>) -> Result<Arc<Account>, Lookup> {
         let named = id.is_some_and(|id| !id.trim().is_empty());
-        if named || !self.read_slots().is_empty() {
+        if named || self.read_table().total() > 0 {
             return self.resolve(id);
         }
         match self.add(Some(DEFAULT_ID.to_owned())).await {
@@ -319,10 +457,18 @@ impl Accounts {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let _changing = self.changing.lock().await;
-        if self.get(&id).is_some() {
-            return Err(AddError::Exists(id));
-        }
-        let root_free = self.read_slots().iter().all(|a| a.files.own_folders);
+        let root_free = {
+            let table = self.read_table();
+            if table.open.iter().any(|a| a.id == id) || table.not_open(&id).is_some() {
+                return Err(AddError::Exists(id));
+            }
+            table.open.iter().all(|a| a.files.own_folders)
+                && !table
+                    .starting
+                    .iter()
+                    .chain(&table.broken)
+                    .any(|s| s.folder.is_empty())
+        };
         // The storage folder goes to the first account only when nothing of an
         // earlier one is left there.
         let folder = if id == DEFAULT_ID && root_free && !self.root_has_files() {
@@ -341,7 +487,7 @@ impl Accounts {
         }
         match self.open_slot(&slot).await {
             Ok(account) => {
-                self.write_slots().push(account.clone());
+                self.write_table().insert(account.clone());
                 info!(device_id = %id, "account added");
                 Ok(account)
             }
@@ -353,20 +499,36 @@ impl Accounts {
     }
 
     /// Removes an account and everything it left on disk: it is logged out at
-    /// WhatsApp first (best effort). `false` when there is no such account.
-    pub async fn remove(&self, id: &str) -> anyhow::Result<bool> {
+    /// WhatsApp first (best effort). `Some(why)` when it cannot be removed (no such
+    /// account, or it is still starting). An account that could not be opened at
+    /// startup is removed with its files.
+    pub async fn remove(&self, id: &str) -> anyhow::Result<Option<Lookup>> {
         let _changing = self.changing.lock().await;
-        let Some(account) = self.get(id) else {
-            return Ok(false);
+        let account = match self.slot(id) {
+            Ok(account) => account,
+            Err(Lookup::Broken(_)) => {
+                let slot = {
+                    let mut table = self.write_table();
+                    let slot = table.broken.iter().find(|s| s.id == id).cloned();
+                    table.broken.retain(|s| s.id != id);
+                    slot
+                };
+                self.registry.remove(id)?;
+                self.forget_key(id);
+                if let Some(slot) = slot {
+                    let (dir, files) = self.place_of(&slot);
+                    purge(&Layout::in_folder(&dir), &files, &self.settings.root);
+                }
+                info!(device_id = %id, "account removed");
+                return Ok(None);
+            }
+            Err(why) => return Ok(Some(why)),
         };
-        self.write_slots().retain(|a| a.id != id);
+        self.write_table().open.retain(|a| a.id != id);
         // Gone from the registry first: a crash half way leaves an unlisted folder,
         // which the next start removes.
         self.registry.remove(id)?;
-        self.keys
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, owner| owner != id);
+        self.forget_key(id);
         if account.wa.status() != crate::whatsapp::SessionStatus::LoggedOut
             && let Err(e) = account.wa.logout().await
         {
@@ -376,13 +538,31 @@ impl Accounts {
         if let Some(webhooks) = &account.webhooks {
             webhooks.stop();
         }
+        if !account.files.own_folders {
+            // The storage folder's message store also remembers what was imported
+            // from a Go server's files (so that it is not imported again): emptied,
+            // not deleted.
+            let store = account.messages.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.clear()).await {
+                warn!(device_id = %id, error = %e, "cannot empty the message store");
+            }
+        }
         purge(&account.layout, &account.files, &self.settings.root);
         info!(device_id = %id, "account removed");
-        Ok(true)
+        Ok(None)
+    }
+
+    fn forget_key(&self, id: &str) {
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, owner| owner != id);
     }
 
     /// Stops every account's client (the stores stay).
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let accounts = self.list();
         futures_util::future::join_all(accounts.iter().map(|a| a.wa.shutdown())).await;
     }
@@ -417,12 +597,14 @@ impl Accounts {
     }
 
     /// Sets an account's webhook; its client is reopened with it (the session
-    /// reconnects, the outbox keeps what it holds).
+    /// reconnects, the outbox keeps what it holds). If it cannot be reopened so, the
+    /// setting is undone and the account reopened as it was.
     pub async fn set_webhook(&self, id: &str, hook: &AccountWebhook) -> anyhow::Result<bool> {
         let _changing = self.changing.lock().await;
         let Some(old) = self.get(id) else {
             return Ok(false);
         };
+        let before = self.registry.webhook(id)?.unwrap_or_default();
         self.registry.set_webhook(id, hook)?;
         old.wa.shutdown().await;
         if let Some(webhooks) = &old.webhooks {
@@ -434,12 +616,32 @@ impl Accounts {
             created_at: old.created_at,
             api_key_sha256: None,
         };
-        let account = self.open_slot(&slot).await?;
-        let mut slots = self.write_slots();
-        if let Some(place) = slots.iter_mut().find(|a| a.id == id) {
-            *place = account;
+        drop(old);
+        let failed = match self.open_slot(&slot).await {
+            Ok(account) => {
+                self.replace(account);
+                return Ok(true);
+            }
+            Err(e) => e,
+        };
+        warn!(device_id = %id, error = format!("{failed:#}"), "cannot reopen the account with its new webhook; back to the old one");
+        self.registry.set_webhook(id, &before)?;
+        match self.open_slot(&slot).await {
+            Ok(account) => self.replace(account),
+            Err(e) => {
+                error!(device_id = %id, error = format!("{e:#}"), "cannot reopen the account");
+                let mut table = self.write_table();
+                table.open.retain(|a| a.id != id);
+                table.broken.push(slot);
+            }
         }
-        Ok(true)
+        Err(failed)
+    }
+
+    fn replace(&self, account: Arc<Account>) {
+        let mut table = self.write_table();
+        table.open.retain(|a| a.id != account.id);
+        table.insert(account);
     }
 
     fn folder_of(&self, account: &Account) -> String {
@@ -451,9 +653,10 @@ impl Accounts {
             .unwrap_or_default()
     }
 
-    async fn open_slot(&self, slot: &Slot) -> anyhow::Result<Arc<Account>> {
-        let (dir, files) = if slot.folder.is_empty() {
-            (
+    /// An account's folder and its QR and media folders.
+    fn place_of(&self, slot: &Slot) -> (PathBuf, AccountFiles) {
+        if slot.folder.is_empty() {
+            return (
                 self.settings.root.clone(),
                 AccountFiles {
                     qr_dir: self.settings.qr_dir.clone(),
@@ -461,17 +664,20 @@ impl Accounts {
                     own_folders: false,
                     link_folder: String::new(),
                 },
-            )
-        } else {
-            let name = Path::new(&slot.folder)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (
-                self.settings.root.join(&slot.folder),
-                AccountFiles::own(&self.settings, &name),
-            )
-        };
+            );
+        }
+        let name = Path::new(&slot.folder)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (
+            self.settings.root.join(&slot.folder),
+            AccountFiles::own(&self.settings, &name),
+        )
+    }
+
+    async fn open_slot(&self, slot: &Slot) -> anyhow::Result<Arc<Account>> {
+        let (dir, files) = self.place_of(slot);
         std::fs::create_dir_all(&dir)?;
         let layout = Layout::in_folder(&dir);
         storage::prepare_account(&layout)?;
@@ -485,7 +691,16 @@ impl Accounts {
                 webhook: webhook.as_ref(),
             })
             .await?;
-        let state = self.opener.services(&opened, &files)?;
+        let state = match self.opener.services(&slot.id, &opened, &files) {
+            Ok(state) => state,
+            Err(e) => {
+                opened.wa.shutdown().await;
+                if let Some(webhooks) = &opened.webhooks {
+                    webhooks.stop();
+                }
+                return Err(e.into());
+            }
+        };
         Ok(Arc::new(Account {
             id: slot.id.clone(),
             created_at: slot.created_at,
@@ -522,11 +737,14 @@ impl Accounts {
     }
 }
 
-/// Deletes an account's files: its stores (each checked to be this server's), its
-/// QR images and media, and its folders when they are its own and left empty.
+/// Deletes an account's files: its stores (each checked to be this server's; the
+/// storage folder's message store stays, emptied by the caller), its QR images and
+/// media, and its folders when they are its own and left empty.
 fn purge(layout: &Layout, files: &AccountFiles, root: &Path) {
     storage::remove_own_store(&layout.session, Kind::OurSession);
-    storage::remove_own_store(&layout.messages, Kind::OurMessages);
+    if files.own_folders {
+        storage::remove_own_store(&layout.messages, Kind::OurMessages);
+    }
     storage::remove_own_store(&layout.outbox, Kind::OurOutbox);
     storage::remove_own_files(&files.qr_dir);
     storage::remove_own_files(&files.media_dir);

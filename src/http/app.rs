@@ -14,6 +14,7 @@ use super::form::{FormSpec, read_query};
 use super::request::PhoneQuery;
 use super::response::{ApiError, ok};
 use super::scope::LoginScope;
+use super::wire::ApiCompat;
 use super::{AppState, Server};
 use crate::domain::validation::ValidationErrors;
 
@@ -44,23 +45,21 @@ async fn login_with_code(
     let phone = req.phone.unwrap_or_default();
     let digits = phone.trim_start_matches('+');
     let pair_code = state.app.login_with_code(digits).await?;
-    Ok(ok(
-        "Login with code success",
-        Some(serde_json::json!({ "pair_code": pair_code })),
-    ))
+    let mut results = serde_json::json!({ "pair_code": pair_code });
+    if state.limits.api_compat == ApiCompat::V9 {
+        results["device_id"] = state.slot.clone().into();
+    }
+    Ok(ok("Login with code success", Some(results)))
 }
 
-/// The later versions' device list: this server's one account, when paired.
+/// The later versions' device list: the named account, when paired, by its slot.
 async fn devices(state: AppState) -> Response {
     let devices: Vec<_> = state
         .app
         .status()
         .await
         .device_id
-        .map(|jid| {
-            let user = super::user_of(&jid);
-            serde_json::json!({ "name": "", "device": user, "jid": jid })
-        })
+        .map(|jid| serde_json::json!({ "name": "", "device": state.slot, "jid": jid }))
         .into_iter()
         .collect();
     ok("Fetch device success", Some(devices))
@@ -100,9 +99,18 @@ pub async fn health(State(server): State<Server>) -> (axum::http::StatusCode, &'
     }
 }
 
-/// Not in v2.3.0: the dashboard polls it to know when a scan has logged in.
+/// Not in v2.3.0: the dashboard polls it to know when a scan has logged in. The
+/// later versions name the account's slot in `device_id`, its JID in `jid`.
 async fn status(state: AppState) -> Response {
-    ok("Success", Some(state.app.status().await))
+    let status = state.app.status().await;
+    match state.limits.api_compat {
+        ApiCompat::V2_3_0 => ok("Success", Some(status)),
+        ApiCompat::V9 => {
+            let mut results = serde_json::to_value(&status).unwrap_or_default();
+            results["device_id"] = state.slot.clone().into();
+            ok("Connection status retrieved", Some(results))
+        }
+    }
 }
 
 /// Not in Go: the webhook outbox per URL, with each one's latest error.
@@ -124,7 +132,18 @@ pub(super) struct LoginResult {
 }
 
 async fn login(LoginScope(state): LoginScope, headers: HeaderMap) -> Result<Response, ApiError> {
-    Ok(ok("Success", Some(login_qr(&state, &headers).await?)))
+    let qr = login_qr(&state, &headers).await?;
+    Ok(match state.limits.api_compat {
+        ApiCompat::V2_3_0 => ok("Success", Some(qr)),
+        ApiCompat::V9 => ok(
+            "Login success",
+            Some(serde_json::json!({
+                "device_id": state.slot,
+                "qr_duration": qr.qr_duration,
+                "qr_link": qr.qr_link,
+            })),
+        ),
+    })
 }
 
 /// Starts (or goes on with) pairing by QR: the image's link and how long it is valid.
@@ -148,12 +167,18 @@ pub(super) async fn login_qr(
 
 async fn logout(state: AppState) -> Result<Response, ApiError> {
     state.app.logout().await?;
-    Ok(ok::<()>("Success logout", None))
+    Ok(ok("Success logout", slot_result(&state)))
 }
 
 async fn reconnect(state: AppState) -> Result<Response, ApiError> {
     state.app.reconnect().await?;
-    Ok(ok::<()>("Reconnect success", None))
+    Ok(ok("Reconnect success", slot_result(&state)))
+}
+
+/// The later versions answer `{device_id}` (the slot); v2.3.0 nothing.
+fn slot_result(state: &AppState) -> Option<serde_json::Value> {
+    (state.limits.api_compat == ApiCompat::V9)
+        .then(|| serde_json::json!({ "device_id": state.slot }))
 }
 
 /// `scheme://host` as the client reached us, proxies included.

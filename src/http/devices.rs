@@ -65,34 +65,54 @@ impl Device {
             display_name: None,
             state,
             jid: account.jid(),
-            created_at: jiff::Timestamp::from_second(account.created_at)
-                .unwrap_or_default()
-                .to_string(),
+            created_at: rfc3339(account.created_at),
         }
     }
 }
 
-/// No slot has this id: `DEVICE_NOT_FOUND` (Go answers 500 for most routes here).
-struct NoSlot(String);
+/// The slot is not open: no such slot (`DEVICE_NOT_FOUND`; Go answers 500 for
+/// most routes here), or it is still starting (503).
+struct NoSlot(Lookup);
 
 impl From<NoSlot> for Response {
-    fn from(NoSlot(id): NoSlot) -> Response {
-        super::scope::refusal(Lookup::NotFound(id))
+    fn from(NoSlot(why): NoSlot) -> Response {
+        super::scope::refusal(why)
     }
 }
 
 fn slot(server: &Server, id: &str) -> Result<Arc<Account>, NoSlot> {
-    server.accounts.get(id).ok_or_else(|| NoSlot(id.to_owned()))
+    server.accounts.slot(id).map_err(NoSlot)
 }
 
 async fn list(State(server): State<Server>) -> Response {
-    let devices: Vec<Device> = server
+    let mut devices: Vec<(i64, Device)> = server
         .accounts
         .list()
         .iter()
-        .map(|a| Device::of(a))
+        .map(|a| (a.created_at, Device::of(a)))
         .collect();
+    // Still waiting to connect at startup, or not opened (the log says why).
+    for (slot, broken) in server.accounts.not_open() {
+        devices.push((
+            slot.created_at,
+            Device {
+                id: slot.id,
+                display_name: None,
+                state: if broken { "disconnected" } else { "connecting" },
+                jid: None,
+                created_at: rfc3339(slot.created_at),
+            },
+        ));
+    }
+    devices.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let devices: Vec<Device> = devices.into_iter().map(|(_, d)| d).collect();
     ok("List devices", Some(devices))
+}
+
+fn rfc3339(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `POST /devices`: JSON with all fields optional.
@@ -170,8 +190,8 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
     match server.accounts.remove(&id).await {
-        Ok(true) => Ok(ok::<()>("Device removed", None)),
-        Ok(false) => Err(super::scope::refusal(Lookup::NotFound(id))),
+        Ok(None) => Ok(ok::<()>("Device removed", None)),
+        Ok(Some(why)) => Err(super::scope::refusal(why)),
         Err(e) => {
             tracing::error!(device_id = %id, error = %e, "cannot remove an account");
             Err(ApiError::new(

@@ -163,10 +163,14 @@ fn ignore_unknown(spec: &FormSpec<'_>, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads a query string (the user routes).
+/// Reads a query string (the user routes). `device_id` is the account selector,
+/// taken before the route (see `super::scope`), never a field of the form.
 pub fn read_query(query: Option<&str>, spec: &FormSpec<'_>) -> Result<Form, ApiError> {
     let mut form = Form::default();
     for (name, value) in parse_urlencoded(query.unwrap_or("").as_bytes())? {
+        if name == "device_id" {
+            continue;
+        }
         form.insert(spec, name, value)?;
     }
     Ok(form)

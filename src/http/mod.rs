@@ -85,6 +85,8 @@ impl std::ops::Deref for AppState {
 
 /// The services and settings behind the routes, for one account.
 pub struct Services {
+    /// The account's slot id (the later versions' `device_id`).
+    pub slot: String,
     pub app: Arc<AppService>,
     pub user: Arc<UserService>,
     pub send: Arc<SendService>,
@@ -238,12 +240,20 @@ fn cors(guard: Arc<guard::Guard>) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::ORIGIN,
             header::CONTENT_TYPE,
             header::ACCEPT,
             header::AUTHORIZATION,
+            header::HeaderName::from_static("x-device-id"),
+            header::HeaderName::from_static("x-api-key"),
         ])
 }
 

@@ -58,7 +58,22 @@ pub fn refusal(lookup: Lookup) -> Response {
             format!("several devices are linked to {id}; name one by its device id"),
             Some(id),
         ),
+        Lookup::Starting(id) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the server is starting its devices; try again in a few seconds".to_owned(),
+            Some(id),
+        ),
+        Lookup::Broken(id) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!(
+                "device {id} could not be opened (the server log says why); remove it or restart the server"
+            ),
+            Some(id),
+        ),
     };
+    let retry = status == StatusCode::SERVICE_UNAVAILABLE;
     let envelope = Envelope {
         code: status.as_u16(),
         message,
@@ -66,6 +81,12 @@ pub fn refusal(lookup: Lookup) -> Response {
     };
     let mut res = (status, axum::Json(envelope)).into_response();
     res.extensions_mut().insert(code);
+    if retry {
+        res.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+    }
     res
 }
 

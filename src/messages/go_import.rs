@@ -160,8 +160,8 @@ pub struct GoSlot {
 
 /// The slot the Go server's `devices` table keeps for `device_jid` (the account's
 /// linked device, `user:n@s.whatsapp.net`): the row pinned to that device, else the
-/// one row for its number. `None` without such a table or row, or when several rows
-/// claim the number (never guessed, as Go does not).
+/// one row for its number that is pinned to no device. `None` without such a table
+/// or row, or when several rows claim the number (never guessed, as Go does not).
 pub fn go_slot(
     go_db: &Path,
     scratch: &Path,
@@ -196,7 +196,8 @@ pub fn go_slot(
     let sql = format!(
         "SELECT device_id, COALESCE(webhook_url, ''), COALESCE(webhook_secret, ''), \
          COALESCE(webhook_events, ''), COALESCE(webhook_insecure_skip_verify, 0), \
-         {pinned} = ?1 FROM devices WHERE {pinned} = ?1 OR jid = ?2 OR device_id = ?2"
+         COALESCE({pinned} = ?1, 0) FROM devices WHERE {pinned} = ?1 \
+         OR (COALESCE({pinned}, '') = '' AND (jid = ?2 OR device_id = ?2))"
     );
     let rows: Vec<(GoSlot, bool)> = go
         .conn
@@ -1395,20 +1396,25 @@ mod tests {
         let slot = |jid: &str| go_slot(&go, dir.path(), jid).unwrap().map(|s| s.id);
         assert_eq!(slot("62899:3@s.whatsapp.net").as_deref(), Some("slot-a"));
         assert_eq!(slot("62877:5@s.whatsapp.net").as_deref(), Some("slot-b"));
-        // Another device of the same number: its one row by number.
-        assert_eq!(slot("62899:9@s.whatsapp.net").as_deref(), Some("slot-a"));
+        // Another device of a number whose row is pinned to a device: not that row.
+        assert_eq!(slot("62899:9@s.whatsapp.net"), None);
         assert_eq!(slot("62811:1@s.whatsapp.net"), None);
-        // Two slots for one number and neither pinned to the device: no guess.
         let conn = Connection::open(&go).unwrap();
         conn.execute_batch(&format!(
             "INSERT INTO devices (device_id, jid, ad_jid, webhook_url, webhook_secret,
                                   webhook_events, webhook_insecure_skip_verify)
              VALUES ('slot-c', '{ME}', '62899:4@s.whatsapp.net', 'https://h.example/c',
-                     's', 'message', 1);"
+                     's', 'message', 1),
+                    ('legacy', '62811@s.whatsapp.net', '', NULL, '', '', 0),
+                    ('twin-1', '62822@s.whatsapp.net', NULL, NULL, '', '', 0),
+                    ('twin-2', '62822@s.whatsapp.net', '', NULL, '', '', 0);"
         ))
         .unwrap();
         drop(conn);
-        assert_eq!(slot("62899:9@s.whatsapp.net"), None);
+        // A row for the number pinned to no device (Go's older slots).
+        assert_eq!(slot("62811:1@s.whatsapp.net").as_deref(), Some("legacy"));
+        // Two such rows: no guess.
+        assert_eq!(slot("62822:1@s.whatsapp.net"), None);
         let pinned = go_slot(&go, dir.path(), "62899:4@s.whatsapp.net")
             .unwrap()
             .unwrap();

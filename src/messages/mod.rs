@@ -597,11 +597,15 @@ pub fn spawn_retention(
     let Some(retention) = retention else {
         return;
     };
+    // Ends with the store (its account removed or reopened).
+    let store = std::sync::Arc::downgrade(&store);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             every.tick().await;
-            let store = store.clone();
+            let Some(store) = store.upgrade() else {
+                return;
+            };
             let before = jiff::Timestamp::now().as_second() - retention.as_secs() as i64;
             match tokio::task::spawn_blocking(move || store.prune(before)).await {
                 Ok(Ok(0)) | Err(_) => {}

@@ -128,12 +128,15 @@ impl MediaSaver {
         if self.config.retention.is_none() {
             return;
         }
-        let saver = self.clone();
+        // Ends with the saver (its account removed or reopened).
+        let saver = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every.tick().await;
-                let s = saver.clone();
+                let Some(s) = saver.upgrade() else {
+                    return;
+                };
                 let _ = tokio::task::spawn_blocking(move || s.sweep()).await;
             }
         });

@@ -219,6 +219,12 @@ async fn the_dashboard_works_in_headless_chromium() {
                     assert_eq!(sent[0].1.text(), Some("from the second"));
                     assert_eq!(app.wa.sent().len(), 1, "not through the first");
                 }
+                "all-removed" => {
+                    // Nothing made an account behind the user's back.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let list = app.get("/devices").await;
+                    assert_eq!(list.body["results"], serde_json::json!([]), "{}", list.text);
+                }
                 "account-removed" => {
                     let second = app.account("second");
                     assert_eq!(second.wa.logouts.load(Ordering::SeqCst), 1);
@@ -250,7 +256,8 @@ async fn the_dashboard_works_in_headless_chromium() {
             "logged-out",
             "account-added",
             "second-sent",
-            "account-removed"
+            "account-removed",
+            "all-removed"
         ]
     );
     for shot in [

@@ -162,11 +162,13 @@ async fn every_other_route_needs_the_account_named_once_there_are_two() {
         ] {
             let res = app.call("GET", "/app/status", Some(named), None).await;
             assert_eq!(res.status, 200, "{named}: {}", res.text);
-            assert_eq!(res.body["results"]["device_id"], OTHER_DEVICE, "{named}");
+            assert_eq!(res.body["results"]["jid"], OTHER_DEVICE, "{named}");
+            let slot = if v9 { "second" } else { OTHER_DEVICE };
+            assert_eq!(res.body["results"]["device_id"], slot, "{named}");
         }
         let by_query = app.get("/app/status?device_id=default").await;
         assert_eq!(
-            by_query.body["results"]["device_id"],
+            by_query.body["results"]["jid"],
             "6289685028000:7@s.whatsapp.net"
         );
         // URL-decoded.
@@ -178,7 +180,7 @@ async fn every_other_route_needs_the_account_named_once_there_are_two() {
                 None,
             )
             .await;
-        assert_eq!(encoded.body["results"]["device_id"], OTHER_DEVICE);
+        assert_eq!(encoded.body["results"]["jid"], OTHER_DEVICE);
 
         // A send goes out through the named account only.
         let sent = app
@@ -548,4 +550,63 @@ async fn an_accounts_api_key_reaches_that_account_only() {
         .await
         .assert_success("Device removed");
     assert_eq!(send(with_key(&new_key, "/app/status")).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_webhook_change_that_cannot_be_applied_is_undone() {
+    let app = two_accounts(&[]).await;
+    let hook = json!({"webhook_url": "https://hooks.example/new"});
+    // The reopen with the new webhook fails once: the old settings come back.
+    app.failing.lock().unwrap().insert("second".into(), 1);
+    let res = app
+        .call("PATCH", "/devices/second/webhook", None, Some(hook.clone()))
+        .await;
+    assert_eq!(res.status, 500, "{}", res.text);
+    assert!(
+        !res.text.contains("the test made"),
+        "no internals: {}",
+        res.text
+    );
+    let kept = app.get("/devices/second/webhook").await;
+    assert_eq!(kept.body["results"]["webhook_url"], "", "{}", kept.text);
+    let status = app.call("GET", "/app/status", Some("second"), None).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(app.get("/health").await.status, 200);
+
+    // It fails again and again: the account answers 500 and can still be removed.
+    app.failing.lock().unwrap().insert("second".into(), 2);
+    let res = app
+        .call("PATCH", "/devices/second/webhook", None, Some(hook))
+        .await;
+    assert_eq!(res.status, 500, "{}", res.text);
+    let broken = app.call("GET", "/app/status", Some("second"), None).await;
+    assert_eq!(broken.status, 500, "{}", broken.text);
+    assert!(
+        broken.text.contains("could not be opened"),
+        "{}",
+        broken.text
+    );
+    assert_eq!(app.get("/health").await.status, 200);
+    let listed = app.get("/devices").await;
+    assert_eq!(ids(&listed.body["results"]), ["default", "second"]);
+    app.call("DELETE", "/devices/second", None, None)
+        .await
+        .assert_success("Device removed");
+    assert_eq!(ids(&app.get("/devices").await.body["results"]), ["default"]);
+}
+
+#[tokio::test]
+async fn a_removed_account_stays_removed_after_a_restart() {
+    let app = two_accounts(&[]).await;
+    app.call("DELETE", "/devices/default", None, None)
+        .await
+        .assert_success("Device removed");
+    // Clients without a header now reach the one left.
+    let status = app.get("/app/status").await;
+    assert_eq!(
+        status.body["results"]["device_id"], OTHER_DEVICE,
+        "{}",
+        status.text
+    );
+    assert_eq!(app.slots_after_restart().await, ["second"]);
 }

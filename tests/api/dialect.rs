@@ -339,7 +339,7 @@ async fn the_later_app_routes_answer_in_both_dialects() {
         assert_eq!(devices.status, 200, "{}", devices.text);
         assert_eq!(
             devices.body["results"],
-            json!([{"name": "", "device": "6289685028000", "jid": crate::helpers::DEVICE_ID}])
+            json!([{"name": "", "device": "default", "jid": crate::helpers::DEVICE_ID}])
         );
         let info = app.get("/app/info").await;
         assert_eq!(

@@ -72,6 +72,11 @@ async fn with_strict_fields_unknown_fields_are_refused() {
     )
     .await
     .assert_error(400, "extra: is not a known field.");
+    // The account selector is not a field of any route's query.
+    let info = app
+        .get("/user/info?phone=6289685024091&device_id=default")
+        .await;
+    assert!(!info.text.contains("device_id"), "{}", info.text);
     assert!(app.wa.sent().is_empty());
 }
 

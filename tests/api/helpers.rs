@@ -500,7 +500,11 @@ struct TestOpener {
     first: Arc<FakeSession>,
     store: Arc<MessageStore>,
     opened: Opened,
+    failing: Failing,
 }
+
+/// Slot ids whose next opens fail, and how many times.
+pub type Failing = Arc<Mutex<std::collections::HashMap<String, usize>>>;
 
 #[async_trait]
 impl whatsapp_api::accounts::Opener for TestOpener {
@@ -508,6 +512,12 @@ impl whatsapp_api::accounts::Opener for TestOpener {
         &self,
         place: &whatsapp_api::accounts::Place<'_>,
     ) -> anyhow::Result<whatsapp_api::accounts::Opened> {
+        if let Some(left) = self.failing.lock().unwrap().get_mut(place.id)
+            && *left > 0
+        {
+            *left -= 1;
+            anyhow::bail!("the test made opening {} fail", place.id);
+        }
         let mut opened = self.opened.lock().unwrap();
         let (wa, store) = match opened.iter().find(|o| o.id == place.id) {
             Some(again) => (again.wa.clone(), again.store.clone()),
@@ -533,10 +543,11 @@ impl whatsapp_api::accounts::Opener for TestOpener {
 
     fn services(
         &self,
+        id: &str,
         opened: &whatsapp_api::accounts::Opened,
         files: &whatsapp_api::accounts::AccountFiles,
     ) -> std::io::Result<whatsapp_api::http::AppState> {
-        self.shared.services(opened, files)
+        self.shared.services(id, opened, files)
     }
 }
 
@@ -545,6 +556,9 @@ pub struct TestApp {
     pub wa: Arc<FakeSession>,
     /// Every account opened, in order.
     pub opened: Opened,
+    /// Make opening an account fail (see [`Failing`]).
+    pub failing: Failing,
+    config: Config,
     /// The storage folder (`--db-path`'s).
     pub storage: PathBuf,
     /// The message store the routes read (tests put messages in it).
@@ -601,6 +615,7 @@ impl TestApp {
         // one-account versions' account, and these tests choose.
         let store = Arc::new(MessageStore::open(&dir.path().join("test-chat.db")).unwrap());
         let opened = Arc::new(Mutex::new(Vec::new()));
+        let failing = Failing::default();
         let settings = whatsapp_api::account_settings(&config);
         let server = whatsapp_api::server_with(&config, settings, |shared| {
             Box::new(TestOpener {
@@ -608,6 +623,7 @@ impl TestApp {
                 first: wa.clone(),
                 store: store.clone(),
                 opened: opened.clone(),
+                failing: failing.clone(),
             })
         })
         .await
@@ -627,6 +643,8 @@ impl TestApp {
         TestApp {
             base,
             wa,
+            failing,
+            config: config.clone(),
             opened,
             storage: dir.path().to_owned(),
             store,
@@ -662,6 +680,31 @@ impl TestApp {
             req = req.json(&body);
         }
         reply(req.send().await.unwrap()).await
+    }
+
+    /// What a server started again on the same storage folder holds: its slot ids
+    /// (open or not), in the order `/devices` lists them.
+    pub async fn slots_after_restart(&self) -> Vec<String> {
+        let settings = whatsapp_api::account_settings(&self.config);
+        let server = whatsapp_api::server_with(&self.config, settings, |shared| {
+            Box::new(TestOpener {
+                shared,
+                first: self.wa.clone(),
+                store: self.store.clone(),
+                opened: Arc::new(Mutex::new(Vec::new())),
+                failing: Failing::default(),
+            })
+        })
+        .await
+        .unwrap();
+        let mut ids: Vec<String> = server
+            .accounts
+            .list()
+            .iter()
+            .map(|a| a.id.clone())
+            .collect();
+        ids.extend(server.accounts.not_open().into_iter().map(|(s, _)| s.id));
+        ids
     }
 
     /// The account opened with slot id `id`.

@@ -204,8 +204,15 @@ async fn an_allowed_origin_may_call_and_read() {
         .to_str()
         .unwrap()
         .to_lowercase();
-    for h in ["content-type", "authorization"] {
+    for h in ["content-type", "authorization", "x-device-id", "x-api-key"] {
         assert!(allowed.contains(h), "{allowed}");
+    }
+    let methods = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_uppercase();
+    for m in ["PATCH", "DELETE"] {
+        assert!(methods.contains(m), "the device API's methods: {methods}");
     }
 
     let any = TestApp::spawn_with(&["--cors-origins", "*"]).await;

@@ -201,6 +201,18 @@ try {
   check(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
   await phone.screenshot({ path: join(shots, "phone-login.png"), fullPage: true });
 
+  // The last account removed: the page says so and makes none by itself.
+  current = desktop;
+  desktop.once("dialog", (d) => d.accept());
+  await desktop.locator("#account-remove").click();
+  await desktop.locator("#session-result").getByText("200 · Device removed").waitFor({ timeout: TIMEOUT });
+  await desktop.locator("#no-account").waitFor({ state: "visible", timeout: TIMEOUT });
+  check((await desktop.locator("#badge").textContent()) === "No account", "the badge does not say there is no account");
+  check(await desktop.locator("#login").isHidden(), "a QR is asked for with no account");
+  await desktop.reload({ waitUntil: "load" });
+  await desktop.locator("#no-account").waitFor({ state: "visible", timeout: TIMEOUT });
+  await step("all-removed");
+
   check(problems.length === 0, `problems seen by the browser:\n  ${problems.join("\n  ")}`);
   console.log("DONE");
 } catch (err) {

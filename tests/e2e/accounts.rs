@@ -306,6 +306,14 @@ async fn accounts_reconnect_at_start_a_bounded_number_at_a_time() {
     server.terminate().await;
     fake.max_handshakes();
     server.restart().await;
+    // Every account is listed at once, those still waiting their turn too.
+    let listed = server.request("GET", "/devices", None, None).await;
+    assert_eq!(
+        listed.body["results"].as_array().unwrap().len(),
+        3,
+        "{}",
+        listed.body
+    );
     all_connected(&server).await;
     assert_eq!(fake.max_handshakes(), 1, "one at a time");
 

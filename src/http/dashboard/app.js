@@ -61,7 +61,7 @@ function showPending(box, text) {
 
 const el = (id) => document.getElementById(id);
 const session = {
-  state: null, // "logged-out" | "disconnected" | "connected"
+  state: null, // "none" (no account) | "logged-out" | "disconnected" | "connected"
   pollTimer: 0,
   qrTimer: 0,
   qrRetryTimer: 0,
@@ -135,9 +135,9 @@ async function removeAccount() {
 async function refreshStatus() {
   await refreshAccounts();
   if (accounts.list.length === 0) {
-    // No account yet: a login without one makes the first.
-    renderSession("logged-out", null);
-    schedulePoll(POLL_WAITING_MS);
+    // No account: nothing is made until the user adds one.
+    renderSession("none", null);
+    schedulePoll(POLL_IDLE_MS);
     return;
   }
   const reply = await api("GET", "app/status");
@@ -148,7 +148,8 @@ async function refreshStatus() {
   }
   const s = reply.body.results;
   const state = s.is_connected ? "connected" : s.is_logged_in ? "disconnected" : "logged-out";
-  renderSession(state, s.device_id);
+  // The later dialect's device_id is the slot; the JID is in jid.
+  renderSession(state, s.jid || s.device_id);
   schedulePoll(state === "logged-out" ? POLL_WAITING_MS : POLL_IDLE_MS);
 }
 
@@ -167,8 +168,14 @@ function phoneOf(deviceId) {
 function renderSession(state, deviceId) {
   const changed = state !== session.state;
   session.state = state;
+  el("no-account").hidden = state !== "none";
   el("login").hidden = state !== "logged-out";
-  el("account").hidden = state === "logged-out";
+  el("account").hidden = state === "logged-out" || state === "none";
+  if (state === "none") {
+    stopQr();
+    setBadge("warn", "No account");
+    return;
+  }
   if (state === "logged-out") {
     setBadge("warn", "Not logged in");
     if (changed || (!session.qrLoading && !session.qrTimer && !session.qrRetryTimer)) {
@@ -204,7 +211,6 @@ async function requestQr() {
   const reply = await api("GET", "app/login");
   session.qrLoading = false;
   if (session.state !== "logged-out") return;
-  if (reply.ok && accounts.list.length === 0) refreshAccounts();
   if (!reply.ok) {
     el("qr-caption").textContent = `No QR code: ${reply.message}`;
     el("qr-retry").hidden = false;
