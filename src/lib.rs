@@ -212,6 +212,7 @@ impl accounts::Opener for ClientOpener {
             autoreply_interval: config.autoreply_interval(),
             ack_timeout: config.ack_timeout(),
             ws_url: config.whatsapp_ws_url.clone(),
+            span: tracing::info_span!("account", device_id = %place.id),
         })
         .await;
         let client = match client {

@@ -72,7 +72,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         warn!(
             address = %config.host,
             "NO AUTHENTICATION: anyone who can reach this port can send WhatsApp messages \
-             as this account and log it out. Set --basic-auth user:password \
+             as this server's accounts and log them out. Set --basic-auth user:password \
              (APP_BASIC_AUTH), or --host 127.0.0.1 to listen on this machine only"
         );
     }

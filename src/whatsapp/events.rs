@@ -85,6 +85,7 @@ impl EventHandler for SessionEvents {
         let Some(session) = self.session.upgrade() else {
             return;
         };
+        let _account = session.settings.span.clone().entered();
         let step = |event| session.client_event(self.generation, event);
         match &*event {
             // Only acks of messages complete sends (receipts, IQs… have other

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 use whatsapp_rust::Client;
 use whatsapp_rust::pair_code::{PairCodeOptions, PairError};
 use whatsapp_rust::wacore::pair_code::PairCodeRejection;
@@ -48,6 +48,8 @@ pub struct ClientSettings {
     /// Takes incoming messages before they are acknowledged (message store,
     /// webhooks).
     pub inbound: super::inbound::Inbound,
+    /// The account's span: the session's own log lines carry its `device_id`.
+    pub span: tracing::Span,
 }
 
 pub(super) struct Inner {
@@ -410,6 +412,11 @@ pub struct WhatsAppClient {
 impl WhatsAppClient {
     /// Opens the stored session, if any, and starts connecting it in the background.
     pub async fn start(settings: ClientSettings) -> Result<Self, WhatsAppError> {
+        let span = settings.span.clone();
+        Self::start_in_span(settings).instrument(span).await
+    }
+
+    async fn start_in_span(settings: ClientSettings) -> Result<Self, WhatsAppError> {
         let (jobs, queue) = mpsc::unbounded_channel();
         let autoreply = settings
             .autoreply
@@ -423,7 +430,7 @@ impl WhatsAppClient {
             acks: Arc::new(PendingAcks::default()),
             autoreply,
         });
-        tokio::spawn(worker(Arc::downgrade(&inner), queue));
+        tokio::spawn(worker(Arc::downgrade(&inner), queue).instrument(inner.settings.span.clone()));
         if inner.settings.db_path.exists() {
             let generation = inner.step(|m| (m.begin_resume(), Effects::none()));
             let generation = generation.map_err(refused)?;
