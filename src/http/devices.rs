@@ -165,6 +165,12 @@ async fn add(State(server): State<Server>, body: Bytes) -> Result<Response, ApiE
             }
         })?;
     let mut answer = serde_json::to_value(Device::of(&account)).unwrap_or_default();
+    // Go answers this one in a fixed shape, empty fields included.
+    if let Some(map) = answer.as_object_mut() {
+        for field in ["display_name", "jid"] {
+            map.entry(field).or_insert_with(|| "".into());
+        }
+    }
     if let Some(hook) = hook {
         set_hook(&server, &account.id, &hook).await?;
         if let Some(map) = answer.as_object_mut() {

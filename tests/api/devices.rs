@@ -71,6 +71,9 @@ async fn devices_are_added_listed_and_refused_with_reasons() {
     added.assert_success("Device added");
     let id = added.body["results"]["id"].as_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    // Go's fixed shape: the name is there even when unknown.
+    assert_eq!(added.body["results"]["display_name"], "", "{}", added.text);
+    assert!(added.body["results"].get("jid").is_some(), "{}", added.text);
 
     let again = app
         .call(
