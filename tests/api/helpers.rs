@@ -671,14 +671,8 @@ impl TestApp {
         device: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(device) = device {
-            req = req.header("x-device-id", device);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
+        let req =
+            crate::common::account_request(&self.client, method, self.url(path), device, body);
         reply(req.send().await.unwrap()).await
     }
 

@@ -1,5 +1,5 @@
 //! Helpers shared by the HTTP tests and the end-to-end tests: sample media, upload
-//! parts, QR decoding.
+//! parts, QR decoding, requests for one account.
 
 use std::io::Cursor;
 use std::process::Command;
@@ -100,4 +100,24 @@ pub async fn site_with_a_page(title: &str, description: &str) -> String {
         ("/cover.jpg", "image/jpeg", jpeg(1200, 630)),
     ])
     .await
+}
+
+/// A request for the account `device` (`X-Device-Id`, when given), with a JSON body
+/// when given.
+pub fn account_request(
+    client: &reqwest::Client,
+    method: &str,
+    url: String,
+    device: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> reqwest::RequestBuilder {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(method, url);
+    if let Some(device) = device {
+        req = req.header("x-device-id", device);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req
 }

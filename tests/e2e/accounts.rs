@@ -2,7 +2,7 @@
 //! sends as its own phone, gets its own incoming messages and webhooks, survives a
 //! kill -9, and goes without touching the other.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_whatsapp::{ContactInfo, FakeWhatsApp, PHONE_USER};
 use serde_json::{Value, json};
@@ -16,22 +16,12 @@ const SECOND_LID: &str = "205550009876001";
 
 /// Waits until the account `device` reports itself connected.
 async fn wait_connected_as(server: &Server, device: &str) {
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let res = server
-            .request("GET", "/app/status", Some(device), None)
-            .await;
-        if res.body["results"]["is_connected"] == true {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{device} never connected: {}\n{}",
-            res.body,
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{device} to connect");
+    server
+        .wait_reply("/app/status", Some(device), &what, |r| {
+            r["results"]["is_connected"] == true
+        })
+        .await;
 }
 
 /// Sends `text` to FRIEND through the account `device`; the sender the fake saw.
@@ -233,22 +223,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn a_replaced_stream_or_an_unlink_stops_that_account_only() {
     let (fake, server, _dir, _) = two_paired(&[]).await;
     assert_eq!(fake.replace_session_of(SECOND), 1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let sales = server
-            .request("GET", "/app/status", Some("sales"), None)
-            .await;
-        if sales.body["results"]["state"] == "replaced" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}\n{}",
-            sales.body,
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_reply("/app/status", Some("sales"), "sales to be replaced", |r| {
+            r["results"]["state"] == "replaced"
+        })
+        .await;
     send_as(&fake, &server, "default", "the other one carries on").await;
     let back = server
         .request("POST", "/devices/sales/reconnect", None, None)
@@ -257,22 +236,14 @@ async fn a_replaced_stream_or_an_unlink_stops_that_account_only() {
     send_as(&fake, &server, "sales", "taken back").await;
 
     assert_eq!(fake.unlink_device_of(SECOND), 1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let sales = server
-            .request("GET", "/devices/sales/status", None, None)
-            .await;
-        if sales.body["results"]["is_logged_in"] == false {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}\n{}",
-            sales.body,
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server
+        .wait_reply(
+            "/devices/sales/status",
+            None,
+            "sales to be logged out",
+            |r| r["results"]["is_logged_in"] == false,
+        )
+        .await;
     // The slot stays, logged out; the other account is untouched.
     let slot = server.request("GET", "/devices/sales", None, None).await;
     assert_eq!(

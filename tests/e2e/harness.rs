@@ -228,14 +228,8 @@ impl Server {
         device: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(device) = device {
-            req = req.header("x-device-id", device);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
+        let url = format!("{}{path}", self.base);
+        let req = crate::common::account_request(&self.http, method, url, device, body);
         Reply::read(req.send().await.unwrap()).await
     }
 
@@ -275,18 +269,34 @@ impl Server {
 
     /// Waits until `/app/status` satisfies `ready`.
     pub async fn wait_status(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let reply = self
+            .wait_reply("/app/status", None, what, |r| ready(&r["results"]))
+            .await;
+        reply["results"].clone()
+    }
+
+    /// Waits until the answer to `GET path` for the account `device` satisfies
+    /// `ready`; returns it.
+    pub async fn wait_reply(
+        &self,
+        path: &str,
+        device: Option<&str>,
+        what: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(45);
         loop {
-            let status = self.status().await;
-            if ready(&status) {
-                return status;
+            let res = self.request("GET", path, device, None).await;
+            if ready(&res.body) {
+                return res.body;
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {what}; last status {status}; server log:\n{}",
+                "timed out waiting for {what}; last answer {}; server log:\n{}",
+                res.body,
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
