@@ -15,6 +15,7 @@ pub mod link_preview;
 pub mod logs;
 pub mod media;
 pub mod messages;
+pub mod ops;
 pub mod qr;
 pub mod service;
 pub mod storage;

@@ -66,6 +66,14 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let _storage = whatsapp_api::lock_storage(config)?;
+    // Each account holds about ten files open.
+    if let Some(limit) = whatsapp_api::ops::raise_fd_limit() {
+        info!(
+            limit,
+            accounts = limit / whatsapp_api::ops::FDS_PER_ACCOUNT,
+            "open files limit (room for about this many accounts)"
+        );
+    }
     let (router, accounts) = whatsapp_api::build(config).await?;
     info!(address = %listener.local_addr()?, "HTTP API listening");
     if !config.host.is_loopback() && config.basic_auth.is_empty() {

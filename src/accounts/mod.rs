@@ -132,6 +132,9 @@ pub enum AddError {
     InvalidId(String),
     #[error("cannot open the account: {0:#}")]
     Open(anyhow::Error),
+    /// Not enough open files left for another account.
+    #[error("{0}")]
+    NoRoom(String),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
 }
@@ -271,6 +274,12 @@ impl Accounts {
             );
         }
         accounts.sweep_orphan_folders(&slots);
+        if let Err(e) = crate::ops::room_for_accounts(slots.len() as u64) {
+            error!(
+                accounts = slots.len(),
+                "{e}; some accounts may fail to open"
+            );
+        }
         // Never every handshake at once: a random order, a jittered pause between
         // accounts, and at most `startup_handshakes` connecting at a time.
         rand::seq::SliceRandom::shuffle(slots.as_mut_slice(), &mut rand::rng());
@@ -457,6 +466,7 @@ impl Accounts {
             None => uuid::Uuid::new_v4().to_string(),
         };
         let _changing = self.changing.lock().await;
+        crate::ops::room_for_accounts(1).map_err(AddError::NoRoom)?;
         let root_free = {
             let table = self.read_table();
             if table.open.iter().any(|a| a.id == id) || table.not_open(&id).is_some() {

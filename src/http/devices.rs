@@ -159,6 +159,10 @@ async fn add(State(server): State<Server>, body: Bytes) -> Result<Response, ApiE
             AddError::Exists(_) | AddError::InvalidId(_) => {
                 ApiError::bad_request(e.to_string()).with_code(ErrorCode::BadRequest)
             }
+            AddError::NoRoom(why) => {
+                tracing::error!("cannot add an account: {why}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why)
+            }
             other => {
                 tracing::error!(error = %other, "cannot add an account");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot add the device")

@@ -341,3 +341,40 @@ async fn an_accounts_own_webhook_takes_its_events_signed_with_its_secret() {
     assert!(!ids(&global).contains(&to_sales), "replaced, not added to");
     assert!(!ids(&own).contains(&to_first), "the other account's event");
 }
+
+#[tokio::test]
+async fn an_account_is_refused_before_the_server_runs_out_of_open_files() {
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_nofile(&fake, dir.path(), 120).await;
+    let mut refused = None;
+    for n in 0..20 {
+        let res = server
+            .request(
+                "POST",
+                "/devices",
+                None,
+                Some(json!({"device_id": format!("a{n}")})),
+            )
+            .await;
+        if res.status != 200 {
+            refused = Some(res);
+            break;
+        }
+    }
+    let refused = refused.expect("a limit of 120 open files holds fewer than 20 accounts");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.message().contains("limit of open files"),
+        "{}",
+        refused.body
+    );
+    // The server goes on serving what it has.
+    let list = server.get("/devices").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        server.log().contains("open files limit"),
+        "{}",
+        server.log()
+    );
+}

@@ -19,6 +19,8 @@ pub struct Server {
     ws_url: String,
     port: u16,
     extra_args: Vec<String>,
+    /// A limit on open files for the process (through `prlimit`).
+    nofile: Option<u64>,
 }
 
 pub struct Reply {
@@ -56,6 +58,24 @@ impl Server {
             ws_url: fake.ws_url(),
             port,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            nofile: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Starts the server with at most `nofile` open files.
+    pub async fn start_with_nofile(fake: &FakeWhatsApp, dir: &Path, nofile: u64) -> Server {
+        let port = free_port();
+        let mut server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            child: None,
+            dir: dir.to_owned(),
+            ws_url: fake.ws_url(),
+            port,
+            extra_args: Vec::new(),
+            nofile: Some(nofile),
         };
         server.spawn().await;
         server
@@ -67,7 +87,15 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = Command::new(BINARY)
+        let mut command = match self.nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(BINARY);
+                c
+            }
+            None => Command::new(BINARY),
+        };
+        let child = command
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--db-path")
             .arg(self.db_path())

@@ -1,0 +1,91 @@
+//! What the process uses of the machine: open files against their limit, memory.
+//! Read from `/proc/self` (Linux); elsewhere the figures are `None`.
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+/// File descriptors one account holds at most: its session store, message store and
+/// webhook outbox (each with its log and shared memory), and its WebSocket.
+pub const FDS_PER_ACCOUNT: u64 = 10;
+
+/// Raises the soft limit on open files to the hard limit (a thousand accounts need
+/// about ten thousand); returns the limit now in force.
+pub fn raise_fd_limit() -> Option<u64> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => return Some(hard),
+            Err(e) => {
+                tracing::warn!(soft, hard, error = %e, "cannot raise the limit on open files")
+            }
+        }
+    }
+    Some(soft)
+}
+
+/// The limit on open files now in force.
+pub fn fd_limit() -> Option<u64> {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+/// How many files this process has open.
+pub fn open_fds() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+/// Room for `accounts` more accounts under the limit on open files: `Err` with
+/// the figures when there is none.
+pub fn room_for_accounts(accounts: u64) -> Result<(), String> {
+    let (Some(open), Some(limit)) = (open_fds(), fd_limit()) else {
+        return Ok(());
+    };
+    let needed = accounts * FDS_PER_ACCOUNT;
+    // A margin for requests, uploads and webhook connections.
+    let margin = 64 + limit / 20;
+    if open + needed + margin > limit {
+        return Err(format!(
+            "the server is near its limit of open files ({open} open, limit {limit}; an \
+             account needs up to {FDS_PER_ACCOUNT}): raise it (ulimit -n, or the \
+             container's nofile limit)"
+        ));
+    }
+    Ok(())
+}
+
+/// The process's resident memory and its peak, in bytes.
+pub fn memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_figures_come_from_this_process() {
+        let before = open_fds().unwrap();
+        let files: Vec<_> = (0..5).map(|_| tempfile::tempfile().unwrap()).collect();
+        assert_eq!(open_fds().unwrap(), before + 5);
+        drop(files);
+        let limit = raise_fd_limit().unwrap();
+        assert_eq!(fd_limit(), Some(limit));
+        assert!(room_for_accounts(1).is_ok());
+        let err = room_for_accounts(limit).unwrap_err();
+        assert!(err.contains("limit of open files"), "{err}");
+        let (rss, peak) = memory().unwrap();
+        assert!(rss > 1_000_000 && peak >= rss, "{rss} {peak}");
+    }
+}
