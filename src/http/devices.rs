@@ -52,21 +52,23 @@ struct Device {
 
 impl Device {
     fn of(account: &Account) -> Self {
-        let state = match account.wa.phase() {
-            SessionPhase::Connected => "logged_in",
-            SessionPhase::Connecting | SessionPhase::Reconnecting => "connecting",
-            SessionPhase::Pairing => "connected",
-            SessionPhase::LoggedOut | SessionPhase::Replaced | SessionPhase::Stopping => {
-                "disconnected"
-            }
-        };
         Device {
             id: account.id.clone(),
             display_name: None,
-            state,
+            state: state_name(account.wa.phase()),
             jid: account.jid(),
             created_at: rfc3339(account.created_at),
         }
+    }
+}
+
+/// Go's name of an account's state.
+pub(super) fn state_name(phase: SessionPhase) -> &'static str {
+    match phase {
+        SessionPhase::Connected => "logged_in",
+        SessionPhase::Connecting | SessionPhase::Reconnecting => "connecting",
+        SessionPhase::Pairing => "connected",
+        SessionPhase::LoggedOut | SessionPhase::Replaced | SessionPhase::Stopping => "disconnected",
     }
 }
 

@@ -266,7 +266,7 @@ where
     }
     if let Some(id) = key_scope {
         let path = super::route_path(&state.limits.base_path, req.uri().path());
-        if path == "/devices" || path.starts_with("/devices/") {
+        if path == "/devices" || path.starts_with("/devices/") || path == "/metrics" {
             let refused = ApiError::new(
                 StatusCode::FORBIDDEN,
                 "an account's API key cannot manage devices; use the operator's credentials",

@@ -11,6 +11,7 @@ pub mod form;
 pub mod group;
 pub mod guard;
 pub mod message;
+pub mod metrics;
 pub mod newsletter;
 pub mod request;
 pub mod response;
@@ -152,6 +153,7 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
     let routes = Router::new()
         .merge(dashboard::router())
         .merge(devices::router())
+        .merge(metrics::router())
         .merge(app::router())
         .merge(user::router())
         .merge(send::router())

@@ -613,3 +613,71 @@ async fn a_removed_account_stays_removed_after_a_restart() {
     );
     assert_eq!(app.slots_after_restart().await, ["second"]);
 }
+
+#[tokio::test]
+async fn metrics_count_accounts_by_state_for_the_operator_only() {
+    let app = TestApp::spawn_with(&["--basic-auth", "admin:secret"]).await;
+    let get = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .basic_auth("admin", Some("secret"))
+    };
+    let scrape = || async {
+        let res = get("/metrics").send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        res.text().await.unwrap()
+    };
+    let text = scrape().await;
+    assert!(
+        text.contains("whatsapp_accounts{state=\"logged_in\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("whatsapp_accounts{state=\"broken\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("process_open_fds "), "{text}");
+    assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
+    let added = app
+        .client
+        .post(app.url("/devices"))
+        .basic_auth("admin", Some("secret"))
+        .json(&json!({"device_id": "second", "api_key": true}))
+        .send()
+        .await
+        .unwrap();
+    let added: Value = added.json().await.unwrap();
+    app.account("second")
+        .wa
+        .set_status(SessionStatus::LoggedOut);
+    let text = scrape().await;
+    assert!(
+        text.contains("whatsapp_accounts{state=\"logged_in\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("whatsapp_accounts{state=\"disconnected\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("second"), "no series per account: {text}");
+
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let key = added["results"]["api_key"].as_str().unwrap();
+    let by_key = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), 403);
+}
