@@ -171,6 +171,14 @@ impl Server {
         (self.status_kb("RssAnon:"), self.status_kb("RssFile:"))
     }
 
+    /// How many files the server has open now (the benches report it).
+    #[allow(dead_code)]
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     fn pid(&self) -> u32 {
         self.child
             .as_ref()
