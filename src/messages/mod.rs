@@ -302,14 +302,19 @@ impl MessageStore {
             std::mem::take(&mut queued.changes)
         };
         let now = jiff::Timestamp::now().as_second();
-        if apply_all(&mut conn, batch.iter().map(|(change, _)| change), now).is_ok() {
-            return;
-        }
-        for (change, what) in &batch {
-            if let Err(e) = apply_all(&mut conn, [change], now) {
-                tracing::warn!(error = %e, "{what} was not stored");
+        // Nothing written here is owed to WhatsApp (it is this account's own sends,
+        // receipts, settings): no fsync per transaction, unlike incoming messages,
+        // which are written before their ack. The log still keeps every commit
+        // across a crash of the process; a power cut may lose the last ones.
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        if apply_all(&mut conn, batch.iter().map(|(change, _)| change), now).is_err() {
+            for (change, what) in &batch {
+                if let Err(e) = apply_all(&mut conn, [change], now) {
+                    tracing::warn!(error = %e, "{what} was not stored");
+                }
             }
         }
+        let _ = conn.pragma_update(None, "synchronous", "FULL");
     }
 
     /// One stored message with its latest text.
@@ -884,6 +889,26 @@ mod tests {
     }
 
     const CHAT: &str = "62811@s.whatsapp.net";
+
+    #[test]
+    fn background_writes_skip_the_fsync_and_leave_incoming_ones_with_it() {
+        let (store, _dir) = store();
+        let store = std::sync::Arc::new(store);
+        let synchronous = |store: &MessageStore| -> i64 {
+            store
+                .conn()
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(&store), 2, "FULL for incoming messages");
+        // Outside a runtime the background write runs here, at once.
+        store.apply_in_background(
+            Change::Message(Box::new(message("OUT1", 5, "sent"))),
+            "a sent message",
+        );
+        assert!(store.get(CHAT, "OUT1").unwrap().is_some());
+        assert_eq!(synchronous(&store), 2, "back to FULL after the batch");
+    }
 
     fn store() -> (MessageStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
