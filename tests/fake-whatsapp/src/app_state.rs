@@ -218,7 +218,8 @@ struct Share {
 /// The account's app state, its key, and the key shares sent.
 pub(crate) struct AppState {
     key: SyncKey,
-    shares: HashMap<u32, Share>,
+    /// By device JID.
+    shares: HashMap<String, Share>,
     collections: HashMap<String, Collection>,
     mutations: Vec<AppStateMutation>,
 }
@@ -834,7 +835,7 @@ async fn peer_stanza(
         let world = shared.world();
         let bundle = world
             .bundles
-            .get(&device.id)
+            .get(&device.jid)
             .cloned()
             .context("the companion has not uploaded its prekeys")?;
         (bundle, world.account_of_device(device)?)
@@ -875,14 +876,14 @@ pub(crate) async fn key_share_for(shared: &Shared, device: &Device, conn: u64) -
         let settled = world
             .app_state
             .shares
-            .get(&device.id)
+            .get(&device.jid)
             .is_some_and(|s| s.acknowledged || s.conn == conn);
-        if settled || !world.bundles.contains_key(&device.id) {
+        if settled || !world.bundles.contains_key(&device.jid) {
             return None;
         }
         let id = format!("FAKEKEYS{:012X}", rand::random::<u64>() >> 16);
         world.app_state.shares.insert(
-            device.id,
+            device.jid.clone(),
             Share {
                 message_id: id.clone(),
                 conn,
@@ -898,7 +899,7 @@ pub(crate) async fn key_share_for(shared: &Shared, device: &Device, conn: u64) -
         }
         Err(e) => {
             let mut world = shared.world();
-            world.app_state.shares.remove(&device.id);
+            world.app_state.shares.remove(&device.jid);
             world.problems.push(format!(
                 "sharing the app-state key with {}: {e:#}",
                 device.jid
@@ -994,7 +995,7 @@ async fn answer_peer(
             .key_ids
             .iter()
             .all(|k| k.key_id.as_deref() == Some(key.id.as_slice()));
-        let published = world.bundles.contains_key(&device.id);
+        let published = world.bundles.contains_key(&device.jid);
         (known, published, key.share())
     };
     if !known || request.key_ids.is_empty() {
@@ -1020,7 +1021,7 @@ async fn answer_peer(
         Ok(node) => {
             info!(device = %device.jid, %id, "the phone answers an app-state key request");
             shared.world().app_state.shares.insert(
-                device.id,
+                device.jid.clone(),
                 Share {
                     message_id: id,
                     conn,
@@ -1650,7 +1651,7 @@ mod tests {
             "no prekeys yet"
         );
         fake.shared.world().bundles.insert(
-            device.id,
+            device.jid.clone(),
             crate::actions::tests::published(&own, &device.jid),
         );
 
@@ -1702,7 +1703,7 @@ mod tests {
         {
             let mut world = fake.shared.world();
             world.session_conns.insert(crate::PHONE_USER.to_owned(), 7);
-            world.sessions.insert(7, device.id);
+            world.sessions.insert(7, device.jid.clone());
         }
         let receipt = NodeBuilder::new("receipt")
             .attr("id", attr(&again, "id").unwrap())

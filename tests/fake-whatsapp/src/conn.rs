@@ -431,10 +431,11 @@ impl Conn {
         if companion.noise_key != self.client_static {
             bail!("the companion's noise key is not this connection's");
         }
-        let device_id = self.shared.world().reserve_device_id();
+        let phone = account.phone.user.clone();
+        let device_id = self.shared.world().reserve_device_id(&phone);
         let outcome = self.sign_in(companion, account, device_id).await;
         let mut world = self.shared.world();
-        world.reserved_ids.remove(&device_id);
+        world.reserved_ids.remove(&(phone, device_id));
         let device = outcome?;
         world.pairing.retain(|_, c| *c != self.id);
         world.link_codes.remove(&self.id);
@@ -519,7 +520,7 @@ impl Conn {
                 device: Some(device.jid.clone()),
             });
             world.session_conns.insert(device.phone.clone(), self.id);
-            world.sessions.insert(self.id, device.id);
+            world.sessions.insert(self.id, device.jid.clone());
         }
         info!(device = %device.jid, "companion logged in");
         let delay = self.shared.world().faults.login_delay_ms;
@@ -724,7 +725,7 @@ impl Conn {
             let world = self.shared.world();
             let bundle = world
                 .bundles
-                .get(&device.id)
+                .get(&device.jid)
                 .cloned()
                 .context("the companion has not uploaded its prekeys")?;
             let keys = world
@@ -757,7 +758,7 @@ impl Conn {
         self.shared
             .world()
             .unacked
-            .entry(device.id)
+            .entry(device.jid.clone())
             .or_default()
             .push((id.clone(), node.clone()));
         self.send(node).await?;
@@ -814,7 +815,7 @@ impl Conn {
                         .filter_map(|i| attr(i, "id")),
                 );
             }
-            if let Some(queue) = self.shared.world().unacked.get_mut(&device.id) {
+            if let Some(queue) = self.shared.world().unacked.get_mut(&device.jid) {
                 queue.retain(|(queued, _)| !ids.contains(queued));
             }
             return Ok(false);
@@ -867,7 +868,7 @@ impl Conn {
                     .shared
                     .world()
                     .unacked
-                    .get(&device.id)
+                    .get(&device.jid)
                     .cloned()
                     .unwrap_or_default();
                 for (id, stanza) in &queued {
@@ -900,7 +901,7 @@ impl Conn {
                     .world()
                     .devices
                     .iter_mut()
-                    .find(|d| d.id == device.id)
+                    .find(|d| d.jid == device.jid)
                 {
                     d.removed = true;
                 }
@@ -911,7 +912,10 @@ impl Conn {
             "encrypt" if child(node, "registration").is_some() => {
                 match crate::signal::CompanionBundle::from_upload(node) {
                     Ok(bundle) => {
-                        self.shared.world().bundles.insert(device.id, bundle);
+                        self.shared
+                            .world()
+                            .bundles
+                            .insert(device.jid.clone(), bundle);
                         self.send(iq_result(node, vec![])).await?;
                         // The phone shares its app-state key with a new companion.
                         let share =

@@ -67,12 +67,14 @@ pub const PHONE_NAME: &str = "Fake Phone";
 /// A companion device (like our server) that a phone has linked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Device {
-    /// Unique across every phone of the fake: maps keyed by device id never mix
-    /// accounts up.
+    /// The device number within its phone's account (1, 2, 3 … for each phone, as
+    /// WhatsApp numbers them: the protocol carries it in one byte). Two phones'
+    /// companions may share it; [`Self::jid`] is unique.
     pub id: u32,
     /// The phone number of the account it is a companion of.
     pub phone: String,
-    /// `PHONE:ID@s.whatsapp.net`, with its own phone's number.
+    /// `PHONE:ID@s.whatsapp.net`, with its own phone's number: unique across every
+    /// phone of the fake, the key of every map kept per device.
     pub jid: String,
     #[serde(skip)]
     pub noise_key: [u8; 32],
@@ -222,9 +224,9 @@ struct World {
     /// Pairing connections that asked for a pairing code, by connection.
     link_codes: HashMap<u64, LinkRequest>,
     devices: Vec<Device>,
-    /// Device ids handed to pairings under way, so that two pairings at once (of
-    /// any phones) never get the same id. Released when the pairing ends.
-    reserved_ids: std::collections::HashSet<u32>,
+    /// Device ids handed to pairings under way, as (phone, id), so that two pairings
+    /// at once of one phone never get the same id. Released when the pairing ends.
+    reserved_ids: std::collections::HashSet<(String, u32)>,
     logins: Vec<Login>,
     faults: Faults,
     contacts: HashMap<String, Contact>,
@@ -237,12 +239,12 @@ struct World {
     uploads: HashMap<String, Vec<u8>>,
     /// What the fake refused, and why.
     problems: Vec<String>,
-    /// Prekeys each companion device uploaded at login.
-    bundles: HashMap<u32, signal::CompanionBundle>,
+    /// Prekeys each companion device uploaded at login, by device JID.
+    bundles: HashMap<String, signal::CompanionBundle>,
     /// The connection of the latest logged-in companion of each phone, by phone number.
     session_conns: HashMap<String, u64>,
-    /// Every open logged-in connection and the device id it logged in as.
-    sessions: HashMap<u64, u32>,
+    /// Every open logged-in connection and the device it logged in as (its JID).
+    sessions: HashMap<u64, String>,
     flood: FloodCount,
     /// Connections between their first byte and a finished login (or their end).
     handshaking: u32,
@@ -251,8 +253,9 @@ struct World {
     /// How many times a client asked to resume an upload.
     resume_probes: usize,
     /// Messages delivered to each companion device and not yet acknowledged by it,
-    /// in order: sent again at its next login, as WhatsApp's offline queue does.
-    unacked: HashMap<u32, Vec<(String, Node)>>,
+    /// in order, by device JID: sent again at its next login, as WhatsApp's offline
+    /// queue does.
+    unacked: HashMap<String, Vec<(String, Node)>>,
     /// How many times media was downloaded, by token.
     downloads: HashMap<String, usize>,
     /// `<presence>` types the companion sent, in order.
@@ -284,17 +287,18 @@ impl World {
             .with_context(|| format!("{} belongs to no phone of the fake", device.jid))
     }
 
-    /// A device id for a new companion, never used by a device of any phone nor by
-    /// another pairing under way. Release it with `reserved_ids.remove` once the
-    /// pairing is over.
-    fn reserve_device_id(&mut self) -> u32 {
-        let used = self.devices.iter().map(|d| d.id);
-        let id = used
-            .chain(self.reserved_ids.iter().copied())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        self.reserved_ids.insert(id);
+    /// A device id for a new companion of the phone `user`, as WhatsApp numbers
+    /// them: the smallest from 1 that no device of that phone was given (removed ones
+    /// included, so that nothing kept for an old device is taken for the new one) and
+    /// no pairing under way with that phone holds. Other phones' devices do not
+    /// count. Release it with `reserved_ids.remove` once the pairing is over.
+    fn reserve_device_id(&mut self, user: &str) -> u32 {
+        let taken = |id: u32| {
+            self.devices.iter().any(|d| d.phone == user && d.id == id)
+                || self.reserved_ids.contains(&(user.to_owned(), id))
+        };
+        let id = (1..).find(|id| !taken(*id)).expect("a free device id");
+        self.reserved_ids.insert((user.to_owned(), id));
         id
     }
 
@@ -1041,7 +1045,7 @@ fn drop_connections(shared: &Shared, phone: Option<&str>) -> usize {
     let world = shared.world();
     let phone_of = |conn: &u64| -> Option<&str> {
         if let Some(device) = world.sessions.get(conn) {
-            let device = world.devices.iter().find(|d| d.id == *device)?;
+            let device = world.devices.iter().find(|d| d.jid == *device)?;
             return Some(&device.phone);
         }
         world.link_codes.get(conn).map(|r| r.pending.phone.as_str())
@@ -1054,13 +1058,14 @@ fn drop_connections(shared: &Shared, phone: Option<&str>) -> usize {
         .count()
 }
 
-/// Whether `device` is one of `phone`'s, or `phone` is `None` (every phone).
-fn of_phone(world: &World, device: u32, phone: Option<&str>) -> bool {
+/// Whether the device with JID `device` is one of `phone`'s, or `phone` is `None`
+/// (every phone).
+fn of_phone(world: &World, device: &str, phone: Option<&str>) -> bool {
     phone.is_none_or(|phone| {
         world
             .devices
             .iter()
-            .any(|d| d.id == device && d.phone == phone)
+            .any(|d| d.jid == device && d.phone == phone)
     })
 }
 
@@ -1073,7 +1078,7 @@ fn unlink_device(shared: &Shared, phone: Option<&str>) -> usize {
         .filter(|d| !d.removed && phone.is_none_or(|p| d.phone == p));
     for device in linked {
         device.removed = true;
-        unlinked.push(device.id);
+        unlinked.push(device.jid.clone());
         tracing::info!(device = %device.jid, "the phone unlinked the companion");
     }
     let stanza = || {
@@ -1084,7 +1089,11 @@ fn unlink_device(shared: &Shared, phone: Option<&str>) -> usize {
                 .build()])
             .build()
     };
-    end_sessions(&world, |device| unlinked.contains(&device), stanza)
+    end_sessions(
+        &world,
+        |device| unlinked.iter().any(|u| u == device),
+        stanza,
+    )
 }
 
 fn replace_session(shared: &Shared, phone: Option<&str>) -> usize {
@@ -1101,11 +1110,11 @@ fn replace_session(shared: &Shared, phone: Option<&str>) -> usize {
 
 /// Sends every logged-in connection whose device `which` picks the stanza `stanza`
 /// builds, to end it with. Returns how many connections took the order.
-fn end_sessions(world: &World, which: impl Fn(u32) -> bool, stanza: impl Fn() -> Node) -> usize {
+fn end_sessions(world: &World, which: impl Fn(&str) -> bool, stanza: impl Fn() -> Node) -> usize {
     world
         .sessions
         .iter()
-        .filter(|(_, device)| which(**device))
+        .filter(|(_, device)| which(device))
         .filter_map(|(conn, _)| world.conns.get(conn))
         .filter(|tx| tx.send(Command::End(stanza())).is_ok())
         .count()
@@ -1181,19 +1190,28 @@ mod tests {
         });
     }
 
-    /// A logged-in connection of device `device`, as `conn::serve` registers one;
-    /// the receiver gets what the connection is ordered to do.
+    /// A logged-in connection of the default phone's device `device`.
     fn session(fake: &FakeWhatsApp, device: u32) -> mpsc::UnboundedReceiver<Command> {
+        session_of(fake, PHONE_USER, device)
+    }
+
+    /// A logged-in connection of device `device` of the phone `phone`, as
+    /// `conn::serve` registers one; the receiver gets what the connection is ordered
+    /// to do.
+    fn session_of(
+        fake: &FakeWhatsApp,
+        phone: &str,
+        device: u32,
+    ) -> mpsc::UnboundedReceiver<Command> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut world = fake.shared.world();
         world.next_conn += 1;
         let id = world.next_conn;
         world.conns.insert(id, tx);
-        world.sessions.insert(id, device);
-        if let Some(phone) = world.devices.iter().find(|d| d.id == device) {
-            let phone = phone.phone.clone();
-            world.session_conns.insert(phone, id);
-        }
+        world
+            .sessions
+            .insert(id, format!("{phone}:{device}@s.whatsapp.net"));
+        world.session_conns.insert(phone.to_owned(), id);
         rx
     }
 
@@ -1317,27 +1335,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn device_ids_are_unique_across_phones_and_pairings_under_way() {
+    async fn device_ids_are_per_phone_and_unique_among_its_pairings_under_way() {
         let fake = two_phones().await;
-        link(&fake, 1);
-        link_to(&fake, SECOND, 2);
         let mut world = fake.shared.world();
-        let (a, b) = (world.reserve_device_id(), world.reserve_device_id());
-        assert_eq!((a, b), (3, 4));
+        // Each phone's first companion is its device 1, as WhatsApp numbers them.
+        assert_eq!(world.reserve_device_id(PHONE_USER), 1);
+        assert_eq!(world.reserve_device_id(SECOND), 1);
+        // A second pairing of a phone under way gets the next one.
+        assert_eq!(world.reserve_device_id(SECOND), 2);
         // A pairing that failed gives its id back.
-        world.reserved_ids.remove(&b);
-        assert_eq!(world.reserve_device_id(), 4);
+        world.reserved_ids.remove(&(SECOND.to_owned(), 1));
+        assert_eq!(world.reserve_device_id(SECOND), 1);
+        world.reserved_ids.clear();
+        drop(world);
+
+        link(&fake, 1);
+        link(&fake, 2);
+        link_to(&fake, SECOND, 1);
+        let mut world = fake.shared.world();
+        assert_eq!(world.reserve_device_id(PHONE_USER), 3);
+        assert_eq!(world.reserve_device_id(SECOND), 2);
+        // Removed devices keep their number: what was kept for them stays theirs.
+        world.devices[0].removed = true;
+        assert_eq!(world.reserve_device_id(PHONE_USER), 4);
+        // The lowest free number is taken, gaps included.
+        world
+            .devices
+            .retain(|d| !(d.phone == PHONE_USER && d.id == 1));
+        assert_eq!(world.reserve_device_id(PHONE_USER), 1);
+    }
+
+    #[tokio::test]
+    async fn more_than_255_companions_in_all_keep_one_byte_device_numbers() {
+        let fake = two_phones().await;
+        for id in 1..=200 {
+            link(&fake, id);
+            link_to(&fake, SECOND, id);
+        }
+        let mut world = fake.shared.world();
+        assert_eq!(world.reserve_device_id(PHONE_USER), 201);
+        assert_eq!(world.reserve_device_id(SECOND), 201);
+        assert!(world.devices.iter().all(|d| u8::try_from(d.id).is_ok()));
     }
 
     #[tokio::test]
     async fn a_message_for_one_account_goes_to_that_phones_latest_companion_only() {
         let fake = two_phones().await;
         link(&fake, 1);
+        link_to(&fake, SECOND, 1);
         link_to(&fake, SECOND, 2);
-        link_to(&fake, SECOND, 3);
         let mut first = session(&fake, 1);
-        let mut older = session(&fake, 2);
-        let mut latest = session(&fake, 3);
+        let mut older = session_of(&fake, SECOND, 1);
+        let mut latest = session_of(&fake, SECOND, 2);
 
         let delivering = {
             let fake = fake.clone();
@@ -1384,9 +1433,9 @@ mod tests {
     async fn faults_of_one_phone_reach_its_companions_only() {
         let fake = two_phones().await;
         link(&fake, 1);
-        link_to(&fake, SECOND, 2);
+        link_to(&fake, SECOND, 1);
         let mut first = session(&fake, 1);
-        let mut second = session(&fake, 2);
+        let mut second = session_of(&fake, SECOND, 1);
 
         assert_eq!(fake.replace_session_of(SECOND), 1);
         assert!(ended_with(&mut second).contains(r#"type="replaced""#));

@@ -360,15 +360,15 @@ async fn a_second_phone_pairs_its_own_companion_with_its_identity_number_and_lid
     let second = Companion::new();
     let (other, success2) = second.pair_by_qr(&fake, SECOND).await.unwrap();
 
-    // One counter for every phone: the second phone's first device is not id 1.
-    assert_eq!((device.id, other.id), (1, 2));
+    // Devices are numbered per phone, as WhatsApp does: both are their phone's 1.
+    assert_eq!((device.id, other.id), (1, 1));
     assert_eq!(other.phone, SECOND);
-    assert_eq!(other.jid, format!("{SECOND}:2@s.whatsapp.net"));
+    assert_eq!(other.jid, format!("{SECOND}:1@s.whatsapp.net"));
     let (key, jid, lid) = signed_by(&success2);
     assert_eq!(key, identity_of(&fake, SECOND));
     assert_ne!(key, identity_of(&fake, PHONE_USER));
     assert_eq!(jid, other.jid);
-    assert_eq!(lid, format!("{SECOND_LID}:2@lid"));
+    assert_eq!(lid, format!("{SECOND_LID}:1@lid"));
     let (key, jid, lid) = signed_by(&success);
     assert_eq!(key, identity_of(&fake, PHONE_USER));
     assert_eq!(jid, format!("{PHONE_USER}:1@s.whatsapp.net"));
@@ -381,8 +381,9 @@ async fn a_second_phone_pairs_its_own_companion_with_its_identity_number_and_lid
     assert_eq!(answer.tag, "success", "{}", crate::show(&answer));
     assert_eq!(
         attr(&answer, "lid").as_deref(),
-        Some(format!("{SECOND_LID}:2@lid").as_str())
+        Some(format!("{SECOND_LID}:1@lid").as_str())
     );
+    // The default phone's device 1 is another companion: its noise key is not this.
     let (answer, _) = second.login(&fake, PHONE_USER, other.id).await.unwrap();
     assert_eq!(answer.tag, "failure", "{}", crate::show(&answer));
     assert_eq!(fake.problems(), Vec::<String>::new());
@@ -473,20 +474,12 @@ async fn a_pairing_code_for_the_second_phone_links_the_companion_with_it() {
     assert!(fake.devices_of(PHONE_USER).is_empty());
 }
 
-#[tokio::test]
-async fn the_second_phones_companion_gets_its_key_share_and_messages_from_its_phone() {
-    let fake = with_second_phone().await;
-    fake.add_contact(FRIEND, crate::ContactInfo::default())
-        .unwrap();
-    let companion = Companion::new();
-    let (device, _) = companion.pair_by_qr(&fake, SECOND).await.unwrap();
-    let (answer, mut wire) = companion.login(&fake, SECOND, device.id).await.unwrap();
-    assert_eq!(answer.tag, "success");
-
-    // The companion publishes its prekeys; its phone shares the app-state key.
-    let mut own = DeviceKeys::generate().unwrap();
+/// The logged-in companion `device` publishes new prekeys on `wire`, and checks the
+/// app-state key share its own phone then sends it. Returns its Signal keys.
+async fn publish(wire: &mut Wire, device: &Device) -> Result<DeviceKeys> {
+    let mut own = DeviceKeys::generate()?;
     let upload = own.bundle(&device.jid);
-    let children = upload.children().unwrap().iter().map(|c| {
+    let children = upload.children().context("a bundle")?.iter().map(|c| {
         if c.tag == "key" {
             NodeBuilder::new("list").children([c.clone()]).build()
         } else {
@@ -499,20 +492,162 @@ async fn the_second_phones_companion_gets_its_key_share_and_messages_from_its_ph
         .attr("xmlns", "encrypt")
         .children(children)
         .build();
-    wire.ask(upload).await.unwrap();
-    let share = wire
-        .expect("the key share", |n| n.tag == "message")
+    wire.ask(upload).await?;
+    let share = wire.expect("the key share", |n| n.tag == "message").await?;
+    let phone = format!("{}@s.whatsapp.net", device.phone);
+    ensure!(
+        attr(&share, "from").as_deref() == Some(phone.as_str()),
+        "the key share is not from the companion's phone: {}",
+        crate::show(&share)
+    );
+    let enc = child(&share, "enc").context("no <enc>")?;
+    let plain = own
+        .decrypt(
+            &phone,
+            &attr(enc, "type").unwrap_or_default(),
+            bytes(enc).context("no bytes")?,
+        )
+        .await
+        .context("not encrypted by the companion's phone for its keys")?;
+    let message = decode_plaintext(&plain, 2)?;
+    ensure!(message.protocol_message.is_set(), "no protocol message");
+    Ok(own)
+}
+
+/// Decrypts a message [`FRIEND`] sent to the companion whose keys are `own`.
+async fn read_from_friend(own: &mut DeviceKeys, delivered: &Node) -> Result<wa::Message> {
+    let enc = child(delivered, "enc").context("no <enc>")?;
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    let plain = own
+        .decrypt(
+            &friend,
+            &attr(enc, "type").unwrap_or_default(),
+            bytes(enc).context("no bytes")?,
+        )
+        .await?;
+    decode_plaintext(&plain, 2)
+}
+
+#[tokio::test]
+async fn each_phones_device_1_keeps_its_own_prekeys_deliveries_and_offline_queue() {
+    let fake = with_second_phone().await;
+    fake.add_contact(FRIEND, crate::ContactInfo::default())
+        .unwrap();
+    let (a1, b1, a2) = (Companion::new(), Companion::new(), Companion::new());
+    let (dev_a1, _) = a1.pair_by_qr(&fake, PHONE_USER).await.unwrap();
+    let (dev_b1, _) = b1.pair_by_qr(&fake, SECOND).await.unwrap();
+    let (dev_a2, _) = a2.pair_by_qr(&fake, PHONE_USER).await.unwrap();
+    // Per phone: the default phone's second companion is its 2, the other's first 1.
+    assert_eq!((dev_a1.id, dev_b1.id, dev_a2.id), (1, 1, 2));
+    assert_eq!(dev_a1.jid, format!("{PHONE_USER}:1@s.whatsapp.net"));
+    assert_eq!(dev_b1.jid, format!("{SECOND}:1@s.whatsapp.net"));
+    assert_eq!(dev_a2.jid, format!("{PHONE_USER}:2@s.whatsapp.net"));
+
+    // Both devices 1 log in and publish their own prekeys; each gets its own phone's
+    // key share, encrypted for its own keys.
+    let (answer, mut wire_a) = a1.login(&fake, PHONE_USER, 1).await.unwrap();
+    assert_eq!(answer.tag, "success", "{}", crate::show(&answer));
+    let mut own_a = publish(&mut wire_a, &dev_a1).await.unwrap();
+    let (answer, mut wire_b) = b1.login(&fake, SECOND, 1).await.unwrap();
+    assert_eq!(answer.tag, "success", "{}", crate::show(&answer));
+    let mut own_b = publish(&mut wire_b, &dev_b1).await.unwrap();
+
+    // A message to the default account reaches its device 1 only, encrypted for the
+    // prekeys that device published (not those the other phone's device 1 did).
+    let id_a = fake.deliver(FRIEND, "for A").await.unwrap();
+    let delivered = wire_a
+        .expect("A's message", |n| {
+            n.tag == "message" && attr(n, "id").as_deref() == Some(id_a.as_str())
+        })
         .await
         .unwrap();
-    let phone = format!("{SECOND}@s.whatsapp.net");
-    assert_eq!(attr(&share, "from").as_deref(), Some(phone.as_str()));
-    let enc = child(&share, "enc").unwrap();
-    let plain = own
-        .decrypt(&phone, &attr(enc, "type").unwrap(), bytes(enc).unwrap())
+    let message = read_from_friend(&mut own_a, &delivered).await.unwrap();
+    assert_eq!(message.conversation.as_deref(), Some("for A"));
+    let id_b = fake.deliver_to(SECOND, FRIEND, "for B").await.unwrap();
+    let delivered = wire_b
+        .expect("B's message", |n| {
+            assert_ne!(
+                attr(n, "id").as_deref(),
+                Some(id_a.as_str()),
+                "A's message on B"
+            );
+            n.tag == "message" && attr(n, "id").as_deref() == Some(id_b.as_str())
+        })
         .await
-        .expect("encrypted by the second phone");
-    let message = decode_plaintext(&plain, 2).unwrap();
-    assert!(message.protocol_message.is_set());
+        .unwrap();
+    let message = read_from_friend(&mut own_b, &delivered).await.unwrap();
+    assert_eq!(message.conversation.as_deref(), Some("for B"));
+
+    // Each waits in its own device's offline queue.
+    let queued = |jid: &str| -> Vec<String> {
+        let world = fake.shared.world();
+        let queue = world.unacked.get(jid).cloned().unwrap_or_default();
+        queue.into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(queued(&dev_a1.jid), vec![id_a.clone()]);
+    assert_eq!(queued(&dev_b1.jid), vec![id_b.clone()]);
+
+    // B's device 1 acknowledges its message: only its own queue empties.
+    let receipt = NodeBuilder::new("receipt")
+        .attr("id", id_b.clone())
+        .attr("to", format!("{FRIEND}@s.whatsapp.net"))
+        .build();
+    wire_b.send(&receipt).await.unwrap();
+    let passive = |id: &str| {
+        NodeBuilder::new("iq")
+            .attr("id", id.to_owned())
+            .attr("type", "set")
+            .attr("xmlns", "passive")
+            .children([NodeBuilder::new("active").build()])
+            .build()
+    };
+    wire_b.ask(passive("passive-b")).await.unwrap();
+    let offline = wire_b
+        .expect("the offline count", |n| {
+            assert_ne!(
+                n.tag,
+                "message",
+                "B got a message again: {}",
+                crate::show(n)
+            );
+            n.tag == "ib"
+        })
+        .await
+        .unwrap();
+    let count = |ib: &Node| child(ib, "offline").and_then(|o| attr(o, "count"));
+    assert_eq!(count(&offline).as_deref(), Some("0"));
+    assert!(queued(&dev_b1.jid).is_empty());
+    assert_eq!(queued(&dev_a1.jid), vec![id_a.clone()]);
+
+    // A's device 1 still gets its own message again, and nothing of B's.
+    wire_a.ask(passive("passive-a")).await.unwrap();
+    let again = wire_a
+        .expect("A's message again", |n| n.tag == "message" || n.tag == "ib")
+        .await
+        .unwrap();
+    assert_eq!(attr(&again, "id").as_deref(), Some(id_a.as_str()));
+    assert_eq!(attr(&again, "offline").as_deref(), Some("1"));
+    let offline = wire_a
+        .expect("the offline count", |n| n.tag == "ib" || n.tag == "message")
+        .await
+        .unwrap();
+    assert_eq!(count(&offline).as_deref(), Some("1"));
+    assert_eq!(fake.unacked(), 1);
+    assert_eq!(fake.problems(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_second_phones_companion_gets_its_key_share_and_messages_from_its_phone() {
+    let fake = with_second_phone().await;
+    fake.add_contact(FRIEND, crate::ContactInfo::default())
+        .unwrap();
+    let companion = Companion::new();
+    let (device, _) = companion.pair_by_qr(&fake, SECOND).await.unwrap();
+    let (answer, mut wire) = companion.login(&fake, SECOND, device.id).await.unwrap();
+    assert_eq!(answer.tag, "success");
+
+    // The companion publishes its prekeys; its phone shares the app-state key.
+    let mut own = publish(&mut wire, &device).await.unwrap();
 
     // A contact writes to the second account: its companion reads it. The default
     // account has no companion logged in, and the message does not go elsewhere.
@@ -526,13 +661,7 @@ async fn the_second_phones_companion_gets_its_key_share_and_messages_from_its_ph
         })
         .await
         .unwrap();
-    let enc = child(&delivered, "enc").unwrap();
-    let friend = format!("{FRIEND}@s.whatsapp.net");
-    let plain = own
-        .decrypt(&friend, &attr(enc, "type").unwrap(), bytes(enc).unwrap())
-        .await
-        .unwrap();
-    let message = decode_plaintext(&plain, 2).unwrap();
+    let message = read_from_friend(&mut own, &delivered).await.unwrap();
     assert_eq!(message.conversation.as_deref(), Some("hello second"));
     let err = fake
         .deliver(FRIEND, "to the default account")
