@@ -85,25 +85,7 @@ async fn pair(fake: &FakeWhatsApp, server: &Server, i: usize) {
             .await;
         assert_eq!(added.status, 200, "{}", added.body);
     }
-    let login = server.request("GET", "/app/login", Some(&id), None).await;
-    assert_eq!(login.status, 200, "{id}: {}", login.body);
-    let link = login.body["results"]["qr_link"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let png = server
-        .http
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let qr = common::decode_qr(&png);
-    fake.scan_as(&phone, &qr)
-        .await
-        .unwrap_or_else(|e| panic!("{id} did not pair: {e:#}"));
+    server.scan_for(fake, "/app/login", &id, &phone).await;
 }
 
 /// `total` texts through `POST /send/message`, 16 at a time, spread over `accounts`

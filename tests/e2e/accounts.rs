@@ -97,23 +97,8 @@ async fn link_account(
         .request("POST", "/devices", None, Some(json!({"device_id": id})))
         .await;
     assert_eq!(added.status, 200, "{}", added.body);
-    let login = server
-        .request("GET", &format!("/devices/{id}/login"), None, None)
-        .await;
-    assert_eq!(login.status, 200, "{}", login.body);
-    let link = login.body["results"]["qr_link"].as_str().unwrap();
-    assert!(link.contains("/statics/images/qrcode/"), "{link}");
-    let png = server
-        .http
-        .get(link)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let qr = crate::common::decode_qr(&png);
-    let linked = fake.scan_as(phone, &qr).await.unwrap();
+    let login = format!("/devices/{id}/login");
+    let linked = server.scan_for(fake, &login, id, phone).await;
     assert!(
         linked.jid.starts_with(&format!("{phone}:")),
         "{}",

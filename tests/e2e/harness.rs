@@ -49,6 +49,20 @@ impl Server {
 
     /// Starts the server with extra command-line flags.
     pub async fn start_with(fake: &FakeWhatsApp, dir: &Path, extra_args: &[&str]) -> Server {
+        Self::launch(fake, dir, extra_args, None).await
+    }
+
+    /// Starts the server with at most `nofile` open files.
+    pub async fn start_with_nofile(fake: &FakeWhatsApp, dir: &Path, nofile: u64) -> Server {
+        Self::launch(fake, dir, &[], Some(nofile)).await
+    }
+
+    async fn launch(
+        fake: &FakeWhatsApp,
+        dir: &Path,
+        extra_args: &[&str],
+        nofile: Option<u64>,
+    ) -> Server {
         let port = free_port();
         let mut server = Server {
             base: format!("http://127.0.0.1:{port}"),
@@ -58,24 +72,7 @@ impl Server {
             ws_url: fake.ws_url(),
             port,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-            nofile: None,
-        };
-        server.spawn().await;
-        server
-    }
-
-    /// Starts the server with at most `nofile` open files.
-    pub async fn start_with_nofile(fake: &FakeWhatsApp, dir: &Path, nofile: u64) -> Server {
-        let port = free_port();
-        let mut server = Server {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            child: None,
-            dir: dir.to_owned(),
-            ws_url: fake.ws_url(),
-            port,
-            extra_args: Vec::new(),
-            nofile: Some(nofile),
+            nofile,
         };
         server.spawn().await;
         server
@@ -349,6 +346,43 @@ impl Server {
         let png = self.http.get(&link).send().await.unwrap();
         assert_eq!(png.status(), 200);
         crate::common::decode_qr(&png.bytes().await.unwrap())
+    }
+
+    /// The phone `phone` of the fake scans the QR code the account `device` shows
+    /// at `GET login` (`/app/login` with its `X-Device-Id`, or
+    /// `/devices/:id/login`); the linked device.
+    pub async fn scan_for(
+        &self,
+        fake: &FakeWhatsApp,
+        login: &str,
+        device: &str,
+        phone: &str,
+    ) -> fake_whatsapp::Device {
+        let login = self.request("GET", login, Some(device), None).await;
+        assert_eq!(
+            login.status,
+            200,
+            "{device}: {}\n{}",
+            login.body,
+            self.log()
+        );
+        let link = login.body["results"]["qr_link"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let png = self
+            .http
+            .get(&link)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let qr = crate::common::decode_qr(&png);
+        fake.scan_as(phone, &qr)
+            .await
+            .unwrap_or_else(|e| panic!("{device} did not pair: {e:#}\n{}", self.log()))
     }
 
     /// Pairs the fake phone: login QR, scan, wait for the session to come up.
