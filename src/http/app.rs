@@ -34,17 +34,24 @@ pub fn router() -> Router<Server> {
 
 /// The later versions' pairing by code: `?phone=` with its country code.
 async fn login_with_code(
-    LoginScope(state): LoginScope,
+    scope: LoginScope,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let spec = FormSpec::text(&state, &["phone"]);
+) -> Result<Response, Response> {
+    let spec = FormSpec::text_under(scope.limits(), &["phone"]);
     let mut form = read_query(query.as_deref(), &spec)?;
     form.normalize_phone("phone");
     let req: PhoneQuery = form.parse()?;
-    req.validate().map_err(ValidationErrors::from)?;
+    req.validate()
+        .map_err(|e| ApiError::from(ValidationErrors::from(e)))?;
+    // A bad phone makes no account.
+    let state = scope.account().await?;
     let phone = req.phone.unwrap_or_default();
     let digits = phone.trim_start_matches('+');
-    let pair_code = state.app.login_with_code(digits).await?;
+    let pair_code = state
+        .app
+        .login_with_code(digits)
+        .await
+        .map_err(ApiError::from)?;
     let mut results = serde_json::json!({ "pair_code": pair_code });
     if state.limits.api_compat == ApiCompat::V9 {
         results["device_id"] = state.slot.clone().into();
@@ -131,7 +138,8 @@ pub(super) struct LoginResult {
     pub qr_link: String,
 }
 
-async fn login(LoginScope(state): LoginScope, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn login(scope: LoginScope, headers: HeaderMap) -> Result<Response, Response> {
+    let state = scope.account().await?;
     let qr = login_qr(&state, &headers).await?;
     Ok(match state.limits.api_compat {
         ApiCompat::V2_3_0 => ok("Success", Some(qr)),

@@ -35,11 +35,16 @@ pub struct FormSpec<'a> {
 impl<'a> FormSpec<'a> {
     /// A form of text fields only (no file part), under the server's settings.
     pub fn text(state: &'a super::AppState, fields: &'a [&'a str]) -> Self {
+        Self::text_under(&state.limits, fields)
+    }
+
+    /// [`Self::text`] under `limits`, before an account is chosen.
+    pub fn text_under(limits: &'a super::Limits, fields: &'a [&'a str]) -> Self {
         FormSpec {
             fields,
             file: None,
-            temp_dir: &state.limits.temp_dir,
-            strict: state.limits.strict_fields,
+            temp_dir: &limits.temp_dir,
+            strict: limits.strict_fields,
         }
     }
 

@@ -129,23 +129,45 @@ impl FromRequestParts<Server> for AppState {
 }
 
 /// The account of a login: as [`AppState`], but a server with no account at all
-/// gets its first one (a client of the one-account versions logs in as before).
-pub struct LoginScope(pub AppState);
+/// gets its first one (a client of the one-account versions logs in as before),
+/// made only once the request is known to be good: see [`LoginScope::account`].
+pub enum LoginScope {
+    Account(AppState),
+    /// No account at all, none named, no key.
+    First(Server),
+}
+
+impl LoginScope {
+    /// The account to log in, made now if the server has none.
+    pub async fn account(self) -> Result<AppState, Response> {
+        match self {
+            LoginScope::Account(state) => Ok(state),
+            LoginScope::First(server) => server
+                .accounts
+                .resolve_or_add_default(None)
+                .await
+                .map(|account| account.state.clone())
+                .map_err(refusal),
+        }
+    }
+
+    /// The settings the request is read under.
+    pub fn limits(&self) -> &super::Limits {
+        match self {
+            LoginScope::Account(state) => &state.limits,
+            LoginScope::First(server) => &server.limits,
+        }
+    }
+}
 
 impl FromRequestParts<Server> for LoginScope {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, Response> {
         match scoped(parts, server) {
-            Ok(Some(state)) => Ok(LoginScope(state)),
+            Ok(Some(state)) => Ok(LoginScope::Account(state)),
             Err(lookup) => Err(refusal(lookup)),
-            // No account at all, none named, no key.
-            Ok(None) => server
-                .accounts
-                .resolve_or_add_default(None)
-                .await
-                .map(|account| LoginScope(account.state.clone()))
-                .map_err(refusal),
+            Ok(None) => Ok(LoginScope::First(server.clone())),
         }
     }
 }

@@ -271,6 +271,12 @@ async fn a_fresh_server_in_the_later_dialect_has_no_account_until_a_login() {
     assert_eq!(status.status, 400, "{}", status.text);
     assert_eq!(status.body["code"], "DEVICE_ID_REQUIRED");
 
+    // A bad phone is refused before any account is made.
+    let bad = app.get("/app/login-with-code?phone=not-a-phone").await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let still = app.get("/devices").await;
+    assert_eq!(still.body["results"], json!([]), "{}", still.text);
+
     // A client of the one-account versions logs in without naming an account.
     app.wa.set_status(SessionStatus::LoggedOut);
     app.wa
