@@ -1,4 +1,4 @@
-//! The one WhatsApp session of this server, behind a trait: the services talk to
+//! One account's WhatsApp session, behind a trait: the services talk to
 //! `dyn WhatsApp`, the real implementation wraps `whatsapp-rust` ([`session`]), and HTTP
 //! tests use an in-memory double.
 //!
@@ -339,7 +339,7 @@ impl WhatsAppError {
     }
 }
 
-/// The single WhatsApp session the API drives.
+/// One account's WhatsApp session, as the API drives it.
 #[async_trait]
 pub trait WhatsApp: Send + Sync + 'static {
     fn status(&self) -> SessionStatus;
