@@ -6,6 +6,9 @@
 //! same sends made directly with the whatsapp-rust client (message id chosen first,
 //! its acknowledgement awaited), so that the HTTP layer's cost is a ratio.
 //!
+//! Then memory after a burst: `BURST` texts (10,000) at 256 connections, the
+//! resident memory at once and 30 s later against the idle figure.
+//!
 //! `cargo bench --features e2e --bench send_throughput` (`MESSAGES=n` per level).
 
 #[path = "../tests/common/mod.rs"]
@@ -188,6 +191,29 @@ async fn main() {
         let cpu = server.cpu_time() - cpu_before;
         http.push((c, result, cpu));
     }
+    // Memory after a burst: BURST texts (default 10,000) at 256 connections, then
+    // the resident memory at once and 30 s later, against the idle figure.
+    let burst = std::env::var("BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let (client, url) = (server.http.clone(), format!("{}/send/message", server.base));
+    run(burst, 256, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let res = client
+                .post(&url)
+                .json(&serde_json::json!({ "phone": FRIEND, "message": format!("burst {i}") }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+    })
+    .await;
+    let after_burst_kb = server.rss_kb();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let settled_kb = server.rss_kb();
     let peak_kb = server.peak_rss_kb();
     server.terminate().await;
 
@@ -213,6 +239,12 @@ async fn main() {
         "  server RSS: {:.1} MB idle after login, {:.1} MB peak over the run",
         idle_kb as f64 / 1024.0,
         peak_kb as f64 / 1024.0
+    );
+    println!(
+        "  after {burst} texts at 256 connections: {:.1} MB at once, {:.1} MB 30 s later ({:.2}x idle)",
+        after_burst_kb as f64 / 1024.0,
+        settled_kb as f64 / 1024.0,
+        settled_kb as f64 / idle_kb as f64
     );
     println!(
         "  {:>11} | {:>22} | {:>22} | {:>6} | {:>12}",
