@@ -372,6 +372,11 @@ impl Accounts {
         self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// No slot at all: open, starting or broken.
+    pub fn is_empty(&self) -> bool {
+        self.read_table().total() == 0
+    }
+
     /// Every open account, oldest first.
     pub fn list(&self) -> Vec<Arc<Account>> {
         self.read_table().open.clone()
@@ -443,10 +448,9 @@ impl Accounts {
 
     /// The account a header-less login gets: the only one, or on a server with none,
     /// a new first account (the later Go versions fail there).
-    pub async fn resolve_or_add_default(&self, id: Option<&str>) -> Result<Arc<Account>, Lookup> {
-        let named = id.is_some_and(|id| !id.trim().is_empty());
-        if named || self.read_table().total() > 0 {
-            return self.resolve(id);
+    pub async fn only_or_add_default(&self) -> Result<Arc<Account>, Lookup> {
+        if !self.is_empty() {
+            return self.resolve(None);
         }
         match self.add(Some(DEFAULT_ID.to_owned())).await {
             Ok(account) => Ok(account),

@@ -96,7 +96,7 @@ fn scoped(parts: &Parts, server: &Server) -> Result<Option<AppState>, Lookup> {
     let named = named_device(parts);
     let Some(KeyScope(own)) = parts.extensions.get::<KeyScope>() else {
         return match named {
-            None if server.accounts.list().is_empty() => Ok(None),
+            None if server.accounts.is_empty() => Ok(None),
             named => server
                 .accounts
                 .resolve(named.as_deref())
@@ -144,7 +144,7 @@ impl LoginScope {
             LoginScope::Account(state) => Ok(state),
             LoginScope::First(server) => server
                 .accounts
-                .resolve_or_add_default(None)
+                .only_or_add_default()
                 .await
                 .map(|account| account.state.clone())
                 .map_err(refusal),

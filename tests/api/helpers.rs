@@ -629,7 +629,7 @@ impl TestApp {
         .await
         .unwrap();
         // The later dialect starts with no account; these tests run on one.
-        if one_account && server.accounts.list().is_empty() {
+        if one_account && server.accounts.is_empty() {
             server.accounts.add(Some("default".into())).await.unwrap();
         }
         let router = whatsapp_api::http::router(server, statics.clone());
