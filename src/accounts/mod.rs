@@ -34,6 +34,8 @@ pub struct Account {
     pub created_at: i64,
     /// Its files (see the module docs).
     pub layout: Layout,
+    /// Its folder as the registry names it (`""`: the storage folder).
+    folder: String,
     /// Where its QR images and downloaded media go.
     pub files: AccountFiles,
     /// Its services, as the routes see them.
@@ -626,7 +628,7 @@ impl Accounts {
         }
         let slot = Slot {
             id: old.id.clone(),
-            folder: self.folder_of(&old),
+            folder: old.folder.clone(),
             created_at: old.created_at,
             api_key_sha256: None,
         };
@@ -656,15 +658,6 @@ impl Accounts {
         let mut table = self.write_table();
         table.open.retain(|a| a.id != account.id);
         table.insert(account);
-    }
-
-    fn folder_of(&self, account: &Account) -> String {
-        account
-            .layout
-            .dir()
-            .strip_prefix(&self.settings.root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default()
     }
 
     /// An account's folder and its QR and media folders.
@@ -718,6 +711,7 @@ impl Accounts {
         Ok(Arc::new(Account {
             id: slot.id.clone(),
             created_at: slot.created_at,
+            folder: slot.folder.clone(),
             layout,
             files,
             state,
