@@ -226,7 +226,9 @@ impl Accounts {
         opener: Box<dyn Opener>,
         default_account: bool,
     ) -> anyhow::Result<Arc<Self>> {
-        let registry = Registry::open(&settings.root.join(storage::ACCOUNTS_FILE))?;
+        let registry_path = settings.root.join(storage::ACCOUNTS_FILE);
+        let registry_is_new = !registry_path.exists();
+        let registry = Registry::open(&registry_path)?;
         let accounts = Arc::new(Self {
             settings,
             registry,
@@ -242,9 +244,11 @@ impl Accounts {
             .filter_map(|s| Some((s.api_key_sha256.clone()?, s.id.clone())))
             .collect();
         let root_used = slots.iter().any(|s| s.folder.is_empty());
-        // Only at the first start (a removed first account does not come back), or
-        // for a Go session imported just now.
-        let first_start = slots.is_empty() && (default_account || accounts.root_has_files());
+        // Only at the first start, or in the default dialect with no account left
+        // (a removed first account does not come back otherwise), or for a Go
+        // session imported just now.
+        let first_start =
+            slots.is_empty() && (default_account || (registry_is_new && accounts.root_has_files()));
         if !root_used && (first_start || accounts.settings.root_imported) {
             let first = accounts.settings.first_slot.clone();
             let go_id = first.as_ref().and_then(|f| match check_id(f.id.clone()) {

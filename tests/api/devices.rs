@@ -687,3 +687,14 @@ async fn metrics_count_accounts_by_state_for_the_operator_only() {
         .unwrap();
     assert_eq!(by_key.status(), 403);
 }
+
+#[tokio::test]
+async fn in_the_later_dialect_removing_every_account_leaves_none_after_a_restart() {
+    let app = TestApp::spawn_with(&["--api-compat", "v9"]).await;
+    let removed = app.call("DELETE", "/devices/default", None, None).await;
+    assert_eq!(removed.status, 200, "{}", removed.text);
+    // What removing the first account leaves in the storage folder: its message
+    // store, emptied, with the record of what was imported from a Go server.
+    whatsapp_api::messages::MessageStore::open(&app.storage.join("chat.db")).unwrap();
+    assert_eq!(app.slots_after_restart().await, Vec::<String>::new());
+}
