@@ -369,7 +369,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     }
     let mut settings = account_settings(config);
     settings.root_imported = imported;
-    if go_chats.is_some() {
+    // The Go slot names the first account only when it is made now: at the first
+    // start, or for a session imported just now.
+    if go_chats.is_some() && (imported || !layout.accounts.exists()) {
         settings.first_slot = go_import::go_first_slot(&layout).await;
     }
     let server = server_with(config, settings, |shared| {
