@@ -395,10 +395,7 @@ pub fn fingerprint(path: &Path) -> std::io::Result<String> {
         }
         digest.update(b"|");
     }
-    Ok(digest.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(&digest.finalize()[..12]))
 }
 
 /// The journal files SQLite keeps beside `path`.

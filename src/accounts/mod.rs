@@ -594,7 +594,7 @@ impl Accounts {
         if self.get(id).is_none() {
             return Ok(None);
         }
-        let key = format!("wak_{}", hex(&rand::random::<[u8; 32]>()));
+        let key = format!("wak_{}", hex::encode(rand::random::<[u8; 32]>()));
         let hash = key_hash(&key);
         if !self.registry.set_api_key(id, &hash)? {
             return Ok(None);
@@ -794,11 +794,7 @@ fn check_id(id: String) -> Result<String, AddError> {
 
 fn key_hash(key: &str) -> String {
     use sha2::Digest;
-    hex(&sha2::Sha256::digest(key.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
 }
 
 fn unix_now() -> i64 {

@@ -464,8 +464,7 @@ fn envelope(
 /// `evt_` + 24 hex digits of SHA-256 over the event name, chat and message id.
 pub fn event_id(event: &str, chat: &str, message_id: &str) -> String {
     let digest = Sha256::digest(format!("{event}\n{chat}\n{message_id}").as_bytes());
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
+    format!("evt_{}", hex::encode(&digest[..12]))
 }
 
 #[cfg(test)]

@@ -142,8 +142,7 @@ impl GoSession {
     pub fn import_key(&self) -> String {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(self.device.noise_key.public_key.public_key_bytes());
-        let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}#{short}", self.jid)
+        format!("{}#{}", self.jid, hex::encode(&digest[..8]))
     }
 }
 
