@@ -4,7 +4,9 @@
 //! message. Reported: acknowledged messages per second, latency p50/p99, the
 //! server's CPU time per message and its peak RSS. Beside it, in the same run, the
 //! same sends made directly with the whatsapp-rust client (message id chosen first,
-//! its acknowledgement awaited), so that the HTTP layer's cost is a ratio.
+//! its acknowledgement awaited) in a process of its own (this binary, started again
+//! with `DIRECT_CLIENT_WS` set), so that both the HTTP layer's throughput and its
+//! CPU per message are ratios against the bare library.
 //!
 //! Then memory after a burst: `BURST` texts (10,000) at 256 connections, the
 //! resident memory at once and 30 s later against the idle figure.
@@ -75,8 +77,9 @@ where
     Run { elapsed, latencies }
 }
 
-/// A whatsapp-rust client of its own, paired with the fake as a second companion;
-/// acknowledgements are matched to waiters by message id.
+/// A whatsapp-rust client of its own, paired with the fake as another companion;
+/// acknowledgements are matched to waiters by message id. Runs in the child
+/// process: its QR codes go to stdout as `qr CODE` lines for the parent to scan.
 struct Direct {
     client: Arc<Client>,
     waiters: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
@@ -84,26 +87,22 @@ struct Direct {
 }
 
 impl Direct {
-    async fn pair(fake: &FakeWhatsApp, store: &std::path::Path) -> Direct {
-        let backend = SqliteStore::new(store.to_str().unwrap()).await.unwrap();
+    async fn pair(ws_url: String, store: &str) -> Direct {
+        let backend = SqliteStore::new(store).await.unwrap();
         let waiters: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
-        let (qr_tx, mut qr_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let (up_tx, mut up_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let acks = waiters.clone();
         let bot = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(
-                whatsapp_rust::transport::TokioWebSocketTransportFactory::new()
-                    .with_url(fake.ws_url()),
+                whatsapp_rust::transport::TokioWebSocketTransportFactory::new().with_url(ws_url),
             )
             .with_http_client(whatsapp_rust::http::UreqHttpClient::new())
             .with_version((2, 3000, 1))
             .skip_history_sync()
             .on_event(move |event, _client| {
                 match &*event {
-                    Event::PairingQrCode(qr) => {
-                        let _ = qr_tx.send(qr.code.clone());
-                    }
+                    Event::PairingQrCode(qr) => println!("qr {}", qr.code),
                     Event::Connected(_) => {
                         let _ = up_tx.send(());
                     }
@@ -121,10 +120,6 @@ impl Direct {
             .unwrap();
         let client = bot.client();
         let handle = bot.spawn();
-        let code = qr_rx.recv().await.expect("a QR code");
-        fake.scan(&code)
-            .await
-            .expect("the phone pairs the direct client");
         tokio::time::timeout(Duration::from_secs(60), up_rx.recv())
             .await
             .expect("the direct client connects");
@@ -155,12 +150,100 @@ impl Direct {
     }
 }
 
+/// The child process: pairs, then sends `total` texts at each level and prints one
+/// `level C ELAPSED_NS CPU_NS P50_NS P99_NS` line per level.
+async fn direct_child(ws_url: String, store: String, total: usize) {
+    let direct = Arc::new(Direct::pair(ws_url, &store).await);
+    println!("ready");
+    for &c in &LEVELS {
+        let cpu_before = harness::cpu_time_of(std::process::id());
+        let d = direct.clone();
+        let result = run(total, c, move |i| {
+            let d = d.clone();
+            async move { d.send(format!("direct {c} {i}")).await }
+        })
+        .await;
+        let cpu = harness::cpu_time_of(std::process::id()) - cpu_before;
+        println!(
+            "level {c} {} {} {} {}",
+            result.elapsed.as_nanos(),
+            cpu.as_nanos(),
+            percentile(&result.latencies, 0.50).as_nanos(),
+            percentile(&result.latencies, 0.99).as_nanos(),
+        );
+    }
+}
+
+/// One level of the bare client's run, as the child reported it.
+struct DirectLevel {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu: Duration,
+}
+
+/// Starts the child, scans its QR code with the fake's phone, and reads its levels.
+async fn direct_levels(
+    fake: &FakeWhatsApp,
+    store: &std::path::Path,
+    total: usize,
+) -> Vec<DirectLevel> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env("DIRECT_CLIENT_WS", fake.ws_url())
+        .env("DIRECT_CLIENT_STORE", store)
+        .env("MESSAGES", total.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the direct client process starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut scanned = false;
+    let mut levels = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let mut words = line.split(' ');
+        match words.next() {
+            Some("qr") if !scanned => {
+                fake.scan(words.next().unwrap())
+                    .await
+                    .expect("the phone pairs the direct client");
+                scanned = true;
+            }
+            Some("level") => {
+                let n: Vec<u128> = words.map(|w| w.parse().unwrap()).collect();
+                let ns = |v: u128| Duration::from_nanos(v as u64);
+                levels.push(DirectLevel {
+                    rate: total as f64 / ns(n[1]).as_secs_f64(),
+                    cpu: ns(n[2]),
+                    p50: ns(n[3]),
+                    p99: ns(n[4]),
+                });
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        child.wait().await.unwrap().success(),
+        "the direct client process"
+    );
+    assert_eq!(
+        levels.len(),
+        LEVELS.len(),
+        "a line per level from the direct client"
+    );
+    levels
+}
+
 #[tokio::main]
 async fn main() {
     let total: usize = std::env::var("MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
+    if let Ok(ws_url) = std::env::var("DIRECT_CLIENT_WS") {
+        let store = std::env::var("DIRECT_CLIENT_STORE").unwrap();
+        return direct_child(ws_url, store, total).await;
+    }
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -169,6 +252,7 @@ async fn main() {
     let mut server = Server::start(&fake, dir.path()).await;
     server.pair(&fake).await;
     let idle_kb = server.rss_kb();
+    let idle_split = server.rss_split_kb();
     let mut http = Vec::new();
     for &c in &LEVELS {
         let (client, url) = (server.http.clone(), format!("{}/send/message", server.base));
@@ -197,7 +281,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let (client, url) = (server.http.clone(), format!("{}/send/message", server.base));
+    // Its own client, dropped after the burst: 256 callers that came and went.
+    let burst_client = reqwest::Client::new();
+    let (client, url) = (
+        burst_client.clone(),
+        format!("{}/send/message", server.base),
+    );
     run(burst, 256, move |i| {
         let (client, url) = (client.clone(), url.clone());
         async move {
@@ -211,24 +300,17 @@ async fn main() {
         }
     })
     .await;
+    drop(burst_client);
     let after_burst_kb = server.rss_kb();
+    let after_burst_split = server.rss_split_kb();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let settled_kb = server.rss_kb();
+    let settled_split = server.rss_split_kb();
     let peak_kb = server.peak_rss_kb();
     server.terminate().await;
 
-    // Directly with the library: the baseline.
-    let direct = Arc::new(Direct::pair(&fake, &dir.path().join("direct.db")).await);
-    let mut baseline = Vec::new();
-    for &c in &LEVELS {
-        let direct = direct.clone();
-        let result = run(total, c, move |i| {
-            let direct = direct.clone();
-            async move { direct.send(format!("direct {c} {i}")).await }
-        })
-        .await;
-        baseline.push(result);
-    }
+    // Directly with the library, in a process of its own: the baseline.
+    let baseline = direct_levels(&fake, &dir.path().join("direct.db"), total).await;
     assert_eq!(fake.problems(), Vec::<String>::new());
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -246,22 +328,43 @@ async fn main() {
         settled_kb as f64 / 1024.0,
         settled_kb as f64 / idle_kb as f64
     );
+    let split = |(anon, file): (u64, u64)| {
+        format!(
+            "{:.1} MB heap and other anonymous + {:.1} MB file-backed (code)",
+            anon as f64 / 1024.0,
+            file as f64 / 1024.0
+        )
+    };
+    println!("    idle: {}", split(idle_split));
+    println!("    after the burst: {}", split(after_burst_split));
     println!(
-        "  {:>11} | {:>22} | {:>22} | {:>6} | {:>12}",
-        "concurrency", "HTTP msg/s (p50/p99 ms)", "direct msg/s (p50/p99)", "ratio", "CPU ms/msg"
+        "    30 s later: {} (anonymous {:.2}x idle)",
+        split(settled_split),
+        settled_split.0 as f64 / idle_split.0 as f64
+    );
+    println!(
+        "  {:>11} | {:>22} | {:>22} | {:>10} | {:>22}",
+        "concurrency",
+        "HTTP msg/s (p50/p99 ms)",
+        "direct msg/s (p50/p99)",
+        "throughput",
+        "CPU ms/msg HTTP/direct"
     );
     for ((c, h, cpu), d) in http.iter().zip(&baseline) {
+        let (http_cpu, direct_cpu) = (ms(*cpu) / total as f64, ms(d.cpu) / total as f64);
         println!(
-            "  {:>11} | {:>7.0} ({:>5.1}/{:>6.1}) | {:>7.0} ({:>5.1}/{:>6.1}) | {:>5.2}x | {:>12.3}",
+            "  {:>11} | {:>7.0} ({:>5.1}/{:>6.1}) | {:>7.0} ({:>5.1}/{:>6.1}) | {:>9.2}x | {:>5.3}/{:>5.3} = {:>5.2}x",
             c,
             h.rate(),
             ms(percentile(&h.latencies, 0.50)),
             ms(percentile(&h.latencies, 0.99)),
-            d.rate(),
-            ms(percentile(&d.latencies, 0.50)),
-            ms(percentile(&d.latencies, 0.99)),
-            h.rate() / d.rate(),
-            ms(*cpu) / total as f64,
+            d.rate,
+            ms(d.p50),
+            ms(d.p99),
+            h.rate() / d.rate,
+            http_cpu,
+            direct_cpu,
+            http_cpu / direct_cpu,
         );
     }
 }

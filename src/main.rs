@@ -17,6 +17,8 @@ use tracing::{error, info, warn};
 use whatsapp_api::config::{Config, Mode};
 
 fn main() -> ExitCode {
+    // Before any thread starts.
+    whatsapp_api::ops::limit_allocator_arenas();
     // `.env` in the working directory, as the Go server reads it: its settings are
     // defaults below the environment and the flags.
     let dot_env = std::env::current_dir()
@@ -75,6 +77,14 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         );
     }
     let (router, accounts) = whatsapp_api::build(config).await?;
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(whatsapp_api::ops::RETURN_FREE_MEMORY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let _ = tokio::task::spawn_blocking(whatsapp_api::ops::return_free_memory).await;
+        }
+    });
     info!(address = %listener.local_addr()?, "HTTP API listening");
     if !config.host.is_loopback() && config.basic_auth.is_empty() {
         warn!(

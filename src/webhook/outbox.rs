@@ -92,6 +92,9 @@ pub enum Record {
     Dead { seq: i64, error: String },
 }
 
+/// Each outbox connection's page cache, as SQLite's `cache_size` (negative: KiB).
+const OUTBOX_CACHE_KIB: i64 = -256;
+
 impl Outbox {
     /// Opens (or creates) the outbox at `path` and brings its schema up to date.
     pub fn open(path: &Path, max_events: u64) -> Result<Self, OutboxError> {
@@ -99,10 +102,14 @@ impl Outbox {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The outbox is a queue of recent rows: 256 KiB of page cache for each of its
+        // two connections (SQLite's default is 2 MiB), per account.
+        conn.pragma_update(None, "cache_size", OUTBOX_CACHE_KIB)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations().to_latest(&mut conn)?;
         let reader = Connection::open(path)?;
         reader.pragma_update(None, "query_only", "ON")?;
+        reader.pragma_update(None, "cache_size", OUTBOX_CACHE_KIB)?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Outbox {
             conn: Mutex::new(conn),
