@@ -334,6 +334,15 @@ pub struct Config {
     )]
     pub webhook_device_merge_global: bool,
 
+    /// Serve the MCP endpoint at `/mcp` for AI agents (behind the same auth).
+    #[arg(
+        long,
+        env = "MCP_ENABLED",
+        default_value_t = true,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub mcp_enabled: bool,
+
     /// Hours a webhook event is retried (across restarts) before it is marked dead.
     #[arg(long, env = "WHATSAPP_WEBHOOK_RETRY_HOURS", default_value_t = 24)]
     pub webhook_retry_hours: u64,

@@ -55,13 +55,14 @@ go_only! {
         "the dashboard is built in";
     ui_asset_sha256, "ui-asset-sha256", "APP_UI_ASSET_SHA256", "the dashboard is built in";
     ui_github_token, "ui-github-token", "APP_UI_GITHUB_TOKEN", "the dashboard is built in";
-    mcp_enabled, "mcp-enabled", "MCP_ENABLED", "no MCP endpoint yet";
-    mcp_oauth_enabled, "mcp-oauth-enabled", "MCP_OAUTH_ENABLED", "no MCP endpoint yet";
+    mcp_oauth_enabled, "mcp-oauth-enabled", "MCP_OAUTH_ENABLED",
+        "/mcp takes the REST API's credentials; no OAuth";
     mcp_oauth_issuer_url, "mcp-oauth-issuer-url", "MCP_OAUTH_ISSUER_URL",
-        "no MCP endpoint yet";
+        "/mcp takes the REST API's credentials; no OAuth";
     mcp_oauth_resource_url, "mcp-oauth-resource-url", "MCP_OAUTH_RESOURCE_URL",
-        "no MCP endpoint yet";
-    mcp_oauth_db_uri, "mcp-oauth-db-uri", "MCP_OAUTH_DB_URI", "no MCP endpoint yet";
+        "/mcp takes the REST API's credentials; no OAuth";
+    mcp_oauth_db_uri, "mcp-oauth-db-uri", "MCP_OAUTH_DB_URI",
+        "/mcp takes the REST API's credentials; no OAuth";
     chat_storage, "chat-storage", "WHATSAPP_CHAT_STORAGE",
         "the message store is always on (routes such as /chats need it)";
     chat_storage_max_open_conns, "chat-storage-max-open-conns", "CHAT_STORAGE_MAX_OPEN_CONNS",

@@ -13,6 +13,7 @@ pub mod go_import;
 pub mod http;
 pub mod link_preview;
 pub mod logs;
+pub mod mcp;
 pub mod media;
 pub mod messages;
 pub mod ops;
@@ -84,6 +85,7 @@ impl SharedServices {
                 strict_fields: config.strict_fields,
                 api_compat: config.api_compat,
                 base_path: base_path.clone(),
+                mcp: config.mcp_enabled,
             }),
             guard: Arc::new(http::guard::Guard::new(&http::guard::GuardConfig {
                 accounts: config

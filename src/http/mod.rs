@@ -53,6 +53,8 @@ pub struct Limits {
     pub api_compat: wire::ApiCompat,
     /// `--base-path`: `""` or a prefix like `/gowa` on every route but `/health`.
     pub base_path: String,
+    /// `/mcp` is served.
+    pub mcp: bool,
 }
 
 impl Limits {
@@ -163,8 +165,16 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
         .merge(newsletter::router())
         .nest_service(
             "/statics",
-            ServeDir::new(statics_dir).append_index_html_on_directories(false),
+            ServeDir::new(&statics_dir).append_index_html_on_directories(false),
         );
+    // `/mcp` answers its tool calls through the routes above (not through the edge
+    // again: the `/mcp` request already passed it).
+    let routes = if state.limits.mcp {
+        let api = finish(routes.clone(), &state);
+        routes.route_service("/mcp", crate::mcp::service(api, statics_dir))
+    } else {
+        routes
+    };
     // Go's --base-path: everything moves under the prefix but the health check.
     let routes = match state.limits.base_path.as_str() {
         "" => routes,
@@ -172,15 +182,20 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
             .route(edge::HEALTH, axum::routing::get(app::health))
             .nest(prefix, routes),
     };
-    let routes = routes
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+    let routes = finish(routes, &state);
     tower::ServiceBuilder::new()
         .layer(edge::LogLayer)
         .layer(edge)
         .layer(DefaultBodyLimit::max(body_limit))
         .service(routes)
+}
+
+/// The routes with their answers for unknown paths and methods, and their state.
+fn finish(routes: Router<Server>, state: &Server) -> Router {
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone())
 }
 
 /// `path` as the routes know it: without the `--base-path` prefix `base` (`""` for

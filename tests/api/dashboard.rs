@@ -134,38 +134,12 @@ fn chromium() -> PathBuf {
     path
 }
 
-/// Installs the browser scripts' locked `playwright-core` (`npm ci`) when it is
-/// missing, once for all tests, so that the README's test command works alone.
-fn ensure_playwright(browser_dir: &Path) {
-    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if browser_dir.join("node_modules/playwright-core").exists() {
-        return;
-    }
-    eprintln!("installing playwright-core: npm ci --prefix tests/browser");
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(browser_dir)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!(
-            "`npm ci --prefix tests/browser` failed ({s}): the browser tests need \
-             playwright-core from the npm registry"
-        ),
-        Err(e) => panic!(
-            "cannot run npm ({e}): the browser tests need Node.js and npm \
-             (apt-get install nodejs npm; `.ci/run` installs them)"
-        ),
-    }
-}
-
 /// Runs the browser script and answers its steps by moving the session along.
 #[tokio::test]
 async fn the_dashboard_works_in_headless_chromium() {
     let chromium = chromium();
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    ensure_playwright(&browser_dir);
+    crate::common::ensure_npm(&browser_dir, "playwright-core");
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
 
@@ -277,7 +251,7 @@ async fn the_dashboard_works_in_headless_chromium() {
 async fn attack(app: &TestApp, user: &str, password: &str) {
     let chromium = chromium();
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    ensure_playwright(&browser_dir);
+    crate::common::ensure_npm(&browser_dir, "playwright-core");
     app.wa.set_status(SessionStatus::Connected);
     let output = tokio::time::timeout(
         Duration::from_secs(120),

@@ -14,6 +14,7 @@ mod helpers;
 mod hostile_media;
 mod later_sends;
 mod lenient;
+mod mcp;
 mod media;
 mod message;
 mod security;

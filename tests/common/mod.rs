@@ -121,3 +121,81 @@ pub fn account_request(
     }
     req
 }
+
+/// Installs the locked npm packages of the test scripts in `dir` (`npm ci`) when
+/// `probe` (a package) is missing, once per process, so that the README's test
+/// command works alone on a fresh machine.
+pub fn ensure_npm(dir: &std::path::Path, probe: &str) {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if dir.join("node_modules").join(probe).exists() {
+        return;
+    }
+    eprintln!("installing {probe}: npm ci --prefix {}", dir.display());
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(dir)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => panic!(
+            "`npm ci --prefix {}` failed ({s}): the tests need {probe} from the npm registry",
+            dir.display()
+        ),
+        Err(e) => panic!(
+            "cannot run npm ({e}): the tests need Node.js and npm \
+             (apt-get install nodejs npm; `.ci/run` installs them)"
+        ),
+    }
+}
+
+/// What an MCP client made of `calls` (a list of `{name, arguments}`) at `url`:
+/// the official TypeScript SDK over streamable HTTP (`tests/mcp/client.mjs`),
+/// with `authorization` as the Authorization header and `device` as X-Device-Id.
+/// `{server, tools, results}`; a call the protocol refused has `protocolError`.
+pub async fn mcp_client(
+    url: &str,
+    authorization: Option<&str>,
+    device: Option<&str>,
+    calls: &serde_json::Value,
+) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp");
+    ensure_npm(&dir, "@modelcontextprotocol/sdk");
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(dir.join("client.mjs"))
+        .arg(url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(authorization) = authorization {
+        command.env("MCP_AUTHORIZATION", authorization);
+    }
+    if let Some(device) = device {
+        command.env("MCP_DEVICE", device);
+    }
+    let mut child = command.spawn().expect("node runs the MCP client");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(calls.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the MCP client finishes")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the MCP client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the MCP client printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

@@ -13,6 +13,7 @@ mod harness;
 mod incoming;
 mod later_sends;
 mod lifecycle;
+mod mcp;
 mod sandbox;
 mod send;
 mod session;
