@@ -270,11 +270,13 @@ async fn another_client_taking_over_stops_reconnecting_until_reconnect() {
         .await;
     assert_eq!(status["is_connected"], false);
     assert_eq!(status["is_logged_in"], true);
-    assert!(
+    // The log line is written by the log's background writer, a moment later.
+    wait_for("the takeover in the log", Duration::from_secs(5), || {
         server
             .log()
             .contains("another client took over this WhatsApp session")
-    );
+    })
+    .await;
     // It does not fight the other client for the session.
     let logins = fake.logins().len();
     tokio::time::sleep(Duration::from_secs(3)).await;
