@@ -38,6 +38,36 @@ pub fn incoming(info: &MessageInfo, message: &wa::Message) -> Option<Change> {
     change_of(envelope, message)
 }
 
+/// A message of the history the phone sends after pairing, in the chat `chat`
+/// (non-AD, as the store keys chats); `own` is this account's phone-number JID.
+pub fn from_history(chat: &str, info: &wa::WebMessageInfo, own: Option<&Jid>) -> Option<Change> {
+    let key = info.key.as_option()?;
+    let id = key.id.as_deref()?;
+    let message = info.message.as_option()?;
+    let is_from_me = key.from_me.unwrap_or(false);
+    let sender = if is_from_me {
+        own.map(|j| j.to_non_ad_string()).unwrap_or_default()
+    } else if chat.ends_with("@g.us") {
+        let participant = info.participant.as_deref().or(key.participant.as_deref());
+        participant
+            .and_then(|p| p.parse::<Jid>().ok())
+            .map(|j| j.to_non_ad_string())
+            .unwrap_or_default()
+    } else {
+        chat.to_owned()
+    };
+    let envelope = Envelope {
+        chat: chat.to_owned(),
+        id,
+        sender,
+        sender_lid: None,
+        push_name: info.push_name.clone().filter(|n| !n.is_empty()),
+        timestamp: i64::try_from(info.message_timestamp.unwrap_or(0)).unwrap_or(0),
+        is_from_me,
+    };
+    change_of(envelope, message)
+}
+
 /// A message this server sent to `to` and WhatsApp acknowledged.
 pub fn sent(
     to: &Jid,

@@ -12,6 +12,7 @@
 
 pub mod from_wa;
 pub mod go_import;
+pub mod history;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -97,6 +98,12 @@ pub enum Change {
         kind: String,
         sender: String,
         timestamp: i64,
+    },
+    /// The chat's name as the phone shows it (a contact's saved name, a group's
+    /// subject), from the history the phone sends after pairing.
+    ChatName {
+        jid: String,
+        name: String,
     },
     /// A chat setting changed (here or on another device).
     Chat {
@@ -746,6 +753,14 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
             {
                 upsert_contact(tx, &m.sender, None, Some(push_name), now)?;
             }
+        }
+        Change::ChatName { jid, name } => {
+            tx.prepare_cached(
+                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?3, ?3) ON CONFLICT(jid) DO UPDATE SET \
+                 name = excluded.name, updated_at = excluded.updated_at",
+            )?
+            .execute(params![jid, name, now])?;
         }
         Change::Chat { jid, setting } => {
             let (column, value) = match *setting {

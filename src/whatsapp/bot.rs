@@ -86,9 +86,9 @@ pub async fn start(
         )),
         None => builder.with_transport_factory(transport_factory(settings)),
     };
-    let mut builder = builder
-        .with_http_client(http_client(settings)?)
-        .skip_history_sync();
+    // The phone's chat history after pairing goes to the message store
+    // (`crate::messages::history`).
+    let mut builder = builder.with_http_client(http_client(settings)?);
     if settings.ws_url.is_some() {
         // A fake server has no version endpoint to ask.
         builder = builder.with_version((2, 3000, 1));

@@ -57,7 +57,8 @@ impl SessionEvents {
                     .with(EventKind::ContactUpdate)
                     .with(EventKind::PushNameUpdate)
                     .with(EventKind::PinUpdate)
-                    .with(EventKind::ArchiveUpdate);
+                    .with(EventKind::ArchiveUpdate)
+                    .with(EventKind::HistorySync);
             }
             if let Some(webhooks) = session.webhooks() {
                 if webhooks.wants("message.ack") {
@@ -200,6 +201,17 @@ impl EventHandler for SessionEvents {
                     && let Some(change) = crate::messages::from_wa::push_name(update)
                 {
                     store.apply_in_background(change, "a push name");
+                }
+            }
+            Event::HistorySync(history) => {
+                if let Some(store) = session.messages() {
+                    let own = self.client.upgrade().and_then(|c| c.pn());
+                    crate::messages::history::import_in_background(
+                        store.clone(),
+                        (**history).clone(),
+                        own,
+                        session.settings.span.clone(),
+                    );
                 }
             }
             Event::GroupUpdate(update) => self.to_webhooks(&session, |device, own| {
