@@ -294,7 +294,9 @@ pub(crate) fn check(shared: &Shared, node: &Node, received: &[Received]) -> Resu
 /// A `<receipt>` from the companion that is not a delivery receipt. Read and played
 /// receipts are recorded and checked (every id must be a message the fake delivered in
 /// that chat, from that participant in a group) and acknowledged as WhatsApp does;
-/// a `peer_msg` receipt acknowledges the phone's app-state key share. Returns the
+/// a `peer_msg` receipt acknowledges the phone's app-state key share or a history
+/// notice, and a `hist_sync` receipt says the companion took a history chunk in (see
+/// [`crate::history`]). Returns the
 /// `<ack>` to send, if any.
 pub(crate) fn receipt(shared: &Shared, node: &Node, device: &str) -> Option<Node> {
     let kind = attr(node, "type").unwrap_or_default();
@@ -311,6 +313,11 @@ pub(crate) fn receipt(shared: &Shared, node: &Node, device: &str) -> Option<Node
         "read" | "read-self" | "played" | "played-self" => {}
         "peer_msg" => {
             crate::app_state::peer_receipt(shared, &ids);
+            crate::history::acknowledged(shared, device, &ids, false);
+            return Some(receipt_ack(node, &id, &to, &kind));
+        }
+        "hist_sync" => {
+            crate::history::acknowledged(shared, device, &ids, true);
             return Some(receipt_ack(node, &id, &to, &kind));
         }
         "retry" => {

@@ -21,6 +21,8 @@
 //! | `POST /admin/faults` | faults for what comes next (see [`Faults`]): `{"refuse_connections", "withhold_acks", "ack_delay_ms", "iq_errors": {xmlns: code}, "flood_per_message", "qr_refs", "ack_batch"}`, each optional |
 //! | `GET /admin/flood` | what the flood fault sent and the client acknowledged: `{"sent", "acked"}` |
 //! | `GET /admin/read-receipts` | read and played receipts the companion sent (see [`crate::ReadReceipt`]) |
+//! | `POST /admin/history` `{"phone", "chats", "messages", "per_chunk", "start"}` | the phone (default one without `phone`) pushes a generated history of `chats` × `messages` texts ([`crate::generated_history`], `start` its first time) to its companions, `per_chunk` messages a chunk (one chunk without it); returns what was pushed ([`crate::PushedHistory`]) |
+//! | `GET /admin/history` | every history chunk pushed, how often its blob was downloaded, and the `hist_sync` receipts |
 //! | `GET /admin/app-state` | app state: each collection's version, whether the companion acknowledged the phone's key share, every verified mutation (see [`crate::AppStateMutation`]) |
 
 use std::sync::Arc;
@@ -53,6 +55,52 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/admin/problems", get(problems))
         .route("/admin/contacts", post(add_contact))
         .route("/admin/groups", post(add_group).get(list_groups))
+        .route("/admin/history", post(push_history).get(history))
+}
+
+#[derive(Deserialize)]
+struct GeneratedHistory {
+    phone: Option<String>,
+    chats: usize,
+    messages: usize,
+    per_chunk: Option<usize>,
+    start: Option<u64>,
+}
+
+async fn push_history(
+    State(shared): State<Arc<Shared>>,
+    Json(body): Json<GeneratedHistory>,
+) -> Response {
+    let phone = body.phone.as_deref().unwrap_or(crate::PHONE_USER);
+    let start = body.start.unwrap_or(1_700_000_000);
+    let chats = crate::generated_history(body.chats, body.messages, start);
+    let options = crate::HistoryOptions {
+        messages_per_chunk: body.per_chunk.unwrap_or(usize::MAX),
+        ..crate::HistoryOptions::default()
+    };
+    match crate::history::push(&shared, phone, &chats, options).await {
+        Ok(pushed) => Json(pushed).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    }
+}
+
+async fn history(State(shared): State<Arc<Shared>>) -> Response {
+    let chunks = crate::history::chunks(&shared);
+    let world = shared.world();
+    let chunks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let token = chunk.direct_path.rsplit('/').next().unwrap_or_default();
+            let downloads = world.downloads.get(token).copied().unwrap_or(0);
+            json!({ "chunk": chunk, "downloads": downloads })
+        })
+        .collect();
+    drop(world);
+    Json(json!({
+        "chunks": chunks,
+        "receipts": crate::history::receipts(&shared),
+    }))
+    .into_response()
 }
 
 async fn messages(State(shared): State<Arc<Shared>>) -> Response {

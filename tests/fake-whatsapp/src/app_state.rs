@@ -825,7 +825,7 @@ fn upload(world: &mut World, name: &str, base: u64, raw: &[u8], device: &Device)
 /// `<message category="peer">` from the phone (device 0) of `device`'s account to
 /// the companion `device`, end-to-end encrypted with that phone's keys. Every phone
 /// shares the fake's one app-state key.
-async fn peer_stanza(
+pub(crate) async fn peer_stanza(
     shared: &Shared,
     device: &Device,
     message: &wa::Message,

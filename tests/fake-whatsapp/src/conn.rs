@@ -882,6 +882,10 @@ impl Conn {
                 if let Some(share) = share {
                     self.send(share).await?;
                 }
+                // History notices the device has not acknowledged.
+                for notice in crate::history::notices_for(&self.shared, device, self.id).await {
+                    self.send(notice).await?;
+                }
                 self.send(
                     NodeBuilder::new("ib")
                         .children([NodeBuilder::new("offline")
@@ -922,6 +926,12 @@ impl Conn {
                             crate::app_state::key_share_for(&self.shared, device, self.id).await;
                         if let Some(share) = share {
                             self.send(share).await?;
+                        }
+                        // History pushed before the device could be written to.
+                        let notices =
+                            crate::history::notices_for(&self.shared, device, self.id).await;
+                        for notice in notices {
+                            self.send(notice).await?;
                         }
                     }
                     Err(e) => {

@@ -15,10 +15,13 @@
 mod actions;
 pub mod admin;
 mod app_state;
+#[cfg(test)]
+mod client_tests;
 mod conn;
 mod events;
 mod flood;
 mod groups;
+mod history;
 mod inbox;
 mod iq;
 mod link_code;
@@ -29,6 +32,10 @@ pub mod phone;
 pub use actions::{Delivered, ReadReceipt};
 pub use app_state::AppStateMutation;
 pub use groups::{Description, Group, GroupPicture, JoinRequest};
+pub use history::{
+    HistoryChat, HistoryChunk, HistoryMessage, HistoryOptions, HistoryReceipt, HistorySyncType,
+    PushedHistory, generated_history,
+};
 pub use newsletter::FakeNewsletter;
 mod signal;
 #[cfg(test)]
@@ -272,6 +279,8 @@ struct World {
     /// The app state and its sync key (see [`app_state`]): one for the fake, the
     /// default phone's; every phone shares the key with its companions.
     app_state: app_state::AppState,
+    /// History pushed to the companions (see [`history`]).
+    history: history::HistoryState,
 }
 
 impl World {
@@ -649,23 +658,57 @@ impl FakeWhatsApp {
     /// Encrypts `plaintext` as WhatsApp media of `kind` and serves it on the fake's
     /// media host, as a contact's phone uploads what it sends.
     pub fn host_media(&self, plaintext: &[u8], kind: MediaType) -> Result<HostedMedia> {
-        use base64::Engine;
-        let encrypted = whatsapp_rust::wacore::upload::encrypt_media(plaintext, kind)?;
-        let token =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(encrypted.file_enc_sha256);
-        self.shared
-            .world()
-            .uploads
-            .insert(token.clone(), encrypted.data_to_upload);
-        let direct_path = format!("/v/t62.7118-24/fake/{token}");
-        Ok(HostedMedia {
-            url: format!("https://{}{direct_path}", self.shared.host),
-            direct_path,
-            media_key: encrypted.media_key.to_vec(),
-            file_sha256: encrypted.file_sha256.to_vec(),
-            file_enc_sha256: encrypted.file_enc_sha256.to_vec(),
-            file_length: plaintext.len() as u64,
-        })
+        host(&self.shared, plaintext, kind)
+    }
+
+    /// The phone `phone_user` pushes `chats` to its companions as a history sync
+    /// (`INITIAL_BOOTSTRAP`, in one chunk), as a phone does after linking one: the
+    /// `HistorySync` protobuf, zlib-compressed, is hosted encrypted as history media
+    /// on the fake's media host, and every linked companion of that phone gets a
+    /// peer message from the phone's device 0 whose `protocolMessage`
+    /// (`HISTORY_SYNC_NOTIFICATION`) points at it. A companion that is not logged in
+    /// or has not published its prekeys gets it at its next login or prekey upload.
+    /// A client that does not skip history sync answers `<receipt type="hist_sync">`
+    /// ([`Self::history_receipts`]), downloads the blob ([`Self::downloads`] of a
+    /// chunk's [`HistoryChunk::direct_path`]) and emits `Event::HistorySync`.
+    /// Refused for a malformed history (see [`HistoryChat`]), a number that is not a
+    /// phone of the fake, or a phone without a linked companion.
+    pub async fn push_history(
+        &self,
+        phone_user: &str,
+        chats: &[HistoryChat],
+    ) -> Result<PushedHistory> {
+        history::push(&self.shared, phone_user, chats, HistoryOptions::default()).await
+    }
+
+    /// As [`Self::push_history`], with the sync type and the chunk size of
+    /// `options`: a history of more than `options.messages_per_chunk` messages goes
+    /// in several chunks (`chunk_order` 1, 2, …), each its own blob and notice, sent
+    /// in order.
+    pub async fn push_history_with(
+        &self,
+        phone_user: &str,
+        chats: &[HistoryChat],
+        options: HistoryOptions,
+    ) -> Result<PushedHistory> {
+        history::push(&self.shared, phone_user, chats, options).await
+    }
+
+    /// Every history chunk pushed so far, in order.
+    pub fn history_chunks(&self) -> Vec<HistoryChunk> {
+        history::chunks(&self.shared)
+    }
+
+    /// The `<receipt type="hist_sync">`s the companions sent for history notices:
+    /// each says a companion took a chunk in (it then downloads it).
+    pub fn history_receipts(&self) -> Vec<HistoryReceipt> {
+        history::receipts(&self.shared)
+    }
+
+    /// History notices a companion has not acknowledged yet (by `peer_msg` or
+    /// `hist_sync` receipt).
+    pub fn history_unacknowledged(&self) -> usize {
+        history::unacknowledged(&self.shared)
     }
 
     /// In group `gid`, the member `by` `action`s (`add`, `remove`, `promote`,
@@ -867,6 +910,26 @@ fn add_contact(shared: &Shared, user: &str, info: ContactInfo) -> Result<()> {
     };
     shared.world().contacts.insert(user.to_owned(), contact);
     Ok(())
+}
+
+/// Encrypts `plaintext` as WhatsApp media of `kind` and serves it on the media host.
+fn host(shared: &Shared, plaintext: &[u8], kind: MediaType) -> Result<HostedMedia> {
+    use base64::Engine;
+    let encrypted = whatsapp_rust::wacore::upload::encrypt_media(plaintext, kind)?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(encrypted.file_enc_sha256);
+    shared
+        .world()
+        .uploads
+        .insert(token.clone(), encrypted.data_to_upload);
+    let direct_path = format!("/v/t62.7118-24/fake/{token}");
+    Ok(HostedMedia {
+        url: format!("https://{}{direct_path}", shared.host),
+        direct_path,
+        media_key: encrypted.media_key.to_vec(),
+        file_sha256: encrypted.file_sha256.to_vec(),
+        file_enc_sha256: encrypted.file_enc_sha256.to_vec(),
+        file_length: plaintext.len() as u64,
+    })
 }
 
 /// `GET <direct_path>`: encrypted media, uploaded by the client or hosted by the fake.
@@ -1539,6 +1602,37 @@ mod tests {
         // Nothing is linked any longer: nobody to tell.
         assert_eq!(fake.unlink_device(), 0);
         assert!(first.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_pushes_a_generated_history_and_lists_its_chunks() {
+        let fake = FakeWhatsApp::start_local().await.unwrap();
+        let body = r#"{"chats": 3, "messages": 4, "per_chunk": 5}"#;
+        let (status, answer) = http(&fake, "POST", "/admin/history", body).await;
+        assert_eq!(status, 400);
+        assert!(answer.contains("no linked companion"), "{answer}");
+
+        link(&fake, 1);
+        link(&fake, 2);
+        fake.shared.world().devices[1].removed = true;
+        let (status, answer) = http(&fake, "POST", "/admin/history", body).await;
+        assert_eq!(status, 200, "{answer}");
+        let pushed: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        // Device 1 is linked but never logged in; the removed device 2 gets nothing.
+        let device = format!("{PHONE_USER}:1@s.whatsapp.net");
+        assert_eq!(pushed["queued_for"], serde_json::json!([device]));
+        assert_eq!(pushed["delivered_to"], serde_json::json!([]));
+        let chunks = pushed["chunks"].as_array().unwrap();
+        let sizes: Vec<_> = chunks.iter().map(|c| c["messages"].as_u64()).collect();
+        assert_eq!(sizes, [Some(5), Some(5), Some(2)]);
+        assert_eq!(fake.history_unacknowledged(), 3);
+
+        let (status, listed) = http(&fake, "GET", "/admin/history", "").await;
+        assert_eq!(status, 200);
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(listed["chunks"][2]["chunk"]["chunk_order"], 3);
+        assert_eq!(listed["chunks"][2]["downloads"], 0);
+        assert_eq!(listed["receipts"], serde_json::json!([]));
     }
 
     #[tokio::test]
