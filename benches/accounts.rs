@@ -8,7 +8,11 @@
 //! 3. idle CPU of all of them together over `IDLE_SECS` (default 30);
 //! 4. throughput: 16 concurrent senders spread over up to 100 accounts, against 16
 //!    through one account, in the same run (a ratio);
-//! 5. restart: SIGTERM, start, until every account is connected again, with the
+//! 5. history: the phones of up to 100 accounts push their chat history at once
+//!    (`HISTORY` messages each, default 2,000, in 20 chats, chunks of 1,000): the
+//!    time until every message is in the store, and the resident memory before,
+//!    at its highest (sampled every 100 ms) and after;
+//! 6. restart: SIGTERM, start, until every account is connected again, with the
 //!    most handshakes the fake saw at once.
 //!
 //! `ACCOUNTS=1000 cargo bench --features e2e --bench accounts`
@@ -23,7 +27,7 @@ mod harness;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_whatsapp::{ContactInfo, FakeWhatsApp, PHONE_USER};
+use fake_whatsapp::{ContactInfo, FakeWhatsApp, HistoryOptions, PHONE_USER, generated_history};
 use harness::Server;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -203,7 +207,55 @@ async fn main() {
     }
     let after_burst_kb = server.rss_kb();
 
-    // 5. Restart.
+    // 5. History pushed to up to 100 accounts at once.
+    let per_account = env("HISTORY", 2_000);
+    let (chats, per_chat) = (20, per_account.div_ceil(20));
+    let history = Arc::new(generated_history(chats, per_chat, 1_600_000_000));
+    let with_history = n.min(100);
+    let before_history_kb = server.rss_kb();
+    let started = Instant::now();
+    let pushes: Vec<_> = (0..with_history)
+        .map(|i| {
+            let (fake, history) = (fake.clone(), history.clone());
+            tokio::spawn(async move {
+                let (_, phone) = account(i);
+                let options = HistoryOptions {
+                    messages_per_chunk: 1_000,
+                    ..HistoryOptions::default()
+                };
+                fake.push_history_with(&phone, &history, options)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for push in pushes {
+        push.await.unwrap();
+    }
+    // The last chat of each account holds all its messages once the import is done.
+    let last_chat = history.last().unwrap().jid.clone();
+    let mut highest_kb = server.rss_kb();
+    for i in 0..with_history {
+        let (id, _) = account(i);
+        let path = format!("/chat/{last_chat}/messages?limit=1");
+        loop {
+            highest_kb = highest_kb.max(server.rss_kb());
+            let res = server.request("GET", &path, Some(&id), None).await;
+            if res.body["results"]["pagination"]["total"].as_u64() == Some(per_chat as u64) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "{id}: history not imported: {}",
+                res.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let history_took = started.elapsed();
+    let after_history_kb = server.rss_kb();
+
+    // 6. Restart.
     let mut server = Arc::try_unwrap(server).ok().expect("no other holder");
     server.terminate().await;
     fake.max_handshakes();
@@ -246,6 +298,15 @@ async fn main() {
     println!(
         "after the bursts: RSS {:.1} MB",
         after_burst_kb as f64 / 1024.0
+    );
+    println!(
+        "history: {with_history} phones pushed {} messages each ({chats} chats, chunks of 1000) at once: all in the store in {:.1} s ({:.0} messages/s); RSS {:.1} MB before, {:.1} MB at most, {:.1} MB after",
+        chats * per_chat,
+        history_took.as_secs_f64(),
+        (with_history * chats * per_chat) as f64 / history_took.as_secs_f64(),
+        before_history_kb as f64 / 1024.0,
+        highest_kb as f64 / 1024.0,
+        after_history_kb as f64 / 1024.0
     );
     println!(
         "restart: answering in {:.2} s, all {n} connected again in {:.1} s, at most {peak_handshakes} handshakes at once",

@@ -10,6 +10,7 @@ mod faults;
 mod go_switch;
 mod groups;
 mod harness;
+mod history;
 mod incoming;
 mod later_sends;
 mod lifecycle;
