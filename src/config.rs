@@ -334,6 +334,15 @@ pub struct Config {
     )]
     pub webhook_device_merge_global: bool,
 
+    /// Mark every incoming message read as it arrives (blue ticks for the sender).
+    #[arg(
+        long,
+        env = "WHATSAPP_AUTO_MARK_READ",
+        default_value_t = false,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub auto_mark_read: bool,
+
     /// Serve the MCP endpoint at `/mcp` for AI agents (behind the same auth).
     #[arg(
         long,

@@ -67,8 +67,6 @@ go_only! {
         "the message store is always on (routes such as /chats need it)";
     chat_storage_max_open_conns, "chat-storage-max-open-conns", "CHAT_STORAGE_MAX_OPEN_CONNS",
         "the message store manages its own connections";
-    auto_mark_read, "auto-mark-read", "WHATSAPP_AUTO_MARK_READ",
-        "incoming messages are not marked read automatically yet";
     auto_reject_call, "auto-reject-call", "WHATSAPP_AUTO_REJECT_CALL",
         "calls are not rejected automatically yet";
     account_validation, "account-validation", "WHATSAPP_ACCOUNT_VALIDATION",

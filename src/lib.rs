@@ -214,6 +214,7 @@ impl accounts::Opener for ClientOpener {
             autoreply: config.autoreply.clone(),
             autoreply_interval: config.autoreply_interval(),
             ack_timeout: config.ack_timeout(),
+            auto_mark_read: config.auto_mark_read,
             ws_url: config.whatsapp_ws_url.clone(),
             span: tracing::info_span!("account", device_id = %place.id),
         })

@@ -97,6 +97,8 @@ pub fn import(
     if !batch.is_empty() {
         store.apply(&batch, now)?;
     }
+    // The import filled the store's page cache; nothing needs it now.
+    store.shrink_memory()?;
     Ok(imported)
 }
 

@@ -265,6 +265,12 @@ impl MessageStore {
         Ok(apply_all(&mut self.conn(), changes, now)?)
     }
 
+    /// Gives back the page cache the connection holds (up to its cap): after a
+    /// burst such as a history import, which would otherwise keep it filled.
+    pub fn shrink_memory(&self) -> Result<(), StoreError> {
+        Ok(self.conn().execute_batch("PRAGMA shrink_memory")?)
+    }
+
     /// Runs `work` on the blocking pool and waits for it: the store's calls block,
     /// async callers go through here.
     pub async fn call<T: Send + 'static>(

@@ -48,7 +48,7 @@ impl SessionEvents {
     ) -> (EventInterest, Arc<dyn EventHandler>) {
         let mut interest = EventInterest::of(HANDLED);
         if let Some(session) = session.upgrade() {
-            if session.autoreply.is_some() {
+            if session.autoreply.is_some() || session.settings.auto_mark_read {
                 interest = interest.with(EventKind::Messages);
             }
             if session.messages().is_some() {
@@ -223,6 +223,11 @@ impl EventHandler for SessionEvents {
                     .collect()
             }),
             Event::Messages(batch) if session.generation() == self.generation => {
+                if session.settings.auto_mark_read
+                    && let Some(client) = self.client.upgrade()
+                {
+                    mark_read(client, batch.messages.iter().map(|m| &*m.info));
+                }
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {
                         let store = session.messages().cloned();
@@ -233,6 +238,38 @@ impl EventHandler for SessionEvents {
             _ => {}
         }
     }
+}
+
+/// `--auto-mark-read`: read receipts for the incoming messages of `batch`, one per
+/// chat and sender, sent in the background.
+fn mark_read<'a>(
+    client: Arc<Client>,
+    batch: impl Iterator<Item = &'a whatsapp_rust::prelude::MessageInfo>,
+) {
+    use whatsapp_rust::Jid;
+    let mut receipts: Vec<(Jid, Option<Jid>, Vec<String>)> = Vec::new();
+    for info in batch.filter(|i| !i.source.is_from_me) {
+        let chat = info.source.chat.clone();
+        let sender = info.source.is_group.then(|| info.source.sender.clone());
+        match receipts
+            .iter_mut()
+            .find(|(c, s, _)| *c == chat && *s == sender)
+        {
+            Some((_, _, ids)) => ids.push(info.id.to_string()),
+            None => receipts.push((chat, sender, vec![info.id.to_string()])),
+        }
+    }
+    if receipts.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for (chat, sender, ids) in receipts {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            if let Err(e) = client.mark_as_read(&chat, sender.as_ref(), &ids).await {
+                warn!(error = %e, "auto mark-read failed");
+            }
+        }
+    });
 }
 
 impl SessionEvents {

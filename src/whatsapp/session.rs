@@ -43,6 +43,8 @@ pub struct ClientSettings {
     /// At most one auto-reply per chat in this time.
     pub autoreply_interval: Duration,
     pub ack_timeout: Duration,
+    /// `--auto-mark-read`: incoming messages are marked read as they arrive.
+    pub auto_mark_read: bool,
     /// Test builds only: the fake WhatsApp server's WebSocket URL.
     pub ws_url: Option<String>,
     /// Takes incoming messages before they are acknowledged (message store,

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod actions;
+mod behaviour;
 mod chats;
 #[path = "../common/mod.rs"]
 mod common;
