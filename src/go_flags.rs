@@ -227,7 +227,11 @@ mod tests {
             warning.contains("--account-validation (WHATSAPP_ACCOUNT_VALIDATION)"),
             "{warning}"
         );
-        assert!(warning.contains("--auto-mark-read"), "{warning}");
+        assert!(config.auto_mark_read);
+        assert!(
+            !warning.contains("--auto-mark-read"),
+            "--auto-mark-read has an effect: {warning}"
+        );
         assert!(warning.contains("--chatwoot-api-token"), "{warning}");
         assert!(
             !warning.contains("s3cret"),
