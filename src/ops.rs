@@ -56,18 +56,20 @@ pub fn room_for_accounts(accounts: u64) -> Result<(), String> {
 /// The process's resident memory and its peak, in bytes.
 pub fn memory() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    let bytes = |name| status_kb(&status, name).map(|kb| kb * 1024);
+    Some((bytes("VmRSS:")?, bytes("VmHWM:")?))
+}
+
+/// The field `name` (with its colon) of a `/proc/PID/status` text, in kB.
+fn status_kb(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// glibc's malloc gives threads that allocate at the same moment arenas of their
@@ -120,11 +122,7 @@ mod tests {
 
     fn anonymous_kb() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssAnon:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        status_kb(&status, "RssAnon:").unwrap()
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -652,15 +652,7 @@ async fn metrics_count_accounts_by_state_for_the_operator_only() {
     assert!(text.contains("process_resident_memory_bytes "), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
 
-    let added = app
-        .client
-        .post(app.url("/devices"))
-        .basic_auth("admin", Some("secret"))
-        .json(&json!({"device_id": "second", "api_key": true}))
-        .send()
-        .await
-        .unwrap();
-    let added: Value = added.json().await.unwrap();
+    let key = app.add_account_with_key("second").await;
     app.account("second")
         .wa
         .set_status(SessionStatus::LoggedOut);
@@ -677,11 +669,10 @@ async fn metrics_count_accounts_by_state_for_the_operator_only() {
 
     let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    let key = added["results"]["api_key"].as_str().unwrap();
     let by_key = app
         .client
         .get(app.url("/metrics"))
-        .bearer_auth(key)
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap();

@@ -702,6 +702,26 @@ impl TestApp {
     }
 
     /// The account opened with slot id `id`.
+    /// Adds the account `id` with an API key, as the operator `admin:secret`;
+    /// returns the key.
+    pub async fn add_account_with_key(&self, id: &str) -> String {
+        let added: Value = self
+            .client
+            .post(self.url("/devices"))
+            .basic_auth("admin", Some("secret"))
+            .json(&serde_json::json!({"device_id": id, "api_key": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        added["results"]["api_key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an API key: {added}"))
+            .to_owned()
+    }
+
     pub fn account(&self, id: &str) -> OpenedAccount {
         let opened = self.opened.lock().unwrap();
         opened.iter().find(|o| o.id == id).cloned().unwrap()

@@ -39,16 +39,7 @@ async fn mcp_takes_the_rest_credentials_and_a_key_reaches_its_account_only() {
     assert_eq!(wrong.status(), 401);
 
     // The operator: any account, by device_id or X-Device-Id.
-    let added = app
-        .client
-        .post(app.url("/devices"))
-        .basic_auth("admin", Some("secret"))
-        .json(&json!({"device_id": "second", "api_key": true}))
-        .send()
-        .await
-        .unwrap();
-    let added: serde_json::Value = added.json().await.unwrap();
-    let key = added["results"]["api_key"].as_str().unwrap().to_owned();
+    let key = app.add_account_with_key("second").await;
     app.account("second").wa.state.lock().unwrap().device = Some(OTHER_DEVICE.into());
     let text = |device: Option<&str>, message: &str| {
         let mut args = json!({"type": "text", "phone": ANN_PHONE, "message": message});

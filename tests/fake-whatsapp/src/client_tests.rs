@@ -121,6 +121,19 @@ impl Client {
         })
     }
 
+    /// A linked client once it is connected and its prekeys are uploaded: notices
+    /// pushed to it from then on go out at once.
+    async fn logged_in(fake: &FakeWhatsApp) -> Result<Self> {
+        let mut client = Self::link(fake).await?;
+        client.connected().await?;
+        let device = client.device.jid.clone();
+        until("the prekey upload", || {
+            fake.shared.world().bundles.contains_key(&device)
+        })
+        .await?;
+        Ok(client)
+    }
+
     async fn next<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> Result<T> {
         self.events.next(what, pick).await
     }
@@ -363,14 +376,8 @@ async fn a_history_pushed_at_linking_reaches_the_client_as_it_was_pushed() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_in_chunks_reaches_the_client_chunk_by_chunk() -> Result<()> {
     let fake = FakeWhatsApp::start_local().await?;
-    let mut client = Client::link(&fake).await?;
-    client.connected().await?;
+    let mut client = Client::logged_in(&fake).await?;
     let device = client.device.jid.clone();
-    // Before pushing, wait for the prekeys: then the notices go out at once.
-    until("the prekey upload", || {
-        fake.shared.world().bundles.contains_key(&device)
-    })
-    .await?;
 
     let chats = generated_history(6, 25, 1_700_000_000);
     let options = HistoryOptions {
@@ -426,13 +433,8 @@ async fn a_history_in_chunks_reaches_the_client_chunk_by_chunk() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_pushed_while_the_companion_is_offline_comes_at_its_next_login() -> Result<()> {
     let fake = FakeWhatsApp::start_local().await?;
-    let mut client = Client::link(&fake).await?;
-    client.connected().await?;
+    let mut client = Client::logged_in(&fake).await?;
     let device = client.device.jid.clone();
-    until("the prekey upload", || {
-        fake.shared.world().bundles.contains_key(&device)
-    })
-    .await?;
     let logins_before = logins_of(&fake, &device);
     // Offline for a while: the connection drops and the next attempt is refused.
     fake.set_faults(crate::Faults {
