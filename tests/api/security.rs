@@ -108,6 +108,7 @@ async fn without_auth_a_cross_site_browser_request_changes_nothing() {
     for (method, path) in [
         ("POST", "/send/message"),
         ("POST", "/send/image"),
+        ("POST", "/mcp"),
         ("GET", "/app/logout"),
         ("GET", "/app/login"),
         ("GET", "/app/reconnect"),
