@@ -13,6 +13,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--presence-on-connect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresenceOnConnect {
+    Available,
+    Unavailable,
+    None,
+}
+
+/// A duration written as Go writes them (`24h`, `5m`, `1h30m`, `1.5h`), more than
+/// zero.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    let wrong = || format!("{text:?} is not a duration like 24h, 5m or 1h30m");
+    let parsed: jiff::SignedDuration = text.trim().parse().map_err(|_| wrong())?;
+    Duration::try_from(parsed)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(wrong)
+}
+
 /// What the process does: serve the API, or ask a running server's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -343,6 +362,60 @@ pub struct Config {
     )]
     pub auto_mark_read: bool,
 
+    /// Reject incoming calls as they ring (`call.offer` webhooks then say
+    /// `auto_rejected: true`).
+    #[arg(
+        long,
+        env = "WHATSAPP_AUTO_REJECT_CALL",
+        default_value_t = false,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub auto_reject_call: bool,
+
+    /// Check that a phone number is on WhatsApp before sending to it (an unknown
+    /// number then gets a 400 instead of a send nobody receives). Default: on with
+    /// `--api-compat v9`, off with v2.3.0 (as each Go version did).
+    #[arg(
+        long,
+        env = "WHATSAPP_ACCOUNT_VALIDATION",
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub account_validation: Option<bool>,
+
+    /// The presence each account announces when it connects: `available`,
+    /// `unavailable` (the phone keeps its notifications) or `none`. Default:
+    /// `unavailable` with `--api-compat v9`, `available` with v2.3.0.
+    #[arg(long, env = "WHATSAPP_PRESENCE_ON_CONNECT", value_enum)]
+    pub presence_on_connect: Option<PresenceOnConnect>,
+
+    /// Now and then mark each account available for a while, then unavailable
+    /// again: WhatsApp sends typing indicators only to clients seen online.
+    /// Default: on with `--api-compat v9`, off with v2.3.0.
+    #[arg(
+        long,
+        env = "WHATSAPP_PRESENCE_PULSE_ENABLED",
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub presence_pulse_enabled: Option<bool>,
+
+    /// Time between two presence pulses of an account (`24h`, `90m`, `1h30m`).
+    #[arg(long, env = "WHATSAPP_PRESENCE_PULSE_INTERVAL", default_value = "24h", value_parser = go_duration)]
+    pub presence_pulse_interval: Duration,
+
+    /// How long a presence pulse keeps the account available (`5m`).
+    #[arg(long, env = "WHATSAPP_PRESENCE_PULSE_DURATION", default_value = "5m", value_parser = go_duration)]
+    pub presence_pulse_duration: Duration,
+
+    /// Also send this server's own sends to the webhooks, as `message` events with
+    /// `is_from_me: true`.
+    #[arg(
+        long,
+        env = "WHATSAPP_WEBHOOK_INCLUDE_OUTGOING",
+        default_value_t = false,
+        action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub webhook_include_outgoing: bool,
+
     /// Serve the MCP endpoint at `/mcp` for AI agents (behind the same auth).
     #[arg(
         long,
@@ -429,6 +502,28 @@ impl Config {
 
     pub fn ffmpeg_timeout(&self) -> Duration {
         Duration::from_secs(self.ffmpeg_timeout_secs)
+    }
+
+    /// `--account-validation`, or the default of the wire format's Go version.
+    pub fn account_validation(&self) -> bool {
+        self.account_validation
+            .unwrap_or(self.api_compat == crate::http::wire::ApiCompat::V9)
+    }
+
+    /// `--presence-on-connect`, or the default of the wire format's Go version
+    /// (v2.3.0 announced `available`; the later versions `unavailable`).
+    pub fn presence_on_connect(&self) -> PresenceOnConnect {
+        self.presence_on_connect.unwrap_or(match self.api_compat {
+            crate::http::wire::ApiCompat::V2_3_0 => PresenceOnConnect::Available,
+            crate::http::wire::ApiCompat::V9 => PresenceOnConnect::Unavailable,
+        })
+    }
+
+    /// The presence pulse's interval and duration, when it is on.
+    pub fn presence_pulse(&self) -> Option<(Duration, Duration)> {
+        self.presence_pulse_enabled
+            .unwrap_or(self.api_compat == crate::http::wire::ApiCompat::V9)
+            .then_some((self.presence_pulse_interval, self.presence_pulse_duration))
     }
 
     /// Where QR images go: `statics/images/qrcode/` in v2.3.0, `statics/qrcode/` in
@@ -698,6 +793,45 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    #[test]
+    fn durations_are_read_as_go_writes_them() {
+        assert_eq!(go_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(go_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(go_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(go_duration("1.5h"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(go_duration("2s"), Ok(Duration::from_secs(2)));
+        for bad in ["", "0s", "-5m", "soon", "5"] {
+            assert!(go_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn behaviour_defaults_follow_the_wire_formats_go_version() {
+        let v2 = Config::parse_from(["whatsapp-api"]);
+        assert!(!v2.account_validation());
+        assert_eq!(v2.presence_on_connect(), PresenceOnConnect::Available);
+        assert_eq!(v2.presence_pulse(), None);
+        let v9 = Config::parse_from(["whatsapp-api", "--api-compat", "v9"]);
+        assert!(v9.account_validation());
+        assert_eq!(v9.presence_on_connect(), PresenceOnConnect::Unavailable);
+        assert_eq!(
+            v9.presence_pulse(),
+            Some((Duration::from_secs(86_400), Duration::from_secs(300)))
+        );
+        let set = Config::parse_from([
+            "whatsapp-api",
+            "--api-compat",
+            "v9",
+            "--account-validation=false",
+            "--presence-on-connect",
+            "none",
+            "--presence-pulse-enabled=false",
+        ]);
+        assert!(!set.account_validation());
+        assert_eq!(set.presence_on_connect(), PresenceOnConnect::None);
+        assert_eq!(set.presence_pulse(), None);
+    }
 
     #[test]
     fn an_accounts_webhook_replaces_the_global_one_or_adds_to_it() {

@@ -54,6 +54,8 @@ pub struct SharedServices {
     fetcher: fetch::Fetcher,
     previews: fetch::Fetcher,
     max_download_bytes: u64,
+    /// `--account-validation`.
+    account_validation: bool,
 }
 
 impl SharedServices {
@@ -104,6 +106,7 @@ impl SharedServices {
                 std::time::Duration::from_secs(10),
             ),
             max_download_bytes: config.max_download_size_mb.saturating_mul(1_000_000),
+            account_validation: config.account_validation(),
         })
     }
 
@@ -136,7 +139,9 @@ impl SharedServices {
                 .with_media_link(media_link.trim_end_matches('/').to_owned()),
             ),
             send: Arc::new(
-                SendService::new(wa, self.media.clone()).with_previews(self.previews.clone()),
+                SendService::new(wa, self.media.clone())
+                    .with_previews(self.previews.clone())
+                    .with_account_validation(self.account_validation),
             ),
             limits: self.limits.clone(),
             guard: self.guard.clone(),
@@ -215,6 +220,13 @@ impl accounts::Opener for ClientOpener {
             autoreply_interval: config.autoreply_interval(),
             ack_timeout: config.ack_timeout(),
             auto_mark_read: config.auto_mark_read,
+            auto_reject_call: config.auto_reject_call,
+            presence_on_connect: match config.presence_on_connect() {
+                config::PresenceOnConnect::Available => Some(true),
+                config::PresenceOnConnect::Unavailable => Some(false),
+                config::PresenceOnConnect::None => None,
+            },
+            include_outgoing: config.webhook_include_outgoing,
             ws_url: config.whatsapp_ws_url.clone(),
             span: tracing::info_span!("account", device_id = %place.id),
         })
@@ -385,6 +397,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     })
     .await?;
     let accounts = server.accounts.clone();
+    if let Some((interval, duration)) = config.presence_pulse() {
+        accounts::pulse::spawn(Arc::downgrade(&accounts), interval, duration);
+    }
     Ok((http::router(server, config.statics_dir.clone()), accounts))
 }
 

@@ -7,6 +7,7 @@
 //! folder itself, the others `accounts/<uuid>/`. The slots themselves are in
 //! `accounts.db` ([`registry`]).
 
+pub mod pulse;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

@@ -43,6 +43,36 @@ pub struct SendService {
     media: MediaConfig,
     /// Fetches link previews; `None`: links go without one.
     previews: Option<crate::fetch::Fetcher>,
+    /// `--account-validation`: numbers are checked before a send; `None`: not.
+    validated: Option<Validated>,
+}
+
+/// Numbers found on WhatsApp lately, so that a conversation is not checked before
+/// every message.
+#[derive(Default)]
+struct Validated {
+    /// User part → when it was found.
+    found: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Validated {
+    /// How long a number found stays trusted.
+    const KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// Most numbers remembered (then the memory starts over).
+    const MOST: usize = 4096;
+
+    fn knows(&self, user: &str) -> bool {
+        let found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        found.get(user).is_some_and(|at| at.elapsed() < Self::KEEP)
+    }
+
+    fn remember(&self, user: &str) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if found.len() >= Self::MOST {
+            found.clear();
+        }
+        found.insert(user.to_owned(), std::time::Instant::now());
+    }
 }
 
 impl SendService {
@@ -51,6 +81,33 @@ impl SendService {
             wa,
             media,
             previews: None,
+            validated: None,
+        }
+    }
+
+    /// `--account-validation`: a phone number is checked to be on WhatsApp before
+    /// anything is sent to it (groups, newsletters and LIDs are not checked).
+    pub fn with_account_validation(mut self, on: bool) -> Self {
+        self.validated = on.then(Validated::default);
+        self
+    }
+
+    /// Connected, and with validation on, `to` is on WhatsApp.
+    async fn reachable(&self, to: &Recipient) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let Some(validated) = &self.validated else {
+            return Ok(());
+        };
+        let jid = to.jid();
+        if jid.server != whatsapp_rust::Server::Pn || validated.knows(&jid.user) {
+            return Ok(());
+        }
+        match self.wa.on_whatsapp(jid).await? {
+            true => {
+                validated.remember(&jid.user);
+                Ok(())
+            }
+            false => Err(ServiceError::NotOnWhatsApp(jid.user.to_string())),
         }
     }
 
@@ -68,7 +125,7 @@ impl SendService {
         caption: String,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let preview = match self.previews.clone() {
             Some(fetcher) => {
                 let (url, dir) = (link.clone(), self.media.temp_dir.clone());
@@ -96,7 +153,7 @@ impl SendService {
         text: String,
         mut context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         for mention in mentions_in(&text) {
             if !context.mentions.contains(&mention) {
                 context.mentions.push(mention);
@@ -113,7 +170,7 @@ impl SendService {
         ptt: bool,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let audio = media::audio::prepare(&upload, ptt, &self.media).await?;
         drop(upload);
         let file = self.wa.upload(audio.bytes, MediaKind::Audio).await?;
@@ -132,7 +189,7 @@ impl SendService {
         upload: Upload,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let sticker = media::sticker::prepare(&upload, &self.media).await?;
         drop(upload);
         let file = self.wa.upload(sticker.bytes, MediaKind::Sticker).await?;
@@ -146,7 +203,7 @@ impl SendService {
         poll: Outgoing,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         self.deliver(to, poll, context, "Send poll success").await
     }
 
@@ -156,7 +213,7 @@ impl SendService {
         location: Outgoing,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         self.deliver(to, location, context, "Send location success")
             .await
     }
@@ -168,7 +225,7 @@ impl SendService {
         phone: &str,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let message = Outgoing::Contact {
             name: name.trim().to_owned(),
             vcard: contact_vcard(name, phone),
@@ -183,7 +240,7 @@ impl SendService {
         caption: Option<String>,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let doc = media::document::prepare(&upload).await?;
         let file = self
             .wa
@@ -205,7 +262,7 @@ impl SendService {
         req: ImageSend,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let image = media::image::prepare(&req.upload, req.compress, &self.media).await?;
         drop(req.upload);
         let file = self.wa.upload(image.bytes, MediaKind::Image).await?;
@@ -228,7 +285,7 @@ impl SendService {
         req: VideoSend,
         context: Context,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         let video = media::video::prepare(&req.upload, req.compress, &self.media).await?;
         let path = video.encoded.as_deref().unwrap_or(&req.upload.path);
         let file = self.wa.upload_file(path, MediaKind::Video).await?;
@@ -264,7 +321,7 @@ impl SendService {
         to: &Recipient,
         typing: bool,
     ) -> Result<SendResult, ServiceError> {
-        ensure_connected(&*self.wa)?;
+        self.reachable(to).await?;
         self.wa.chat_presence(to.jid(), typing).await?;
         let action = if typing { "start" } else { "stop" };
         Ok(SendResult {

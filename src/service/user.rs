@@ -225,7 +225,7 @@ impl UserService {
     /// Whether `phone` (a validated E.164 number) has a WhatsApp account.
     pub async fn check(&self, phone: &str) -> Result<bool, ServiceError> {
         ensure_connected(&*self.wa)?;
-        Ok(self.wa.user_info(&user_jid(phone)).await?.is_some())
+        Ok(self.wa.on_whatsapp(&user_jid(phone)).await?)
     }
 
     /// `phone` must already be a validated E.164 number.

@@ -375,8 +375,9 @@ pub fn group_events(device_id: &str, own: &[String], update: &GroupUpdate) -> Ve
 }
 
 /// The `call.offer` event of a call ringing (offers replayed from the offline
-/// queue are not: they come as missed calls).
-pub fn call_event(device_id: &str, call: &IncomingCall) -> Option<Built> {
+/// queue are not: they come as missed calls); `auto_rejected`: the server
+/// rejected it (`--auto-reject-call`).
+pub fn call_event(device_id: &str, call: &IncomingCall, auto_rejected: bool) -> Option<Built> {
     let CallAction::Offer {
         call_id,
         call_creator,
@@ -400,7 +401,7 @@ pub fn call_event(device_id: &str, call: &IncomingCall) -> Option<Built> {
     if let Some(name) = &call.notify {
         payload.insert("sender_display_name".into(), json!(name));
     }
-    payload.insert("auto_rejected".into(), json!(false));
+    payload.insert("auto_rejected".into(), json!(auto_rejected));
     if let Some(platform) = &call.platform {
         payload.insert("remote_platform".into(), json!(platform));
     }

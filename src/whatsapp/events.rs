@@ -6,9 +6,10 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 use whatsapp_rust::Client;
 use whatsapp_rust::prelude::Event;
+use whatsapp_rust::wacore::types::call::CallAction;
 use whatsapp_rust::wacore::types::events::{EventHandler, EventInterest, EventKind};
 
 use super::PairingCode;
@@ -71,6 +72,9 @@ impl SessionEvents {
                     interest = interest.with(EventKind::IncomingCall);
                 }
             }
+            if session.settings.auto_reject_call {
+                interest = interest.with(EventKind::IncomingCall);
+            }
         }
         let handler = SessionEvents {
             session,
@@ -132,6 +136,11 @@ impl EventHandler for SessionEvents {
                     .unwrap_or_default();
                 info!(%device, "connected to WhatsApp");
                 step(ClientEvent::Connected);
+                if let (Some(available), Some(client)) =
+                    (session.settings.presence_on_connect, self.client.upgrade())
+                {
+                    announce_presence(client, available);
+                }
             }
             Event::Disconnected(d) => {
                 warn!(reason = ?d.reason, "disconnected from WhatsApp; reconnecting");
@@ -217,11 +226,19 @@ impl EventHandler for SessionEvents {
             Event::GroupUpdate(update) => self.to_webhooks(&session, |device, own| {
                 crate::webhook::event::group_events(device, own, update)
             }),
-            Event::IncomingCall(call) => self.to_webhooks(&session, |device, _| {
-                crate::webhook::event::call_event(device, call)
-                    .into_iter()
-                    .collect()
-            }),
+            Event::IncomingCall(call) => {
+                let offer = matches!(call.action, CallAction::Offer { .. });
+                match self.client.upgrade() {
+                    Some(client) if offer && session.settings.auto_reject_call => {
+                        reject_call(session.clone(), client, event.clone());
+                    }
+                    _ => self.to_webhooks(&session, |device, _| {
+                        crate::webhook::event::call_event(device, call, false)
+                            .into_iter()
+                            .collect()
+                    }),
+                }
+            }
             Event::Messages(batch) if session.generation() == self.generation => {
                 if session.settings.auto_mark_read
                     && let Some(client) = self.client.upgrade()
@@ -238,6 +255,22 @@ impl EventHandler for SessionEvents {
             _ => {}
         }
     }
+}
+
+/// `--presence-on-connect`: the presence announced after a connect, sent in the
+/// background. The library announces `available` by itself once it knows the
+/// account's name, just before `Connected`; `unavailable` follows it.
+fn announce_presence(client: Arc<Client>, available: bool) {
+    tokio::spawn(async move {
+        let presence = client.presence();
+        let done = match available {
+            true => presence.set_available().await,
+            false => presence.set_unavailable().await,
+        };
+        if let Err(e) = done {
+            warn!(error = %e, "presence on connect failed");
+        }
+    });
 }
 
 /// `--auto-mark-read`: read receipts for the incoming messages of `batch`, one per
@@ -272,27 +305,67 @@ fn mark_read<'a>(
     });
 }
 
+/// `--auto-reject-call`: rejects the ringing call of `event`, then queues its
+/// `call.offer` webhook saying whether that worked (as Go does, in that order).
+fn reject_call(session: Arc<Inner>, client: Arc<Client>, event: Arc<Event>) {
+    let span = session.settings.span.clone();
+    tokio::spawn(
+        async move {
+            let Event::IncomingCall(call) = &*event else {
+                return;
+            };
+            let rejected = match client.voip().reject(call).await {
+                Ok(()) => {
+                    info!("incoming call rejected (--auto-reject-call)");
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not reject an incoming call");
+                    false
+                }
+            };
+            queue_webhooks(&session, &client, |device, _| {
+                crate::webhook::event::call_event(device, call, rejected)
+                    .into_iter()
+                    .collect()
+            });
+        }
+        .instrument(span),
+    );
+}
+
 impl SessionEvents {
-    /// Queues the webhook events `build` makes from this account's phone-number
-    /// JID and all its JIDs (non-AD), those the configuration sends.
+    /// [`queue_webhooks`] with this handler's client.
     fn to_webhooks(
         &self,
         session: &Inner,
         build: impl FnOnce(&str, &[String]) -> Vec<crate::webhook::event::Built>,
     ) {
-        let (Some(webhooks), Some(client)) = (session.webhooks(), self.client.upgrade()) else {
-            return;
-        };
-        let pn = client.pn().map(|j| j.to_non_ad_string());
-        let own: Vec<String> = pn
-            .iter()
-            .cloned()
-            .chain(client.lid().map(|j| j.to_non_ad_string()))
-            .collect();
-        for built in build(pn.as_deref().unwrap_or_default(), &own) {
-            if webhooks.wants(built.name) {
-                webhooks.record_in_background(built);
-            }
+        if let Some(client) = self.client.upgrade() {
+            queue_webhooks(session, &client, build);
+        }
+    }
+}
+
+/// Queues the webhook events `build` makes from this account's phone-number JID
+/// and all its JIDs (non-AD), those the configuration sends.
+pub(super) fn queue_webhooks(
+    session: &Inner,
+    client: &Client,
+    build: impl FnOnce(&str, &[String]) -> Vec<crate::webhook::event::Built>,
+) {
+    let Some(webhooks) = session.webhooks() else {
+        return;
+    };
+    let pn = client.pn().map(|j| j.to_non_ad_string());
+    let own: Vec<String> = pn
+        .iter()
+        .cloned()
+        .chain(client.lid().map(|j| j.to_non_ad_string()))
+        .collect();
+    for built in build(pn.as_deref().unwrap_or_default(), &own) {
+        if webhooks.wants(built.name) {
+            webhooks.record_in_background(built);
         }
     }
 }

@@ -373,6 +373,11 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// `None` when the account is not on WhatsApp.
     async fn user_info(&self, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError>;
 
+    /// Whether the phone number of `jid` has a WhatsApp account.
+    async fn on_whatsapp(&self, jid: &Jid) -> Result<bool, WhatsAppError> {
+        Ok(self.user_info(jid).await?.is_some())
+    }
+
     /// `None` when there is no picture (or it is hidden).
     async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError>;
 
@@ -533,6 +538,10 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn user_info(&self, jid: &Jid) -> Result<Option<UserDetails>, WhatsAppError> {
         queries::user_info(&*self.inner.ready_client()?, jid).await
+    }
+
+    async fn on_whatsapp(&self, jid: &Jid) -> Result<bool, WhatsAppError> {
+        queries::on_whatsapp(&*self.inner.ready_client()?, jid).await
     }
 
     async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {

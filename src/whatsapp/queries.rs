@@ -30,6 +30,18 @@ pub async fn user_info(client: &Client, jid: &Jid) -> Result<Option<UserDetails>
     }))
 }
 
+/// WhatsApp's is-on-WhatsApp check of a phone number (one usync `contact` query).
+pub async fn on_whatsapp(client: &Client, jid: &Jid) -> Result<bool, WhatsAppError> {
+    let found = client
+        .contacts()
+        .is_on_whatsapp(std::slice::from_ref(jid))
+        .await
+        .map_err(|e| WhatsAppError::failed("is-on-WhatsApp query failed", e))?;
+    Ok(found
+        .iter()
+        .any(|r| r.is_registered && r.jid.user == jid.user))
+}
+
 pub async fn avatar(client: &Client, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {
     let picture = client
         .contacts()

@@ -10,6 +10,7 @@ use whatsapp_rust::Jid;
 use whatsapp_rust::download::MediaType;
 use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::upload::UploadOptions;
+use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
 use super::acks::AckOutcome;
@@ -144,7 +145,8 @@ pub async fn send(
         key.participant = client.pn().map(|j| j.to_non_ad_string());
     }
     let options = SendOptions::default().with_message_id(id.clone());
-    let stored = session.messages().is_some().then(|| message.clone());
+    let outgoing_hook = session.settings.include_outgoing && session.webhooks().is_some();
+    let stored = (session.messages().is_some() || outgoing_hook).then(|| message.clone());
     let outcome = tokio::time::timeout(deadline, async {
         client
             .send_message_with_options(to.clone(), message, options)
@@ -163,6 +165,9 @@ pub async fn send(
             let timestamp = timestamp
                 .and_then(|t| Timestamp::from_second(t).ok())
                 .unwrap_or_else(Timestamp::now);
+            if let (true, Some(message)) = (outgoing_hook, &stored) {
+                outgoing_webhook(session, &client, to, &id, timestamp, message);
+            }
             if let (Some(store), Some(message)) = (session.messages(), stored) {
                 let change = from_wa::sent(
                     to,
@@ -184,6 +189,37 @@ pub async fn send(
         Ok(Ok(AckOutcome::Refused(code))) => Err(WhatsAppError::Refused { id, code }),
         Ok(Ok(AckOutcome::Interrupted(why))) => Err(WhatsAppError::DeliveryUnknown { id, why }),
     }
+}
+
+/// `--webhook-include-outgoing`: a message this account sent, as the `message`
+/// event (or `message.reaction`, `.revoked`, `.edited`) its phone would see.
+fn outgoing_webhook(
+    session: &Inner,
+    client: &whatsapp_rust::Client,
+    to: &Jid,
+    id: &str,
+    timestamp: Timestamp,
+    message: &wa::Message,
+) {
+    let own = client.pn().map(|j| j.to_non_ad());
+    let info = whatsapp_rust::prelude::MessageInfo {
+        source: whatsapp_rust::wacore::types::message::MessageSource {
+            chat: to.to_non_ad(),
+            sender: own.unwrap_or_default(),
+            is_from_me: true,
+            is_group: to.server == whatsapp_rust::Server::Group,
+            ..Default::default()
+        },
+        id: id.to_owned(),
+        timestamp: whatsapp_rust::chrono::DateTime::from_timestamp(timestamp.as_second(), 0)
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    super::events::queue_webhooks(session, client, |device, _| {
+        crate::webhook::event::message_event(device, &info, message, None)
+            .into_iter()
+            .collect()
+    });
 }
 
 /// The stored message `id` of the chat `to`, to quote; `None` (a plain send, as

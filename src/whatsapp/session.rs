@@ -45,6 +45,12 @@ pub struct ClientSettings {
     pub ack_timeout: Duration,
     /// `--auto-mark-read`: incoming messages are marked read as they arrive.
     pub auto_mark_read: bool,
+    /// `--auto-reject-call`: incoming calls are rejected as they ring.
+    pub auto_reject_call: bool,
+    /// `--presence-on-connect`: announced after every connect (`None`: nothing).
+    pub presence_on_connect: Option<bool>,
+    /// `--webhook-include-outgoing`: this account's sends go to its webhooks too.
+    pub include_outgoing: bool,
     /// Test builds only: the fake WhatsApp server's WebSocket URL.
     pub ws_url: Option<String>,
     /// Takes incoming messages before they are acknowledged (message store,

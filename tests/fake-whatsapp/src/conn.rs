@@ -701,6 +701,46 @@ impl Conn {
         }
     }
 
+    /// A `<call>` from the client: only a `<reject>` of a call the fake offered,
+    /// sent to its caller and naming it as the call's creator, is taken.
+    fn take_call(&mut self, node: &Node) {
+        let reject = child(node, "reject");
+        let call_id = reject.and_then(|r| attr(r, "call-id")).unwrap_or_default();
+        let mut world = self.shared.world();
+        let problem = match (reject, world.offered_calls.get(&call_id)) {
+            (None, _) => Some(format!(
+                "a call stanza other than a reject: {}",
+                crate::show(node)
+            )),
+            (Some(_), None) => Some(format!(
+                "a reject of a call never offered: {}",
+                crate::show(node)
+            )),
+            (Some(r), Some(caller)) => {
+                // The caller's JID without a device part.
+                let to = attr(node, "to").and_then(|j| {
+                    let (user, server) = j.split_once('@')?;
+                    Some(format!("{}@{server}", user.split([':', '.']).next()?))
+                });
+                (to.as_deref() != Some(caller.as_str())
+                    || attr(r, "call-creator").as_deref() != Some(caller.as_str()))
+                .then(|| {
+                    format!(
+                        "a reject not addressed to the caller {caller}: {}",
+                        crate::show(node)
+                    )
+                })
+            }
+        };
+        match problem {
+            Some(problem) => {
+                warn!("{problem}");
+                world.problems.push(problem);
+            }
+            None => world.rejected_calls.push(call_id),
+        }
+    }
+
     /// An `<ack>` from the client: those of flood stanzas must match what was sent.
     fn take_ack(&mut self, node: &Node) {
         match self.ledger.check(node) {
@@ -840,6 +880,10 @@ impl Conn {
                 self.shared.world().problems.push(problem);
             }
             self.shared.world().presences.push(kind);
+            return Ok(false);
+        }
+        if node.tag == "call" {
+            self.take_call(node);
             return Ok(false);
         }
         if node.tag == "chatstate" {

@@ -84,16 +84,36 @@ fn usync(shared: &Shared, node: &Node) -> Node {
         .iter()
         .map(|c| c.tag.to_string())
         .collect();
-    let users = child(usync, "list")
+    // Users by JID, or (the is-on-WhatsApp check) by phone number: `<contact>+1…`.
+    let users: Vec<(String, bool)> = child(usync, "list")
         .map(|list| {
             list.get_children_by_tag("user")
-                .filter_map(|u| attr(u, "jid"))
-                .collect::<Vec<_>>()
+                .filter_map(|u| match attr(u, "jid") {
+                    Some(jid) => Some((jid, false)),
+                    None => {
+                        let number = child(u, "contact")?.content_as_string()?;
+                        let digits = number.trim_start_matches('+');
+                        Some((format!("{digits}@s.whatsapp.net"), true))
+                    }
+                })
+                .collect()
         })
         .unwrap_or_default();
     let mut out = Vec::new();
-    for jid in users {
-        let Some(user) = account_of(&world, &jid) else {
+    for (jid, by_number) in users {
+        let known = account_of(&world, &jid);
+        if by_number {
+            // WhatsApp answers every number asked for: `in` or `out`.
+            let kind = if known.is_some() { "in" } else { "out" };
+            out.push(
+                NodeBuilder::new("user")
+                    .attr("jid", jid)
+                    .children([NodeBuilder::new("contact").attr("type", kind).build()])
+                    .build(),
+            );
+            continue;
+        }
+        let Some(user) = known else {
             continue; // not on WhatsApp
         };
         let contact = world.contacts.get(&user);

@@ -267,6 +267,10 @@ struct World {
     downloads: HashMap<String, usize>,
     /// `<presence>` types the companion sent, in order.
     presences: Vec<String>,
+    /// Calls offered to the companions: call id → caller's JID.
+    offered_calls: HashMap<String, String>,
+    /// Call ids the companions rejected (each checked against its offer).
+    rejected_calls: Vec<String>,
     /// `<chatstate>`s the companion sent: (to, state).
     chatstates: Vec<(String, String)>,
     /// Profile pictures the companions set for their account (JPEG). Like the push
@@ -742,6 +746,10 @@ impl FakeWhatsApp {
     /// The contact `from` calls this account; returns the call id.
     pub async fn call_offer(&self, from: &str) -> Result<String> {
         let call_id = format!("{:032X}", rand::random::<u128>());
+        self.shared
+            .world()
+            .offered_calls
+            .insert(call_id.clone(), format!("{from}@s.whatsapp.net"));
         push(
             &self.shared,
             events::call_offer(from, &call_id, unix_now()),
@@ -760,6 +768,12 @@ impl FakeWhatsApp {
             .get(token)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The ids of the calls the companion rejected, in order (each one a call
+    /// the fake offered, rejected to its caller; anything else is a problem).
+    pub fn rejected_calls(&self) -> Vec<String> {
+        self.shared.world().rejected_calls.clone()
     }
 
     /// The presence types (`available`, `unavailable`) the companion announced.
