@@ -47,6 +47,10 @@ pub struct FakeState {
     pub newsletters: Vec<Newsletter>,
     pub uploads: Vec<(Vec<u8>, MediaKind)>,
     pub queried: Vec<Jid>,
+    /// Numbers (user parts) not on WhatsApp; every other number is.
+    pub strangers: Vec<String>,
+    /// The numbers checked to be on WhatsApp, in order.
+    pub checked: Vec<String>,
     pub send_fails: bool,
     /// Each send takes this long before it is acknowledged.
     pub send_delay: Option<Duration>,
@@ -193,6 +197,12 @@ impl WhatsApp for FakeSession {
         let mut state = self.state.lock().unwrap();
         state.queried.push(jid.clone());
         Ok(state.user.clone())
+    }
+
+    async fn on_whatsapp(&self, jid: &Jid) -> Result<bool, WhatsAppError> {
+        let mut state = self.state.lock().unwrap();
+        state.checked.push(jid.user.to_string());
+        Ok(!state.strangers.iter().any(|s| *s == jid.user))
     }
 
     async fn avatar(&self, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {

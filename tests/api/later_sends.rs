@@ -173,6 +173,7 @@ async fn presence_and_chat_presence_answer_as_the_later_versions() {
 #[tokio::test]
 async fn user_check_says_whether_a_number_is_on_whatsapp() {
     let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().strangers = vec![PHONE.to_owned()];
     let res = app.get(&format!("/user/check?phone={PHONE}")).await;
     assert_eq!(
         res.body["results"],
@@ -180,7 +181,7 @@ async fn user_check_says_whether_a_number_is_on_whatsapp() {
         "{}",
         res.text
     );
-    app.wa.state.lock().unwrap().user = Some(whatsapp_api::whatsapp::UserDetails::default());
+    app.wa.state.lock().unwrap().strangers.clear();
     let res = app.get(&format!("/user/check?phone={PHONE}")).await;
     assert_eq!(
         res.body["results"],
@@ -558,4 +559,44 @@ async fn a_business_profile_comes_in_the_later_shape() {
             "business_hours": [{"day_of_week": "tue", "mode": "specific_hours", "open_time": "480", "close_time": "1080"}],
         })
     );
+}
+
+#[tokio::test]
+async fn account_validation_checks_a_number_once_an_hour_and_refuses_strangers() {
+    const STRANGER: &str = "6289685028131";
+    let app = TestApp::spawn_with(&["--api-compat", "v9"]).await;
+    app.wa.state.lock().unwrap().strangers = vec![STRANGER.to_owned()];
+    let res = app
+        .post_json("/send/message", json!({"phone": STRANGER, "message": "hi"}))
+        .await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    assert_eq!(res.body["code"], "INVALID_JID");
+    assert!(app.wa.sent().is_empty(), "nothing was sent");
+    for text in ["one", "two"] {
+        let res = app
+            .post_json("/send/message", json!({"phone": PHONE, "message": text}))
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+    }
+    assert_eq!(app.wa.sent().len(), 2);
+    // Each number was asked about once: a number found is remembered.
+    assert_eq!(app.wa.state.lock().unwrap().checked, [STRANGER, PHONE]);
+    // Groups are not checked.
+    let res = app
+        .post_json(
+            "/send/message",
+            json!({"phone": "120363000000001@g.us", "message": "team"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(app.wa.state.lock().unwrap().checked.len(), 2);
+
+    // v2.3.0 (and --account-validation=false) never asks.
+    let app = TestApp::spawn().await;
+    app.wa.state.lock().unwrap().strangers = vec![STRANGER.to_owned()];
+    let res = app
+        .post_json("/send/message", json!({"phone": STRANGER, "message": "hi"}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(app.wa.state.lock().unwrap().checked.is_empty());
 }
