@@ -16,6 +16,7 @@ pub mod logs;
 pub mod mcp;
 pub mod media;
 pub mod messages;
+pub mod notices;
 pub mod ops;
 pub mod qr;
 pub mod service;
@@ -56,6 +57,8 @@ pub struct SharedServices {
     max_download_bytes: u64,
     /// `--account-validation`.
     account_validation: bool,
+    /// The accounts' notices for `/ws`.
+    pub notices: notices::Notices,
 }
 
 impl SharedServices {
@@ -107,6 +110,7 @@ impl SharedServices {
             ),
             max_download_bytes: config.max_download_size_mb.saturating_mul(1_000_000),
             account_validation: config.account_validation(),
+            notices: notices::Notices::new(http::ws::MAX_SOCKETS),
         })
     }
 
@@ -172,6 +176,7 @@ pub async fn server_with(
 ) -> anyhow::Result<http::Server> {
     let shared = SharedServices::new(config)?;
     let (limits, guard) = (shared.limits.clone(), shared.guard.clone());
+    let notices = shared.notices.clone();
     let accounts = accounts::Accounts::load(
         settings,
         opener(shared),
@@ -182,6 +187,7 @@ pub async fn server_with(
         accounts,
         limits,
         guard,
+        notices,
     }))
 }
 
@@ -229,6 +235,7 @@ impl accounts::Opener for ClientOpener {
             include_outgoing: config.webhook_include_outgoing,
             ws_url: config.whatsapp_ws_url.clone(),
             span: tracing::info_span!("account", device_id = %place.id),
+            notices: self.shared.notices.of(place.id),
         })
         .await;
         let client = match client {

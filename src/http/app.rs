@@ -173,8 +173,14 @@ pub(super) async fn login_qr(
     })
 }
 
-async fn logout(state: AppState) -> Result<Response, ApiError> {
+async fn logout(State(server): State<Server>, state: AppState) -> Result<Response, ApiError> {
     state.app.logout().await?;
+    server.notices.publish(
+        &state.slot,
+        crate::notices::Event::LoggedOut {
+            by: crate::notices::Logout::App,
+        },
+    );
     Ok(ok("Success logout", slot_result(&state)))
 }
 

@@ -87,14 +87,23 @@ fn slot(server: &Server, id: &str) -> Result<Arc<Account>, NoSlot> {
 }
 
 async fn list(State(server): State<Server>) -> Response {
+    ok("List devices", Some(listed(&server, |_| true)))
+}
+
+/// The accounts `shown` keeps (by slot id), as Go's `Device`s, oldest first.
+pub(super) fn listed(server: &Server, shown: impl Fn(&str) -> bool) -> Vec<serde_json::Value> {
     let mut devices: Vec<(i64, Device)> = server
         .accounts
         .list()
         .iter()
+        .filter(|a| shown(&a.id))
         .map(|a| (a.created_at, Device::of(a)))
         .collect();
     // Still waiting to connect at startup, or not opened (the log says why).
     for (slot, broken) in server.accounts.not_open() {
+        if !shown(&slot.id) {
+            continue;
+        }
         devices.push((
             slot.created_at,
             Device {
@@ -107,8 +116,10 @@ async fn list(State(server): State<Server>) -> Response {
         ));
     }
     devices.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
-    let devices: Vec<Device> = devices.into_iter().map(|(_, d)| d).collect();
-    ok("List devices", Some(devices))
+    devices
+        .into_iter()
+        .map(|(_, d)| serde_json::to_value(d).unwrap_or_default())
+        .collect()
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -278,6 +289,12 @@ async fn logout(
 ) -> Result<Response, Response> {
     let state = state_of(&server, &id)?;
     state.app.logout().await.map_err(ApiError::from)?;
+    server.notices.publish(
+        &id,
+        crate::notices::Event::LoggedOut {
+            by: crate::notices::Logout::Devices,
+        },
+    );
     Ok(ok::<()>("Logout requested", None))
 }
 
@@ -369,6 +386,9 @@ async fn set_webhook(
     };
     check_webhook(&hook)?;
     set_hook(&server, &id, &hook).await?;
+    server
+        .notices
+        .publish(&id, crate::notices::Event::WebhookChanged);
     Ok(ok(
         "Device webhook updated",
         Some(webhook_fields(&id, &hook)),

@@ -81,8 +81,15 @@ impl Guard {
 
     /// Whether the `Authorization` header names a configured account. Every account
     /// is compared, in constant time, whatever matches.
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = basic_credentials(headers) else {
+    fn authorized(&self, req: &Request) -> bool {
+        let given = basic_credentials(req.headers()).or_else(|| {
+            // A browser cannot set headers on a WebSocket: `/ws` also takes them as
+            // `?authorization=<base64 of user:password>`, as Go's does.
+            (super::route_path(&self.base_path, req.uri().path()) == "/ws")
+                .then(|| query_credentials(req.uri().query()?))
+                .flatten()
+        });
+        let Some(given) = given else {
             return false;
         };
         let given = digest(&given);
@@ -152,7 +159,7 @@ impl Guard {
 /// `key_holder`: the request carries a valid account API key, which stands for
 /// basic auth (its scope is checked later).
 pub fn refusal(guard: &Guard, req: &Request, key_holder: bool) -> Option<Response> {
-    if guard.needs_auth() && !key_holder && !guard.authorized(req.headers()) {
+    if guard.needs_auth() && !key_holder && !guard.authorized(req) {
         debug!(path = %req.uri().path(), "request without valid credentials");
         return Some(unauthorized());
     }
@@ -173,10 +180,29 @@ pub fn unauthorized() -> Response {
 }
 
 /// Routes that change something: every non-GET, and the GETs of `/app` that log in,
-/// out or reconnect (as v2.3.0 defined them).
+/// out or reconnect (as v2.3.0 defined them). And `/ws`: a page elsewhere must not
+/// open a socket with the browser's credentials and listen to the accounts.
 fn changes_state(method: &Method, path: &str) -> bool {
     let read_only = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    !read_only || (path.starts_with("/app/") && path != "/app/status")
+    !read_only || (path.starts_with("/app/") && path != "/app/status") || path == "/ws"
+}
+
+/// `user:password` from an `authorization` query parameter (base64, with or
+/// without `Basic `).
+fn query_credentials(query: &str) -> Option<Vec<u8>> {
+    let value = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == "authorization")?
+        .1;
+    let encoded = value.trim();
+    let encoded = match encoded.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest.trim(),
+        _ => encoded,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
 }
 
 /// An account's API key: `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
@@ -290,5 +316,21 @@ mod tests {
         assert!(changes_state(&Method::GET, "/app/login"));
         assert!(!changes_state(&Method::GET, "/app/status"));
         assert!(!changes_state(&Method::GET, "/user/info"));
+        assert!(changes_state(&Method::GET, "/ws"));
+    }
+
+    #[test]
+    fn ws_credentials_come_from_the_query_with_or_without_the_scheme() {
+        let plain = base64::engine::general_purpose::STANDARD.encode("u:p");
+        assert_eq!(
+            query_credentials(&format!("authorization={plain}")),
+            Some(b"u:p".to_vec())
+        );
+        assert_eq!(
+            query_credentials(&format!("device_id=x&authorization=Basic%20{plain}")),
+            Some(b"u:p".to_vec())
+        );
+        assert_eq!(query_credentials("authorization=%%%"), None);
+        assert_eq!(query_credentials("device_id=x"), None);
     }
 }

@@ -19,6 +19,7 @@ pub mod scope;
 pub mod send;
 pub mod user;
 pub mod wire;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -110,6 +111,8 @@ pub struct ServerParts {
     pub accounts: Arc<crate::accounts::Accounts>,
     pub limits: Arc<Limits>,
     pub guard: Arc<guard::Guard>,
+    /// The accounts' notices, for `/ws`.
+    pub notices: crate::notices::Notices,
 }
 
 impl Server {
@@ -163,6 +166,7 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
         .merge(chat::router())
         .merge(group::router())
         .merge(newsletter::router())
+        .merge(ws::router())
         .nest_service(
             "/statics",
             ServeDir::new(&statics_dir).append_index_html_on_directories(false),

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     Timelock,
     Unavailable,
     GatewayTimeout,
+    /// A plain request to `/ws`.
+    UpgradeRequired,
     Internal,
 }
 
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Timelock => "WA_REACHOUT_TIMELOCK",
             ErrorCode::Unavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
+            ErrorCode::UpgradeRequired => "UPGRADE_REQUIRED",
             ErrorCode::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -96,6 +99,7 @@ impl ErrorCode {
             ErrorCode::Timelock => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -114,6 +118,7 @@ impl ErrorCode {
             StatusCode::TOO_MANY_REQUESTS => ErrorCode::Timelock,
             StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
             StatusCode::GATEWAY_TIMEOUT => ErrorCode::GatewayTimeout,
+            StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
             _ => ErrorCode::Internal,
         }
     }
@@ -167,7 +172,9 @@ mod tests {
 
     #[test]
     fn every_status_has_a_code_that_maps_back_to_it() {
-        for status in [400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 504] {
+        for status in [
+            400, 401, 403, 404, 405, 408, 413, 415, 426, 429, 500, 503, 504,
+        ] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(ErrorCode::from_status(status).v9_status(), status);
         }

@@ -125,6 +125,12 @@ impl EventHandler for SessionEvents {
             Event::PairSuccess(pair) => {
                 info!(device = %pair.id, platform = %pair.platform, "phone paired");
                 step(ClientEvent::PairSuccess);
+                session
+                    .settings
+                    .notices
+                    .publish(crate::notices::Event::Paired {
+                        device: pair.id.to_string(),
+                    });
             }
             Event::PairError(pair) => warn!(error = %pair.error, "pairing failed"),
             Event::Connected(_) => {
@@ -159,6 +165,15 @@ impl EventHandler for SessionEvents {
                     "WhatsApp logged this device out (removed from the phone?); \
                      the stored session is deleted, use /app/login to pair again"
                 );
+                // Only the current client's logout is news (a stopped one's is not).
+                if session.generation() == self.generation {
+                    session
+                        .settings
+                        .notices
+                        .publish(crate::notices::Event::LoggedOut {
+                            by: crate::notices::Logout::Phone,
+                        });
+                }
                 step(ClientEvent::LoggedOut);
             }
             Event::ConnectFailure(failure) => {

@@ -58,6 +58,8 @@ pub struct ClientSettings {
     pub inbound: super::inbound::Inbound,
     /// The account's span: the session's own log lines carry its `device_id`.
     pub span: tracing::Span,
+    /// Pairings and logouts, for `/ws`.
+    pub notices: crate::notices::AccountNotices,
 }
 
 pub(super) struct Inner {

@@ -170,8 +170,15 @@ async fn the_dashboard_works_in_headless_chromium() {
             match step {
                 // The first code expires in a few seconds; WhatsApp has the next.
                 "qr-shown" => app.wa.set_pairing(NEXT_QR_CODE, Duration::from_secs(60)),
-                // The phone scanned the code.
-                "qr-renewed" => app.wa.set_status(SessionStatus::Connected),
+                // The phone scanned the code; and a notice for the page's socket.
+                "qr-renewed" => {
+                    app.wa.set_status(SessionStatus::Connected);
+                    let hook = serde_json::json!({"webhook_url": "https://hooks.example.com/in"});
+                    let res = app
+                        .call("PATCH", "/devices/default/webhook", None, Some(hook))
+                        .await;
+                    assert_eq!(res.status, 200, "{}", res.text);
+                }
                 "message-sent" => {
                     let sent = app.wa.sent();
                     assert_eq!(sent.len(), 1, "one message reached the session");

@@ -21,3 +21,4 @@ mod security;
 mod send;
 mod spec;
 mod user;
+mod ws;

@@ -90,6 +90,11 @@ try {
   mkdirSync(shots, { recursive: true });
   const desktop = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   watch(desktop);
+  // What the page hears on its live socket (`ws`).
+  const heard = [];
+  desktop.on("websocket", (socket) => {
+    socket.on("framereceived", (frame) => heard.push(String(frame.payload)));
+  });
   current = desktop;
   await desktop.goto(base, { waitUntil: "load" });
 
@@ -113,6 +118,11 @@ try {
   await step("qr-renewed");
   await desktop.locator("#account-text").getByText("Logged in as +6289685028000").waitFor({ timeout: TIMEOUT });
   check(await desktop.locator("#login").isHidden(), "the QR is still shown after login");
+  // The page's socket heard the notice the runner caused (a webhook set).
+  for (let waited = 0; !heard.some((f) => f.includes("DEVICE_WEBHOOK_CONFIG_UPDATED")); waited += 100) {
+    check(waited < TIMEOUT, `the page's socket heard no notice: ${JSON.stringify(heard)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 
   // A bad phone number: the envelope's validation message is shown.
   const form = desktop.locator('form[action="send/message"]');

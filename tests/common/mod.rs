@@ -199,3 +199,52 @@ pub async fn mcp_client(
         )
     })
 }
+
+/// A WebSocket client of `/ws`.
+pub type Socket =
+    tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws` at `base` (`http://host:port`, the query included in `path`) with
+/// `headers`; the error when the server refuses the upgrade.
+pub async fn ws_connect(
+    base: &str,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Socket, tokio_websockets::Error> {
+    let uri = format!("{}{path}", base.replacen("http://", "ws://", 1));
+    let mut builder = tokio_websockets::ClientBuilder::new().uri(&uri).unwrap();
+    for (name, value) in headers {
+        builder = builder.add_header(
+            reqwest::header::HeaderName::from_static(name),
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        )?;
+    }
+    Ok(builder.connect().await?.0)
+}
+
+/// The next text frame of `socket` as JSON, within 15 s (`None`: the socket closed).
+pub async fn ws_frame(socket: &mut Socket) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    let wait = std::time::Duration::from_secs(15);
+    loop {
+        let message = tokio::time::timeout(wait, socket.next())
+            .await
+            .expect("a /ws frame within 15 s")?
+            .ok()?;
+        if message.is_close() {
+            return None;
+        }
+        if let Some(text) = message.as_text() {
+            return Some(serde_json::from_str(text).unwrap());
+        }
+    }
+}
+
+/// Sends a text frame on `socket`.
+pub async fn ws_send(socket: &mut Socket, text: &str) {
+    use futures_util::SinkExt;
+    socket
+        .send(tokio_websockets::Message::text(text.to_owned()))
+        .await
+        .unwrap();
+}

@@ -23,3 +23,4 @@ mod startup;
 mod store;
 mod user;
 mod webhook;
+mod ws;

@@ -1,5 +1,6 @@
 // The dashboard: lists the server's accounts and switches between them, logs one in
-// by QR or pairing code, shows who is logged in, and sends every form on the page to
+// by QR or pairing code (a pairing shows at once through the `ws` socket), shows who
+// is logged in, and sends every form on the page to
 // its API route for the chosen account (X-Device-Id), showing the envelope that comes
 // back. Every URL is relative, so the page also works behind a reverse proxy under a
 // path prefix.
@@ -68,6 +69,37 @@ const session = {
   qrExpiresAt: 0,
   qrLoading: false,
 };
+
+/** Live events (`ws`): a pairing or a logout shows at once. Polling stays, slower
+ * while the socket is open, in case it cannot be (a proxy without WebSockets). */
+const live = { open: false };
+
+function connectLive() {
+  const url = new URL("ws", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  let socket;
+  try {
+    socket = new WebSocket(url);
+  } catch {
+    return;
+  }
+  socket.onopen = () => {
+    live.open = true;
+  };
+  socket.onmessage = (event) => {
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (frame && frame.code !== "LIST_DEVICES") refreshStatus();
+  };
+  socket.onclose = () => {
+    live.open = false;
+    setTimeout(connectLive, QR_RETRY_MS);
+  };
+}
 
 function schedulePoll(ms) {
   clearTimeout(session.pollTimer);
@@ -150,7 +182,7 @@ async function refreshStatus() {
   const state = s.is_connected ? "connected" : s.is_logged_in ? "disconnected" : "logged-out";
   // The later dialect's device_id is the slot; the JID is in jid.
   renderSession(state, s.jid || s.device_id);
-  schedulePoll(state === "logged-out" ? POLL_WAITING_MS : POLL_IDLE_MS);
+  schedulePoll(state === "logged-out" && !live.open ? POLL_WAITING_MS : POLL_IDLE_MS);
 }
 
 function setBadge(kind, text) {
@@ -318,4 +350,5 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionAction("Reconnect to WhatsApp now?", "app/reconnect", "Reconnecting…"),
   );
   refreshStatus();
+  connectLive();
 });
