@@ -14,7 +14,8 @@ use whatsapp_rust::Jid;
 
 use super::form::{FormSpec, read_body, read_query};
 use super::request::{
-    ArchiveChat, ChatMessagesQuery, ChatsQuery, DisappearingTimer, PinChat, flag, validated,
+    ArchiveChat, ChatMessagesQuery, ChatsQuery, DisappearingTimer, LabelChat, PinChat, flag,
+    validated,
 };
 use super::response::{ApiError, ok};
 use super::{AppState, Server};
@@ -28,6 +29,7 @@ pub fn router() -> Router<Server> {
         .route("/chat/{chat_jid}/messages", get(messages))
         .route("/chat/{chat_jid}/pin", post(pin))
         .route("/chat/{chat_jid}/archive", post(archive))
+        .route("/chat/{chat_jid}/label", post(label))
         .route("/chat/{chat_jid}/disappearing", post(disappearing))
 }
 
@@ -76,6 +78,11 @@ fn chat_json(c: &StoredChat) -> Value {
         "updated_at": rfc3339(c.updated_at),
         "archived": c.archived,
         "pinned": c.pinned,
+        "labels": c.labels.iter().map(|l| json!({
+            "id": l.id,
+            "name": l.name,
+            "color": l.color,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -236,6 +243,39 @@ async fn archive(
         Some(
             json!({ "status": "success", "message": message, "chat_jid": jid.to_string(), "archived": archived }),
         ),
+    ))
+}
+
+/// Go's `label_chat` (its SDKs'): puts a label on the chat or takes it off.
+async fn label(
+    state: AppState,
+    Path(jid): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let jid = chat_jid(&jid)?;
+    let spec = FormSpec::text(&state, &["label_id", "label_name", "labeled"]);
+    let req: LabelChat = read_body(req, &spec).await?.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    let labeled = flag(&req.labeled, false);
+    let (id, name) = (
+        req.label_id.unwrap_or_default(),
+        req.label_name.unwrap_or_default(),
+    );
+    state.chats.label(&jid, &id, &name, labeled).await?;
+    let message = if labeled {
+        format!("Chat labeled successfully with label '{name}'")
+    } else {
+        format!("Chat unlabeled successfully from label '{name}'")
+    };
+    Ok(ok(
+        &message,
+        Some(json!({
+            "status": "success",
+            "message": message,
+            "chat_jid": jid.to_string(),
+            "label_id": id,
+            "labeled": labeled,
+        })),
     ))
 }
 

@@ -636,6 +636,34 @@ pub struct PinChat {
     pub pinned: Option<String>,
 }
 
+/// `POST /chat/:chat_jid/label`: Go's (documented, never served) label body.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct LabelChat {
+    #[validate(
+        required,
+        length(min = 1, max = 64, message = "must be 1 to 64 characters"),
+        custom(function = "one_line")
+    )]
+    pub label_id: Option<String>,
+    #[validate(
+        required,
+        length(min = 1, max = 100, message = "must be 1 to 100 characters"),
+        custom(function = "one_line")
+    )]
+    pub label_name: Option<String>,
+    #[validate(required, custom(function = "rules::boolean"))]
+    pub labeled: Option<String>,
+}
+
+/// Text without control characters (line breaks included).
+fn one_line(value: &str) -> Result<(), ValidationError> {
+    match value.chars().any(char::is_control) {
+        true => Err(invalid("must not contain control characters")),
+        false => Ok(()),
+    }
+}
+
 /// `POST /chat/:chat_jid/archive`.
 #[derive(Debug, Default, Deserialize, Validate)]
 #[serde(default)]

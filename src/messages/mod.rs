@@ -26,6 +26,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/chat/0002_contacts.sql")),
         M::up(include_str!("../../migrations/chat/0003_chat_settings.sql")),
         M::up(include_str!("../../migrations/chat/0004_imports.sql")),
+        M::up(include_str!("../../migrations/chat/0005_labels.sql")),
     ])
 }
 
@@ -110,6 +111,20 @@ pub enum Change {
         jid: String,
         setting: ChatSetting,
     },
+    /// A label was created, renamed or recoloured (`None` leaves what is stored),
+    /// or deleted (from every chat too).
+    Label {
+        id: String,
+        name: Option<String>,
+        color: Option<i32>,
+        deleted: bool,
+    },
+    /// A label was put on a chat or taken off it.
+    ChatLabel {
+        jid: String,
+        label_id: String,
+        labeled: bool,
+    },
     /// What is known of a person: the name saved on the phone and/or their push
     /// name (`None` leaves the stored one).
     Contact {
@@ -136,6 +151,18 @@ pub struct StoredChat {
     pub pinned: bool,
     /// Disappearing-message timer in seconds; 0 when off.
     pub expiration: u32,
+    /// Its labels, by id.
+    pub labels: Vec<Label>,
+}
+
+/// A chat label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub id: String,
+    /// `""` until its name is known.
+    pub name: String,
+    /// WhatsApp's colour index.
+    pub color: i32,
 }
 
 /// Which chats `/chats` lists.
@@ -195,7 +222,25 @@ fn chat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChat> {
         archived: r.get(5)?,
         pinned: r.get(6)?,
         expiration: r.get(7)?,
+        labels: Vec::new(),
     })
+}
+
+/// The labels of the chat `jid`, by id.
+fn labels_of(conn: &rusqlite::Connection, jid: &str) -> rusqlite::Result<Vec<Label>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT cl.label_id, COALESCE(l.name, ''), COALESCE(l.color, 0) \
+         FROM chat_labels cl LEFT JOIN labels l ON l.id = cl.label_id \
+         WHERE cl.chat_jid = ?1 ORDER BY cl.label_id",
+    )?;
+    let rows = stmt.query_map([jid], |r| {
+        Ok(Label {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            color: r.get(2)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// A person this account knows.
@@ -427,19 +472,48 @@ impl MessageStore {
             params![search, q.archived, q.has_media, q.limit, q.offset],
             chat_from_row,
         )?;
-        Ok((rows.collect::<Result<_, _>>()?, total as u64))
+        let mut chats: Vec<StoredChat> = rows.collect::<Result<_, _>>()?;
+        for chat in &mut chats {
+            chat.labels = labels_of(&conn, &chat.jid)?;
+        }
+        Ok((chats, total as u64))
+    }
+
+    /// The label `id`, when known.
+    pub fn label(&self, id: &str) -> Result<Option<Label>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT id, name, color FROM labels WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Label {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        color: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// One chat.
     pub fn chat(&self, jid: &str) -> Result<Option<StoredChat>, StoreError> {
         let conn = self.conn();
-        Ok(conn
+        let chat = conn
             .query_row(
                 &format!("SELECT {CHAT_COLUMNS} FROM chats WHERE jid = ?1"),
                 params![jid],
                 chat_from_row,
             )
-            .optional()?)
+            .optional()?;
+        match chat {
+            Some(mut chat) => {
+                chat.labels = labels_of(&conn, jid)?;
+                Ok(Some(chat))
+            }
+            None => Ok(None),
+        }
     }
 
     /// A page of a chat's messages, newest first (without their raw encoding), and
@@ -604,6 +678,7 @@ impl MessageStore {
         conn.execute_batch(
             "BEGIN; DELETE FROM reactions; DELETE FROM edits; DELETE FROM receipts; \
              DELETE FROM messages; DELETE FROM chats; DELETE FROM contacts; \
+             DELETE FROM chat_labels; DELETE FROM labels; \
              DELETE FROM imports WHERE key LIKE 'go-chats:%'; COMMIT; VACUUM;",
         )?;
         Ok(())
@@ -788,6 +863,36 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
             full_name,
             push_name,
         } => upsert_contact(tx, jid, full_name.as_deref(), push_name.as_deref(), now)?,
+        Change::Label {
+            id, deleted: true, ..
+        } => {
+            tx.prepare_cached("DELETE FROM chat_labels WHERE label_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM labels WHERE id = ?1")?
+                .execute([id])?;
+        }
+        Change::Label {
+            id, name, color, ..
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO labels (id, name, color, updated_at) \
+                 VALUES (?1, COALESCE(?2, ''), COALESCE(?3, 0), ?4) \
+                 ON CONFLICT(id) DO UPDATE SET name = COALESCE(?2, labels.name), \
+                 color = COALESCE(?3, labels.color), updated_at = ?4",
+            )?
+            .execute(params![id, name, color, now])?;
+        }
+        Change::ChatLabel {
+            jid,
+            label_id,
+            labeled,
+        } => {
+            let sql = match labeled {
+                true => "INSERT OR IGNORE INTO chat_labels (chat_jid, label_id) VALUES (?1, ?2)",
+                false => "DELETE FROM chat_labels WHERE chat_jid = ?1 AND label_id = ?2",
+            };
+            tx.prepare_cached(sql)?.execute([jid, label_id])?;
+        }
         Change::Reaction {
             chat,
             message_id,
@@ -868,6 +973,74 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_named_put_on_chats_taken_off_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
+        let chat = "6281@s.whatsapp.net";
+        let label = |id: &str, name: Option<&str>, color, deleted| Change::Label {
+            id: id.into(),
+            name: name.map(str::to_owned),
+            color,
+            deleted,
+        };
+        let tag = |label_id: &str, labeled| Change::ChatLabel {
+            jid: chat.into(),
+            label_id: label_id.into(),
+            labeled,
+        };
+        store
+            .apply(
+                &[
+                    Change::Chat {
+                        jid: chat.into(),
+                        setting: ChatSetting::Pinned(true),
+                    },
+                    tag("2", true),
+                    label("1", Some("New"), Some(3), false),
+                    tag("1", true),
+                ],
+                100,
+            )
+            .unwrap();
+        // A label known by its id only shows with an empty name until it is named.
+        let labels = |store: &MessageStore| store.chat(chat).unwrap().unwrap().labels;
+        let named = |id: &str, name: &str, color| Label {
+            id: id.into(),
+            name: name.into(),
+            color,
+        };
+        assert_eq!(labels(&store), [named("1", "New", 3), named("2", "", 0)]);
+        // A rename keeps the colour.
+        store
+            .apply(
+                &[label("1", Some("Paid"), None, false), tag("2", false)],
+                100,
+            )
+            .unwrap();
+        assert_eq!(labels(&store), [named("1", "Paid", 3)]);
+        let (listed, _) = store
+            .chats(&ChatQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed[0].labels, [named("1", "Paid", 3)]);
+        assert_eq!(store.label("1").unwrap(), Some(named("1", "Paid", 3)));
+        // Deleted: gone from every chat.
+        store.apply(&[label("1", None, None, true)], 100).unwrap();
+        assert!(labels(&store).is_empty());
+        assert_eq!(store.label("1").unwrap(), None);
+        store
+            .apply(
+                &[label("4", Some("Later"), None, false), tag("4", true)],
+                100,
+            )
+            .unwrap();
+        store.clear().unwrap();
+        assert_eq!(store.label("4").unwrap(), None);
+    }
 
     #[test]
     fn a_logout_forgets_the_go_history_import_but_not_the_go_session_import() {

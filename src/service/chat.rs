@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{ServiceError, ensure_connected};
 use crate::messages::{
-    ChatQuery, ChatSetting, MessageQuery, MessageStore, StoredChat, StoredMessage, StoredReaction,
+    Change, ChatQuery, ChatSetting, MessageQuery, MessageStore, StoredChat, StoredMessage,
+    StoredReaction,
 };
 use crate::whatsapp::WhatsApp;
 
@@ -87,6 +88,42 @@ impl ChatService {
         ensure_connected(&*self.wa)?;
         self.wa.archive_chat(jid, archived).await?;
         self.remember(jid, ChatSetting::Archived(archived)).await
+    }
+
+    /// Puts the label `label_id` on the chat, or takes it off, on every device.
+    /// Putting it on names the label `name` when it is not known by that name
+    /// (creating it if need be, keeping a known colour).
+    pub async fn label(
+        &self,
+        jid: &whatsapp_rust::Jid,
+        label_id: &str,
+        name: &str,
+        labeled: bool,
+    ) -> Result<(), ServiceError> {
+        ensure_connected(&*self.wa)?;
+        let mut changes = Vec::new();
+        if labeled {
+            let id = label_id.to_owned();
+            let known = self.store.call(move |s| s.label(&id)).await?;
+            if known.as_ref().is_none_or(|l| l.name != name) {
+                let color = known.map_or(0, |l| l.color);
+                self.wa.edit_label(label_id, name, color).await?;
+                changes.push(Change::Label {
+                    id: label_id.to_owned(),
+                    name: Some(name.to_owned()),
+                    color: Some(color),
+                    deleted: false,
+                });
+            }
+        }
+        self.wa.label_chat(jid, label_id, labeled).await?;
+        changes.push(Change::ChatLabel {
+            jid: jid.to_non_ad_string(),
+            label_id: label_id.to_owned(),
+            labeled,
+        });
+        let now = jiff::Timestamp::now().as_second();
+        Ok(self.store.call(move |s| s.apply(&changes, now)).await?)
     }
 
     /// Sets the chat's disappearing-message timer (0 turns it off).

@@ -8,7 +8,9 @@ use whatsapp_rust::Server;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::wacore::stanza::groups::GroupNotificationAction;
 use whatsapp_rust::wacore::types::call::{CallAction, IncomingCall};
-use whatsapp_rust::wacore::types::events::{GroupUpdate, Receipt};
+use whatsapp_rust::wacore::types::events::{
+    GroupUpdate, LabelAssociationUpdate, LabelEditUpdate, Receipt,
+};
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
@@ -468,9 +470,121 @@ pub fn event_id(event: &str, chat: &str, message_id: &str) -> String {
     format!("evt_{}", hex::encode(&digest[..12]))
 }
 
+/// Go's `label.edit`: a label created, renamed, recoloured or deleted on a device
+/// of the account; the fields WhatsApp sent.
+pub fn label_edit_event(device_id: &str, update: &LabelEditUpdate) -> Built {
+    let action = &update.action;
+    let mut payload = Map::new();
+    payload.insert("label_id".into(), json!(update.label_id));
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            payload.insert(key.into(), value);
+        }
+    };
+    put("name", action.name.as_ref().map(|v| json!(v)));
+    put("color", action.color.map(|v| json!(v)));
+    put("predefined_id", action.predefined_id.map(|v| json!(v)));
+    put("deleted", action.deleted.map(|v| json!(v)));
+    put("order_index", action.order_index.map(|v| json!(v)));
+    put("is_active", action.is_active.map(|v| json!(v)));
+    put("type", action.r#type.map(|v| json!(format!("{v:?}"))));
+    put("is_immutable", action.is_immutable.map(|v| json!(v)));
+    put(
+        "mute_end_time_ms",
+        action.mute_end_time_ms.map(|v| json!(v)),
+    );
+    let timestamp = rfc3339(&update.timestamp);
+    let key = format!(
+        "{}@{}",
+        update.label_id,
+        update.timestamp.timestamp_millis()
+    );
+    let event = envelope(device_id, "label.edit", "", &key, Some(timestamp), payload);
+    Built {
+        name: "label.edit",
+        event,
+        jids: Vec::new(),
+    }
+}
+
+/// Go's `label.association`: a label put on a chat or taken off it.
+pub fn label_association_event(device_id: &str, update: &LabelAssociationUpdate) -> Built {
+    let chat = update.chat_jid.to_non_ad_string();
+    let mut payload = Map::new();
+    payload.insert("label_id".into(), json!(update.label_id));
+    payload.insert("labeled".into(), json!(update.action.labeled == Some(true)));
+    payload.insert("chat_id".into(), json!(chat));
+    if update.chat_jid.server == Server::Lid {
+        payload.insert("chat_lid".into(), json!(chat));
+    }
+    let timestamp = rfc3339(&update.timestamp);
+    let key = format!(
+        "{}@{}",
+        update.label_id,
+        update.timestamp.timestamp_millis()
+    );
+    let event = envelope(
+        device_id,
+        "label.association",
+        &chat,
+        &key,
+        Some(timestamp),
+        payload,
+    );
+    Built {
+        name: "label.association",
+        event,
+        jids: vec![chat],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_events_carry_what_whatsapp_sent_in_gos_fields() {
+        use whatsapp_rust::waproto::whatsapp::sync_action_value as action;
+        let at = whatsapp_rust::chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let edit = LabelEditUpdate::builder()
+            .label_id("5".into())
+            .timestamp(at)
+            .action(Box::new(action::LabelEditAction {
+                name: Some("Paid".into()),
+                color: Some(3),
+                r#type: Some(action::label_edit_action::ListType::CUSTOM),
+                ..Default::default()
+            }))
+            .from_full_sync(false)
+            .build();
+        let built = label_edit_event("6281@s.whatsapp.net", &edit);
+        let body: Value = serde_json::from_str(&built.event.body).unwrap();
+        assert_eq!(body["event"], "label.edit");
+        assert_eq!(body["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            body["payload"],
+            json!({"label_id": "5", "name": "Paid", "color": 3, "type": "CUSTOM"})
+        );
+
+        let chat: whatsapp_rust::Jid = "6282@s.whatsapp.net".parse().unwrap();
+        let tagged = LabelAssociationUpdate::builder()
+            .label_id("5".into())
+            .chat_jid(chat)
+            .timestamp(at)
+            .action(Box::new(action::LabelAssociationAction {
+                labeled: Some(true),
+                ..Default::default()
+            }))
+            .from_full_sync(false)
+            .build();
+        let built = label_association_event("6281@s.whatsapp.net", &tagged);
+        assert_eq!(built.jids, ["6282@s.whatsapp.net"]);
+        let body: Value = serde_json::from_str(&built.event.body).unwrap();
+        assert_eq!(
+            body["payload"],
+            json!({"label_id": "5", "labeled": true, "chat_id": "6282@s.whatsapp.net"})
+        );
+    }
 
     #[test]
     fn event_ids_are_stable_and_distinct() {

@@ -92,6 +92,34 @@ pub async fn archive_chat(
     done.map_err(|e| WhatsAppError::failed("archive update failed", e))
 }
 
+pub async fn edit_label(
+    client: &Client,
+    id: &str,
+    name: &str,
+    color: i32,
+) -> Result<(), WhatsAppError> {
+    client
+        .labels()
+        .create_label(id, name, color)
+        .await
+        .map_err(|e| WhatsAppError::failed("label update failed", e))
+}
+
+pub async fn label_chat(
+    client: &Client,
+    chat: &Jid,
+    id: &str,
+    labeled: bool,
+) -> Result<(), WhatsAppError> {
+    let labels = client.labels();
+    let done = if labeled {
+        labels.add_chat_label(id, chat).await
+    } else {
+        labels.remove_chat_label(id, chat).await
+    };
+    done.map_err(|e| WhatsAppError::failed("chat label update failed", e))
+}
+
 /// A 1:1 chat's timer is a message to the other side; a group's is a group setting.
 pub async fn set_disappearing(
     client: &Client,

@@ -59,6 +59,8 @@ impl SessionEvents {
                     .with(EventKind::PushNameUpdate)
                     .with(EventKind::PinUpdate)
                     .with(EventKind::ArchiveUpdate)
+                    .with(EventKind::LabelEditUpdate)
+                    .with(EventKind::LabelAssociationUpdate)
                     .with(EventKind::HistorySync);
             }
             if let Some(webhooks) = session.webhooks() {
@@ -67,6 +69,12 @@ impl SessionEvents {
                 }
                 if webhooks.wants("group.participants") || webhooks.wants("group.joined") {
                     interest = interest.with(EventKind::GroupUpdate);
+                }
+                if webhooks.wants("label.edit") {
+                    interest = interest.with(EventKind::LabelEditUpdate);
+                }
+                if webhooks.wants("label.association") {
+                    interest = interest.with(EventKind::LabelAssociationUpdate);
                 }
                 if webhooks.wants("call.offer") {
                     interest = interest.with(EventKind::IncomingCall);
@@ -219,6 +227,35 @@ impl EventHandler for SessionEvents {
                     };
                     store.apply_in_background(change, "an archive")
                 }
+            }
+            Event::LabelEditUpdate(update) => {
+                if let Some(store) = session.messages() {
+                    let change = crate::messages::Change::Label {
+                        id: update.label_id.clone(),
+                        name: update.action.name.clone(),
+                        color: update.action.color,
+                        deleted: update.action.deleted == Some(true),
+                    };
+                    store.apply_in_background(change, "a label");
+                }
+                self.to_webhooks(&session, |device, _| {
+                    vec![crate::webhook::event::label_edit_event(device, update)]
+                });
+            }
+            Event::LabelAssociationUpdate(update) => {
+                if let Some(store) = session.messages() {
+                    let change = crate::messages::Change::ChatLabel {
+                        jid: update.chat_jid.to_non_ad_string(),
+                        label_id: update.label_id.clone(),
+                        labeled: update.action.labeled == Some(true),
+                    };
+                    store.apply_in_background(change, "a chat label");
+                }
+                self.to_webhooks(&session, |device, _| {
+                    vec![crate::webhook::event::label_association_event(
+                        device, update,
+                    )]
+                });
             }
             Event::PushNameUpdate(update) => {
                 if let Some(store) = session.messages()

@@ -419,6 +419,12 @@ pub trait WhatsApp: Send + Sync + 'static {
     /// Archives or unarchives `chat` on every device of the account.
     async fn archive_chat(&self, chat: &Jid, archived: bool) -> Result<(), WhatsAppError>;
 
+    /// Creates the label `id`, or renames and recolours it, on every device.
+    async fn edit_label(&self, id: &str, name: &str, color: i32) -> Result<(), WhatsAppError>;
+
+    /// Puts the label `id` on `chat`, or takes it off, on every device.
+    async fn label_chat(&self, chat: &Jid, id: &str, labeled: bool) -> Result<(), WhatsAppError>;
+
     /// Sets the disappearing-message timer of `chat` (0 turns it off).
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError>;
 
@@ -609,6 +615,14 @@ impl WhatsApp for session::WhatsAppClient {
 
     async fn archive_chat(&self, chat: &Jid, archived: bool) -> Result<(), WhatsAppError> {
         actions::archive_chat(&*self.inner.ready_client()?, chat, archived).await
+    }
+
+    async fn edit_label(&self, id: &str, name: &str, color: i32) -> Result<(), WhatsAppError> {
+        actions::edit_label(&*self.inner.ready_client()?, id, name, color).await
+    }
+
+    async fn label_chat(&self, chat: &Jid, id: &str, labeled: bool) -> Result<(), WhatsAppError> {
+        actions::label_chat(&*self.inner.ready_client()?, chat, id, labeled).await
     }
 
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError> {

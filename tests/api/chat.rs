@@ -212,3 +212,57 @@ async fn pin_archive_and_timer_reach_the_session_and_show_in_the_list() {
         86400
     );
 }
+
+#[tokio::test]
+async fn a_label_is_named_once_put_on_and_taken_off() {
+    let app = app().await;
+    let path = format!("/chat/{BOB}/label");
+    let on = json!({"label_id": "5", "label_name": "Paid", "labeled": true});
+    let res = app.post_json(&path, on.clone()).await;
+    res.assert_success("Chat labeled successfully with label 'Paid'");
+    assert_eq!(
+        res.body["results"],
+        json!({"status": "success", "message": "Chat labeled successfully with label 'Paid'",
+               "chat_jid": BOB, "label_id": "5", "labeled": true})
+    );
+    // Known by that name now: put on again without renaming it.
+    app.post_json(&path, on)
+        .await
+        .assert_success("Chat labeled successfully with label 'Paid'");
+    app.post_json(
+        &path,
+        json!({"label_id": "5", "label_name": "Paid", "labeled": false}),
+    )
+    .await
+    .assert_success("Chat unlabeled successfully from label 'Paid'");
+    assert_eq!(
+        app.wa.actions(),
+        [
+            "label-edit:5:Paid:0".to_owned(),
+            format!("label:{BOB}:5:true"),
+            format!("label:{BOB}:5:true"),
+            format!("label:{BOB}:5:false"),
+        ]
+    );
+    for (body, error) in [
+        (
+            json!({"label_name": "x", "labeled": true}),
+            "label_id: cannot be blank.",
+        ),
+        (
+            json!({"label_id": "5", "label_name": "a\tb", "labeled": true}),
+            "label_name: must not contain control characters.",
+        ),
+        (
+            json!({"label_id": "x".repeat(65), "label_name": "x", "labeled": true}),
+            "label_id: must be 1 to 64 characters.",
+        ),
+        (
+            json!({"label_id": "5", "label_name": "x"}),
+            "labeled: cannot be blank.",
+        ),
+    ] {
+        app.post_json(&path, body).await.assert_error(400, error);
+    }
+    assert_eq!(app.wa.actions().len(), 4, "nothing more reached WhatsApp");
+}

@@ -261,6 +261,14 @@ impl WhatsApp for FakeSession {
         self.action(format!("archive:{chat}:{archived}"))
     }
 
+    async fn edit_label(&self, id: &str, name: &str, color: i32) -> Result<(), WhatsAppError> {
+        self.action(format!("label-edit:{id}:{name}:{color}"))
+    }
+
+    async fn label_chat(&self, chat: &Jid, id: &str, labeled: bool) -> Result<(), WhatsAppError> {
+        self.action(format!("label:{chat}:{id}:{labeled}"))
+    }
+
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), WhatsAppError> {
         self.action(format!("disappearing:{chat}:{seconds}"))
     }

@@ -151,3 +151,107 @@ async fn pin_archive_and_timer_reach_whatsapp() {
     assert_eq!(data["ephemeral_expiration"], 604_800);
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_label_reaches_whatsapp_and_shows_in_chats() {
+    let (fake, server, _dir) = paired().await;
+    let chat = format!("{FRIEND}@s.whatsapp.net");
+    wait_for("the app-state key", Duration::from_secs(20), || {
+        fake.app_state_key_shared()
+    })
+    .await;
+    fake.deliver(FRIEND, "order #12").await.unwrap();
+    server
+        .wait_reply("/chats", None, "the chat stored", |r| {
+            r["results"]["data"][0]["jid"] == chat.as_str()
+        })
+        .await;
+
+    let path = format!("/chat/{chat}/label");
+    let res = server
+        .post_form(
+            &path,
+            &[
+                ("label_id", "5"),
+                ("label_name", "Paid"),
+                ("labeled", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, server.log());
+    assert_eq!(
+        res.body["message"],
+        "Chat labeled successfully with label 'Paid'"
+    );
+    assert_eq!(res.body["results"]["label_id"], "5");
+    // The fake decrypted both mutations: the label named, then put on the chat.
+    let edit = fake
+        .app_state_value(&["label_edit", "5"])
+        .expect("a label_edit mutation");
+    let edit = edit.label_edit_action.as_option().unwrap();
+    assert_eq!(edit.name.as_deref(), Some("Paid"));
+    assert_eq!(edit.deleted, Some(false));
+    let tag = fake
+        .app_state_value(&["label_jid", "5", &chat])
+        .expect("a label_jid mutation");
+    assert_eq!(
+        tag.label_association_action
+            .as_option()
+            .and_then(|a| a.labeled),
+        Some(true)
+    );
+    let chats = server.get("/chats").await;
+    assert_eq!(
+        chats.body["results"]["data"][0]["labels"],
+        serde_json::json!([{"id": "5", "name": "Paid", "color": 0}])
+    );
+
+    // Off again; the label itself stays (it was known by that name: no new edit).
+    let edits = fake.app_state_mutations().len();
+    let res = server
+        .post_form(
+            &path,
+            &[
+                ("label_id", "5"),
+                ("label_name", "Paid"),
+                ("labeled", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let tag = fake.app_state_value(&["label_jid", "5", &chat]).unwrap();
+    assert_eq!(
+        tag.label_association_action
+            .as_option()
+            .and_then(|a| a.labeled),
+        Some(false)
+    );
+    assert_eq!(fake.app_state_mutations().len(), edits + 1);
+    let chats = server.get("/chats").await;
+    assert_eq!(
+        chats.body["results"]["data"][0]["labels"],
+        serde_json::json!([])
+    );
+
+    // Bad input is a 400 that sends nothing.
+    let res = server
+        .post_form(
+            &path,
+            &[("label_id", ""), ("label_name", "x"), ("labeled", "true")],
+        )
+        .await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    let res = server
+        .post_form(
+            &path,
+            &[
+                ("label_id", "6"),
+                ("label_name", "two\nlines"),
+                ("labeled", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert_eq!(fake.app_state_mutations().len(), edits + 1);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}

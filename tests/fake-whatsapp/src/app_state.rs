@@ -468,6 +468,8 @@ struct Schema {
     version: Option<i32>,
     index_len: usize,
     names_message: bool,
+    /// Where the index names the chat (`None`: it names none).
+    chat_at: Option<usize>,
 }
 
 const SCHEMAS: &[Schema] = &[
@@ -477,6 +479,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(2),
         index_len: 5,
         names_message: true,
+        chat_at: Some(1),
     },
     Schema {
         name: "deleteMessageForMe",
@@ -484,6 +487,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(3),
         index_len: 5,
         names_message: true,
+        chat_at: Some(1),
     },
     Schema {
         name: "pin_v1",
@@ -491,6 +495,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(5),
         index_len: 2,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "archive",
@@ -498,6 +503,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(3),
         index_len: 2,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "markChatAsRead",
@@ -505,6 +511,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(3),
         index_len: 2,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "mute",
@@ -512,6 +519,7 @@ const SCHEMAS: &[Schema] = &[
         version: Some(2),
         index_len: 2,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "deleteChat",
@@ -519,6 +527,7 @@ const SCHEMAS: &[Schema] = &[
         version: None,
         index_len: 3,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "clearChat",
@@ -526,6 +535,7 @@ const SCHEMAS: &[Schema] = &[
         version: None,
         index_len: 4,
         names_message: false,
+        chat_at: Some(1),
     },
     Schema {
         name: "contact",
@@ -533,6 +543,23 @@ const SCHEMAS: &[Schema] = &[
         version: Some(2),
         index_len: 2,
         names_message: false,
+        chat_at: Some(1),
+    },
+    Schema {
+        name: "label_edit",
+        collection: "regular",
+        version: Some(3),
+        index_len: 2,
+        names_message: false,
+        chat_at: None,
+    },
+    Schema {
+        name: "label_jid",
+        collection: "regular",
+        version: Some(3),
+        index_len: 3,
+        names_message: false,
+        chat_at: Some(2),
     },
 ];
 
@@ -560,6 +587,14 @@ fn value_fits(name: &str, v: &wa::SyncActionValue) -> bool {
         "deleteChat" => v.delete_chat_action.is_set(),
         "clearChat" => v.clear_chat_action.is_set(),
         "contact" => v.contact_action.is_set(),
+        // A label is named (or deleted); a chat's label is on or off.
+        "label_edit" => v.label_edit_action.as_option().is_some_and(|a| {
+            a.deleted == Some(true) || a.name.as_ref().is_some_and(|n| !n.is_empty())
+        }),
+        "label_jid" => v
+            .label_association_action
+            .as_option()
+            .is_some_and(|a| a.labeled.is_some()),
         _ => true,
     }
 }
@@ -611,7 +646,10 @@ fn semantic_problems(world: &World, collection: &str, m: &Decoded) -> Vec<String
         Some(t) if (t - now_ms).abs() <= 86_400_000 => {}
         other => problems.push(format!("{name} has timestamp {other:?}, not now (ms)")),
     }
-    let chat = &index[1];
+    let Some(chat_at) = schema.chat_at else {
+        return problems;
+    };
+    let chat = &index[chat_at];
     if !knows_chat(world, chat) {
         problems.push(format!("{name} for a chat the fake does not know: {chat}"));
     } else if schema.names_message {
@@ -1572,6 +1610,60 @@ mod tests {
         );
         // Applied all the same, as the phone would.
         assert_eq!(fake.app_state_mutations().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn label_mutations_are_checked_against_their_schema() {
+        let (fake, _) = fake_with_a_delivered_message().await;
+        let mut client = Client::of(&fake);
+        let now = Some(i64::try_from(unix_now()).unwrap() * 1000);
+        let named = |name: &str| wa::SyncActionValue {
+            label_edit_action: MessageField::some(wa::sync_action_value::LabelEditAction {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            }),
+            timestamp: now,
+            ..Default::default()
+        };
+        let tagged = wa::SyncActionValue {
+            label_association_action: MessageField::some(
+                wa::sync_action_value::LabelAssociationAction {
+                    labeled: Some(true),
+                    ..Default::default()
+                },
+            ),
+            timestamp: now,
+            ..Default::default()
+        };
+        // Well formed: no problem.
+        let edit = client.record(SyncdOperation::SET, &["label_edit", "5"], &named("Paid"), 3);
+        let tag = client.record(
+            SyncdOperation::SET,
+            &["label_jid", "5", &friend_jid()],
+            &tagged,
+            3,
+        );
+        send(&fake, &mut client, "regular", vec![edit, tag]);
+        assert!(fake.problems().is_empty(), "{:#?}", fake.problems());
+        // A nameless label; a label on a chat the fake does not know.
+        let m = client.record(SyncdOperation::SET, &["label_edit", "6"], &named(""), 3);
+        send(&fake, &mut client, "regular", vec![m]);
+        let stranger = "6200000000000@s.whatsapp.net";
+        let m = client.record(
+            SyncdOperation::SET,
+            &["label_jid", "5", stranger],
+            &tagged,
+            3,
+        );
+        send(&fake, &mut client, "regular", vec![m]);
+        let problems = fake.problems();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0].contains("without its action"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[1].contains("does not know"), "{}", problems[1]);
     }
 
     #[tokio::test]
