@@ -14,8 +14,8 @@ use whatsapp_rust::Jid;
 
 use super::form::{FormSpec, read_body, read_query};
 use super::request::{
-    ArchiveChat, ChatMessagesQuery, ChatsQuery, DisappearingTimer, LabelChat, PinChat, flag,
-    validated,
+    ArchiveChat, ChatMessagesQuery, ChatsQuery, DisappearingTimer, LabelChat, PinChat, SearchQuery,
+    flag, validated,
 };
 use super::response::{ApiError, ok};
 use super::{AppState, Server};
@@ -27,6 +27,7 @@ pub fn router() -> Router<Server> {
     Router::new()
         .route("/chats", get(chats))
         .route("/chat/{chat_jid}/messages", get(messages))
+        .route("/messages/search", get(search))
         .route("/chat/{chat_jid}/pin", post(pin))
         .route("/chat/{chat_jid}/archive", post(archive))
         .route("/chat/{chat_jid}/label", post(label))
@@ -78,6 +79,7 @@ fn chat_json(c: &StoredChat) -> Value {
         "updated_at": rfc3339(c.updated_at),
         "archived": c.archived,
         "pinned": c.pinned,
+        "unread_count": c.unread,
         "labels": c.labels.iter().map(|l| json!({
             "id": l.id,
             "name": l.name,
@@ -131,9 +133,16 @@ fn pagination<T>(page: &Page<T>, limit: u32, offset: u32) -> Value {
     json!({ "limit": limit, "offset": offset, "total": page.total })
 }
 
-/// `GET /chats?limit=&offset=&search=&has_media=&archived=`.
+/// `GET /chats?limit=&offset=&search=&has_media=&archived=&unread=`.
 pub async fn chats(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let fields = ["limit", "offset", "search", "has_media", "archived"];
+    let fields = [
+        "limit",
+        "offset",
+        "search",
+        "has_media",
+        "archived",
+        "unread",
+    ];
     let req: ChatsQuery = read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
     req.validate().map_err(ValidationErrors::from)?;
     let (limit, offset) = (req.paging.limit(25), req.paging.offset());
@@ -146,6 +155,7 @@ pub async fn chats(state: AppState, RawQuery(q): RawQuery) -> Result<Response, A
             .archived
             .as_deref()
             .and_then(crate::domain::validation::parse_bool),
+        unread_only: flag(&req.unread, false),
     };
     let page = state.chats.chats(query).await?;
     let data: Vec<Value> = page.items.iter().map(chat_json).collect();
@@ -197,6 +207,46 @@ async fn messages(
             "pagination": pagination(&page, limit, offset),
             "chat_info": chat_json(&chat),
         })),
+    ))
+}
+
+/// `GET /messages/search?search=&chat_jid=&start_time=&end_time=&is_from_me=&limit=&offset=`
+/// (not in Go): the stored messages with the text, across chats, newest first.
+async fn search(state: AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let fields = [
+        "search",
+        "chat_jid",
+        "start_time",
+        "end_time",
+        "is_from_me",
+        "limit",
+        "offset",
+    ];
+    let req: SearchQuery = read_query(q.as_deref(), &FormSpec::text(&state, &fields))?.parse()?;
+    req.validate().map_err(ValidationErrors::from)?;
+    let chat = match req.chat_jid.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(chat) => Some(chat_jid(chat)?.to_non_ad_string()),
+        None => None,
+    };
+    let (limit, offset) = (req.paging.limit(20), req.paging.offset());
+    let query = MessageQuery {
+        limit,
+        offset,
+        start: req.start(),
+        end: req.end(),
+        media_only: false,
+        from_me: req
+            .is_from_me
+            .as_deref()
+            .and_then(crate::domain::validation::parse_bool),
+        search: req.search.clone(),
+    };
+    let page = state.chats.search(chat, query).await?;
+    let own: Vec<String> = state.app.own_jids().await;
+    let data: Vec<Value> = page.items.iter().map(|m| message_json(m, &own)).collect();
+    Ok(ok(
+        "Success search messages",
+        Some(json!({ "data": data, "pagination": pagination(&page, limit, offset) })),
     ))
 }
 

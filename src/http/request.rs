@@ -584,6 +584,30 @@ pub struct ChatsQuery {
     pub has_media: Option<String>,
     #[validate(custom(function = "rules::boolean"))]
     pub archived: Option<String>,
+    /// Not in Go: only chats with unread incoming messages.
+    #[validate(custom(function = "rules::boolean"))]
+    pub unread: Option<String>,
+}
+
+/// `GET /messages/search` (not in Go): text in the messages of every chat.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(default)]
+pub struct SearchQuery {
+    #[serde(flatten)]
+    #[validate(nested)]
+    pub paging: Paging,
+    #[validate(
+        required,
+        length(min = 1, max = 200, message = "must be 1 to 200 characters")
+    )]
+    pub search: Option<String>,
+    pub chat_jid: Option<String>,
+    #[validate(custom(function = "rfc3339"))]
+    pub start_time: Option<String>,
+    #[validate(custom(function = "rfc3339"))]
+    pub end_time: Option<String>,
+    #[validate(custom(function = "rules::boolean"))]
+    pub is_from_me: Option<String>,
 }
 
 /// `GET /chat/:chat_jid/messages`.
@@ -619,6 +643,16 @@ fn rfc3339(value: &str) -> Result<(), ValidationError> {
 }
 
 impl ChatMessagesQuery {
+    pub fn start(&self) -> Option<i64> {
+        self.start_time.as_deref().and_then(timestamp)
+    }
+
+    pub fn end(&self) -> Option<i64> {
+        self.end_time.as_deref().and_then(timestamp)
+    }
+}
+
+impl SearchQuery {
     pub fn start(&self) -> Option<i64> {
         self.start_time.as_deref().and_then(timestamp)
     }

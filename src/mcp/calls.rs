@@ -121,6 +121,14 @@ fn text(args: &Value, name: &str) -> Option<String> {
     args.get(name).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// A field as query text, whatever its JSON type (numbers and booleans too).
+fn loose_text(args: &Value, name: &str) -> Option<String> {
+    args.get(name).filter(|v| !v.is_null()).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
 fn flag(args: &Value, name: &str) -> Option<bool> {
     args.get(name).and_then(Value::as_bool)
 }
@@ -170,6 +178,8 @@ pub async fn call(caller: &Caller<'_>, name: &str, args: &Value) -> Result<CallT
         "whatsapp_chat" => chat(caller, &action("action"), args).await,
         "whatsapp_group" => group(caller, &action("action"), args).await,
         "whatsapp_app" => app(caller, &action("action"), args).await,
+        "whatsapp_search_messages" => search(caller, args).await,
+        "whatsapp_unread_chats" => unread(caller, args).await,
         other => Err(format!("unknown tool: {other}")),
     }
 }
@@ -298,12 +308,7 @@ async fn message(
 }
 
 async fn chat(caller: &Caller<'_>, action: &str, args: &Value) -> Result<CallToolResult, String> {
-    let as_text = |name| {
-        args.get(name).filter(|v| !v.is_null()).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-    };
+    let as_text = |name| loose_text(args, name);
     let jid = text(args, "chat_jid").unwrap_or_default();
     Ok(match action {
         "list_chats" => {
@@ -356,6 +361,55 @@ async fn chat(caller: &Caller<'_>, action: &str, args: &Value) -> Result<CallToo
         }
         other => return Err(format!("unknown chat action: {other}")),
     })
+}
+
+/// `whatsapp_search_messages`: `GET /messages/search`.
+async fn search(caller: &Caller<'_>, args: &Value) -> Result<CallToolResult, String> {
+    let as_text = |name| loose_text(args, name);
+    let query = [
+        ("search", as_text("query")),
+        ("chat_jid", as_text("chat_jid")),
+        ("is_from_me", as_text("is_from_me")),
+        ("start_time", as_text("start_time")),
+        ("end_time", as_text("end_time")),
+        ("limit", as_text("limit")),
+        ("offset", as_text("offset")),
+    ];
+    let (_, results) = caller.get("/messages/search", &query).await?;
+    let total = results["pagination"]["total"].as_u64().unwrap_or_default();
+    let text = format!(
+        "Found {total} messages with {:?}; showing {}",
+        text(args, "query").unwrap_or_default(),
+        count(&results)
+    );
+    Ok(structured(results, text))
+}
+
+/// `whatsapp_unread_chats`: `GET /chats?unread=true`.
+async fn unread(caller: &Caller<'_>, args: &Value) -> Result<CallToolResult, String> {
+    let limit = number(args, "limit").unwrap_or(25);
+    let offset = number(args, "offset").unwrap_or(0);
+    let query = [
+        ("unread", Some("true".to_owned())),
+        ("limit", Some(limit.to_string())),
+        ("offset", Some(offset.to_string())),
+    ];
+    let (_, results) = caller.get("/chats", &query).await?;
+    let unread: u64 = results["data"]
+        .as_array()
+        .map(|chats| {
+            chats
+                .iter()
+                .filter_map(|c| c["unread_count"].as_u64())
+                .sum()
+        })
+        .unwrap_or_default();
+    let total = results["pagination"]["total"].as_u64().unwrap_or_default();
+    let text = format!(
+        "{total} chats have unread messages; {unread} unread in the {} shown",
+        count(&results)
+    );
+    Ok(structured(results, text))
 }
 
 async fn group(caller: &Caller<'_>, action: &str, args: &Value) -> Result<CallToolResult, String> {

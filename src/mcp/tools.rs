@@ -1,6 +1,7 @@
 //! The tools `/mcp` offers: Go v9.1+'s five, with the same names, input schemas
 //! (properties, types, enums and per-action requirements) and hints, and
-//! descriptions written for a model choosing between them.
+//! descriptions written for a model choosing between them; then two of our own
+//! that only read the message store, marked read-only.
 
 use std::sync::Arc;
 
@@ -90,6 +91,28 @@ pub fn catalog() -> Vec<Entry> {
             hints(false, true, false),
             app_schema(),
         ),
+        (
+            "whatsapp_search_messages",
+            "Search Messages",
+            "Find messages by their text in this account's message store, across all \
+             chats or in one `chat_jid`, newest first: e.g. what a contact wrote about \
+             an order, or yesterday's messages with `start_time`/`end_time` (RFC 3339). \
+             `is_from_me` true finds only sent messages, false only received ones. \
+             Each result names its chat, sender, time and text. Reads only; sends \
+             nothing.",
+            read_only(),
+            search_schema(),
+        ),
+        (
+            "whatsapp_unread_chats",
+            "Unread Chats",
+            "The chats with messages this account has not read yet (on any of its \
+             devices), latest first, each with its `unread_count`, name and labels. \
+             Read a chat's messages with whatsapp_chat get_messages. Reads only; marks \
+             nothing as read.",
+            read_only(),
+            unread_schema(),
+        ),
     ]
     .into_iter()
     .map(|(name, title, description, hints, schema)| {
@@ -105,19 +128,28 @@ pub fn catalog() -> Vec<Entry> {
     .collect()
 }
 
-/// Read-only, destructive, idempotent; every tool reaches WhatsApp (open world).
-type Hints = (bool, bool, bool);
+/// Read-only, destructive, idempotent, open world (reaches WhatsApp).
+type Hints = (bool, bool, bool, bool);
 
+/// Go's tools: each reaches WhatsApp.
 fn hints(read_only: bool, destructive: bool, idempotent: bool) -> Hints {
-    (read_only, destructive, idempotent)
+    (read_only, destructive, idempotent, true)
 }
 
-fn annotations(title: &str, (read_only, destructive, idempotent): Hints) -> ToolAnnotations {
+/// Ours: they read the message store only.
+fn read_only() -> Hints {
+    (true, false, true, false)
+}
+
+fn annotations(
+    title: &str,
+    (read_only, destructive, idempotent, open_world): Hints,
+) -> ToolAnnotations {
     ToolAnnotations::with_title(title)
         .read_only(read_only)
         .destructive(destructive)
         .idempotent(idempotent)
-        .open_world(true)
+        .open_world(open_world)
 }
 
 /// `{"if": {field: value}, "then": {"required": fields}}` for each rule.
@@ -308,6 +340,34 @@ fn app_schema() -> Value {
     })
 }
 
+fn search_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["query"],
+        "properties": {
+            "query": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Text the messages contain (any case)"},
+            "device_id": {"type": "string", "description": DEVICE_ID},
+            "chat_jid": {"type": "string", "description": "Only this chat (e.g. 6281234567890@s.whatsapp.net or …@g.us)"},
+            "is_from_me": {"type": "boolean", "description": "true: only sent messages; false: only received ones"},
+            "start_time": {"type": "string", "description": "From this time (RFC 3339, e.g. 2026-12-06T00:00:00Z)"},
+            "end_time": {"type": "string", "description": "Until this time (RFC 3339)"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "How many (default 20)"},
+            "offset": {"type": "integer", "minimum": 0, "description": "How many to skip (default 0)"}
+        }
+    })
+}
+
+fn unread_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "device_id": {"type": "string", "description": DEVICE_ID},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "How many chats (default 25)"},
+            "offset": {"type": "integer", "minimum": 0, "description": "How many to skip (default 0)"}
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn the_five_tools_of_go_with_their_hints() {
+    fn the_five_tools_of_go_with_their_hints_then_ours_read_only() {
         let tools = catalog();
         let names: Vec<_> = tools.iter().map(|e| e.tool.name.to_string()).collect();
         assert_eq!(
@@ -362,8 +422,33 @@ mod tests {
                 "whatsapp_message",
                 "whatsapp_chat",
                 "whatsapp_group",
-                "whatsapp_app"
+                "whatsapp_app",
+                "whatsapp_search_messages",
+                "whatsapp_unread_chats",
             ]
+        );
+        for ours in &tools[5..] {
+            let hints = ours.tool.annotations.as_ref().unwrap();
+            assert_eq!(
+                (
+                    hints.read_only_hint,
+                    hints.destructive_hint,
+                    hints.open_world_hint
+                ),
+                (Some(true), Some(false), Some(false)),
+                "{}",
+                ours.tool.name
+            );
+        }
+        assert!(
+            entry("whatsapp_search_messages")
+                .invalid(&json!({}))
+                .is_some()
+        );
+        assert!(
+            entry("whatsapp_search_messages")
+                .invalid(&json!({"query": "x", "limit": 1000}))
+                .is_some()
         );
         let chat = &tools[2].tool.annotations.as_ref().unwrap();
         assert_eq!(

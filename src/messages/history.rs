@@ -102,7 +102,8 @@ pub fn import(
     Ok(imported)
 }
 
-/// The conversation's name, archived, pinned and disappearing settings.
+/// The conversation's name, archived, pinned and disappearing settings, and how
+/// many of its messages are unread.
 fn settings_of(
     conversation: &whatsapp_rust::waproto::whatsapp::Conversation,
     chat: &str,
@@ -141,6 +142,16 @@ fn settings_of(
     if let Some(seconds) = conversation.ephemeral_expiration.filter(|s| *s > 0) {
         setting(ChatSetting::Expiration(seconds));
     }
+    // What the phone has not read; a chat marked unread without a count shows one.
+    let unread = match (conversation.unread_count, conversation.marked_as_unread) {
+        (Some(n), _) if n > 0 => n,
+        (_, Some(true)) => 1,
+        _ => 0,
+    };
+    changes.push(Change::ChatRead {
+        jid: chat.to_owned(),
+        unread,
+    });
     changes
 }
 
@@ -296,10 +307,7 @@ mod tests {
         let (chats, total) = store
             .chats(&ChatQuery {
                 limit: 10,
-                offset: 0,
-                search: None,
-                has_media: false,
-                archived: None,
+                ..Default::default()
             })
             .unwrap();
         assert_eq!((chats.len(), total), (3, 3));

@@ -27,6 +27,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../../migrations/chat/0003_chat_settings.sql")),
         M::up(include_str!("../../migrations/chat/0004_imports.sql")),
         M::up(include_str!("../../migrations/chat/0005_labels.sql")),
+        M::up(include_str!("../../migrations/chat/0006_read_until.sql")),
     ])
 }
 
@@ -119,6 +120,13 @@ pub enum Change {
         color: Option<i32>,
         deleted: bool,
     },
+    /// The chat's newest `unread` incoming messages are unread, the others read:
+    /// 0 when a device marked it read, 1 when it was marked unread, the phone's
+    /// count in its history.
+    ChatRead {
+        jid: String,
+        unread: u32,
+    },
     /// A label was put on a chat or taken off it.
     ChatLabel {
         jid: String,
@@ -153,6 +161,8 @@ pub struct StoredChat {
     pub expiration: u32,
     /// Its labels, by id.
     pub labels: Vec<Label>,
+    /// Incoming messages not read yet (on any device of the account).
+    pub unread: u32,
 }
 
 /// A chat label.
@@ -175,6 +185,8 @@ pub struct ChatQuery {
     /// Only chats with a stored media message.
     pub has_media: bool,
     pub archived: Option<bool>,
+    /// Only chats with unread incoming messages.
+    pub unread_only: bool,
 }
 
 /// Which messages of a chat to list.
@@ -208,8 +220,9 @@ fn like(text: &str) -> String {
     format!("%{escaped}%")
 }
 
-const CHAT_COLUMNS: &str =
-    "jid, name, last_message_at, created_at, updated_at, archived, pinned, ephemeral_expiration";
+const CHAT_COLUMNS: &str = "jid, name, last_message_at, created_at, updated_at, archived, pinned, ephemeral_expiration, \
+     (SELECT COUNT(*) FROM messages m WHERE m.chat_jid = chats.jid AND m.is_from_me = 0 \
+      AND m.timestamp > chats.read_until)";
 
 fn chat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChat> {
     let last: i64 = r.get(2)?;
@@ -223,6 +236,7 @@ fn chat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChat> {
         pinned: r.get(6)?,
         expiration: r.get(7)?,
         labels: Vec::new(),
+        unread: r.get(8)?,
     })
 }
 
@@ -457,11 +471,21 @@ impl MessageStore {
         let filter = "WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR jid LIKE ?1 ESCAPE '\\') \
              AND (?2 IS NULL OR archived = ?2) \
              AND (?3 = 0 OR EXISTS (SELECT 1 FROM messages m \
-                  WHERE m.chat_jid = chats.jid AND m.direct_path IS NOT NULL))";
+                  WHERE m.chat_jid = chats.jid AND m.direct_path IS NOT NULL)) \
+             AND (?6 = 0 OR EXISTS (SELECT 1 FROM messages m WHERE m.chat_jid = chats.jid \
+                  AND m.is_from_me = 0 AND m.timestamp > chats.read_until))";
         let search = q.search.as_deref().map(like);
+        // Every parameter is bound in both queries (?4 and ?5 unused in the count).
         let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM chats {filter}"),
-            params![search, q.archived, q.has_media],
+            &format!("SELECT COUNT(*) FROM chats {filter} AND ?4 IS NOT NULL AND ?5 IS NOT NULL"),
+            params![
+                search,
+                q.archived,
+                q.has_media,
+                q.limit,
+                q.offset,
+                q.unread_only
+            ],
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare_cached(&format!(
@@ -469,7 +493,14 @@ impl MessageStore {
              ORDER BY last_message_at DESC, jid LIMIT ?4 OFFSET ?5"
         ))?;
         let rows = stmt.query_map(
-            params![search, q.archived, q.has_media, q.limit, q.offset],
+            params![
+                search,
+                q.archived,
+                q.has_media,
+                q.limit,
+                q.offset,
+                q.unread_only
+            ],
             chat_from_row,
         )?;
         let mut chats: Vec<StoredChat> = rows.collect::<Result<_, _>>()?;
@@ -524,9 +555,31 @@ impl MessageStore {
         chat: &str,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
+        self.select_messages(Some(chat), q)
+    }
+
+    /// A page of the messages of every chat (or of `chat`) whose text has
+    /// `q.search`, newest first, and how many match.
+    pub fn search(
+        &self,
+        chat: Option<&str>,
+        q: &MessageQuery,
+    ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
+        self.select_messages(chat, q)
+    }
+
+    fn select_messages(
+        &self,
+        chat: Option<&str>,
+        q: &MessageQuery,
+    ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
         use rusqlite::types::Value;
-        let mut filter = String::from("WHERE chat_jid = ?");
-        let mut args: Vec<Value> = vec![Value::from(chat.to_owned())];
+        let mut filter = String::from("WHERE 1");
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(chat) = chat {
+            filter.push_str(" AND chat_jid = ?");
+            args.push(Value::from(chat.to_owned()));
+        }
         if let Some(start) = q.start {
             filter.push_str(" AND timestamp >= ?");
             args.push(Value::from(start));
@@ -548,7 +601,7 @@ impl MessageStore {
         }
         let conn = self.conn();
         // Unfiltered, the chat keeps its own count.
-        let sql = if args.len() == 1 && !q.media_only {
+        let sql = if chat.is_some() && args.len() == 1 && !q.media_only {
             "SELECT COALESCE((SELECT message_count FROM chats WHERE jid = ?), 0)".to_owned()
         } else {
             format!("SELECT COUNT(*) FROM messages {filter}")
@@ -818,16 +871,26 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
                 .push_name
                 .as_deref()
                 .filter(|_| !m.is_from_me && !m.chat.ends_with("@g.us"));
+            // Writing in a chat reads it: an own message is read up to itself.
+            let read_until = if m.is_from_me { m.timestamp } else { 0 };
             tx.prepare_cached(
                 "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at, \
-                 message_count) VALUES (?1, ?2, ?3, ?4, ?4, ?5) \
+                 message_count, read_until) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) \
                  ON CONFLICT(jid) DO UPDATE SET \
                  name = COALESCE(excluded.name, chats.name), \
                  last_message_at = MAX(chats.last_message_at, excluded.last_message_at), \
                  updated_at = excluded.updated_at, \
-                 message_count = chats.message_count + excluded.message_count",
+                 message_count = chats.message_count + excluded.message_count, \
+                 read_until = MAX(chats.read_until, excluded.read_until)",
             )?
-            .execute(params![m.chat, name, m.timestamp, now, inserted as i64])?;
+            .execute(params![
+                m.chat,
+                name,
+                m.timestamp,
+                now,
+                inserted as i64,
+                read_until
+            ])?;
             if !m.is_from_me
                 && m.sender.ends_with("@s.whatsapp.net")
                 && let Some(push_name) = &m.push_name
@@ -965,6 +1028,29 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
             for id in message_ids {
                 insert.execute(params![chat, id, kind, sender, timestamp])?;
             }
+            // This account read them (on the phone, or here): the chat is read up
+            // to the newest of them.
+            if kind == "read-self" {
+                let mut read = tx.prepare_cached(
+                    "UPDATE chats SET read_until = MAX(read_until, COALESCE( \
+                     (SELECT timestamp FROM messages WHERE chat_jid = ?1 AND id = ?2), 0)) \
+                     WHERE jid = ?1",
+                )?;
+                for id in message_ids {
+                    read.execute(params![chat, id])?;
+                }
+            }
+        }
+        Change::ChatRead { jid, unread } => {
+            // Read up to the incoming message just older than the unread ones (all
+            // unread when there is none; as it was when none came in).
+            tx.prepare_cached(
+                "UPDATE chats SET read_until = COALESCE((SELECT timestamp FROM messages \
+                 WHERE chat_jid = ?1 AND is_from_me = 0 \
+                 ORDER BY timestamp DESC LIMIT 1 OFFSET ?2), \
+                 CASE WHEN ?2 = 0 THEN read_until ELSE 0 END) WHERE jid = ?1",
+            )?
+            .execute(params![jid, unread])?;
         }
     }
     Ok(())
@@ -1059,6 +1145,91 @@ mod tests {
         );
         assert!(!store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
         assert!(!store.was_imported("never").unwrap());
+    }
+
+    #[test]
+    fn unread_counts_follow_reads_replies_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
+        let chat = "62811@s.whatsapp.net";
+        let incoming = |id: &str, t| Change::Message(Box::new(message(id, t, "hi")));
+        let unread = |store: &MessageStore| store.chat(chat).unwrap().unwrap().unread;
+        let unread_chats = |store: &MessageStore| {
+            let q = ChatQuery {
+                limit: 10,
+                unread_only: true,
+                ..Default::default()
+            };
+            store.chats(&q).unwrap().1
+        };
+        store
+            .apply(&[incoming("A", 100), incoming("B", 110)], 1)
+            .unwrap();
+        assert_eq!((unread(&store), unread_chats(&store)), (2, 1));
+        // A reply reads what came before it.
+        let mut reply = message("R", 120, "ok");
+        reply.is_from_me = true;
+        store
+            .apply(&[Change::Message(Box::new(reply)), incoming("C", 130)], 1)
+            .unwrap();
+        assert_eq!(unread(&store), 1);
+        // Read on the phone (or here): up to that message.
+        let read = Change::Receipt {
+            chat: chat.into(),
+            message_ids: vec!["C".into()],
+            kind: "read-self".into(),
+            sender: chat.into(),
+            timestamp: 140,
+        };
+        store.apply(&[read], 1).unwrap();
+        assert_eq!((unread(&store), unread_chats(&store)), (0, 0));
+        // Marked unread: its newest incoming message is unread again; read again.
+        let mark = |unread| Change::ChatRead {
+            jid: chat.into(),
+            unread,
+        };
+        store.apply(&[mark(1)], 1).unwrap();
+        assert_eq!(unread(&store), 1);
+        store.apply(&[mark(0)], 1).unwrap();
+        assert_eq!(unread(&store), 0);
+        // The phone's count (history): the newest two of the three incoming.
+        store.apply(&[mark(2)], 1).unwrap();
+        assert_eq!(unread(&store), 2);
+        store.apply(&[mark(9)], 1).unwrap();
+        assert_eq!(unread(&store), 3);
+    }
+
+    #[test]
+    fn a_search_finds_text_across_chats_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
+        let mut other = message("B", 200, "Order #12 shipped");
+        other.chat = "62822@s.whatsapp.net".into();
+        store
+            .apply(
+                &[
+                    Change::Message(Box::new(message("A", 100, "where is order #12?"))),
+                    Change::Message(Box::new(other)),
+                    Change::Message(Box::new(message("C", 300, "thanks"))),
+                ],
+                1,
+            )
+            .unwrap();
+        let q = |search: &str| MessageQuery {
+            limit: 10,
+            search: Some(search.into()),
+            ..Default::default()
+        };
+        let (found, total) = store.search(None, &q("ORDER #12")).unwrap();
+        let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!((ids, total), (vec!["B", "A"], 2));
+        let (found, _) = store
+            .search(Some("62811@s.whatsapp.net"), &q("order"))
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "A");
+        // LIKE's wildcards are taken literally.
+        assert_eq!(store.search(None, &q("%")).unwrap().1, 0);
     }
 
     fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {

@@ -39,6 +39,27 @@ impl ChatService {
         Ok(Page { items, total })
     }
 
+    /// Messages of every chat (or of `chat`) whose text has `query.search`, newest
+    /// first (without their reactions).
+    pub async fn search(
+        &self,
+        chat: Option<String>,
+        query: MessageQuery,
+    ) -> Result<Page<MessageWithReactions>, ServiceError> {
+        let (found, total) = self
+            .store
+            .call(move |s| s.search(chat.as_deref(), &query))
+            .await?;
+        let items = found
+            .into_iter()
+            .map(|message| MessageWithReactions {
+                message,
+                reactions: Vec::new(),
+            })
+            .collect();
+        Ok(Page { items, total })
+    }
+
     /// A page of the chat's messages, newest first, with their reactions; 404 when
     /// nothing of the chat is stored.
     pub async fn messages(

@@ -129,6 +129,16 @@ impl MessageService {
         let stored = self.stored(chat, id).await?;
         if !stored.is_from_me {
             self.wa.mark_read(chat.jid(), &target(&stored)).await?;
+            // The chat is read up to this message (its unread count).
+            let read = crate::messages::Change::Receipt {
+                chat: stored.chat.clone(),
+                message_ids: vec![stored.id.clone()],
+                kind: "read-self".to_owned(),
+                sender: stored.chat.clone(),
+                timestamp: jiff::Timestamp::now().as_second(),
+            };
+            let now = jiff::Timestamp::now().as_second();
+            self.store.call(move |s| s.apply(&[read], now)).await?;
         }
         Ok(SendResult {
             message_id: id.to_owned(),

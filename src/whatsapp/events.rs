@@ -59,6 +59,7 @@ impl SessionEvents {
                     .with(EventKind::PushNameUpdate)
                     .with(EventKind::PinUpdate)
                     .with(EventKind::ArchiveUpdate)
+                    .with(EventKind::MarkChatAsReadUpdate)
                     .with(EventKind::LabelEditUpdate)
                     .with(EventKind::LabelAssociationUpdate)
                     .with(EventKind::HistorySync);
@@ -228,6 +229,15 @@ impl EventHandler for SessionEvents {
                     store.apply_in_background(change, "an archive")
                 }
             }
+            Event::MarkChatAsReadUpdate(update) => {
+                if let Some(store) = session.messages() {
+                    let change = crate::messages::Change::ChatRead {
+                        jid: update.jid.to_non_ad_string(),
+                        unread: u32::from(update.action.read == Some(false)),
+                    };
+                    store.apply_in_background(change, "a chat read");
+                }
+            }
             Event::LabelEditUpdate(update) => {
                 if let Some(store) = session.messages() {
                     let change = crate::messages::Change::Label {
@@ -295,7 +305,8 @@ impl EventHandler for SessionEvents {
                 if session.settings.auto_mark_read
                     && let Some(client) = self.client.upgrade()
                 {
-                    mark_read(client, batch.messages.iter().map(|m| &*m.info));
+                    let store = session.messages().cloned();
+                    mark_read(client, store, batch.messages.iter().map(|m| &*m.info));
                 }
                 if let (Some(reply), Some(client)) = (&session.autoreply, self.client.upgrade()) {
                     for inbound in batch.messages.iter() {
@@ -329,6 +340,7 @@ fn announce_presence(client: Arc<Client>, available: bool) {
 /// chat and sender, sent in the background.
 fn mark_read<'a>(
     client: Arc<Client>,
+    store: Option<Arc<crate::messages::MessageStore>>,
     batch: impl Iterator<Item = &'a whatsapp_rust::prelude::MessageInfo>,
 ) {
     use whatsapp_rust::Jid;
@@ -352,6 +364,19 @@ fn mark_read<'a>(
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             if let Err(e) = client.mark_as_read(&chat, sender.as_ref(), &ids).await {
                 warn!(error = %e, "auto mark-read failed");
+                continue;
+            }
+            // Read here: the chat's unread count leaves them out.
+            if let Some(store) = &store {
+                let chat = chat.to_non_ad_string();
+                let read = crate::messages::Change::Receipt {
+                    sender: chat.clone(),
+                    chat,
+                    message_ids: ids.iter().map(|id| id.to_string()).collect(),
+                    kind: "read-self".to_owned(),
+                    timestamp: jiff::Timestamp::now().as_second(),
+                };
+                store.apply_in_background(read, "an automatic read");
             }
         }
     });

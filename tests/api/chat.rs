@@ -266,3 +266,71 @@ async fn a_label_is_named_once_put_on_and_taken_off() {
     }
     assert_eq!(app.wa.actions().len(), 4, "nothing more reached WhatsApp");
 }
+
+#[tokio::test]
+async fn unread_counts_and_the_unread_filter() {
+    let app = app().await;
+    // Ann's last message came after this account's reply; Bob's was never read.
+    let unread = app.get("/chats?unread=true").await;
+    unread.assert_success("Success get chat list");
+    let counts: Vec<(String, u64)> = unread.body["results"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["jid"].as_str().unwrap().to_owned(),
+                c["unread_count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(ANN.to_owned(), 1), (BOB.to_owned(), 1)]);
+    let read = Change::Receipt {
+        chat: BOB.into(),
+        message_ids: vec!["B1".into()],
+        kind: "read-self".into(),
+        sender: BOB.into(),
+        timestamp: 1_700_000_200,
+    };
+    app.store.apply(&[read], 1_700_010_000).unwrap();
+    assert_eq!(ids(&app.get("/chats?unread=true").await.body), [ANN]);
+    assert_eq!(
+        app.get("/chats").await.body["results"]["pagination"]["total"],
+        2
+    );
+    app.get("/chats?unread=maybe")
+        .await
+        .assert_error(400, "unread: must be a boolean (true or false).");
+}
+
+#[tokio::test]
+async fn a_search_finds_text_across_chats() {
+    let app = app().await;
+    let found = app.get("/messages/search?search=TEXT").await;
+    found.assert_success("Success search messages");
+    assert_eq!(found.body["results"]["pagination"]["total"], 5);
+    assert_eq!(found.body["results"]["data"][0]["id"], "A4", "newest first");
+    let bob = app.get("/messages/search?search=bob").await;
+    assert_eq!(bob.body["results"]["data"][0]["chat_jid"], BOB);
+    let none = app
+        .get(&format!("/messages/search?search=text&chat_jid={BOB}"))
+        .await;
+    assert_eq!(none.body["results"]["pagination"]["total"], 0);
+    let received = app
+        .get("/messages/search?search=text&is_from_me=false&limit=1")
+        .await;
+    assert_eq!(received.body["results"]["pagination"]["total"], 3);
+    assert_eq!(
+        received.body["results"]["data"].as_array().unwrap().len(),
+        1
+    );
+    app.get("/messages/search")
+        .await
+        .assert_error(400, "search: cannot be blank.");
+    app.get(&format!("/messages/search?search={}", "x".repeat(201)))
+        .await
+        .assert_error(400, "search: must be 1 to 200 characters.");
+    app.get("/messages/search?search=x&chat_jid=not%20a%20jid")
+        .await
+        .assert_error(400, "chat_jid: must be a valid WhatsApp JID.");
+}

@@ -61,7 +61,7 @@ async fn mcp_takes_the_rest_credentials_and_a_key_reaches_its_account_only() {
     )
     .await;
     let results = out["results"].as_array().unwrap();
-    assert_eq!(out["tools"].as_array().unwrap().len(), 5);
+    assert_eq!(out["tools"].as_array().unwrap().len(), 7);
     for ok in &results[..2] {
         assert!(ok["isError"] != true, "{ok}");
     }

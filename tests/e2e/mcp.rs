@@ -209,10 +209,19 @@ async fn an_mcp_client_lists_go_s_tools_and_its_calls_reach_whatsapp() {
             "whatsapp_message",
             "whatsapp_chat",
             "whatsapp_group",
-            "whatsapp_app"
+            "whatsapp_app",
+            "whatsapp_search_messages",
+            "whatsapp_unread_chats",
         ]
     );
-    for tool in tools {
+    // Ours, after Go's: read-only, reading the store only.
+    for tool in &tools[5..] {
+        let hints = &tool["annotations"];
+        assert_eq!(hints["readOnlyHint"], true, "{tool}");
+        assert_eq!(hints["destructiveHint"], false, "{tool}");
+        assert_eq!(hints["openWorldHint"], false, "{tool}");
+    }
+    for tool in &tools[..5] {
         let name = tool["name"].as_str().unwrap();
         let (properties, required, kinds) = &go[name];
         let schema = &tool["inputSchema"];
@@ -371,4 +380,84 @@ async fn an_mcp_client_lists_go_s_tools_and_its_calls_reach_whatsapp() {
     assert_eq!(results[3]["isError"], true, "{}", results[3]);
     assert!(text_of(&results[3]).contains("chat_jid"), "{}", results[3]);
     assert_eq!(results[4]["isError"], true, "{}", results[4]);
+}
+
+#[tokio::test]
+async fn read_only_tools_search_the_store_and_list_unread_chats() {
+    let (fake, server, _dir) = paired().await;
+    let chat = format!("{FRIEND}@s.whatsapp.net");
+    fake.deliver(FRIEND, "Is order #12 shipped?").await.unwrap();
+    fake.deliver(FRIEND, "Please call me").await.unwrap();
+    server
+        .wait_reply("/chats", None, "the two messages, unread", |r| {
+            r["results"]["data"][0]["unread_count"] == 2
+        })
+        .await;
+    let url = format!("{}/mcp", server.base);
+    let received = fake.received().len();
+    let calls = json!([
+        {"name": "whatsapp_search_messages", "arguments": {"query": "ORDER #12"}},
+        {"name": "whatsapp_search_messages", "arguments": {"query": "order", "is_from_me": true}},
+        {"name": "whatsapp_unread_chats", "arguments": {}},
+        {"name": "whatsapp_search_messages", "arguments": {"query": ""}},
+    ]);
+    let out = mcp_client(&url, None, None, &calls).await;
+    let results = out["results"].as_array().unwrap();
+    assert_eq!(
+        text_of(&results[0]),
+        "Found 1 messages with \"ORDER #12\"; showing 1",
+        "{}",
+        results[0]
+    );
+    let found = &results[0]["structuredContent"]["data"][0];
+    assert_eq!(found["content"], "Is order #12 shipped?");
+    assert_eq!(found["chat_jid"], chat.as_str());
+    assert_eq!(found["is_from_me"], false);
+    assert!(
+        text_of(&results[1]).starts_with("Found 0 messages"),
+        "{}",
+        results[1]
+    );
+    assert_eq!(
+        text_of(&results[2]),
+        "1 chats have unread messages; 2 unread in the 1 shown",
+        "{}",
+        results[2]
+    );
+    assert_eq!(
+        results[2]["structuredContent"]["data"][0]["jid"],
+        chat.as_str()
+    );
+    assert_eq!(results[3]["isError"], true, "{}", results[3]);
+    assert_eq!(fake.received().len(), received, "nothing was sent");
+
+    // Read through the API: the chat has nothing unread any more.
+    let newest = results[0]["structuredContent"]["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let latest = server
+        .get(&format!("/chat/{chat}/messages?limit=1"))
+        .await
+        .body["results"]["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(newest, latest, "the search found the older message");
+    let read = server
+        .post_form(&format!("/message/{latest}/read"), &[("phone", FRIEND)])
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let out = mcp_client(
+        &url,
+        None,
+        None,
+        &json!([{"name": "whatsapp_unread_chats", "arguments": {}}]),
+    )
+    .await;
+    assert!(
+        text_of(&out["results"][0]).starts_with("0 chats have unread messages"),
+        "{}",
+        out["results"][0]
+    );
 }
