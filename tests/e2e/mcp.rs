@@ -338,6 +338,7 @@ async fn an_mcp_client_lists_go_s_tools_and_its_calls_reach_whatsapp() {
         {"name": "whatsapp_message", "arguments": {"action": "react", "phone": FRIEND, "message_id": id, "emoji": "👍"}},
         {"name": "whatsapp_chat", "arguments": {"action": "get_messages"}},
         {"name": "whatsapp_group", "arguments": {"action": "set_settings", "group_id": "120363000000000001@g.us"}},
+        {"name": "whatsapp_group", "arguments": {"action": "create", "title": "Agents", "participants": [FRIEND]}},
     ]);
     let out = mcp_client(&url, None, None, &calls).await;
     let results = out["results"].as_array().unwrap();
@@ -380,6 +381,17 @@ async fn an_mcp_client_lists_go_s_tools_and_its_calls_reach_whatsapp() {
     assert_eq!(results[3]["isError"], true, "{}", results[3]);
     assert!(text_of(&results[3]).contains("chat_jid"), "{}", results[3]);
     assert_eq!(results[4]["isError"], true, "{}", results[4]);
+    // A group made through the tool exists at WhatsApp with its member.
+    let gid = results[5]["structuredContent"]["group_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", results[5]));
+    assert_eq!(
+        text_of(&results[5]),
+        format!("Created group {gid} with 1 members")
+    );
+    let group = fake.group(gid).expect("the fake knows the group");
+    assert_eq!(group.subject, "Agents");
+    assert!(group.members.contains(&FRIEND.to_owned()));
 }
 
 #[tokio::test]
