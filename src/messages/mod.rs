@@ -472,37 +472,25 @@ impl MessageStore {
              AND (?2 IS NULL OR archived = ?2) \
              AND (?3 = 0 OR EXISTS (SELECT 1 FROM messages m \
                   WHERE m.chat_jid = chats.jid AND m.direct_path IS NOT NULL)) \
-             AND (?6 = 0 OR EXISTS (SELECT 1 FROM messages m WHERE m.chat_jid = chats.jid \
+             AND (?4 = 0 OR EXISTS (SELECT 1 FROM messages m WHERE m.chat_jid = chats.jid \
                   AND m.is_from_me = 0 AND m.timestamp > chats.read_until))";
         let search = q.search.as_deref().map(like);
-        // Every parameter is bound in both queries (?4 and ?5 unused in the count).
+        let filtered = params![search, q.archived, q.has_media, q.unread_only];
         let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM chats {filter} AND ?4 IS NOT NULL AND ?5 IS NOT NULL"),
-            params![
-                search,
-                q.archived,
-                q.has_media,
-                q.limit,
-                q.offset,
-                q.unread_only
-            ],
+            &format!("SELECT COUNT(*) FROM chats {filter}"),
+            filtered,
             |r| r.get(0),
         )?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CHAT_COLUMNS} FROM chats {filter} \
-             ORDER BY last_message_at DESC, jid LIMIT ?4 OFFSET ?5"
+             ORDER BY last_message_at DESC, jid LIMIT ?5 OFFSET ?6"
         ))?;
-        let rows = stmt.query_map(
-            params![
-                search,
-                q.archived,
-                q.has_media,
-                q.limit,
-                q.offset,
-                q.unread_only
-            ],
-            chat_from_row,
-        )?;
+        let paged: Vec<&dyn rusqlite::ToSql> = filtered
+            .iter()
+            .chain(params![q.limit, q.offset])
+            .copied()
+            .collect();
+        let rows = stmt.query_map(paged.as_slice(), chat_from_row)?;
         let mut chats: Vec<StoredChat> = rows.collect::<Result<_, _>>()?;
         for chat in &mut chats {
             chat.labels = labels_of(&conn, &chat.jid)?;
