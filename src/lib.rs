@@ -404,7 +404,10 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     })
     .await?;
     let accounts = server.accounts.clone();
-    if let Some((interval, duration)) = config.presence_pulse() {
+    // An account that stays available needs no pulse (whose end would make it
+    // unavailable).
+    let stays_available = config.presence_on_connect() == config::PresenceOnConnect::Available;
+    if let Some((interval, duration)) = config.presence_pulse().filter(|_| !stays_available) {
         accounts::pulse::spawn(Arc::downgrade(&accounts), interval, duration);
     }
     Ok((http::router(server, config.statics_dir.clone()), accounts))

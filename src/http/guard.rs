@@ -118,7 +118,9 @@ impl Guard {
             ));
         }
         let path = super::route_path(&self.base_path, req.uri().path());
-        if self.any_origin || !changes_state(req.method(), path) {
+        // `--cors-origins '*'` opens the API's answers to any page, not `/ws`: a
+        // socket carries the browser's credentials and hears the accounts.
+        if !changes_state(req.method(), path) || (self.any_origin && path != "/ws") {
             return None;
         }
         let cross_site = match origin {

@@ -625,10 +625,11 @@ fn import_messages(
     // Each new message counts in its chat (made when the Go file had no row for it).
     let mut bump = tx
         .prepare_cached(
-            "INSERT INTO chats (jid, last_message_at, created_at, updated_at, message_count) \
-             VALUES (?1, ?2, ?2, ?2, 1) ON CONFLICT(jid) DO UPDATE SET \
+            "INSERT INTO chats (jid, last_message_at, created_at, updated_at, message_count, \
+             read_until) VALUES (?1, ?2, ?2, ?2, 1, ?2) ON CONFLICT(jid) DO UPDATE SET \
              message_count = chats.message_count + 1, \
-             last_message_at = MAX(chats.last_message_at, excluded.last_message_at)",
+             last_message_at = MAX(chats.last_message_at, excluded.last_message_at), \
+             read_until = MAX(chats.read_until, excluded.read_until)",
         )
         .map_err(write)?;
     let mut seen: u64 = 0;

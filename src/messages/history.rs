@@ -142,16 +142,20 @@ fn settings_of(
     if let Some(seconds) = conversation.ephemeral_expiration.filter(|s| *s > 0) {
         setting(ChatSetting::Expiration(seconds));
     }
-    // What the phone has not read; a chat marked unread without a count shows one.
+    // What the phone has not read, when it says; a chat marked unread without a
+    // count shows one.
     let unread = match (conversation.unread_count, conversation.marked_as_unread) {
-        (Some(n), _) if n > 0 => n,
-        (_, Some(true)) => 1,
-        _ => 0,
+        (Some(n), _) if n > 0 => Some(n),
+        (_, Some(true)) => Some(1),
+        (Some(_), _) | (_, Some(false)) => Some(0),
+        (None, None) => None,
     };
-    changes.push(Change::ChatRead {
-        jid: chat.to_owned(),
-        unread,
-    });
+    if let Some(unread) = unread {
+        changes.push(Change::ChatRead {
+            jid: chat.to_owned(),
+            unread,
+        });
+    }
     changes
 }
 

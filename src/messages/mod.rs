@@ -280,6 +280,8 @@ pub enum StoreError {
 
 pub struct MessageStore {
     conn: Mutex<Connection>,
+    /// Its file, for the searches' own read-only connections.
+    path: std::path::PathBuf,
     /// Changes waiting for the background writer (see
     /// [`MessageStore::apply_in_background`]).
     queued: Mutex<Queued>,
@@ -310,6 +312,7 @@ impl MessageStore {
         migrations().to_latest(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            path: path.to_owned(),
             queued: Mutex::default(),
         })
     }
@@ -543,21 +546,30 @@ impl MessageStore {
         chat: &str,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
-        self.select_messages(Some(chat), q)
+        Self::select_messages(&self.conn(), Some(chat), q)
     }
 
     /// A page of the messages of every chat (or of `chat`) whose text has
     /// `q.search`, newest first, and how many match.
+    ///
+    /// A search may read every message: it runs on a read-only connection of its
+    /// own (WAL lets it read while messages are written), not the store's.
     pub fn search(
         &self,
         chat: Option<&str>,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
-        self.select_messages(chat, q)
+        let reader = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.pragma_update(None, "cache_size", -1024)?;
+        Self::select_messages(&reader, chat, q)
     }
 
+    /// A page of messages (of `chat`, or of every chat) and how many match.
     fn select_messages(
-        &self,
+        conn: &Connection,
         chat: Option<&str>,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
@@ -587,7 +599,6 @@ impl MessageStore {
             filter.push_str(" AND body LIKE ? ESCAPE '\\'");
             args.push(Value::from(like(search)));
         }
-        let conn = self.conn();
         // Unfiltered, the chat keeps its own count.
         let sql = if chat.is_some() && args.len() == 1 && !q.media_only {
             "SELECT COALESCE((SELECT message_count FROM chats WHERE jid = ?), 0)".to_owned()
@@ -1029,14 +1040,23 @@ fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusql
                 }
             }
         }
-        Change::ChatRead { jid, unread } => {
-            // Read up to the incoming message just older than the unread ones (all
-            // unread when there is none; as it was when none came in).
+        Change::ChatRead { jid, unread: 0 } => {
             tx.prepare_cached(
-                "UPDATE chats SET read_until = COALESCE((SELECT timestamp FROM messages \
-                 WHERE chat_jid = ?1 AND is_from_me = 0 \
-                 ORDER BY timestamp DESC LIMIT 1 OFFSET ?2), \
-                 CASE WHEN ?2 = 0 THEN read_until ELSE 0 END) WHERE jid = ?1",
+                "UPDATE chats SET read_until = MAX(read_until, COALESCE((SELECT MAX(timestamp) \
+                 FROM messages WHERE chat_jid = ?1 AND is_from_me = 0), 0)) WHERE jid = ?1",
+            )?
+            .execute([jid])?;
+        }
+        Change::ChatRead { jid, unread } => {
+            // Read up to the incoming message just older than the unread ones, and
+            // before the oldest of them even when it has the same second (times
+            // are whole seconds): at least `unread` are unread.
+            tx.prepare_cached(
+                "UPDATE chats SET read_until = MIN( \
+                 COALESCE((SELECT timestamp FROM messages WHERE chat_jid = ?1 AND is_from_me = 0 \
+                  ORDER BY timestamp DESC LIMIT 1 OFFSET ?2), 0), \
+                 COALESCE((SELECT timestamp FROM messages WHERE chat_jid = ?1 AND is_from_me = 0 \
+                  ORDER BY timestamp DESC LIMIT 1 OFFSET ?2 - 1), 1) - 1) WHERE jid = ?1",
             )?
             .execute(params![jid, unread])?;
         }
@@ -1185,6 +1205,15 @@ mod tests {
         assert_eq!(unread(&store), 2);
         store.apply(&[mark(9)], 1).unwrap();
         assert_eq!(unread(&store), 3);
+        // Two in the same second (times are whole seconds): marked unread, both
+        // are, rather than none.
+        store
+            .apply(&[mark(0), incoming("D", 150), incoming("E", 150)], 1)
+            .unwrap();
+        assert_eq!(unread(&store), 2);
+        store.apply(&[mark(0)], 1).unwrap();
+        store.apply(&[mark(1)], 1).unwrap();
+        assert_eq!(unread(&store), 2);
     }
 
     #[test]

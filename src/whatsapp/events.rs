@@ -261,11 +261,13 @@ impl EventHandler for SessionEvents {
                     };
                     store.apply_in_background(change, "a chat label");
                 }
-                self.to_webhooks(&session, |device, _| {
-                    vec![crate::webhook::event::label_association_event(
-                        device, update,
-                    )]
-                });
+                if !update.from_full_sync {
+                    self.to_webhooks(&session, |device, _| {
+                        vec![crate::webhook::event::label_association_event(
+                            device, update,
+                        )]
+                    });
+                }
             }
             Event::PushNameUpdate(update) => {
                 if let Some(store) = session.messages()
@@ -344,35 +346,41 @@ fn mark_read<'a>(
     batch: impl Iterator<Item = &'a whatsapp_rust::prelude::MessageInfo>,
 ) {
     use whatsapp_rust::Jid;
-    let mut receipts: Vec<(Jid, Option<Jid>, Vec<String>)> = Vec::new();
+    /// A chat's receipt: the chat, the sender (in groups), the chat as the
+    /// message store keys it, and the message ids.
+    type ChatReceipt = (Jid, Option<Jid>, String, Vec<String>);
+    let mut receipts: Vec<ChatReceipt> = Vec::new();
     for info in batch.filter(|i| !i.source.is_from_me) {
         let chat = info.source.chat.clone();
         let sender = info.source.is_group.then(|| info.source.sender.clone());
         match receipts
             .iter_mut()
-            .find(|(c, s, _)| *c == chat && *s == sender)
+            .find(|(c, s, _, _)| *c == chat && *s == sender)
         {
-            Some((_, _, ids)) => ids.push(info.id.to_string()),
-            None => receipts.push((chat, sender, vec![info.id.to_string()])),
+            Some((_, _, _, ids)) => ids.push(info.id.to_string()),
+            None => {
+                let (stored, _) =
+                    super::content::pn_and_lid(&chat, info.source.recipient_alt.as_ref());
+                receipts.push((chat, sender, stored, vec![info.id.to_string()]));
+            }
         }
     }
     if receipts.is_empty() {
         return;
     }
     tokio::spawn(async move {
-        for (chat, sender, ids) in receipts {
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            if let Err(e) = client.mark_as_read(&chat, sender.as_ref(), &ids).await {
+        for (chat, sender, stored, ids) in receipts {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            if let Err(e) = client.mark_as_read(&chat, sender.as_ref(), &refs).await {
                 warn!(error = %e, "auto mark-read failed");
                 continue;
             }
             // Read here: the chat's unread count leaves them out.
             if let Some(store) = &store {
-                let chat = chat.to_non_ad_string();
                 let read = crate::messages::Change::Receipt {
-                    sender: chat.clone(),
-                    chat,
-                    message_ids: ids.iter().map(|id| id.to_string()).collect(),
+                    sender: stored.clone(),
+                    chat: stored,
+                    message_ids: ids,
                     kind: "read-self".to_owned(),
                     timestamp: jiff::Timestamp::now().as_second(),
                 };

@@ -37,9 +37,9 @@ pub async fn on_whatsapp(client: &Client, jid: &Jid) -> Result<bool, WhatsAppErr
         .is_on_whatsapp(std::slice::from_ref(jid))
         .await
         .map_err(|e| WhatsAppError::failed("is-on-WhatsApp query failed", e))?;
-    Ok(found
-        .iter()
-        .any(|r| r.is_registered && r.jid.user == jid.user))
+    // One number asked: WhatsApp answers it as registered, perhaps spelled
+    // otherwise (a country's extra digit, or its LID), as Go's `IsIn` takes it.
+    Ok(found.iter().any(|r| r.is_registered))
 }
 
 pub async fn avatar(client: &Client, jid: &Jid) -> Result<Option<Avatar>, WhatsAppError> {

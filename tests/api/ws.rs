@@ -115,6 +115,25 @@ async fn ws_takes_the_api_credentials_and_refuses_other_sites() {
 }
 
 #[tokio::test]
+async fn cors_for_any_origin_does_not_open_ws_to_other_sites() {
+    let app = TestApp::spawn_with(&["--basic-auth", "admin:secret", "--cors-origins", "*"]).await;
+    let status = |path: &str| {
+        let req = app
+            .client
+            .get(app.url(path))
+            .header("authorization", basic())
+            .header("origin", "https://evil.example");
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status("/app/status").await,
+        200,
+        "the API is open to any page"
+    );
+    assert_eq!(status("/ws").await, 403, "its socket is not");
+}
+
+#[tokio::test]
 async fn frames_name_their_account_and_a_socket_may_hear_one() {
     let app = two_accounts().await;
     let mut all = operator_socket(&app, "/ws").await;

@@ -40,6 +40,12 @@ async fn auto_mark_read_reads_incoming_messages_and_is_off_by_default() {
         read(&fake, &first) && read(&fake, &second)
     })
     .await;
+    // Read here: the chat has nothing unread.
+    server
+        .wait_reply("/chats", None, "the chat read", |r| {
+            r["results"]["data"][0]["unread_count"] == 0 && r["results"]["pagination"]["total"] == 1
+        })
+        .await;
     drop(server);
 
     // Without the flag, a message stays unread.
@@ -55,6 +61,10 @@ async fn auto_mark_read_reads_incoming_messages_and_is_off_by_default() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!read(&fake, &id), "{:?}", fake.read_receipts());
+    assert_eq!(
+        server.get("/chats").await.body["results"]["data"][0]["unread_count"],
+        1
+    );
 }
 
 fn events_named(receiver: &Receiver, name: &str) -> Vec<serde_json::Value> {
