@@ -18,6 +18,7 @@ pub mod media;
 pub mod messages;
 pub mod notices;
 pub mod ops;
+pub mod postgres;
 pub mod qr;
 pub mod service;
 pub mod storage;

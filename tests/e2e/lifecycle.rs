@@ -335,9 +335,11 @@ async fn qr_codes_rotate_then_run_out_and_the_next_login_starts_afresh() {
     assert_eq!(status["is_logged_in"], false);
     // Removed by the session's store worker, just after the state changed.
     let store = server.store_path();
-    wait_for("the unpaired store to be removed", Duration::from_secs(10), || {
-        !store.exists()
-    })
+    wait_for(
+        "the unpaired store to be removed",
+        Duration::from_secs(10),
+        || !store.exists(),
+    )
     .await;
     let (third, duration) = login(&server).await;
     assert_ne!(third, second);
