@@ -241,7 +241,9 @@ pub struct Config {
     pub db_path: PathBuf,
 
     /// The Go server's `DB_URI`: `file:PATH[?options]` names the session file (as
-    /// --db-path does, and wins over it). `postgres://` is not supported yet.
+    /// --db-path does, and wins over it); `postgres://…` keeps every account's
+    /// WhatsApp session in that PostgreSQL database instead (the message store and
+    /// the webhook outbox stay in --db-path's folder).
     #[arg(long, env = "DB_URI", hide_env_values = true)]
     pub db_uri: Option<String>,
 
@@ -556,12 +558,20 @@ impl Config {
             .collect()
     }
 
-    /// The session path: `--db-uri`'s file when given, else `--db-path`.
+    /// The session path: `--db-uri`'s file when given, else `--db-path` (also with
+    /// a Postgres `--db-uri`: its folder keeps this server's other files).
     pub fn session_path(&self) -> Result<PathBuf, String> {
         match &self.db_uri {
+            _ if self.postgres_uri().is_some() => Ok(self.db_path.clone()),
             Some(uri) if !uri.trim().is_empty() => sqlite_uri_path(uri, "--db-uri / DB_URI"),
             _ => Ok(self.db_path.clone()),
         }
+    }
+
+    /// `--db-uri` when it names a PostgreSQL database.
+    pub fn postgres_uri(&self) -> Option<String> {
+        let uri = unquoted(self.db_uri.as_deref()?);
+        (uri.starts_with("postgres://") || uri.starts_with("postgresql://")).then(|| uri.to_owned())
     }
 
     /// The Go server's separate key store (`--db-keys-uri`), when one is set.
@@ -758,8 +768,13 @@ impl Config {
 
 /// The file of a Go `DB_URI`: `file:storages/whatsapp.db?_foreign_keys=on` →
 /// `storages/whatsapp.db`. The URI is not echoed in errors: it may hold a password.
+/// A setting's value without the quotes a `.env` or compose file may leave on it.
+fn unquoted(value: &str) -> &str {
+    value.trim().trim_matches(|c| c == '"' || c == '\'')
+}
+
 fn sqlite_uri_path(uri: &str, what: &str) -> Result<PathBuf, String> {
-    let uri = uri.trim().trim_matches(|c| c == '"' || c == '\'');
+    let uri = unquoted(uri);
     if let Some(rest) = uri.strip_prefix("file:") {
         let path = rest.split('?').next().unwrap_or_default();
         // `file:///data/whatsapp.db` is an absolute path; `file://host/…` is not a file.
@@ -779,8 +794,8 @@ fn sqlite_uri_path(uri: &str, what: &str) -> Result<PathBuf, String> {
     }
     if uri.starts_with("postgres:") || uri.starts_with("postgresql:") {
         return Err(format!(
-            "{what}: Postgres is not supported yet; this server keeps its data in SQLite \
-             files. Use file:PATH (or --db-path)"
+            "{what}: Postgres is not supported here; use file:PATH (a Postgres --db-uri \
+             keeps the keys with the session)"
         ));
     }
     Err(format!(
@@ -911,9 +926,19 @@ mod tests {
             Ok(PathBuf::from("/data/wa.db"))
         );
         assert_eq!(path("file:///data/wa.db"), Ok(PathBuf::from("/data/wa.db")));
-        let err = path("postgres://user:hunter2@db/wa").unwrap_err();
-        assert!(err.contains("Postgres is not supported yet"), "{err}");
-        assert!(!err.contains("hunter2"), "the URI is not echoed: {err}");
+        // Postgres keeps the sessions; the storage folder stays --db-path's.
+        let pg = Config::parse_from(["whatsapp-api", "--db-uri", "'postgres://u:p@db/wa'"]);
+        assert_eq!(pg.postgres_uri().as_deref(), Some("postgres://u:p@db/wa"));
+        assert_eq!(pg.session_path(), Ok(PathBuf::from("storages/whatsapp.db")));
+        let keys = Config::parse_from([
+            "whatsapp-api",
+            "--db-keys-uri",
+            "postgres://user:hunter2@db/wa",
+        ])
+        .keys_path()
+        .unwrap_err();
+        assert!(keys.contains("Postgres is not supported here"), "{keys}");
+        assert!(!keys.contains("hunter2"), "the URI is not echoed: {keys}");
         assert!(
             path("mysql://x")
                 .unwrap_err()

@@ -196,6 +196,9 @@ pub async fn server_with(
 struct ClientOpener {
     config: Config,
     shared: SharedServices,
+    /// With a Postgres `--db-uri`: the sessions' database, and this server's hold
+    /// on it.
+    postgres: Option<(deadpool_postgres::Pool, postgres::ServerLock)>,
 }
 
 #[async_trait::async_trait]
@@ -220,7 +223,12 @@ impl accounts::Opener for ClientOpener {
                 messages: Some(messages.clone()),
                 webhooks: webhooks.clone(),
             },
-            db_path: place.layout.session.clone(),
+            store: match &self.postgres {
+                Some((pool, _)) => whatsapp::session_store::SessionStore::Postgres(
+                    postgres::whatsapp_store::WhatsAppStore::new(pool.clone(), place.id),
+                ),
+                None => whatsapp::session_store::SessionStore::File(place.layout.session.clone()),
+            },
             device_name: config.device_name.clone(),
             proxy: config.proxy().map_err(anyhow::Error::msg)?,
             autoreply: config.autoreply.clone(),
@@ -380,6 +388,26 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     // Every storage path is checked before anything opens one.
     let layout = config.layout();
     let found = go_import::check_storage(&layout)?;
+    // The sessions in Postgres: one server per database (for now).
+    let postgres = match config.postgres_uri() {
+        Some(uri) => {
+            let lock = postgres::lock_server(&uri).await?;
+            let pool = postgres::connect(&uri).await?;
+            tracing::info!("WhatsApp sessions are kept in PostgreSQL (--db-uri)");
+            Some((pool, lock))
+        }
+        None => None,
+    };
+    let found = match (&postgres, found) {
+        (Some(_), storage::Found::GoSession) => {
+            tracing::warn!(
+                "a Go session file is in the storage folder, but with a PostgreSQL --db-uri \
+                 the sessions are kept there and it is not imported: pair by QR"
+            );
+            storage::Found::Nothing
+        }
+        (_, found) => found,
+    };
     // The Go server's files become the first account (in the storage folder).
     let go_chats = go_import::go_chats_path(&layout);
     let mut imported = false;
@@ -401,6 +429,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
         Box::new(ClientOpener {
             config: config.clone(),
             shared,
+            postgres,
         })
     })
     .await?;

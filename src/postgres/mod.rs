@@ -9,8 +9,8 @@
 
 pub mod whatsapp_store;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "e2e"))]
+pub mod testing;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -45,6 +45,48 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
         .context("cannot make the PostgreSQL connection pool")?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// Held by the one server using a database: several servers sharing one need
+/// leases per account (not built yet), so a second one stops at startup.
+const SERVER_LOCK: i64 = 0x7761_5f73_6572_7665; // "wa_serve"
+
+/// The database's server lock, held by a connection of its own for as long as
+/// this value lives (the lock goes with the connection, even on a crash).
+pub struct ServerLock {
+    _client: tokio_postgres::Client,
+}
+
+/// Takes the database's [`SERVER_LOCK`]; an error when another server holds it.
+pub async fn lock_server(uri: &str) -> anyhow::Result<ServerLock> {
+    let config = uri
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("the PostgreSQL URI is not valid: {e}"))?;
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(
+                error = %e,
+                "lost the connection holding this server's PostgreSQL lock: another server \
+                 could now start on the same database"
+            );
+        }
+    });
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+        .await
+        .context("cannot take the PostgreSQL server lock")?
+        .get(0);
+    if !held {
+        anyhow::bail!(
+            "another server is using this PostgreSQL database (--db-uri); several servers \
+             sharing one database are not supported yet: give each its own database"
+        );
+    }
+    Ok(ServerLock { _client: client })
 }
 
 /// Runs the migrations not yet applied, under [`MIGRATION_LOCK`].

@@ -66,6 +66,14 @@ impl TestServer {
         )
     }
 
+    /// A `postgres://` URL of the database `name` (as `--db-uri` takes it).
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "postgres://postgres@localhost/{name}?host={}",
+            self.dir.path().display()
+        )
+    }
+
     /// Makes the database `name`.
     pub fn create_database(&self, name: &str) {
         let socket = self.dir.path().display().to_string();

@@ -43,6 +43,28 @@ const SENT_MESSAGES_KEPT: i64 = MAX_SENT_MESSAGES * 3 / 4;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
+/// Every table of `migrations/postgres` holding an account's session.
+const TABLES: &[&str] = &[
+    "wa_devices",
+    "wa_identities",
+    "wa_sessions",
+    "wa_prekeys",
+    "wa_signed_prekeys",
+    "wa_sender_keys",
+    "wa_app_state_sync_keys",
+    "wa_app_state_versions",
+    "wa_app_state_mutation_macs",
+    "wa_sender_key_devices",
+    "wa_lid_pn_mappings",
+    "wa_base_keys",
+    "wa_device_lists",
+    "wa_group_metadata",
+    "wa_tc_tokens",
+    "wa_sent_messages",
+    "wa_pending_inbound",
+    "wa_msg_secrets",
+];
+
 /// The WhatsApp store of the account `account` in the database of `pool`.
 #[derive(Clone)]
 pub struct WhatsAppStore {
@@ -61,6 +83,18 @@ impl WhatsAppStore {
     /// The account whose rows this store reads and writes.
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// Deletes every row of the account (logged out, or a pairing that ended),
+    /// in one transaction.
+    pub async fn forget(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        for table in TABLES {
+            let sql = format!("DELETE FROM {table} WHERE account = $1");
+            tx.execute(&sql, &[&self.account]).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn client(&self) -> Result<Object> {
@@ -2333,5 +2367,42 @@ mod tests {
                 .is_some()
         );
         assert!(a.get_msg_secret("c", "s", "i").await.unwrap().is_some());
+
+        // Forgetting one account deletes all of its rows, and only its.
+        a.forget().await.unwrap();
+        let client = pool.get().await.unwrap();
+        for table in TABLES {
+            let left: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE account = 'a'"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(left, 0, "{table}");
+        }
+        assert!(!a.exists().await.unwrap());
+        assert_eq!(b.load_identity(jid).await.unwrap(), Some([2; 32]));
+        assert!(b.exists().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn every_table_of_the_schema_is_forgotten() {
+        let (_server, pool) = database().await;
+        let client = pool.get().await.unwrap();
+        let rows = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public' AND table_name LIKE 'wa\\_%' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut found: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let mut listed: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        found.sort();
+        listed.sort();
+        assert_eq!(found, listed, "TABLES lists the schema's tables");
     }
 }

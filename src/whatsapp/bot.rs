@@ -66,19 +66,8 @@ pub async fn start(
     settings: &ClientSettings,
     events: impl FnOnce(&Arc<Client>) -> (EventInterest, Arc<dyn EventHandler>),
 ) -> Result<Live, WhatsAppError> {
-    let db_path = &settings.db_path;
-    if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| WhatsAppError::failed("cannot create the session folder", e))?;
-    }
-    let url = db_path
-        .to_str()
-        .ok_or_else(|| WhatsAppError::Failed("the session path is not UTF-8".to_owned()))?;
-    let store = SqliteStore::new(url)
-        .await
-        .map_err(|e| WhatsAppError::failed("cannot open the session store", e))?;
-
-    let builder = Bot::builder().with_backend(store);
+    let store = settings.store.open().await?;
+    let builder = Bot::builder().with_backend_arc(store);
     let builder = match &settings.proxy {
         Some(proxy) => builder.with_transport_factory(super::proxy::ProxiedTransportFactory::new(
             proxy.clone(),

@@ -30,6 +30,7 @@ pub mod proxy;
 mod queries;
 mod send;
 pub mod session;
+pub mod session_store;
 pub mod state;
 
 use std::path::{Path, PathBuf};

@@ -34,7 +34,8 @@ const LOGOUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the real session needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    pub db_path: std::path::PathBuf,
+    /// Where the WhatsApp session is kept.
+    pub store: super::session_store::SessionStore,
     /// The device name the phone lists (Go's `--os`); set when pairing.
     pub device_name: Option<String>,
     /// `--whatsapp-proxy`: the WebSocket goes through it.
@@ -441,7 +442,7 @@ impl WhatsAppClient {
             autoreply,
         });
         tokio::spawn(worker(Arc::downgrade(&inner), queue).instrument(inner.settings.span.clone()));
-        if inner.settings.db_path.exists() {
+        if inner.settings.store.exists().await {
             let generation = inner.step(|m| (m.begin_resume(), Effects::none()));
             let generation = generation.map_err(refused)?;
             inner.build(generation, false).await?;
@@ -509,7 +510,7 @@ async fn finish(
     forget: Forget,
     budget: Duration,
 ) {
-    let db_path = &session.settings.db_path;
+    let store = &session.settings.store;
     let mut paired = false;
     if let Some(live) = client {
         if logout {
@@ -532,7 +533,7 @@ async fn finish(
     match forget {
         Forget::Nothing => {}
         Forget::Always => {
-            crate::storage::remove_session_store(db_path);
+            store.remove().await;
             if let Some(store) = session.messages().cloned() {
                 match tokio::task::spawn_blocking(move || store.clear()).await {
                     Ok(Ok(())) => info!("stored messages deleted"),
@@ -541,7 +542,7 @@ async fn finish(
                 }
             }
         }
-        Forget::IfUnpaired if !paired => crate::storage::remove_session_store(db_path),
+        Forget::IfUnpaired if !paired => store.remove().await,
         Forget::IfUnpaired => {
             // The phone scanned just as the attempt ended: keep the device.
             info!("the pairing attempt ended after the phone paired; connecting");
@@ -561,7 +562,7 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
         return Ok(());
     }
     if fresh {
-        crate::storage::remove_session_store(&session.settings.db_path);
+        session.settings.store.remove().await;
     }
     let weak = Arc::downgrade(session);
     let live = bot::start(&session.settings, |client| {
@@ -571,7 +572,7 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
     if !fresh && !live.is_paired() {
         info!("stored WhatsApp database holds no paired device; removing it");
         live.stop(STOP_BUDGET).await;
-        crate::storage::remove_session_store(&session.settings.db_path);
+        session.settings.store.remove().await;
         session.step(|m| ((), m.abandon_resume(generation)));
         return Ok(());
     }

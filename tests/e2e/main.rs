@@ -16,6 +16,7 @@ mod incoming;
 mod later_sends;
 mod lifecycle;
 mod mcp;
+mod postgres;
 mod sandbox;
 mod send;
 mod session;

@@ -1,0 +1,117 @@
+//! `--db-uri postgres://…`: every account's WhatsApp session in PostgreSQL (a real
+//! server from Debian's binaries), with the real client against the fake.
+
+use std::time::Duration;
+
+use fake_whatsapp::{ContactInfo, FakeWhatsApp};
+use whatsapp_api::postgres::testing::TestServer;
+
+use crate::harness::{Server, wait_for};
+use crate::send::{FRIEND, delivered};
+use crate::startup::run_on;
+
+/// How many rows the account `account` has in the session tables.
+async fn session_rows(url: &str, account: &str) -> i64 {
+    let pool = whatsapp_api::postgres::connect(url).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let mut total = 0;
+    for table in ["wa_devices", "wa_identities", "wa_sessions", "wa_prekeys"] {
+        let n: i64 = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE account = $1"),
+                &[&account],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        total += n;
+    }
+    total
+}
+
+async fn send(server: &Server, text: &str) -> crate::harness::Reply {
+    server
+        .post_form("/send/message", &[("phone", FRIEND), ("message", text)])
+        .await
+}
+
+#[tokio::test]
+async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_database() {
+    let postgres = tokio::task::spawn_blocking(|| {
+        let server = TestServer::start();
+        server.create_database("wa");
+        server
+    })
+    .await
+    .unwrap();
+    let url = postgres.url("wa");
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(&fake, dir.path(), &["--db-uri", &url]).await;
+    server.pair(&fake).await;
+    let reply = send(&server, "kept in postgres").await;
+    let copy = delivered(&fake, &server, &reply, FRIEND);
+    assert_eq!(
+        copy.message.conversation.as_deref(),
+        Some("kept in postgres")
+    );
+    // The session is in the database, not in a file beside the message store.
+    assert!(session_rows(&url, "default").await > 0);
+    assert!(!server.store_path().exists());
+
+    // A second server on the same database stops before connecting anything.
+    let other = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_on(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--whatsapp-ws-url",
+            &fake.ws_url(),
+            "--db-uri",
+            &url,
+        ],
+        &other.path().join("storages/whatsapp.db"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another server is using this PostgreSQL database"),
+        "{stderr}"
+    );
+
+    // Restarted: connected again from the database, no scan; the Signal sessions
+    // carried over (the fake decrypts the next message).
+    let logins = fake.logins().len();
+    server.terminate().await;
+    server.restart().await;
+    server
+        .wait_status("connected again", |s| s["state"] == "connected")
+        .await;
+    assert!(fake.logins().len() > logins, "it logged in again");
+    let reply = send(&server, "after a restart").await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+    wait_for("the second message", Duration::from_secs(10), || {
+        fake.received()
+            .iter()
+            .any(|r| r.message.conversation.as_deref() == Some("after a restart"))
+    })
+    .await;
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+
+    // Logged out: the account's rows are deleted.
+    let out = server.get("/app/logout").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let url_ = url.clone();
+    let mut left = 1;
+    for _ in 0..100 {
+        left = session_rows(&url_, "default").await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the session is deleted from the database");
+}
