@@ -17,6 +17,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a fresh cluster (fsync off: its data is thrown away).
     pub fn start() -> TestServer {
+        Self::launch(false)
+    }
+
+    /// Starts a fresh cluster that writes as a production one does (fsync and
+    /// synchronous commits on), for benchmarks.
+    pub fn start_durable() -> TestServer {
+        Self::launch(true)
+    }
+
+    fn launch(durable: bool) -> TestServer {
         let bin = binaries();
         let dir = tempfile::Builder::new()
             .prefix("wa-pg-")
@@ -41,9 +51,12 @@ impl TestServer {
             "initdb",
             &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
         );
+        let speed = match durable {
+            true => "",
+            false => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+        };
         let options = format!(
-            "-c listen_addresses='' -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200",
+            "-c listen_addresses='' -k {} {speed} -c max_connections=200",
             server.dir.path().display()
         );
         let log = server.dir.path().join("server.log").display().to_string();
