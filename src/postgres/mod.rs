@@ -29,9 +29,18 @@ const MIGRATION_LOCK: i64 = 0x7761_5f73_746f_7265; // "wa_store"
 ///
 /// Errors say what failed, never the URI (it may hold a password).
 pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
-    let config = uri
+    let mut config = uri
         .parse::<tokio_postgres::Config>()
         .map_err(|e| anyhow::anyhow!("the PostgreSQL URI is not valid: {e}"))?;
+    // The sessions' durability is the SQLite store's (WAL, synchronous=NORMAL): a
+    // commit is not flushed to disk before it returns. A crash of Postgres itself
+    // may lose its last fraction of a second of session updates (WhatsApp's retries
+    // repair those), never corrupts; incoming messages are not kept here.
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c synchronous_commit=off"),
+        None => "-c synchronous_commit=off".to_owned(),
+    };
+    config.options(&options);
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -129,6 +138,18 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(applied, 1);
+    }
+
+    #[tokio::test]
+    async fn session_commits_are_not_flushed_before_they_return() {
+        let (_server, pool) = testing::database().await;
+        let client = pool.get().await.unwrap();
+        let setting: String = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(setting, "off");
     }
 
     #[tokio::test]

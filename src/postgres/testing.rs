@@ -79,6 +79,18 @@ impl TestServer {
         )
     }
 
+    /// Restarts the server (fast shutdown: every connection is cut), as an
+    /// operator's restart or a failover does.
+    pub fn restart(&self) {
+        let data = self.data().display().to_string();
+        // Its output to the log, not to pipes it would hold open for good.
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"],
+        );
+    }
+
     /// A `postgres://` URL of the database `name` (as `--db-uri` takes it).
     pub fn url(&self, name: &str) -> String {
         format!(

@@ -40,7 +40,7 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     let postgres = tokio::task::spawn_blocking(|| {
         let server = TestServer::start();
         server.create_database("wa");
-        server
+        std::sync::Arc::new(server)
     })
     .await
     .unwrap();
@@ -99,6 +99,26 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
             .any(|r| r.message.conversation.as_deref() == Some("after a restart"))
     })
     .await;
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+
+    // Postgres restarted under the server (every connection cut): the next sends
+    // work on new connections.
+    tokio::task::spawn_blocking({
+        let postgres = std::sync::Arc::clone(&postgres);
+        move || postgres.restart()
+    })
+    .await
+    .unwrap();
+    for text in ["after postgres restarted", "and again"] {
+        let reply = send(&server, text).await;
+        assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
+        wait_for(text, Duration::from_secs(10), || {
+            fake.received()
+                .iter()
+                .any(|r| r.message.conversation.as_deref() == Some(text))
+        })
+        .await;
+    }
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 
     // Logged out: the account's rows are deleted.
