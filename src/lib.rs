@@ -271,6 +271,29 @@ impl accounts::Opener for ClientOpener {
     ) -> std::io::Result<AppState> {
         self.shared.services(id, opened, files)
     }
+
+    async fn forget(&self, id: &str) -> anyhow::Result<()> {
+        if let Some((pool, _)) = &self.postgres {
+            postgres::whatsapp_store::WhatsAppStore::new(pool.clone(), id)
+                .forget()
+                .await
+                .context("cannot delete the account's session from PostgreSQL")?;
+        }
+        Ok(())
+    }
+
+    async fn sweep(&self, keep: &[String]) -> anyhow::Result<()> {
+        if let Some((pool, _)) = &self.postgres {
+            let removed = postgres::whatsapp_store::forget_all_but(pool, keep).await?;
+            if removed > 0 {
+                tracing::warn!(
+                    accounts = removed,
+                    "deleted the sessions of accounts removed earlier from PostgreSQL"
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Removes this server's temp files ([`media::TEMP_PREFIXES`]) older than `age`.

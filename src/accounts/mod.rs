@@ -102,6 +102,18 @@ pub struct Opened {
 pub trait Opener: Send + Sync + 'static {
     async fn open(&self, place: &Place<'_>) -> anyhow::Result<Opened>;
 
+    /// Deletes what the account `id` keeps outside its folder (its WhatsApp
+    /// session in a database); the account is being removed.
+    async fn forget(&self, _id: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Deletes what accounts other than `keep` left outside their folders
+    /// (removed while a crash cut the removal short).
+    async fn sweep(&self, _keep: &[String]) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The services of the opened account `id`.
     fn services(
         &self,
@@ -281,6 +293,10 @@ impl Accounts {
             );
         }
         accounts.sweep_orphan_folders(&slots);
+        let keep: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
+        if let Err(e) = accounts.opener.sweep(&keep).await {
+            warn!(error = %e, "cannot delete what removed accounts left in the database");
+        }
         if let Err(e) = crate::ops::room_for_accounts(slots.len() as u64) {
             error!(
                 accounts = slots.len(),
@@ -540,6 +556,7 @@ impl Accounts {
                     let (dir, files) = self.place_of(&slot);
                     purge(&Layout::in_folder(&dir), &files, &self.settings.root);
                 }
+                self.opener.forget(id).await?;
                 info!(device_id = %id, "account removed");
                 return Ok(None);
             }
@@ -569,6 +586,7 @@ impl Accounts {
             }
         }
         purge(&account.layout, &account.files, &self.settings.root);
+        self.opener.forget(id).await?;
         info!(device_id = %id, "account removed");
         Ok(None)
     }

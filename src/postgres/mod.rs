@@ -20,6 +20,9 @@ mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
+/// Longest wait for a connection, new or from the pool.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The advisory lock held while migrating: servers that start together take
 /// turns, and the later ones find the schema done.
 const MIGRATION_LOCK: i64 = 0x7761_5f73_746f_7265; // "wa_store"
@@ -36,11 +39,16 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
     // commit is not flushed to disk before it returns. A crash of Postgres itself
     // may lose its last fraction of a second of session updates (WhatsApp's retries
     // repair those), never corrupts; incoming messages are not kept here.
+    // And no wait without end: a statement gives up after 30 s, a connection
+    // attempt after 10 s, a dead peer is found by TCP keepalives.
+    let ours = "-c synchronous_commit=off -c statement_timeout=30s";
     let options = match config.get_options() {
-        Some(given) => format!("{given} -c synchronous_commit=off"),
-        None => "-c synchronous_commit=off".to_owned(),
+        Some(given) => format!("{given} {ours}"),
+        None => ours.to_owned(),
     };
     config.options(&options);
+    config.connect_timeout(WAIT);
+    config.keepalives(true);
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -50,6 +58,10 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
     );
     let pool = Pool::builder(manager)
         .max_size(16)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(WAIT))
+        .create_timeout(Some(WAIT))
+        .recycle_timeout(Some(WAIT))
         .build()
         .context("cannot make the PostgreSQL connection pool")?;
     migrate(&pool).await?;
@@ -61,9 +73,44 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
 const SERVER_LOCK: i64 = 0x7761_5f73_6572_7665; // "wa_serve"
 
 /// The database's server lock, held by a connection of its own for as long as
-/// this value lives (the lock goes with the connection, even on a crash).
+/// this value lives (the lock goes with the connection, even on a crash). When
+/// the connection is lost (Postgres restarted), the lock is taken again; if
+/// another server took it meanwhile, this one exits rather than run the same
+/// accounts beside it.
 pub struct ServerLock {
-    _client: tokio_postgres::Client,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ServerLock {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// A connection holding the lock, or why there is none (`Ok(None)`: another
+/// server holds it).
+async fn take_lock(
+    config: &tokio_postgres::Config,
+) -> anyhow::Result<Option<(tokio_postgres::Client, impl Future<Output = ()> + use<>)>> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let connection = async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "lost the connection holding the PostgreSQL server lock");
+        }
+    };
+    let connection = tokio::spawn(connection);
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+        .await
+        .context("cannot take the PostgreSQL server lock")?
+        .get(0);
+    let ended = async move {
+        let _ = connection.await;
+    };
+    Ok(held.then_some((client, ended)))
 }
 
 /// Takes the database's [`SERVER_LOCK`]; an error when another server holds it.
@@ -71,31 +118,41 @@ pub async fn lock_server(uri: &str) -> anyhow::Result<ServerLock> {
     let config = uri
         .parse::<tokio_postgres::Config>()
         .map_err(|e| anyhow::anyhow!("the PostgreSQL URI is not valid: {e}"))?;
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!(
-                error = %e,
-                "lost the connection holding this server's PostgreSQL lock: another server \
-                 could now start on the same database"
-            );
-        }
-    });
-    let held: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
-        .await
-        .context("cannot take the PostgreSQL server lock")?
-        .get(0);
-    if !held {
+    let Some((client, ended)) = take_lock(&config).await? else {
         anyhow::bail!(
             "another server is using this PostgreSQL database (--db-uri); several servers \
              sharing one database are not supported yet: give each its own database"
         );
-    }
-    Ok(ServerLock { _client: client })
+    };
+    let keeper = tokio::spawn(async move {
+        let (mut _client, mut ended) = (client, futures_util::future::FutureExt::boxed(ended));
+        loop {
+            ended.await;
+            // Lost: take it again as soon as Postgres answers.
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                match take_lock(&config).await {
+                    Ok(Some((client, again))) => {
+                        tracing::info!("the PostgreSQL server lock is held again");
+                        _client = client;
+                        ended = futures_util::future::FutureExt::boxed(again);
+                        break;
+                    }
+                    Ok(None) => {
+                        tracing::error!(
+                            "another server took this PostgreSQL database while the connection \
+                             was lost; stopping, so that two servers never run the same accounts"
+                        );
+                        std::process::exit(1);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the PostgreSQL server lock is not back yet")
+                    }
+                }
+            }
+        }
+    });
+    Ok(ServerLock { keeper })
 }
 
 /// Runs the migrations not yet applied, under [`MIGRATION_LOCK`].

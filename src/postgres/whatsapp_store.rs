@@ -65,6 +65,29 @@ const TABLES: &[&str] = &[
     "wa_msg_secrets",
 ];
 
+/// Deletes the sessions of every account but `keep` (one server per database
+/// holds them all); how many accounts had one.
+pub async fn forget_all_but(pool: &Pool, keep: &[String]) -> Result<u64> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| StoreError::Connection(Box::new(e)))?;
+    let tx = client.transaction().await.map_err(db)?;
+    let gone = tx
+        .execute(
+            "DELETE FROM wa_devices WHERE NOT (account = ANY($1))",
+            &[&keep],
+        )
+        .await
+        .map_err(db)?;
+    for table in &TABLES[1..] {
+        let sql = format!("DELETE FROM {table} WHERE NOT (account = ANY($1))");
+        tx.execute(&sql, &[&keep]).await.map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(gone)
+}
+
 /// The WhatsApp store of the account `account` in the database of `pool`.
 #[derive(Clone)]
 pub struct WhatsAppStore {
@@ -2385,6 +2408,36 @@ mod tests {
         assert!(!a.exists().await.unwrap());
         assert_eq!(b.load_identity(jid).await.unwrap(), Some([2; 32]));
         assert!(b.exists().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_keeps_the_accounts_listed_only() {
+        let (_server, pool) = database().await;
+        for account in ["a", "b", "c"] {
+            let store = store(&pool, account);
+            store.create().await.unwrap();
+            store
+                .put_identity("1@s.whatsapp.net", [1; 32])
+                .await
+                .unwrap();
+        }
+        let gone = forget_all_but(&pool, &["b".to_owned()]).await.unwrap();
+        assert_eq!(gone, 2);
+        assert!(!store(&pool, "a").exists().await.unwrap());
+        assert!(!store(&pool, "c").exists().await.unwrap());
+        let kept = store(&pool, "b");
+        assert!(kept.exists().await.unwrap());
+        assert_eq!(
+            kept.load_identity("1@s.whatsapp.net").await.unwrap(),
+            Some([1; 32])
+        );
+        assert_eq!(
+            store(&pool, "a")
+                .load_identity("1@s.whatsapp.net")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]

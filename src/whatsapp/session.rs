@@ -442,7 +442,7 @@ impl WhatsAppClient {
             autoreply,
         });
         tokio::spawn(worker(Arc::downgrade(&inner), queue).instrument(inner.settings.span.clone()));
-        if inner.settings.store.exists().await {
+        if inner.settings.store.exists().await? {
             let generation = inner.step(|m| (m.begin_resume(), Effects::none()));
             let generation = generation.map_err(refused)?;
             inner.build(generation, false).await?;
@@ -533,7 +533,7 @@ async fn finish(
     match forget {
         Forget::Nothing => {}
         Forget::Always => {
-            store.remove().await;
+            let _ = store.remove().await;
             if let Some(store) = session.messages().cloned() {
                 match tokio::task::spawn_blocking(move || store.clear()).await {
                     Ok(Ok(())) => info!("stored messages deleted"),
@@ -542,7 +542,9 @@ async fn finish(
                 }
             }
         }
-        Forget::IfUnpaired if !paired => store.remove().await,
+        Forget::IfUnpaired if !paired => {
+            let _ = store.remove().await;
+        }
         Forget::IfUnpaired => {
             // The phone scanned just as the attempt ended: keep the device.
             info!("the pairing attempt ended after the phone paired; connecting");
@@ -561,8 +563,10 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
     if session.machine().generation() != generation {
         return Ok(());
     }
+    // A pairing starts from nothing: what is stored must go first, or it would
+    // be loaded again.
     if fresh {
-        session.settings.store.remove().await;
+        session.settings.store.remove().await?;
     }
     let weak = Arc::downgrade(session);
     let live = bot::start(&session.settings, |client| {
@@ -572,7 +576,7 @@ async fn build(session: &Arc<Inner>, generation: u64, fresh: bool) -> Result<(),
     if !fresh && !live.is_paired() {
         info!("stored WhatsApp database holds no paired device; removing it");
         live.stop(STOP_BUDGET).await;
-        session.settings.store.remove().await;
+        let _ = session.settings.store.remove().await;
         session.step(|m| ((), m.abandon_resume(generation)));
         return Ok(());
     }

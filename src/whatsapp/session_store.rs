@@ -30,31 +30,31 @@ impl std::fmt::Debug for SessionStore {
 }
 
 impl SessionStore {
-    /// Whether a session is stored (paired or not).
-    pub async fn exists(&self) -> bool {
+    /// Whether a session is stored (paired or not). An error when the database
+    /// cannot say: the account then does not open (it is never taken for one
+    /// without a session, whose next pairing would delete what is stored).
+    pub async fn exists(&self) -> Result<bool, WhatsAppError> {
         match self {
-            SessionStore::File(path) => path.exists(),
-            SessionStore::Postgres(store) => match store.exists().await {
-                Ok(found) => found,
-                Err(e) => {
-                    // Treated as none: the client's own open reports the error.
-                    warn!(error = %e, "cannot read the session from PostgreSQL");
-                    false
-                }
-            },
+            SessionStore::File(path) => Ok(path.exists()),
+            SessionStore::Postgres(store) => store
+                .exists()
+                .await
+                .map_err(|e| WhatsAppError::failed("cannot read the session from PostgreSQL", e)),
         }
     }
 
     /// Deletes the stored session (only this server's own file, or the account's
-    /// rows).
-    pub async fn remove(&self) {
+    /// rows); an error (logged) when the rows could not be deleted.
+    pub async fn remove(&self) -> Result<(), WhatsAppError> {
         match self {
-            SessionStore::File(path) => crate::storage::remove_session_store(path),
-            SessionStore::Postgres(store) => {
-                if let Err(e) = store.forget().await {
-                    warn!(error = %e, "cannot delete the session from PostgreSQL");
-                }
+            SessionStore::File(path) => {
+                crate::storage::remove_session_store(path);
+                Ok(())
             }
+            SessionStore::Postgres(store) => store.forget().await.map_err(|e| {
+                warn!(error = %e, "cannot delete the session from PostgreSQL");
+                WhatsAppError::failed("cannot delete the session from PostgreSQL", e)
+            }),
         }
     }
 

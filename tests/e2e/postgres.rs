@@ -61,26 +61,7 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     assert!(!server.store_path().exists());
 
     // A second server on the same database stops before connecting anything.
-    let other = tempfile::tempdir().unwrap();
-    let (code, stderr) = run_on(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--whatsapp-ws-url",
-            &fake.ws_url(),
-            "--db-uri",
-            &url,
-        ],
-        &other.path().join("storages/whatsapp.db"),
-    )
-    .await;
-    assert_eq!(code, Some(1), "{stderr}");
-    assert!(
-        stderr.contains("another server is using this PostgreSQL database"),
-        "{stderr}"
-    );
+    second_server_refused(&fake, &url).await;
 
     // Restarted: connected again from the database, no scan; the Signal sessions
     // carried over (the fake decrypts the next message).
@@ -120,6 +101,15 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
         .await;
     }
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    // The server took its database lock back (a second server that came in
+    // between would have made this one stop): another one is refused again.
+    wait_for("the lock held again", Duration::from_secs(15), || {
+        server
+            .log()
+            .contains("the PostgreSQL server lock is held again")
+    })
+    .await;
+    second_server_refused(&fake, &url).await;
 
     // Logged out: the account's rows are deleted.
     let out = server.get("/app/logout").await;
@@ -134,4 +124,37 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "the session is deleted from the database");
+
+    // Paired again, then the account removed: its rows go with it.
+    server.pair(&fake).await;
+    assert!(session_rows(&url, "default").await > 0);
+    let removed = server
+        .request("DELETE", "/devices/default", None, None)
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(session_rows(&url, "default").await, 0);
+}
+
+/// Another server on the database of `url` stops at startup, saying why.
+async fn second_server_refused(fake: &FakeWhatsApp, url: &str) {
+    let other = tempfile::tempdir().unwrap();
+    let (code, stderr) = run_on(
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--whatsapp-ws-url",
+            &fake.ws_url(),
+            "--db-uri",
+            url,
+        ],
+        &other.path().join("storages/whatsapp.db"),
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another server is using this PostgreSQL database"),
+        "{stderr}"
+    );
 }
