@@ -146,6 +146,37 @@ impl WhatsAppStore {
         client.query_opt(&statement, params).await.map_err(db)
     }
 
+    /// Stores `record` at `address` in `table` (`wa_sessions`, `wa_sender_keys`).
+    async fn put_record(&self, table: &'static str, address: &str, record: &[u8]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {table} (account, address, record) VALUES ($1, $2, $3) \
+             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record"
+        );
+        self.execute(&sql, &[&self.account, &address, &record])
+            .await
+            .map(drop)
+    }
+
+    /// [`put_record`](Self::put_record) for many, in one statement (the last of
+    /// an address wins).
+    async fn put_records(&self, table: &'static str, rows: &[(Arc<str>, Bytes)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = last_wins(rows, |(address, _)| &**address);
+        let addresses: Vec<&str> = rows.iter().map(|(address, _)| &**address).collect();
+        let records: Vec<&[u8]> = rows.iter().map(|(_, record)| &record[..]).collect();
+        let sql = format!(
+            "INSERT INTO {table} (account, address, record) \
+             SELECT $1::text, address, record \
+             FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record) \
+             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record"
+        );
+        self.execute(&sql, &[&self.account, &addresses, &records])
+            .await
+            .map(drop)
+    }
+
     /// The boolean of a statement answering with one.
     async fn query_bool(&self, sql: &str, params: &[Param<'_>]) -> Result<bool> {
         let client = self.client().await?;
@@ -275,31 +306,11 @@ impl SignalStore for WhatsAppStore {
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
-        self.execute(
-            "INSERT INTO wa_sessions (account, address, record) VALUES ($1, $2, $3) \
-             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record",
-            &[&self.account, &address, &session],
-        )
-        .await
-        .map(drop)
+        self.put_record("wa_sessions", address, session).await
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        let rows = last_wins(sessions, |(address, _)| &**address);
-        let addresses: Vec<&str> = rows.iter().map(|(address, _)| &**address).collect();
-        let records: Vec<&[u8]> = rows.iter().map(|(_, record)| &record[..]).collect();
-        self.execute(
-            "INSERT INTO wa_sessions (account, address, record) \
-             SELECT $1::text, address, record \
-             FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record) \
-             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record",
-            &[&self.account, &addresses, &records],
-        )
-        .await
-        .map(drop)
+        self.put_records("wa_sessions", sessions).await
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
@@ -479,31 +490,11 @@ impl SignalStore for WhatsAppStore {
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
-        self.execute(
-            "INSERT INTO wa_sender_keys (account, address, record) VALUES ($1, $2, $3) \
-             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record",
-            &[&self.account, &address, &record],
-        )
-        .await
-        .map(drop)
+        self.put_record("wa_sender_keys", address, record).await
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
-        if sender_keys.is_empty() {
-            return Ok(());
-        }
-        let rows = last_wins(sender_keys, |(address, _)| &**address);
-        let addresses: Vec<&str> = rows.iter().map(|(address, _)| &**address).collect();
-        let records: Vec<&[u8]> = rows.iter().map(|(_, record)| &record[..]).collect();
-        self.execute(
-            "INSERT INTO wa_sender_keys (account, address, record) \
-             SELECT $1::text, address, record \
-             FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record) \
-             ON CONFLICT (account, address) DO UPDATE SET record = EXCLUDED.record",
-            &[&self.account, &addresses, &records],
-        )
-        .await
-        .map(drop)
+        self.put_records("wa_sender_keys", sender_keys).await
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
