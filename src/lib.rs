@@ -272,6 +272,15 @@ impl accounts::Opener for ClientOpener {
         self.shared.services(id, opened, files)
     }
 
+    fn ready(&self) -> Result<(), String> {
+        match &self.postgres {
+            Some((_, lock)) if !lock.held() => {
+                Err("the PostgreSQL server lock is lost; taking it back".to_owned())
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn forget(&self, id: &str) -> anyhow::Result<()> {
         if let Some((pool, _)) = &self.postgres {
             postgres::whatsapp_store::WhatsAppStore::new(pool.clone(), id)

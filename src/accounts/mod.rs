@@ -108,6 +108,12 @@ pub trait Opener: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether what the accounts need outside their folders is there (the
+    /// database lock); why not.
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Deletes what accounts other than `keep` left outside their folders
     /// (removed while a crash cut the removal short).
     async fn sweep(&self, _keep: &[String]) -> anyhow::Result<()> {
@@ -412,6 +418,18 @@ impl Accounts {
         starting
             .chain(table.broken.iter().map(|s| (s.clone(), true)))
             .collect()
+    }
+
+    /// Whether this server serves all its accounts (`/ready`); why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_stopping() {
+            return Err("stopping".to_owned());
+        }
+        let starting = self.read_table().starting.len();
+        if starting > 0 {
+            return Err(format!("{starting} accounts are still opening"));
+        }
+        self.opener.ready()
     }
 
     /// Whether the server is stopping (for `/health`).

@@ -30,6 +30,7 @@ pub fn router() -> Router<Server> {
         .route("/webhook/status", get(webhook_status))
         // Outside auth and the logs: see `edge`.
         .route("/health", get(health))
+        .route("/ready", get(ready))
 }
 
 /// The later versions' pairing by code: `?phone=` with its country code.
@@ -103,6 +104,16 @@ pub async fn health(State(server): State<Server>) -> (axum::http::StatusCode, &'
             "Service Unavailable",
         ),
         false => (axum::http::StatusCode::OK, "OK"),
+    }
+}
+
+/// `GET /ready` (not in Go): `OK` when this server serves all its accounts, else
+/// 503 and why (accounts still opening after a start, the database lock lost,
+/// stopping). Outside every layer, as `/health`.
+pub async fn ready(State(server): State<Server>) -> (axum::http::StatusCode, String) {
+    match server.accounts.readiness() {
+        Ok(()) => (axum::http::StatusCode::OK, "OK".to_owned()),
+        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 

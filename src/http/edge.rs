@@ -10,7 +10,8 @@
 //!   errors made outside the handlers (static files, body limits) put into the
 //!   envelope, and the v9 dialect. One boxed future per request.
 //!
-//! `/health` goes through none of it: it is for probes, open and unlogged.
+//! `/health` and `/ready` go through none of it: they are for probes, open and
+//! unlogged.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -38,6 +39,13 @@ use super::{SentUri, Server, guard, wire};
 
 /// Probes' route: outside auth, logs and the envelope.
 pub const HEALTH: &str = "/health";
+/// The readiness probe's route, treated as [`HEALTH`].
+pub const READY: &str = "/ready";
+
+/// Whether `path` is a probe's ([`HEALTH`], [`READY`]).
+fn is_probe(path: &str) -> bool {
+    path == HEALTH || path == READY
+}
 
 /// Adds [`Log`].
 #[derive(Clone, Copy, Default)]
@@ -71,7 +79,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let logged = (req.uri().path() != HEALTH).then(|| Logged {
+        let logged = (!is_probe(req.uri().path())).then(|| Logged {
             started: Instant::now(),
             method: req.method().clone(),
             // A clone of the URI shares its bytes: no allocation.
@@ -249,7 +257,7 @@ async fn answer<S>(mut inner: S, state: Server, mut req: Request) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    if req.uri().path() == HEALTH {
+    if is_probe(req.uri().path()) {
         let Ok(res) = inner.call(req).await;
         return res;
     }

@@ -184,6 +184,7 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
         "" => routes,
         prefix => Router::new()
             .route(edge::HEALTH, axum::routing::get(app::health))
+            .route(edge::READY, axum::routing::get(app::ready))
             .nest(prefix, routes),
     };
     let routes = finish(routes, &state);

@@ -79,6 +79,14 @@ const SERVER_LOCK: i64 = 0x7761_5f73_6572_7665; // "wa_serve"
 /// accounts beside it.
 pub struct ServerLock {
     keeper: tokio::task::JoinHandle<()>,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ServerLock {
+    /// Whether the lock is held now (not while its connection is being made again).
+    pub fn held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Drop for ServerLock {
@@ -124,16 +132,20 @@ pub async fn lock_server(uri: &str) -> anyhow::Result<ServerLock> {
              sharing one database are not supported yet: give each its own database"
         );
     };
+    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = held.clone();
     let keeper = tokio::spawn(async move {
         let (mut _client, mut ended) = (client, futures_util::future::FutureExt::boxed(ended));
         loop {
             ended.await;
+            flag.store(false, std::sync::atomic::Ordering::SeqCst);
             // Lost: take it again as soon as Postgres answers.
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 match take_lock(&config).await {
                     Ok(Some((client, again))) => {
                         tracing::info!("the PostgreSQL server lock is held again");
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
                         _client = client;
                         ended = futures_util::future::FutureExt::boxed(again);
                         break;
@@ -152,7 +164,7 @@ pub async fn lock_server(uri: &str) -> anyhow::Result<ServerLock> {
             }
         }
     });
-    Ok(ServerLock { keeper })
+    Ok(ServerLock { keeper, held })
 }
 
 /// Runs the migrations not yet applied, under [`MIGRATION_LOCK`].

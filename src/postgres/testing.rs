@@ -12,6 +12,8 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres: bool,
+    /// The server's settings (`pg_ctl -o`).
+    options: String,
 }
 
 impl TestServer {
@@ -41,28 +43,38 @@ impl TestServer {
             nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))
                 .expect("the folder given to the postgres user");
         }
-        let server = TestServer {
-            dir,
-            bin,
-            as_postgres,
-        };
-        let data = server.data().display().to_string();
-        server.run(
-            "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
-        );
         let speed = match durable {
             true => "",
             false => "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
         };
         let options = format!(
             "-c listen_addresses='' -k {} {speed} -c max_connections=200",
-            server.dir.path().display()
+            dir.path().display()
+        );
+        let server = TestServer {
+            dir,
+            bin,
+            as_postgres,
+            options,
+        };
+        let data = server.data().display().to_string();
+        server.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
         );
         let log = server.dir.path().join("server.log").display().to_string();
         server.run(
             "pg_ctl",
-            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+            &[
+                "-D",
+                &data,
+                "-o",
+                &server.options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
         );
         server
     }
@@ -88,6 +100,23 @@ impl TestServer {
         self.run(
             "pg_ctl",
             &["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"],
+        );
+    }
+
+    /// Stops the server (fast shutdown: every connection is cut) until
+    /// [`start_again`](Self::start_again).
+    pub fn stop(&self) {
+        let data = self.data().display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the stopped server again, as it ran.
+    pub fn start_again(&self) {
+        let data = self.data().display().to_string();
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &self.options, "-l", &log, "-w", "start"],
         );
     }
 

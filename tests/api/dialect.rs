@@ -323,6 +323,10 @@ async fn health_is_plain_text_and_needs_no_credentials() {
                 .starts_with("text/plain")
         );
         assert_eq!(res.text().await.unwrap(), "OK");
+        // Readiness, the same way: every account is open.
+        let ready = reqwest::get(app.url("/ready")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.text().await.unwrap(), "OK");
         assert_eq!(
             app.get("/app/status").await.status,
             401,

@@ -111,6 +111,45 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     .await;
     second_server_refused(&fake, &url).await;
 
+    // Postgres down: not ready (the lock is lost), and ready again once it is back.
+    let ready = |server: &Server| {
+        let url = format!("{}/ready", server.base);
+        async move {
+            let res = reqwest::get(url).await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(ready(&server).await, (200, "OK".to_owned()));
+    let stop = std::sync::Arc::clone(&postgres);
+    tokio::task::spawn_blocking(move || stop.stop())
+        .await
+        .unwrap();
+    let mut seen = (0, String::new());
+    for _ in 0..100 {
+        seen = ready(&server).await;
+        if seen.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.0, 503, "{seen:?}");
+    assert!(
+        seen.1.contains("PostgreSQL server lock is lost"),
+        "{seen:?}"
+    );
+    let start = std::sync::Arc::clone(&postgres);
+    tokio::task::spawn_blocking(move || start.start_again())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        seen = ready(&server).await;
+        if seen.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (200, "OK".to_owned()));
+
     // Logged out: the account's rows are deleted.
     let out = server.get("/app/logout").await;
     assert_eq!(out.status, 200, "{}", out.body);
