@@ -95,31 +95,9 @@ async fn pair(fake: &FakeWhatsApp, server: &Server, i: usize) {
 /// `total` texts through `POST /send/message`, 16 at a time, spread over `accounts`
 /// (round robin); acknowledged messages per second.
 async fn send_rate(server: &Server, accounts: usize, total: usize, tag: &str) -> f64 {
-    let slots = Arc::new(Semaphore::new(16));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..total)
-        .map(|n| {
-            let slots = slots.clone();
-            let (client, url) = (server.http.clone(), format!("{}/send/message", server.base));
-            let (id, _) = account(n % accounts);
-            let text = format!("{tag} {n}");
-            tokio::spawn(async move {
-                let _slot = slots.acquire_owned().await.unwrap();
-                let res = client
-                    .post(url)
-                    .header("x-device-id", id)
-                    .json(&json!({ "phone": FRIEND, "message": text }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    server
+        .send_rate(FRIEND, total, 16, tag, |n| Some(account(n % accounts).0))
+        .await
 }
 
 #[tokio::main]

@@ -15,43 +15,12 @@ mod common;
 #[allow(dead_code)]
 mod harness;
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use fake_whatsapp::{ContactInfo, FakeWhatsApp};
 use harness::Server;
-use tokio::sync::Semaphore;
 use whatsapp_api::postgres::testing::TestServer;
 
 const FRIEND: &str = "6289685028129";
 const LEVELS: [usize; 2] = [1, 16];
-
-/// Messages per second for `total` sends at `concurrency`.
-async fn rate(server: &Server, total: usize, concurrency: usize, tag: &str) -> f64 {
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let url = format!("{}/send/message", server.base);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..total)
-        .map(|i| {
-            let (slots, client, url) = (slots.clone(), server.http.clone(), url.clone());
-            let text = format!("{tag} {concurrency} {i}");
-            tokio::spawn(async move {
-                let _slot = slots.acquire_owned().await.unwrap();
-                let res = client
-                    .post(&url)
-                    .json(&serde_json::json!({ "phone": FRIEND, "message": text }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -87,8 +56,16 @@ async fn main() {
     for concurrency in LEVELS {
         let (mut on_sqlite, mut on_pg) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            on_sqlite.push(rate(&sqlite, total, concurrency, &format!("s{round}")).await);
-            on_pg.push(rate(&pg, total, concurrency, &format!("p{round}")).await);
+            let tag = |store| format!("{store}{round} {concurrency}");
+            on_sqlite.push(
+                sqlite
+                    .send_rate(FRIEND, total, concurrency, &tag("s"), |_| None)
+                    .await,
+            );
+            on_pg.push(
+                pg.send_rate(FRIEND, total, concurrency, &tag("p"), |_| None)
+                    .await,
+            );
         }
         let (s, p) = (median(on_sqlite), median(on_pg));
         println!(

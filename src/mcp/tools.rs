@@ -345,7 +345,7 @@ fn search_schema() -> Value {
         "type": "object",
         "required": ["query"],
         "properties": {
-            "query": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Text the messages contain (any case)"},
+            "query": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Text the messages contain (ASCII letters in any case)"},
             "device_id": {"type": "string", "description": DEVICE_ID},
             "chat_jid": {"type": "string", "description": "Only this chat (e.g. 6281234567890@s.whatsapp.net or …@g.us)"},
             "is_from_me": {"type": "boolean", "description": "true: only sent messages; false: only received ones"},

@@ -42,6 +42,43 @@ impl Reply {
 }
 
 impl Server {
+    /// For the benchmarks: `total` texts to `to` through `POST /send/message`,
+    /// `concurrency` at a time, the n-th as the account `account(n)` names
+    /// (`X-Device-Id`; `None`: none); acknowledged messages per second.
+    #[allow(dead_code)]
+    pub async fn send_rate(
+        &self,
+        to: &str,
+        total: usize,
+        concurrency: usize,
+        tag: &str,
+        account: impl Fn(usize) -> Option<String>,
+    ) -> f64 {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let url = format!("{}/send/message", self.base);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..total)
+            .map(|n| {
+                let (slots, client, url) = (slots.clone(), self.http.clone(), url.clone());
+                let body = serde_json::json!({ "phone": to, "message": format!("{tag} {n}") });
+                let device = account(n);
+                tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await.unwrap();
+                    let mut req = client.post(url).json(&body);
+                    if let Some(device) = device {
+                        req = req.header("x-device-id", device);
+                    }
+                    let res = req.send().await.unwrap();
+                    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    }
+
     /// Starts the server in `dir` (its store, statics and log live there).
     pub async fn start(fake: &FakeWhatsApp, dir: &Path) -> Server {
         Self::start_with(fake, dir, &[]).await
