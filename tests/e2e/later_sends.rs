@@ -101,6 +101,11 @@ async fn a_location_arrives_with_its_coordinates() {
 #[tokio::test]
 async fn presence_and_typing_reach_whatsapp() {
     let (fake, server, _dir) = paired().await;
+    // The presence announced after the connect (v2.3.0: available) comes first.
+    wait_for("the presence on connect", Duration::from_secs(5), || {
+        fake.presences().iter().any(|p| p == "available")
+    })
+    .await;
     let before = fake.presences().len();
     let reply = server
         .post_form("/send/presence", &[("type", "unavailable")])
