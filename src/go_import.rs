@@ -87,24 +87,7 @@ pub async fn import_session(
         return Ok(false);
     }
     go_session::write(&session, &layout.session).await?;
-    let contacts: Vec<crate::messages::Change> = session
-        .contacts
-        .iter()
-        .map(
-            |(jid, full_name, push_name)| crate::messages::Change::Contact {
-                jid: jid.clone(),
-                full_name: full_name.clone(),
-                push_name: push_name.clone(),
-            },
-        )
-        .collect();
-    messages
-        .call(move |m| {
-            m.apply(&contacts, jiff::Timestamp::now().as_second())?;
-            m.record_import(&file_key)?;
-            m.record_import(&key)
-        })
-        .await?;
+    remember(&session, messages, vec![file_key, key]).await?;
     let counts = session.counts();
     info!(
         jid = %session.jid,
@@ -127,6 +110,33 @@ pub async fn import_session(
         );
     }
     Ok(true)
+}
+
+/// Keeps the imported session's contacts in the message store, and the import's
+/// `keys` so that it is not imported again.
+async fn remember(
+    session: &go_session::GoSession,
+    messages: &Arc<MessageStore>,
+    keys: Vec<String>,
+) -> anyhow::Result<()> {
+    let contacts: Vec<crate::messages::Change> = session
+        .contacts
+        .iter()
+        .map(
+            |(jid, full_name, push_name)| crate::messages::Change::Contact {
+                jid: jid.clone(),
+                full_name: full_name.clone(),
+                push_name: push_name.clone(),
+            },
+        )
+        .collect();
+    messages
+        .call(move |m| {
+            m.apply(&contacts, jiff::Timestamp::now().as_second())?;
+            keys.iter().try_for_each(|key| m.record_import(key))
+        })
+        .await?;
+    Ok(())
 }
 
 /// This server runs its own session, and the Go file is not the one it imported
@@ -175,12 +185,19 @@ pub fn go_chats_path(layout: &Layout) -> Option<std::path::PathBuf> {
 
 /// The Go server's device slot of the account in the storage folder (Go v8+): its
 /// id, which Go clients send as `X-Device-Id`, and its webhook.
-pub async fn go_first_slot(layout: &Layout) -> Option<crate::accounts::FirstSlot> {
+/// `jid` is the account's device JID, when known otherwise than from the session
+/// file in the storage folder (a session in PostgreSQL).
+pub async fn go_first_slot(
+    layout: &Layout,
+    jid: Option<String>,
+) -> Option<crate::accounts::FirstSlot> {
     let go_chats = go_chats_path(layout)?;
     let session = layout.session.clone();
     let scratch = layout.dir();
     let found = tokio::task::spawn_blocking(move || {
-        let jid = paired_jid(&session).filter(|j| !j.is_empty())?;
+        let jid = jid
+            .or_else(|| paired_jid(&session))
+            .filter(|j| !j.is_empty())?;
         match storage::identify_foreign(&go_chats, &scratch) {
             Kind::GoChats => {}
             _ => return None,
@@ -207,17 +224,25 @@ pub async fn go_first_slot(layout: &Layout) -> Option<crate::accounts::FirstSlot
     })
 }
 
-pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
+/// `jid` is the account's device JID, when known otherwise than from the session
+/// file in the storage folder (a session in PostgreSQL).
+pub async fn import_chats(
+    layout: &Layout,
+    messages: &Arc<MessageStore>,
+    jid: Option<String>,
+) -> anyhow::Result<()> {
     let Some(go_chats) = go_chats_path(layout) else {
         return Ok(());
     };
     // The cheap checks first: nothing is read of the Go file once it was imported.
     let path = layout.session.clone();
-    let Some(jid) = tokio::task::spawn_blocking(move || paired_jid(&path))
-        .await
-        .context("reading the session store stopped")?
-        .filter(|jid| !jid.is_empty())
-    else {
+    let jid = match jid {
+        Some(jid) => Some(jid),
+        None => tokio::task::spawn_blocking(move || paired_jid(&path))
+            .await
+            .context("reading the session store stopped")?,
+    };
+    let Some(jid) = jid.filter(|jid| !jid.is_empty()) else {
         info!(
             path = %go_chats.display(),
             "the Go server's chat history is imported once this server is logged in"
@@ -268,4 +293,123 @@ pub async fn import_chats(layout: &Layout, messages: &Arc<MessageStore>) -> anyh
         ),
     }
     Ok(())
+}
+
+/// The Go server's session found in whatsmeow's tables of the PostgreSQL database
+/// (Go's `DB_URI=postgres://…`).
+pub struct PostgresGoSession {
+    pub session: go_session::GoSession,
+    /// What the import is remembered by: the device and the tables' state.
+    key: String,
+    /// It was imported before (this state of the Go tables).
+    pub imported: bool,
+}
+
+/// Reads the Go server's session from whatsmeow's tables in the database behind
+/// `pool`, read-only; `None` when no Go server left a paired device there.
+pub async fn read_postgres_session(
+    pool: &deadpool_postgres::Pool,
+    layout: &Layout,
+) -> anyhow::Result<Option<PostgresGoSession>> {
+    let Some(snapshot) = crate::postgres::whatsmeow::snapshot(pool, &layout.dir()).await? else {
+        return Ok(None);
+    };
+    let fingerprint = snapshot.fingerprint.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        go_session::read_from(&snapshot.conn, None, "whatsmeow's tables in PostgreSQL")
+    })
+    .await
+    .context("the import stopped")?;
+    let session = match read {
+        Err(go_session::ImportError::NoDevice { .. }) => {
+            warn!(
+                "whatsmeow's tables in PostgreSQL hold no paired device: nothing to import; pair this server with /app/login (the tables are left untouched)"
+            );
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let key = format!("go-session:{}@postgres:{fingerprint}", session.import_key());
+    Ok(Some(PostgresGoSession {
+        session,
+        key,
+        imported: false,
+    }))
+}
+
+impl PostgresGoSession {
+    /// Notes whether `messages` (the first account's store) has this state of the
+    /// Go tables imported.
+    pub async fn check_imported(&mut self, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
+        let key = self.key.clone();
+        self.imported = messages.call(move |m| m.was_imported(&key)).await?;
+        Ok(())
+    }
+}
+
+/// Writes the Go server's session `go` into the account's rows `store`, unless
+/// the account holds a paired device of its own; `true` when it did. The device
+/// row, which makes the session present, is written last: an import cut short is
+/// no session, and is done again at the next start.
+pub async fn import_postgres_session(
+    go: &PostgresGoSession,
+    store: &crate::postgres::whatsapp_store::WhatsAppStore,
+    messages: &Arc<MessageStore>,
+) -> anyhow::Result<bool> {
+    use whatsapp_rust::wacore::store::traits::DeviceStore;
+    let session = &go.session;
+    let ours = store
+        .load()
+        .await
+        .context("cannot read the account's session from PostgreSQL")?
+        .and_then(|device| device.pn);
+    if let Some(ours) = ours {
+        if ours.to_string() == session.jid {
+            warn!(
+                "the Go server has used this device since this server took it over: the two \
+                 sessions have diverged, and running both loses messages. This server keeps \
+                 its own; to continue from the Go server's state instead, log this account \
+                 out here first"
+            );
+        } else {
+            info!("this server has its own WhatsApp session; the Go server's is not imported");
+        }
+        return Ok(false);
+    }
+    // What is there is an unpaired device of this server's (or an import cut
+    // short): it goes.
+    store
+        .forget()
+        .await
+        .context("cannot clear the account's rows in PostgreSQL")?;
+    let write = |why: String| go_session::ImportError::Write {
+        path: "PostgreSQL".to_owned(),
+        why,
+    };
+    go_session::fill(store, session).await.map_err(write)?;
+    store
+        .save(&session.device)
+        .await
+        .map_err(|e| write(e.to_string()))?;
+    remember(session, messages, vec![go.key.clone()]).await?;
+    let counts = session.counts();
+    info!(
+        jid = %session.jid,
+        prekeys = counts.prekeys,
+        sessions = counts.sessions,
+        sender_keys = counts.sender_keys,
+        identities = counts.identities,
+        contacts = counts.contacts,
+        app_state_keys = counts.app_state_keys,
+        skipped = counts.skipped,
+        "imported the Go server's WhatsApp session from its tables in PostgreSQL (they are unchanged)"
+    );
+    if !session.others.is_empty() {
+        warn!(
+            devices = %session.others.join(", "),
+            "whatsmeow's tables hold more devices; only {} was imported, as the first account",
+            session.jid
+        );
+    }
+    Ok(true)
 }

@@ -199,6 +199,8 @@ struct ClientOpener {
     /// With a Postgres `--db-uri`: the sessions' database, and this server's hold
     /// on it.
     postgres: Option<(deadpool_postgres::Pool, postgres::ServerLock)>,
+    /// A Go server's session read from the same database, for the first account.
+    go_postgres: std::sync::Mutex<Option<go_import::PostgresGoSession>>,
 }
 
 #[async_trait::async_trait]
@@ -207,6 +209,24 @@ impl accounts::Opener for ClientOpener {
         let config = &self.config;
         let messages = Arc::new(messages::MessageStore::open(&place.layout.messages)?);
         messages::spawn_retention(messages.clone(), config.message_retention());
+        let store = match &self.postgres {
+            Some((pool, _)) => {
+                let store = postgres::whatsapp_store::WhatsAppStore::new(pool.clone(), place.id);
+                let go = match place.first {
+                    true => self
+                        .go_postgres
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take(),
+                    false => None,
+                };
+                if let Some(go) = go {
+                    go_import::import_postgres_session(&go, &store, &messages).await?;
+                }
+                whatsapp::session_store::SessionStore::Postgres(store)
+            }
+            None => whatsapp::session_store::SessionStore::File(place.layout.session.clone()),
+        };
         let webhooks = match config.account_webhook_config(
             place.layout,
             &place.files.media_dir,
@@ -223,12 +243,7 @@ impl accounts::Opener for ClientOpener {
                 messages: Some(messages.clone()),
                 webhooks: webhooks.clone(),
             },
-            store: match &self.postgres {
-                Some((pool, _)) => whatsapp::session_store::SessionStore::Postgres(
-                    postgres::whatsapp_store::WhatsAppStore::new(pool.clone(), place.id),
-                ),
-                None => whatsapp::session_store::SessionStore::File(place.layout.session.clone()),
-            },
+            store,
             device_name: config.device_name.clone(),
             proxy: config.proxy().map_err(anyhow::Error::msg)?,
             autoreply: config.autoreply.clone(),
@@ -440,28 +455,42 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
         }
         (_, found) => found,
     };
+    // A Go server's session in the same database (whatsmeow's tables).
+    let mut go_postgres = match &postgres {
+        Some((pool, _)) => go_import::read_postgres_session(pool, &layout).await?,
+        None => None,
+    };
+    let go_jid = go_postgres.as_ref().map(|go| go.session.jid.clone());
     // The Go server's files become the first account (in the storage folder).
     let go_chats = go_import::go_chats_path(&layout);
     let mut imported = false;
-    if found == storage::Found::GoSession || go_chats.is_some() {
+    if found == storage::Found::GoSession || go_chats.is_some() || go_postgres.is_some() {
         let messages = Arc::new(messages::MessageStore::open(&layout.messages)?);
         if found == storage::Found::GoSession {
             imported = go_import::import_session(config, &layout, &messages).await?;
         }
-        go_import::import_chats(&layout, &messages).await?;
+        if let Some(go) = go_postgres.as_mut() {
+            go.check_imported(&messages).await?;
+            // Written into the first account's rows as it opens (its id is
+            // settled then).
+            imported = !go.imported;
+        }
+        go_import::import_chats(&layout, &messages, go_jid.clone()).await?;
     }
     let mut settings = account_settings(config);
     settings.root_imported = imported;
     // The Go slot names the first account only when it is made now: at the first
     // start, or for a session imported just now.
     if go_chats.is_some() && (imported || !layout.accounts.exists()) {
-        settings.first_slot = go_import::go_first_slot(&layout).await;
+        settings.first_slot = go_import::go_first_slot(&layout, go_jid).await;
     }
+    let go_postgres = go_postgres.filter(|go| !go.imported);
     let server = server_with(config, settings, |shared| {
         Box::new(ClientOpener {
             config: config.clone(),
             shared,
             postgres,
+            go_postgres: std::sync::Mutex::new(go_postgres),
         })
     })
     .await?;

@@ -87,6 +87,8 @@ pub struct Place<'a> {
     pub layout: &'a Layout,
     pub files: &'a AccountFiles,
     pub webhook: Option<&'a AccountWebhook>,
+    /// The account in the storage folder itself (the first one).
+    pub first: bool,
 }
 
 /// What opening an account made.
@@ -737,6 +739,7 @@ impl Accounts {
                 layout: &layout,
                 files: &files,
                 webhook: webhook.as_ref(),
+                first: slot.folder.is_empty(),
             })
             .await?;
         let state = match self.opener.services(&slot.id, &opened, &files) {

@@ -8,6 +8,7 @@
 //! [`whatsapp_store::WhatsAppStore`] is one account's WhatsApp session.
 
 pub mod whatsapp_store;
+pub mod whatsmeow;
 
 #[cfg(any(test, feature = "e2e"))]
 pub mod testing;

@@ -33,7 +33,7 @@ use whatsapp_rust::wacore::libsignal::protocol::{
 use whatsapp_rust::wacore::libsignal::store::record_helpers::encode_pre_key_record_to;
 use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::{
-    AppStateSyncKey, AppSyncStore, LidPnMappingEntry, ProtocolStore, SignalStore,
+    AppStateSyncKey, Backend, DeviceStore, LidPnMappingEntry,
 };
 use whatsapp_rust::wacore::types::jid::JidExt;
 use whatsapp_rust::waproto::whatsapp as wa;
@@ -181,12 +181,24 @@ pub fn read(
     keys_path: Option<&Path>,
     scratch: &Path,
 ) -> Result<GoSession, ImportError> {
-    let shown = path.display().to_string();
     let view = open_checked(path, scratch)?;
     let keys = keys_path.map(|k| open_checked(k, scratch)).transpose()?;
-    let conn = &view.conn;
+    read_from(
+        &view.conn,
+        keys.as_ref().map(|k| &k.conn),
+        &path.display().to_string(),
+    )
+}
+
+/// Reads the first device of the whatsmeow tables in `conn` (blocking); `shown`
+/// names where they come from in errors.
+pub fn read_from(
+    conn: &Connection,
+    keys: Option<&Connection>,
+    shown: &str,
+) -> Result<GoSession, ImportError> {
     let damaged = |e: rusqlite::Error| ImportError::Damaged {
-        path: shown.clone(),
+        path: shown.to_owned(),
         why: e.to_string(),
     };
     let version: i64 = conn
@@ -196,18 +208,22 @@ pub fn read(
         .map_err(damaged)?;
     if !KNOWN_VERSIONS.contains(&version) {
         return Err(ImportError::UnknownVersion {
-            path: shown,
+            path: shown.to_owned(),
             version,
         });
     }
     let mut devices = read_devices(conn).map_err(damaged)?;
     if devices.is_empty() {
-        return Err(ImportError::NoDevice { path: shown });
+        return Err(ImportError::NoDevice {
+            path: shown.to_owned(),
+        });
     }
     let first = devices.remove(0);
     let others = devices.into_iter().map(|d| d.jid).collect();
-    convert(conn, keys.as_ref().map_or(conn, |k| &k.conn), first, others)
-        .map_err(|why| ImportError::Damaged { path: shown, why })
+    convert(conn, keys.unwrap_or(conn), first, others).map_err(|why| ImportError::Damaged {
+        path: shown.to_owned(),
+        why,
+    })
 }
 
 fn has_table(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
@@ -658,11 +674,17 @@ pub fn scratch_path(target: &Path) -> PathBuf {
 async fn write_store(session: &GoSession, path: &Path) -> Result<(), String> {
     let url = path.to_str().ok_or("the store path is not UTF-8")?;
     let store = SqliteStore::new(url).await.map_err(|e| e.to_string())?;
-    let e = |e: whatsapp_rust::wacore::store::error::StoreError| e.to_string();
     store
-        .save_device_data_for_device(store.device_id(), &session.device)
+        .save(&session.device)
         .await
-        .map_err(e)?;
+        .map_err(|e| e.to_string())?;
+    fill(&store, session).await
+}
+
+/// Writes everything of `session` but its device into `store`. The device is
+/// written by the caller, last where a store's presence is its device.
+pub async fn fill(store: &dyn Backend, session: &GoSession) -> Result<(), String> {
+    let e = |e: whatsapp_rust::wacore::store::error::StoreError| e.to_string();
     for uploaded in [true, false] {
         let keys: Vec<(u32, Bytes)> = session
             .prekeys

@@ -1044,3 +1044,211 @@ async fn a_socks5_proxy_carries_the_websocket() {
     let (proxy, targets) = socks5_proxy().await;
     carries_the_websocket(&fake, &proxy, &targets).await;
 }
+
+/// Puts the whatsmeow file `go_file` into the database at `url` as a Go server
+/// with `DB_URI=postgres://…` keeps it: whatsmeow's v15 tables (the fixture is
+/// its PostgreSQL schema), row for row.
+async fn whatsmeow_in_postgres(go_file: &Path, url: &str) {
+    use tokio_postgres::types::ToSql;
+    let pool = whatsapp_api::postgres::connect(url).await.unwrap();
+    let client = pool.get().await.unwrap();
+    client.batch_execute(WHATSMEOW_V15).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE whatsmeow_version (version INTEGER, compat INTEGER);
+             INSERT INTO whatsmeow_version VALUES (15, 8);",
+        )
+        .await
+        .unwrap();
+    let go = Connection::open(go_file).unwrap();
+    for table in [
+        "whatsmeow_device",
+        "whatsmeow_identity_keys",
+        "whatsmeow_pre_keys",
+        "whatsmeow_sessions",
+        "whatsmeow_contacts",
+    ] {
+        let columns: Vec<(String, String)> = client
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_name = $1 AND data_type != 'uuid' ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+        let insert = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
+            names.join(", "),
+            (1..=names.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut select = go
+            .prepare(&format!("SELECT {} FROM {table}", names.join(", ")))
+            .unwrap();
+        let rows: Vec<Vec<rusqlite::types::Value>> = select
+            .query_map([], |r| {
+                (0..names.len()).map(|i| r.get(i)).collect::<Result<_, _>>()
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(!rows.is_empty() || table == "whatsmeow_contacts", "{table}");
+        for row in rows {
+            use rusqlite::types::Value;
+            let params: Vec<Box<dyn ToSql + Sync + Send>> = row
+                .into_iter()
+                .zip(&columns)
+                .map(|(value, (_, kind))| -> Box<dyn ToSql + Sync + Send> {
+                    match (value, kind.as_str()) {
+                        (Value::Null, "bytea") => Box::new(None::<Vec<u8>>),
+                        (Value::Null, _) => Box::new(None::<String>),
+                        (Value::Blob(b), _) => Box::new(b),
+                        (Value::Text(t), _) => Box::new(t),
+                        (Value::Integer(n), "boolean") => Box::new(n != 0),
+                        (Value::Integer(n), "integer") => Box::new(n as i32),
+                        (Value::Integer(n), _) => Box::new(n),
+                        (other, kind) => panic!("{other:?} for {kind}"),
+                    }
+                })
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            client.execute(&insert, &params).await.unwrap();
+        }
+    }
+}
+
+/// Every whatsmeow table's rows, digested by Postgres.
+async fn whatsmeow_digest(url: &str) -> Vec<(String, Option<String>)> {
+    let pool = whatsapp_api::postgres::connect(url).await.unwrap();
+    let client = pool.get().await.unwrap();
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_name LIKE 'whatsmeow%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut digests = Vec::new();
+    for table in tables {
+        let row = client
+            .query_one(
+                &format!("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"),
+                &[],
+            )
+            .await
+            .unwrap();
+        digests.push((table, row.get(0)));
+    }
+    digests
+}
+
+#[tokio::test]
+async fn a_go_session_in_postgres_logs_in_without_a_qr_and_its_tables_stay_as_they_were() {
+    let (fake, mut server, _dir) = paired().await;
+    fake.deliver(FRIEND, "before the switch").await.unwrap();
+    stored(&server, "before the switch").await;
+    let reply = send(&server, "answer before the switch").await;
+    delivered(&fake, &server, &reply, FRIEND);
+    let (_, status) = server.terminate().await;
+    assert!(status.success());
+    let device = fake.devices()[0].jid.clone();
+
+    // The Go server's database: whatsmeow's tables in Postgres, no file.
+    let scratch = tempfile::tempdir().unwrap();
+    let go_file = scratch.path().join("whatsapp.db");
+    write_go_session(&server.store_path(), &go_file);
+    let postgres = tokio::task::spawn_blocking(|| {
+        let server = whatsapp_api::postgres::testing::TestServer::start();
+        server.create_database("go");
+        server
+    })
+    .await
+    .unwrap();
+    let url = postgres.url("go");
+    whatsmeow_in_postgres(&go_file, &url).await;
+    let before = whatsmeow_digest(&url).await;
+    assert!(before.len() > 10, "{before:?}");
+    let logins = fake.logins().len();
+
+    // The Go command line, on an empty volume: logged in as the Go device.
+    let go_dir = tempfile::tempdir().unwrap();
+    let mut go = Server::start_with(
+        &fake,
+        go_dir.path(),
+        &["--api-compat", "v9", "--db-uri", &url],
+    )
+    .await;
+    go.wait_connected().await;
+    assert_eq!(fake.devices().len(), 1, "no new device was paired");
+    assert!(fake.logins().len() > logins, "it logged in as the device");
+    let imports: Vec<String> = go
+        .log()
+        .lines()
+        .filter(|l| l.contains("imported the Go server's WhatsApp session from its tables"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(imports.len(), 1, "{}", go.log());
+    assert!(imports[0].contains(&device), "{}", imports[0]);
+
+    // Both sides decrypt: the contact's next message with the imported session,
+    // and our answer at the contact.
+    fake.deliver(FRIEND, "after the switch").await.unwrap();
+    stored(&go, "after the switch").await;
+    let sent_before = fake.received().len();
+    let reply = send(&go, "answer after the switch").await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, go.log());
+    let copy = fake.received()[sent_before..]
+        .iter()
+        .find(|r| r.recipient == FRIEND)
+        .cloned()
+        .expect("the contact got the answer");
+    assert_eq!(
+        copy.message.conversation.as_deref(),
+        Some("answer after the switch")
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    // The contact Go knew is in the message store.
+    let contacts = go.get("/user/my/contacts").await;
+    assert!(
+        contacts.body.to_string().contains("Friend From Go"),
+        "{}",
+        contacts.body
+    );
+
+    // Go's tables are unchanged, no scratch copy is left, and a restart does not
+    // import again.
+    assert_eq!(whatsmeow_digest(&url).await, before);
+    let leftovers: Vec<_> = std::fs::read_dir(go_dir.path().join("storages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".go-snapshot"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    go.terminate().await;
+    go.restart().await;
+    go.wait_connected().await;
+    assert_eq!(
+        go.log()
+            .matches("imported the Go server's WhatsApp session")
+            .count(),
+        1,
+        "{}",
+        go.log()
+    );
+    fake.deliver(FRIEND, "after the restart").await.unwrap();
+    stored(&go, "after the restart").await;
+    assert_eq!(whatsmeow_digest(&url).await, before);
+}
