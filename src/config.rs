@@ -700,6 +700,7 @@ impl Config {
                 .filter(|e| !e.is_empty())
                 .unwrap_or_else(|| self.webhook_events.clone()),
             outbox_path: layout.outbox.clone(),
+            outbox_postgres: None,
             max_events: self.webhook_outbox_max,
             max_age: Duration::from_secs(self.webhook_retry_hours * 3600),
             ignore_jids: self.webhook_ignore_jids.clone(),

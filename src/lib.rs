@@ -234,7 +234,10 @@ impl accounts::Opener for ClientOpener {
         ) {
             Some(mut settings) => {
                 settings.session_id = Some(place.id.to_owned());
-                Some(webhook::Webhooks::start(settings)?)
+                settings.outbox_postgres = self.postgres.as_ref().map(|(pool, _)| {
+                    postgres::outbox::PgOutbox::new(pool.clone(), place.id, settings.max_events)
+                });
+                Some(webhook::Webhooks::start(settings).await?)
             }
             None => None,
         };
@@ -302,6 +305,9 @@ impl accounts::Opener for ClientOpener {
                 .forget()
                 .await
                 .context("cannot delete the account's session from PostgreSQL")?;
+            postgres::outbox::forget_account(pool, id)
+                .await
+                .context("cannot delete the account's webhook outbox from PostgreSQL")?;
         }
         Ok(())
     }

@@ -94,6 +94,12 @@ pub struct PgOutbox {
     max_events: u64,
 }
 
+impl std::fmt::Debug for PgOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgOutbox({})", self.account)
+    }
+}
+
 impl PgOutbox {
     /// The outbox of `account`, holding at most `max_events` events. The schema is
     /// the pool's (`postgres::connect` migrated it).
@@ -153,7 +159,10 @@ impl PgOutbox {
             )
             .await?;
         let seqs = tx
-            .query(&insert_events, &[&self.account, &ids, &chats, &bodies, &now])
+            .query(
+                &insert_events,
+                &[&self.account, &ids, &chats, &bodies, &now],
+            )
             .await?
             .iter()
             .map(|row| row.try_get::<_, i64>(0))
@@ -166,7 +175,8 @@ impl PgOutbox {
                      FROM UNNEST($2::int8[]) AS s(seq) CROSS JOIN UNNEST($3::text[]) AS u(url)",
                 )
                 .await?;
-            tx.execute(&insert_deliveries, &[&self.account, &seqs, &urls, &now]).await?;
+            tx.execute(&insert_deliveries, &[&self.account, &seqs, &urls, &now])
+                .await?;
         }
         tx.commit().await?;
         Ok(seqs.len())
@@ -200,12 +210,7 @@ impl PgOutbox {
 
     /// The oldest live delivery of each chat for `url`, if it is due by `now`; at
     /// most `limit`, oldest first. Later events of a chat wait for its head.
-    pub async fn due(
-        &self,
-        url: &str,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<Due>, PgOutboxError> {
+    pub async fn due(&self, url: &str, now: i64, limit: usize) -> Result<Vec<Due>, PgOutboxError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
@@ -291,7 +296,15 @@ impl PgOutbox {
                 .await?;
             tx.execute(
                 &update,
-                &[&self.account, &url, &seqs, &attempts, &next_at, &dead, &errors],
+                &[
+                    &self.account,
+                    &url,
+                    &seqs,
+                    &attempts,
+                    &next_at,
+                    &dead,
+                    &errors,
+                ],
             )
             .await?;
         }
@@ -302,7 +315,8 @@ impl PgOutbox {
                      WHERE account = $1 AND url = $2 AND event_seq = ANY($3::int8[])",
                 )
                 .await?;
-            tx.execute(&delete, &[&self.account, &url, &delivered]).await?;
+            tx.execute(&delete, &[&self.account, &url, &delivered])
+                .await?;
             // An event no URL still needs goes, and its id is remembered (an id
             // remembered already keeps its first time, as SQLite's INSERT OR IGNORE).
             let retire = tx
@@ -318,7 +332,8 @@ impl PgOutbox {
                      ON CONFLICT (account, event_id) DO NOTHING",
                 )
                 .await?;
-            tx.execute(&retire, &[&self.account, &delivered, &now]).await?;
+            tx.execute(&retire, &[&self.account, &delivered, &now])
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -331,7 +346,9 @@ impl PgOutbox {
         let statement = client
             .prepare_cached("DELETE FROM wa_webhook_done WHERE account = $1 AND done_at < $2")
             .await?;
-        let forgotten = client.execute(&statement, &[&self.account, &before]).await?;
+        let forgotten = client
+            .execute(&statement, &[&self.account, &before])
+            .await?;
         Ok(changed(forgotten))
     }
 
@@ -364,7 +381,12 @@ impl PgOutbox {
         let events = client
             .prepare_cached("SELECT count(*) FROM wa_webhook_events WHERE account = $1")
             .await?;
-        let events = count(client.query_one(&events, &[&self.account]).await?.try_get(0)?);
+        let events = count(
+            client
+                .query_one(&events, &[&self.account])
+                .await?
+                .try_get(0)?,
+        );
         Ok((counts, events))
     }
 
@@ -538,7 +560,11 @@ mod tests {
         let due = outbox.due("http://a", 10, 10).await.unwrap();
         assert_eq!(ids(&due), ["1", "3"], "the head of each chat");
         assert_eq!(
-            (due[0].chat.as_str(), due[0].body.as_str(), due[0].created_at),
+            (
+                due[0].chat.as_str(),
+                due[0].body.as_str(),
+                due[0].created_at
+            ),
             ("x", "{\"id\":\"1\"}", 10)
         );
         let first = outbox.due("http://a", 10, 1).await.unwrap();
@@ -574,11 +600,17 @@ mod tests {
         {
             let outbox = PgOutbox::new(pool, "a", 100);
             assert_eq!(
-                outbox.enqueue(&[event("1", "x")], &urls(), 1).await.unwrap(),
+                outbox
+                    .enqueue(&[event("1", "x")], &urls(), 1)
+                    .await
+                    .unwrap(),
                 1
             );
             assert_eq!(
-                outbox.enqueue(&[event("1", "x")], &urls(), 2).await.unwrap(),
+                outbox
+                    .enqueue(&[event("1", "x")], &urls(), 2)
+                    .await
+                    .unwrap(),
                 0
             );
         }
@@ -594,14 +626,20 @@ mod tests {
         assert_eq!(outbox.url_counts().await.unwrap(), (vec![], 0));
         // Delivered: the same message coming again is not sent again…
         assert_eq!(
-            outbox.enqueue(&[event("1", "x")], &urls(), 6).await.unwrap(),
+            outbox
+                .enqueue(&[event("1", "x")], &urls(), 6)
+                .await
+                .unwrap(),
             0
         );
         // …until the retry window has passed.
         assert_eq!(outbox.forget_done(5).await.unwrap(), 0);
         assert_eq!(outbox.forget_done(6).await.unwrap(), 1);
         assert_eq!(
-            outbox.enqueue(&[event("1", "x")], &urls(), 7).await.unwrap(),
+            outbox
+                .enqueue(&[event("1", "x")], &urls(), 7)
+                .await
+                .unwrap(),
             1
         );
         // An id twice in one batch is stored once.
@@ -719,7 +757,10 @@ mod tests {
         delivered(&outbox, two, "http://b", 3).await;
         assert_eq!(outbox.url_counts().await.unwrap().1, 2);
         assert_eq!(
-            outbox.enqueue(&[event("2", "y")], &urls(), 4).await.unwrap(),
+            outbox
+                .enqueue(&[event("2", "y")], &urls(), 4)
+                .await
+                .unwrap(),
             0
         );
         assert_eq!(outbox.forget_done(4).await.unwrap(), 1);

@@ -65,8 +65,8 @@ const TABLES: &[&str] = &[
     "wa_msg_secrets",
 ];
 
-/// Deletes the sessions of every account but `keep` (one server per database
-/// holds them all); how many accounts had one.
+/// Deletes the sessions and webhook outboxes of every account but `keep` (one
+/// server per database holds them all); how many accounts had a session.
 pub async fn forget_all_but(pool: &Pool, keep: &[String]) -> Result<u64> {
     let mut client = pool
         .get()
@@ -80,7 +80,8 @@ pub async fn forget_all_but(pool: &Pool, keep: &[String]) -> Result<u64> {
         )
         .await
         .map_err(db)?;
-    for table in &TABLES[1..] {
+    // Their webhook outboxes too.
+    for table in TABLES[1..].iter().chain(super::outbox::OUTBOX_TABLES) {
         let sql = format!("DELETE FROM {table} WHERE NOT (account = ANY($1))");
         tx.execute(&sql, &[&keep]).await.map_err(db)?;
     }
@@ -2444,9 +2445,16 @@ mod tests {
             .await
             .unwrap();
         let mut found: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-        let mut listed: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
+        let mut listed: Vec<String> = TABLES
+            .iter()
+            .chain(crate::postgres::outbox::OUTBOX_TABLES)
+            .map(|t| t.to_string())
+            .collect();
         found.sort();
         listed.sort();
-        assert_eq!(found, listed, "TABLES lists the schema's tables");
+        assert_eq!(
+            found, listed,
+            "TABLES and OUTBOX_TABLES list the schema's tables"
+        );
     }
 }

@@ -177,18 +177,13 @@ impl AppService {
         let status = phase.status();
         let device_id = self.wa.device_id().map(|jid| jid.to_string());
         let webhooks = match &self.webhooks {
-            Some(w) => {
-                let w = w.clone();
-                let counts = tokio::task::spawn_blocking(move || w.counts()).await;
-                Some(match counts {
-                    Ok(Ok(counts)) => counts,
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "cannot count the webhook outbox");
-                        Counts::default()
-                    }
-                    Err(_) => Counts::default(),
-                })
-            }
+            Some(w) => Some(match w.counts().await {
+                Ok(counts) => counts,
+                Err(e) => {
+                    warn!(error = %e, "cannot count the webhook outbox");
+                    Counts::default()
+                }
+            }),
             None => None,
         };
         Status {
@@ -207,10 +202,7 @@ impl AppService {
         let Some(webhooks) = self.webhooks.clone() else {
             return Ok(None);
         };
-        let status = tokio::task::spawn_blocking(move || webhooks.status())
-            .await
-            .map_err(|e| ServiceError::Internal(format!("webhook status stopped: {e}")))?;
-        status.map(Some).map_err(|e| {
+        webhooks.status().await.map(Some).map_err(|e| {
             warn!(error = %e, "cannot read the webhook outbox");
             ServiceError::Internal(format!("cannot read the webhook outbox: {e}"))
         })

@@ -64,26 +64,18 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
         if futures_util::poll!(stopped.as_mut()).is_ready() {
             return;
         }
-        let outbox = webhooks.outbox.clone();
-        let (u, now) = (url.clone(), unix_now());
         // The due heads, or else when the next one falls due.
-        let due = tokio::task::spawn_blocking(move || {
-            let due = outbox.due(&u, now, PARALLEL)?;
-            let next = match due.is_empty() {
-                true => outbox.next_due_at(&u)?,
-                false => None,
-            };
-            Ok::<_, super::outbox::OutboxError>((due, next))
-        })
-        .await;
+        let due = webhooks
+            .outbox
+            .due_or_next(url.clone(), unix_now(), PARALLEL)
+            .await;
         let (due, next) = match due {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
+            Ok(found) => found,
+            Err(e) => {
                 warn!(url = %super::redact_url(&url), error = %e, "cannot read the webhook outbox; retrying in 5 s");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
-            Err(_) => return,
         };
         if due.is_empty() {
             let wait = next.map_or(Duration::from_secs(60), |at| {
@@ -120,10 +112,8 @@ pub async fn worker(webhooks: Arc<Webhooks>, url: String) {
             .map(|(d, outcome)| judge(&webhooks, &url, d, outcome, now))
             .collect();
         // The round's outcomes in one transaction.
-        let outbox = webhooks.outbox.clone();
-        let u = url.clone();
-        let recorded = tokio::task::spawn_blocking(move || outbox.record(&u, &records, now)).await;
-        if let Ok(Err(e)) = recorded {
+        let recorded = webhooks.outbox.record(url.clone(), records, now).await;
+        if let Err(e) = recorded {
             warn!(url = %super::redact_url(&url), error = %e, "cannot record webhook outcomes; they will be retried");
         }
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
-use outbox::{Counts, NewEvent, Outbox, OutboxError};
+use outbox::{Counts, NewEvent, Outbox, OutboxError, OutboxStore};
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -33,6 +33,8 @@ pub struct WebhookConfig {
     /// Event names to send (case-insensitive); empty sends all.
     pub events: Vec<String>,
     pub outbox_path: PathBuf,
+    /// The account's outbox in PostgreSQL (`--db-uri`), used instead of the file.
+    pub outbox_postgres: Option<crate::postgres::outbox::PgOutbox>,
     pub max_events: u64,
     /// How long an event is retried before it is marked dead.
     pub max_age: Duration,
@@ -49,7 +51,7 @@ pub struct WebhookConfig {
 
 pub struct Webhooks {
     config: WebhookConfig,
-    outbox: Arc<Outbox>,
+    outbox: OutboxStore,
     /// One per URL: wakes its worker when events arrive.
     wake: HashMap<String, Arc<Notify>>,
     media: Option<Arc<media::MediaSaver>>,
@@ -97,16 +99,24 @@ pub struct UrlStatus {
 impl Webhooks {
     /// Opens the outbox and starts one delivery worker per URL; events left by an
     /// earlier run are delivered.
-    pub fn start(config: WebhookConfig) -> Result<Arc<Self>, OutboxError> {
-        if let Some(dir) = config
-            .outbox_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(dir).map_err(OutboxError::Folder)?;
-        }
-        let outbox = Arc::new(Outbox::open(&config.outbox_path, config.max_events)?);
-        let dropped = outbox.retain_urls(&config.urls)?;
+    pub async fn start(config: WebhookConfig) -> Result<Arc<Self>, OutboxError> {
+        let outbox = match &config.outbox_postgres {
+            Some(outbox) => OutboxStore::Postgres(outbox.clone()),
+            None => {
+                if let Some(dir) = config
+                    .outbox_path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(OutboxError::Folder)?;
+                }
+                OutboxStore::Sqlite(Arc::new(Outbox::open(
+                    &config.outbox_path,
+                    config.max_events,
+                )?))
+            }
+        };
+        let dropped = outbox.retain_urls(config.urls.clone()).await?;
         if dropped > 0 {
             warn!(
                 deliveries = dropped,
@@ -120,8 +130,8 @@ impl Webhooks {
             );
         }
         let window = config.max_age.as_secs() as i64;
-        outbox.forget_done(unix_now() - window)?;
-        let counts = outbox.counts()?;
+        outbox.forget_done(unix_now() - window).await?;
+        let counts = outbox.counts().await?;
         if counts.pending > 0 {
             info!(
                 pending = counts.pending,
@@ -198,11 +208,10 @@ impl Webhooks {
                 event.body = with_session_id(&event.body, session);
             }
         }
-        let outbox = self.outbox.clone();
-        let urls = self.config.urls.clone();
-        let added = tokio::task::spawn_blocking(move || outbox.enqueue(&events, &urls, unix_now()))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        let added = self
+            .outbox
+            .enqueue(events, self.config.urls.clone(), unix_now())
+            .await?;
         if added > 0 {
             for notify in self.wake.values() {
                 notify.notify_one();
@@ -240,8 +249,8 @@ impl Webhooks {
         })
     }
 
-    pub fn counts(&self) -> Result<Counts, OutboxError> {
-        self.outbox.counts()
+    pub async fn counts(&self) -> Result<Counts, OutboxError> {
+        self.outbox.counts().await
     }
 
     /// Records an attempt's outcome for `/webhook/status`.
@@ -254,9 +263,9 @@ impl Webhooks {
         }
     }
 
-    /// Counts per URL with each one's latest error (blocking: reads the outbox).
-    pub fn status(&self) -> Result<WebhookStatus, OutboxError> {
-        let (counts, events) = self.outbox.url_counts()?;
+    /// Counts per URL with each one's latest error.
+    pub async fn status(&self) -> Result<WebhookStatus, OutboxError> {
+        let (counts, events) = self.outbox.url_counts().await?;
         let health = self
             .health
             .lock()
@@ -335,7 +344,7 @@ async fn record_queued(
 
 /// Delivered event ids are remembered for the retry window, then forgotten.
 async fn forget_done_hourly(
-    outbox: Arc<Outbox>,
+    outbox: OutboxStore,
     window: i64,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -346,10 +355,7 @@ async fn forget_done_hourly(
             _ = every.tick() => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
-        let outbox = outbox.clone();
-        let forgotten =
-            tokio::task::spawn_blocking(move || outbox.forget_done(unix_now() - window)).await;
-        if let Ok(Err(e)) = forgotten {
+        if let Err(e) = outbox.forget_done(unix_now() - window).await {
             warn!(error = %e, "cannot prune delivered webhook ids");
         }
     }
@@ -374,13 +380,14 @@ pub(crate) fn unix_now() -> i64 {
 mod tests {
     use super::*;
 
-    fn webhooks(ignore: &[&str]) -> (Arc<Webhooks>, tempfile::TempDir) {
+    async fn webhooks(ignore: &[&str]) -> (Arc<Webhooks>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let config = WebhookConfig {
             urls: vec![],
             secret: "secret".into(),
             events: vec!["Message".into()],
             outbox_path: dir.path().join("outbox.db"),
+            outbox_postgres: None,
             max_events: 10,
             max_age: Duration::from_secs(60),
             ignore_jids: ignore.iter().map(|s| s.to_string()).collect(),
@@ -388,7 +395,7 @@ mod tests {
             session_id: None,
             media: None,
         };
-        (Webhooks::start(config).unwrap(), dir)
+        (Webhooks::start(config).await.unwrap(), dir)
     }
 
     #[test]
@@ -404,11 +411,11 @@ mod tests {
 
     #[tokio::test]
     async fn ignored_jids_match_exactly_or_by_server_suffix() {
-        let (w, _dir) = webhooks(&["@g.us", "6281@s.whatsapp.net"]);
+        let (w, _dir) = webhooks(&["@g.us", "6281@s.whatsapp.net"]).await;
         assert!(w.ignores(&["120363@g.us", "6289@s.whatsapp.net"]));
         assert!(w.ignores(&["6281@s.whatsapp.net"]));
         assert!(!w.ignores(&["62811@s.whatsapp.net", "205@lid"]));
-        let (none, _dir) = webhooks(&[]);
+        let (none, _dir) = webhooks(&[]).await;
         assert!(!none.ignores(&["120363@g.us"]));
     }
 
@@ -423,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_event_whitelist_ignores_case() {
-        let (w, _dir) = webhooks(&[]);
+        let (w, _dir) = webhooks(&[]).await;
         assert!(w.wants("message"));
         assert!(!w.wants("message.ack"));
     }

@@ -1,11 +1,15 @@
 //! The durable outbox: SQLite (WAL) through `rusqlite`, schema in `migrations/`.
-//! Calls are blocking and short; async callers run them on the blocking pool.
+//! Calls are blocking and short; async callers go through [`OutboxStore`], which
+//! runs them on the blocking pool, or uses the PostgreSQL outbox instead
+//! ([`crate::postgres::outbox`]).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
+
+use crate::postgres::outbox::{PgOutbox, PgOutboxError};
 
 /// The migrations, in order; `user_version` records how many ran.
 fn migrations() -> Migrations<'static> {
@@ -65,6 +69,128 @@ pub enum OutboxError {
     Sql(#[from] rusqlite::Error),
     #[error("webhook outbox migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
+    #[error("webhook outbox (PostgreSQL): {0}")]
+    Postgres(String),
+}
+
+impl From<PgOutboxError> for OutboxError {
+    fn from(e: PgOutboxError) -> Self {
+        match e {
+            PgOutboxError::Full(waiting) => OutboxError::Full(waiting),
+            PgOutboxError::Postgres(why) => OutboxError::Postgres(why),
+        }
+    }
+}
+
+/// Where an account's webhook events wait: its SQLite outbox (blocking calls,
+/// run on the blocking pool here), or its rows in PostgreSQL (`--db-uri`), where
+/// whichever server holds the account next finds them.
+#[derive(Clone)]
+pub enum OutboxStore {
+    Sqlite(Arc<Outbox>),
+    Postgres(PgOutbox),
+}
+
+/// Runs `work` on the SQLite outbox on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    outbox: &Arc<Outbox>,
+    work: impl FnOnce(&Outbox) -> Result<T, OutboxError> + Send + 'static,
+) -> Result<T, OutboxError> {
+    let outbox = outbox.clone();
+    tokio::task::spawn_blocking(move || work(&outbox))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+impl OutboxStore {
+    /// See [`Outbox::enqueue`].
+    pub async fn enqueue(
+        &self,
+        events: Vec<NewEvent>,
+        urls: Vec<String>,
+        now: i64,
+    ) -> Result<usize, OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, move |o| o.enqueue(&events, &urls, now)).await,
+            OutboxStore::Postgres(o) => Ok(o.enqueue(&events, &urls, now).await?),
+        }
+    }
+
+    /// See [`Outbox::retain_urls`].
+    pub async fn retain_urls(&self, urls: Vec<String>) -> Result<usize, OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, move |o| o.retain_urls(&urls)).await,
+            OutboxStore::Postgres(o) => Ok(o.retain_urls(&urls).await?),
+        }
+    }
+
+    /// The due heads for `url` (see [`Outbox::due`]), or else when the next one
+    /// falls due (see [`Outbox::next_due_at`]).
+    pub async fn due_or_next(
+        &self,
+        url: String,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<Due>, Option<i64>), OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => {
+                blocking(o, move |o| {
+                    let due = o.due(&url, now, limit)?;
+                    let next = match due.is_empty() {
+                        true => o.next_due_at(&url)?,
+                        false => None,
+                    };
+                    Ok((due, next))
+                })
+                .await
+            }
+            OutboxStore::Postgres(o) => {
+                let due = o.due(&url, now, limit).await?;
+                let next = match due.is_empty() {
+                    true => o.next_due_at(&url).await?,
+                    false => None,
+                };
+                Ok((due, next))
+            }
+        }
+    }
+
+    /// See [`Outbox::record`].
+    pub async fn record(
+        &self,
+        url: String,
+        records: Vec<Record>,
+        now: i64,
+    ) -> Result<(), OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, move |o| o.record(&url, &records, now)).await,
+            OutboxStore::Postgres(o) => Ok(o.record(&url, &records, now).await?),
+        }
+    }
+
+    /// See [`Outbox::forget_done`].
+    pub async fn forget_done(&self, before: i64) -> Result<usize, OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, move |o| o.forget_done(before)).await,
+            OutboxStore::Postgres(o) => Ok(o.forget_done(before).await?),
+        }
+    }
+
+    /// See [`Outbox::url_counts`].
+    pub async fn url_counts(&self) -> Result<(Vec<UrlCounts>, u64), OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, |o| o.url_counts()).await,
+            OutboxStore::Postgres(o) => Ok(o.url_counts().await?),
+        }
+    }
+
+    /// See [`Outbox::counts`].
+    pub async fn counts(&self) -> Result<Counts, OutboxError> {
+        match self {
+            OutboxStore::Sqlite(o) => blocking(o, |o| o.counts()).await,
+            OutboxStore::Postgres(o) => Ok(o.counts().await?),
+        }
+    }
 }
 
 pub struct Outbox {

@@ -197,3 +197,34 @@ async fn second_server_refused(fake: &FakeWhatsApp, url: &str) {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn webhook_events_wait_in_postgres_across_a_receiver_outage_and_a_kill_9() {
+    let postgres = tokio::task::spawn_blocking(|| {
+        let server = TestServer::start();
+        server.create_database("wa");
+        server
+    })
+    .await
+    .unwrap();
+    let url = postgres.url("wa");
+    crate::webhook::survive_an_outage_and_a_kill_9(&["--db-uri", &url], |storage| {
+        let url = url.clone();
+        async move {
+            // The events wait in the database, under the account, not in a file.
+            let pool = whatsapp_api::postgres::connect(&url).await.unwrap();
+            let client = pool.get().await.unwrap();
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM wa_webhook_events WHERE account = 'default'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(waiting, 40);
+            assert!(!storage.join("outbox.db").exists());
+        }
+    })
+    .await;
+}

@@ -230,8 +230,18 @@ async fn a_503_is_retried_with_the_same_event_id_and_a_400_is_not() {
 
 #[tokio::test]
 async fn events_survive_a_receiver_outage_and_a_kill_9_and_arrive_in_order_per_chat() {
+    survive_an_outage_and_a_kill_9(&[], |_| async {}).await;
+}
+
+/// Forty events wait while the receiver refuses them (`waiting` looks at the
+/// server's storage folder and wherever else they wait then), the server is killed and restarted, and every event arrives, in
+/// order per chat, duplicates only with the same id. `extra`: more arguments.
+pub(crate) async fn survive_an_outage_and_a_kill_9<F: std::future::Future<Output = ()>>(
+    extra: &[&str],
+    waiting: impl FnOnce(std::path::PathBuf) -> F,
+) {
     let receiver = Receiver::start(503).await;
-    let (fake, mut server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
+    let (fake, mut server, _dir) = paired_with_webhooks_and(&[&receiver.url], extra).await;
     let mut sent: HashMap<&str, Vec<String>> = HashMap::new();
     for i in 0..20 {
         for from in [FRIEND, OTHER] {
@@ -247,6 +257,7 @@ async fn events_survive_a_receiver_outage_and_a_kill_9_and_arrive_in_order_per_c
         })
         .await;
     assert!(!receiver.hits().is_empty(), "the receiver was tried");
+    waiting(server.db_path().parent().unwrap().to_owned()).await;
     let texts = |hits: Vec<Hit>| -> Vec<String> {
         hits.iter()
             .map(|h| h.body["payload"]["body"].as_str().unwrap_or("").to_owned())
