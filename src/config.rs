@@ -241,11 +241,18 @@ pub struct Config {
     pub db_path: PathBuf,
 
     /// The Go server's `DB_URI`: `file:PATH[?options]` names the session file (as
-    /// --db-path does, and wins over it); `postgres://…` keeps every account's
-    /// WhatsApp session in that PostgreSQL database instead (the message store and
-    /// the webhook outbox stay in --db-path's folder).
+    /// --db-path does, and wins over it); `postgres://…` keeps the accounts, their
+    /// WhatsApp sessions and webhook outboxes in that PostgreSQL database instead
+    /// (the message stores stay in --db-path's folder), which several servers
+    /// may share.
     #[arg(long, env = "DB_URI", hide_env_values = true)]
     pub db_uri: Option<String>,
+
+    /// With several servers on one PostgreSQL database (--db-uri): the base URL
+    /// the other servers reach this one at, such as `http://10.0.0.5:3000`
+    /// (default: `http://<host name>:<port>`).
+    #[arg(long, env = "CLUSTER_ADDRESS")]
+    pub cluster_address: Option<String>,
 
     /// The Go server's `DB_KEYS_URI`: `file:PATH` of a separate whatsmeow key store
     /// (its prekeys, identities, sessions and sender keys are imported from there).
@@ -565,6 +572,20 @@ impl Config {
             _ if self.postgres_uri().is_some() => Ok(self.db_path.clone()),
             Some(uri) if !uri.trim().is_empty() => sqlite_uri_path(uri, "--db-uri / DB_URI"),
             _ => Ok(self.db_path.clone()),
+        }
+    }
+
+    /// How the other servers on the database reach this one.
+    pub fn cluster_address(&self) -> String {
+        match self.cluster_address.as_deref().map(str::trim) {
+            Some(given) if !given.is_empty() => given.trim_end_matches('/').to_owned(),
+            _ => {
+                let host = nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".to_owned());
+                format!("http://{host}:{}", self.port)
+            }
         }
     }
 

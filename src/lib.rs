@@ -165,6 +165,8 @@ pub fn account_settings(config: &Config) -> accounts::Settings {
         startup_handshakes: usize::from(config.startup_handshakes),
         first_slot: None,
         root_imported: false,
+        registry_pool: None,
+        cluster: None,
     }
 }
 
@@ -198,7 +200,7 @@ struct ClientOpener {
     shared: SharedServices,
     /// With a Postgres `--db-uri`: the sessions' database, and this server's hold
     /// on it.
-    postgres: Option<(deadpool_postgres::Pool, postgres::ServerLock)>,
+    postgres: Option<(deadpool_postgres::Pool, Arc<postgres::leases::Leases>)>,
     /// A Go server's session read from the same database, for the first account.
     go_postgres: std::sync::Mutex<Option<go_import::PostgresGoSession>>,
 }
@@ -292,8 +294,8 @@ impl accounts::Opener for ClientOpener {
 
     fn ready(&self) -> Result<(), String> {
         match &self.postgres {
-            Some((_, lock)) if !lock.held() => {
-                Err("the PostgreSQL server lock is lost; taking it back".to_owned())
+            Some((_, leases)) if !leases.is_up() => {
+                Err("the PostgreSQL lease connection is lost; taking it back".to_owned())
             }
             _ => Ok(()),
         }
@@ -441,13 +443,21 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     // Every storage path is checked before anything opens one.
     let layout = config.layout();
     let found = go_import::check_storage(&layout)?;
-    // The sessions in Postgres: one server per database (for now).
+    // The accounts in Postgres: shared with any other server on the database,
+    // each serving the accounts whose lease it holds.
     let postgres = match config.postgres_uri() {
         Some(uri) => {
-            let lock = postgres::lock_server(&uri).await?;
             let pool = postgres::connect(&uri).await?;
-            tracing::info!("WhatsApp sessions are kept in PostgreSQL (--db-uri)");
-            Some((pool, lock))
+            let server = uuid::Uuid::new_v4().to_string();
+            let address = config.cluster_address();
+            let leases =
+                postgres::leases::Leases::start(&uri, pool.clone(), &server, &address).await?;
+            tracing::info!(
+                server = %server,
+                address = %address,
+                "the accounts, their WhatsApp sessions and webhook outboxes are kept in PostgreSQL (--db-uri); servers sharing it split the accounts"
+            );
+            Some((pool, leases))
         }
         None => None,
     };
@@ -485,6 +495,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
     }
     let mut settings = account_settings(config);
     settings.root_imported = imported;
+    // With Postgres, the accounts are the database's, as their sessions are.
+    settings.registry_pool = postgres.as_ref().map(|(pool, _)| pool.clone());
+    settings.cluster = postgres.as_ref().map(|(_, leases)| leases.clone());
     // The Go slot names the first account only when it is made now: at the first
     // start, or for a session imported just now.
     if go_chats.is_some() && (imported || !layout.accounts.exists()) {

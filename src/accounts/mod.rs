@@ -5,7 +5,8 @@
 //! On disk, every account has a folder of its own: the first one (the one-account
 //! versions' account, or the one a header-less `/app/login` makes) uses the storage
 //! folder itself, the others `accounts/<uuid>/`. The slots themselves are in
-//! `accounts.db` ([`registry`]).
+//! `accounts.db`, or with a PostgreSQL `--db-uri` in the database, shared by every
+//! server using it ([`registry`]).
 
 pub mod pulse;
 pub mod registry;
@@ -50,6 +51,16 @@ impl Account {
     /// The account's phone-number JID (`628…@s.whatsapp.net`), once paired.
     pub fn jid(&self) -> Option<String> {
         self.wa.device_id().map(|j| j.to_non_ad_string())
+    }
+
+    /// Its slot as the registry has it (the API key aside).
+    fn slot(&self) -> Slot {
+        Slot {
+            id: self.id.clone(),
+            folder: self.folder.clone(),
+            created_at: self.created_at,
+            api_key_sha256: None,
+        }
     }
 
     /// Whether `id` names this account: its slot id, number or JID.
@@ -144,6 +155,9 @@ pub enum Lookup {
     Starting(String),
     /// The account could not be opened (at startup, or reopened).
     Broken(String),
+    /// Another server sharing the database serves the account, or it is moving
+    /// between servers.
+    Elsewhere(String),
 }
 
 /// Why an account could not be added.
@@ -177,6 +191,12 @@ pub struct Settings {
     /// A Go session was imported into the storage folder at this start: it gets
     /// the first account's slot if none has it.
     pub root_imported: bool,
+    /// With several servers on one database: this server's leases. It serves
+    /// only the accounts whose lease it holds, its share of them.
+    pub cluster: Option<Arc<crate::postgres::leases::Leases>>,
+    /// With a PostgreSQL `--db-uri`: the registry is the database's (shared by
+    /// every server using it), and there is no `accounts.db`.
+    pub registry_pool: Option<deadpool_postgres::Pool>,
 }
 
 /// A slot id and webhook to give the first account (from the Go server's registry).
@@ -185,6 +205,9 @@ pub struct FirstSlot {
     pub id: String,
     pub webhook: Option<AccountWebhook>,
 }
+
+/// How often a server sharing its database with others places the accounts.
+const PLACE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long one account's connection may hold a startup slot.
 const HANDSHAKE_SLOT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -200,6 +223,9 @@ pub struct Accounts {
     keys: RwLock<std::collections::HashMap<String, String>>,
     /// Set once the server stops.
     stopping: std::sync::atomic::AtomicBool,
+    /// With several servers: this one holds its share of the accounts (as of
+    /// its last placement round, and not fenced since).
+    placed: std::sync::atomic::AtomicBool,
 }
 
 /// The slots by what they are now.
@@ -211,6 +237,8 @@ struct Table {
     starting: Vec<Slot>,
     /// Could not be opened at startup (the log says why).
     broken: Vec<Slot>,
+    /// Served by other servers (with several on one database), or moving.
+    elsewhere: Vec<Slot>,
 }
 
 impl Table {
@@ -221,13 +249,16 @@ impl Table {
     }
 
     fn total(&self) -> usize {
-        self.open.len() + self.starting.len() + self.broken.len()
+        self.open.len() + self.starting.len() + self.broken.len() + self.elsewhere.len()
     }
 
     /// Why the slot `id` is not open, when it is one of this server's.
     fn not_open(&self, id: &str) -> Option<Lookup> {
         if self.starting.iter().any(|s| s.id == id) {
             return Some(Lookup::Starting(id.to_owned()));
+        }
+        if self.elsewhere.iter().any(|s| s.id == id) {
+            return Some(Lookup::Elsewhere(id.to_owned()));
         }
         self.broken
             .iter()
@@ -237,7 +268,8 @@ impl Table {
 }
 
 impl Accounts {
-    /// Opens the registry in `settings.root` and the accounts it lists: as many as
+    /// Opens the registry (in `settings.root`, or the database of
+    /// `settings.registry_pool`) and the accounts it lists: as many as
     /// may connect at once right away, the others in the background, a few at a
     /// time in a random order (they answer 503 until then). At the first start, a
     /// storage folder with the one-account versions' files (or an imported Go
@@ -247,9 +279,16 @@ impl Accounts {
         opener: Box<dyn Opener>,
         default_account: bool,
     ) -> anyhow::Result<Arc<Self>> {
-        let registry_path = settings.root.join(storage::ACCOUNTS_FILE);
-        let registry_is_new = !registry_path.exists();
-        let registry = Registry::open(&registry_path)?;
+        // Whether the registry is made now: no `accounts.db` yet (in PostgreSQL,
+        // where no file tells, no slot at all; read below).
+        let (registry, made_now) = match settings.registry_pool.clone() {
+            Some(pool) => (Registry::postgres(pool), None),
+            None => {
+                let path = settings.root.join(storage::ACCOUNTS_FILE);
+                let made_now = !path.exists();
+                (Registry::open(&path)?, Some(made_now))
+            }
+        };
         let accounts = Arc::new(Self {
             settings,
             registry,
@@ -258,8 +297,23 @@ impl Accounts {
             changing: tokio::sync::Mutex::new(()),
             keys: RwLock::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            placed: std::sync::atomic::AtomicBool::new(false),
         });
-        let mut slots = accounts.registry.slots()?;
+        let mut slots = accounts.registry.slots().await?;
+        let file = accounts.settings.root.join(storage::ACCOUNTS_FILE);
+        if made_now.is_none() && slots.is_empty() && file.exists() {
+            // An earlier version kept the list in the storage folder with
+            // `--db-uri postgres://` too: it moves over once (the file stays).
+            let moved = registry::copy_file_to(&file, &accounts.registry).await?;
+            if moved > 0 {
+                info!(
+                    accounts = moved,
+                    "the account list moved from accounts.db to PostgreSQL (the file is left as it was)"
+                );
+            }
+            slots = accounts.registry.slots().await?;
+        }
+        let registry_is_new = made_now.unwrap_or(slots.is_empty());
         *accounts.keys.write().unwrap_or_else(|e| e.into_inner()) = slots
             .iter()
             .filter_map(|s| Some((s.api_key_sha256.clone()?, s.id.clone())))
@@ -285,11 +339,11 @@ impl Accounts {
                 created_at: unix_now(),
                 api_key_sha256: None,
             };
-            if accounts.registry.insert(&slot)? {
+            if accounts.registry.insert(&slot).await? {
                 if let Some(id) = &go_id {
                     info!(device_id = %id, "the account keeps the Go server's device id");
                     if let Some(hook) = first.and_then(|f| f.webhook) {
-                        accounts.registry.set_webhook(id, &hook)?;
+                        accounts.registry.set_webhook(id, &hook).await?;
                     }
                 }
                 slots.push(slot);
@@ -304,6 +358,12 @@ impl Accounts {
         let keep: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
         if let Err(e) = accounts.opener.sweep(&keep).await {
             warn!(error = %e, "cannot delete what removed accounts left in the database");
+        }
+        if let Some(leases) = accounts.settings.cluster.clone() {
+            accounts.write_table().elsewhere = slots;
+            accounts.place(&leases).await?;
+            accounts.start_placement(leases);
+            return Ok(accounts);
         }
         if let Err(e) = crate::ops::room_for_accounts(slots.len() as u64) {
             error!(
@@ -431,6 +491,11 @@ impl Accounts {
         if starting > 0 {
             return Err(format!("{starting} accounts are still opening"));
         }
+        if self.settings.cluster.is_some() && !self.placed.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.opener.ready()?;
+            return Err("taking its share of the accounts".to_owned());
+        }
         self.opener.ready()
     }
 
@@ -467,6 +532,7 @@ impl Accounts {
                     .starting
                     .iter()
                     .chain(&table.broken)
+                    .chain(&table.elsewhere)
                     .next()
                     .and_then(|s| table.not_open(&s.id))
                     .unwrap_or(Lookup::Required)),
@@ -539,8 +605,16 @@ impl Accounts {
             created_at: unix_now(),
             api_key_sha256: None,
         };
-        if !self.registry.insert(&slot)? {
+        if !self.registry.insert(&slot).await? {
             return Err(AddError::Exists(id));
+        }
+        if let Some(leases) = &self.settings.cluster
+            && !leases.try_take(&id).await
+        {
+            let _ = self.registry.remove(&id).await;
+            return Err(AddError::Open(anyhow::anyhow!(
+                "this server cannot take the account's lease (its PostgreSQL connection is down); try again"
+            )));
         }
         match self.open_slot(&slot).await {
             Ok(account) => {
@@ -549,7 +623,8 @@ impl Accounts {
                 Ok(account)
             }
             Err(e) => {
-                let _ = self.registry.remove(&id);
+                let _ = self.registry.remove(&id).await;
+                self.release(&id).await;
                 Err(AddError::Open(e))
             }
         }
@@ -570,13 +645,14 @@ impl Accounts {
                     table.broken.retain(|s| s.id != id);
                     slot
                 };
-                self.registry.remove(id)?;
+                self.registry.remove(id).await?;
                 self.forget_key(id);
                 if let Some(slot) = slot {
                     let (dir, files) = self.place_of(&slot);
                     purge(&Layout::in_folder(&dir), &files, &self.settings.root);
                 }
                 self.opener.forget(id).await?;
+                self.release(id).await;
                 info!(device_id = %id, "account removed");
                 return Ok(None);
             }
@@ -585,7 +661,7 @@ impl Accounts {
         self.write_table().open.retain(|a| a.id != id);
         // Gone from the registry first: a crash half way leaves an unlisted folder,
         // which the next start removes.
-        self.registry.remove(id)?;
+        self.registry.remove(id).await?;
         self.forget_key(id);
         if account.wa.status() != crate::whatsapp::SessionStatus::LoggedOut
             && let Err(e) = account.wa.logout().await
@@ -607,6 +683,7 @@ impl Accounts {
         }
         purge(&account.layout, &account.files, &self.settings.root);
         self.opener.forget(id).await?;
+        self.release(id).await;
         info!(device_id = %id, "account removed");
         Ok(None)
     }
@@ -618,12 +695,206 @@ impl Accounts {
             .retain(|_, owner| owner != id);
     }
 
-    /// Stops every account's client (the stores stay).
+    /// Stops every account's client (the stores stay). With several servers,
+    /// each account's lease is given up as soon as its client has stopped, so
+    /// that another server takes it over at once.
     pub async fn shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let accounts = self.list();
-        futures_util::future::join_all(accounts.iter().map(|a| a.wa.shutdown())).await;
+        futures_util::future::join_all(accounts.iter().map(|a| async {
+            a.wa.shutdown().await;
+            self.release(&a.id).await;
+        }))
+        .await;
+    }
+
+    /// Gives the lease of `id` up (with several servers): its client is stopped.
+    async fn release(&self, id: &str) {
+        if let Some(leases) = &self.settings.cluster {
+            leases.release(id).await;
+        }
+    }
+
+    /// Keeps this server at its share of the accounts: fences it when its leases
+    /// are lost, and places accounts every [`PLACE_EVERY`].
+    fn start_placement(self: &Arc<Self>, leases: Arc<crate::postgres::leases::Leases>) {
+        let mut lost = leases.lost();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while lost.changed().await.is_ok() {
+                let Some(accounts) = weak.upgrade() else {
+                    return;
+                };
+                accounts.fence().await;
+            }
+        });
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PLACE_EVERY).await;
+                let Some(accounts) = weak.upgrade() else {
+                    return;
+                };
+                if accounts.is_stopping() {
+                    return;
+                }
+                if let Err(e) = accounts.place(&leases).await {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "cannot place the accounts; trying again"
+                    );
+                }
+            }
+        });
+    }
+
+    /// The leases are lost (another server may take the accounts soon): every
+    /// account's client stops now, before any lease is taken again.
+    async fn fence(&self) {
+        self.placed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let _changing = self.changing.lock().await;
+        let open = {
+            let mut table = self.write_table();
+            let open = std::mem::take(&mut table.open);
+            let mut moving: Vec<Slot> = open.iter().map(|a| a.slot()).collect();
+            moving.append(&mut table.starting);
+            moving.append(&mut table.broken);
+            table.elsewhere.append(&mut moving);
+            open
+        };
+        futures_util::future::join_all(open.iter().map(|a| a.wa.shutdown())).await;
+        for account in &open {
+            if let Some(webhooks) = &account.webhooks {
+                webhooks.stop();
+            }
+        }
+        if !open.is_empty() {
+            warn!(
+                accounts = open.len(),
+                "stopped every account: this server's leases are lost"
+            );
+        }
+    }
+
+    /// Takes free accounts up to this server's share (the accounts over the
+    /// servers alive, rounded up), hands the ones over it to the others, and
+    /// stops those removed through another server.
+    async fn place(
+        self: &Arc<Self>,
+        leases: &crate::postgres::leases::Leases,
+    ) -> anyhow::Result<()> {
+        if !leases.may_claim() {
+            return Ok(());
+        }
+        let _changing = self.changing.lock().await;
+        if self.is_stopping() {
+            return Ok(());
+        }
+        let slots = self.registry.slots().await?;
+        let listed: std::collections::HashSet<&str> = slots.iter().map(|s| s.id.as_str()).collect();
+        let gone: Vec<Arc<Account>> = {
+            let mut table = self.write_table();
+            let (gone, kept) = std::mem::take(&mut table.open)
+                .into_iter()
+                .partition(|a| !listed.contains(a.id.as_str()));
+            table.open = kept;
+            table.broken.retain(|s| listed.contains(s.id.as_str()));
+            gone
+        };
+        for account in gone {
+            account.wa.shutdown().await;
+            if let Some(webhooks) = &account.webhooks {
+                webhooks.stop();
+            }
+            purge(&account.layout, &account.files, &self.settings.root);
+            leases.release(&account.id).await;
+            info!(device_id = %account.id, "account removed through another server");
+        }
+        let mine: Vec<String> = {
+            let table = self.read_table();
+            table
+                .open
+                .iter()
+                .map(|a| a.id.clone())
+                .chain(table.broken.iter().map(|s| s.id.clone()))
+                .collect()
+        };
+        let share = slots.len().div_ceil(leases.live_servers().await?);
+        if mine.len() < share {
+            let others: Vec<String> = slots
+                .iter()
+                .filter(|s| !mine.contains(&s.id))
+                .map(|s| s.id.clone())
+                .collect();
+            let holders = leases.holders(&others).await?;
+            let mut free: Vec<&Slot> = slots
+                .iter()
+                .filter(|s| holders.get(&s.id).is_some_and(Option::is_none))
+                .collect();
+            rand::seq::SliceRandom::shuffle(free.as_mut_slice(), &mut rand::rng());
+            let wanted = share - mine.len();
+            let mut taken = 0;
+            let available = free.len();
+            for slot in free.into_iter().take(wanted) {
+                if !leases.try_take(&slot.id).await {
+                    continue;
+                }
+                match self.open_slot(slot).await {
+                    Ok(account) => {
+                        self.write_table().insert(account);
+                        taken += 1;
+                        info!(device_id = %slot.id, "account taken over: this server serves it now");
+                    }
+                    Err(e) => {
+                        // Another server may fare better.
+                        leases.release(&slot.id).await;
+                        warn!(device_id = %slot.id, error = format!("{e:#}"), "cannot open the account; its lease is given up");
+                    }
+                }
+            }
+            // Short of its share while accounts were free: not placed yet.
+            let short = taken < wanted && taken < available;
+            self.placed
+                .store(!short, std::sync::atomic::Ordering::SeqCst);
+        } else if mine.len() > share {
+            let extra: Vec<Arc<Account>> = {
+                let mut table = self.write_table();
+                let keep = table.open.len().saturating_sub(mine.len() - share);
+                table.open.split_off(keep)
+            };
+            for account in extra {
+                account.wa.shutdown().await;
+                if let Some(webhooks) = &account.webhooks {
+                    webhooks.stop();
+                }
+                leases.release(&account.id).await;
+                info!(device_id = %account.id, "account handed over to another server");
+            }
+        }
+        if mine.len() >= share {
+            self.placed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let mut table = self.write_table();
+        let here: std::collections::HashSet<String> = table
+            .open
+            .iter()
+            .map(|a| a.id.clone())
+            .chain(table.broken.iter().map(|s| s.id.clone()))
+            .collect();
+        table.elsewhere = slots
+            .iter()
+            .filter(|s| !here.contains(&s.id))
+            .cloned()
+            .collect();
+        drop(table);
+        // Keys issued through other servers work here too.
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = slots
+            .iter()
+            .filter_map(|s| Some((s.api_key_sha256.clone()?, s.id.clone())))
+            .collect();
+        Ok(())
     }
 
     /// Gives the account a new API key (the old one stops working) and returns it:
@@ -635,7 +906,7 @@ impl Accounts {
         }
         let key = format!("wak_{}", hex::encode(rand::random::<[u8; 32]>()));
         let hash = key_hash(&key);
-        if !self.registry.set_api_key(id, &hash)? {
+        if !self.registry.set_api_key(id, &hash).await? {
             return Ok(None);
         }
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
@@ -651,8 +922,8 @@ impl Accounts {
         keys.get(&key_hash(key)).cloned()
     }
 
-    pub fn webhook(&self, id: &str) -> anyhow::Result<Option<AccountWebhook>> {
-        Ok(self.registry.webhook(id)?)
+    pub async fn webhook(&self, id: &str) -> anyhow::Result<Option<AccountWebhook>> {
+        Ok(self.registry.webhook(id).await?)
     }
 
     /// Sets an account's webhook; its client is reopened with it (the session
@@ -663,8 +934,8 @@ impl Accounts {
         let Some(old) = self.get(id) else {
             return Ok(false);
         };
-        let before = self.registry.webhook(id)?.unwrap_or_default();
-        self.registry.set_webhook(id, hook)?;
+        let before = self.registry.webhook(id).await?.unwrap_or_default();
+        self.registry.set_webhook(id, hook).await?;
         old.wa.shutdown().await;
         if let Some(webhooks) = &old.webhooks {
             webhooks.stop();
@@ -684,7 +955,7 @@ impl Accounts {
             Err(e) => e,
         };
         warn!(device_id = %id, error = format!("{failed:#}"), "cannot reopen the account with its new webhook; back to the old one");
-        self.registry.set_webhook(id, &before)?;
+        self.registry.set_webhook(id, &before).await?;
         match self.open_slot(&slot).await {
             Ok(account) => self.replace(account),
             Err(e) => {
@@ -731,7 +1002,7 @@ impl Accounts {
         std::fs::create_dir_all(&dir)?;
         let layout = Layout::in_folder(&dir);
         storage::prepare_account(&layout)?;
-        let webhook = self.registry.webhook(&slot.id)?;
+        let webhook = self.registry.webhook(&slot.id).await?;
         let opened = self
             .opener
             .open(&Place {

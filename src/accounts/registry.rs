@@ -1,11 +1,15 @@
-//! The account registry on disk: `accounts.db` in the storage folder, one row per
-//! slot (`migrations/accounts/`).
+//! The account registry: `accounts.db` in the storage folder, one row per slot
+//! (`migrations/accounts/`), or with a PostgreSQL `--db-uri` the database's
+//! `wa_accounts`, which every server using it shares
+//! ([`PgRegistry`](crate::postgres::registry::PgRegistry)).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
+
+use crate::postgres::registry::PgRegistry;
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
@@ -20,6 +24,9 @@ pub enum RegistryError {
     Sqlite(#[from] rusqlite::Error),
     #[error("account registry: {0}")]
     Migration(#[from] rusqlite_migration::Error),
+    /// A failed statement or connection; the text never holds the connection URI.
+    #[error("account registry (PostgreSQL): {0}")]
+    Postgres(String),
 }
 
 /// One slot as stored.
@@ -45,11 +52,106 @@ pub struct AccountWebhook {
     pub insecure_skip_verify: bool,
 }
 
-pub struct Registry {
-    conn: Mutex<Connection>,
+/// The account registry, in SQLite or in PostgreSQL (`--db-uri`): the same
+/// operations with the same rules. SQLite's blocking calls run on the blocking pool.
+pub enum Registry {
+    Sqlite(Arc<SqliteRegistry>),
+    Postgres(PgRegistry),
+}
+
+/// Runs `work` on the SQLite registry on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    registry: &Arc<SqliteRegistry>,
+    work: impl FnOnce(&SqliteRegistry) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    let registry = registry.clone();
+    tokio::task::spawn_blocking(move || work(&registry))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 impl Registry {
+    /// The SQLite registry at `path` (`accounts.db`), made if missing.
+    pub fn open(path: &Path) -> Result<Self, RegistryError> {
+        Ok(Registry::Sqlite(Arc::new(SqliteRegistry::open(path)?)))
+    }
+
+    /// The registry of the PostgreSQL database of `pool` (migrated by
+    /// `postgres::connect`).
+    pub fn postgres(pool: deadpool_postgres::Pool) -> Self {
+        Registry::Postgres(PgRegistry::new(pool))
+    }
+
+    /// See [`SqliteRegistry::slots`].
+    pub async fn slots(&self) -> Result<Vec<Slot>, RegistryError> {
+        match self {
+            Registry::Sqlite(r) => blocking(r, |r| r.slots()).await,
+            Registry::Postgres(r) => r.slots().await,
+        }
+    }
+
+    /// See [`SqliteRegistry::insert`].
+    pub async fn insert(&self, slot: &Slot) -> Result<bool, RegistryError> {
+        match self {
+            Registry::Sqlite(r) => {
+                let slot = slot.clone();
+                blocking(r, move |r| r.insert(&slot)).await
+            }
+            Registry::Postgres(r) => r.insert(slot).await,
+        }
+    }
+
+    /// See [`SqliteRegistry::set_api_key`].
+    pub async fn set_api_key(&self, id: &str, sha256: &str) -> Result<bool, RegistryError> {
+        match self {
+            Registry::Sqlite(r) => {
+                let (id, sha256) = (id.to_owned(), sha256.to_owned());
+                blocking(r, move |r| r.set_api_key(&id, &sha256)).await
+            }
+            Registry::Postgres(r) => r.set_api_key(id, sha256).await,
+        }
+    }
+
+    /// See [`SqliteRegistry::remove`].
+    pub async fn remove(&self, id: &str) -> Result<bool, RegistryError> {
+        match self {
+            Registry::Sqlite(r) => {
+                let id = id.to_owned();
+                blocking(r, move |r| r.remove(&id)).await
+            }
+            Registry::Postgres(r) => r.remove(id).await,
+        }
+    }
+
+    /// See [`SqliteRegistry::webhook`].
+    pub async fn webhook(&self, id: &str) -> Result<Option<AccountWebhook>, RegistryError> {
+        match self {
+            Registry::Sqlite(r) => {
+                let id = id.to_owned();
+                blocking(r, move |r| r.webhook(&id)).await
+            }
+            Registry::Postgres(r) => r.webhook(id).await,
+        }
+    }
+
+    /// See [`SqliteRegistry::set_webhook`].
+    pub async fn set_webhook(&self, id: &str, hook: &AccountWebhook) -> Result<(), RegistryError> {
+        match self {
+            Registry::Sqlite(r) => {
+                let (id, hook) = (id.to_owned(), hook.clone());
+                blocking(r, move |r| r.set_webhook(&id, &hook)).await
+            }
+            Registry::Postgres(r) => r.set_webhook(id, hook).await,
+        }
+    }
+}
+
+/// The registry in SQLite: `accounts.db`, behind one connection.
+pub struct SqliteRegistry {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteRegistry {
     pub fn open(path: &Path) -> Result<Self, RegistryError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -153,6 +255,26 @@ impl Registry {
     }
 }
 
+/// Copies every slot of the registry file at `path` (its webhook and API key
+/// too) into `to`; how many slots were new there. The file is only read.
+pub async fn copy_file_to(path: &Path, to: &Registry) -> Result<usize, RegistryError> {
+    let file = Registry::open(path)?;
+    let mut copied = 0;
+    for slot in file.slots().await? {
+        if !to.insert(&slot).await? {
+            continue;
+        }
+        copied += 1;
+        if let Some(key) = &slot.api_key_sha256 {
+            to.set_api_key(&slot.id, key).await?;
+        }
+        if let Some(hook) = file.webhook(&slot.id).await? {
+            to.set_webhook(&slot.id, &hook).await?;
+        }
+    }
+    Ok(copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +282,7 @@ mod tests {
     #[test]
     fn slots_are_listed_oldest_first_and_ids_are_unique() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        let registry = SqliteRegistry::open(&dir.path().join("accounts.db")).unwrap();
         let slot = |id: &str, folder: &str, at| Slot {
             id: id.into(),
             folder: folder.into(),
@@ -187,7 +309,7 @@ mod tests {
     #[test]
     fn a_webhook_is_set_replaced_cleared_and_goes_with_its_account() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        let registry = SqliteRegistry::open(&dir.path().join("accounts.db")).unwrap();
         registry
             .insert(&Slot {
                 id: "x".into(),
@@ -224,5 +346,31 @@ mod tests {
         assert!(registry.remove("x").unwrap());
         assert_eq!(registry.webhook("x").unwrap(), None);
         assert!(!registry.remove("x").unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_registry_reaches_sqlite_through_its_enum() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        let slot = Slot {
+            id: "x".into(),
+            folder: String::new(),
+            created_at: 1,
+            api_key_sha256: None,
+        };
+        assert!(registry.insert(&slot).await.unwrap());
+        assert!(!registry.insert(&slot).await.unwrap());
+        assert!(registry.set_api_key("x", "ab12").await.unwrap());
+        let hook = AccountWebhook {
+            url: "https://a.example/h".into(),
+            ..Default::default()
+        };
+        registry.set_webhook("x", &hook).await.unwrap();
+        assert_eq!(registry.webhook("x").await.unwrap(), Some(hook));
+        let slots = registry.slots().await.unwrap();
+        assert_eq!(slots[0].api_key_sha256.as_deref(), Some("ab12"));
+        assert!(registry.remove("x").await.unwrap());
+        assert!(registry.slots().await.unwrap().is_empty());
+        assert_eq!(registry.webhook("x").await.unwrap(), None);
     }
 }

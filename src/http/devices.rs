@@ -341,7 +341,7 @@ async fn webhook(
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
     slot(&server, &id)?;
-    let hook = server.accounts.webhook(&id).map_err(|e| {
+    let hook = server.accounts.webhook(&id).await.map_err(|e| {
         tracing::error!(device_id = %id, error = %e, "cannot read an account's webhook");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

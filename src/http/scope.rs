@@ -64,6 +64,14 @@ pub fn refusal(lookup: Lookup) -> Response {
             "the server is starting its devices; try again in a few seconds".to_owned(),
             Some(id),
         ),
+        Lookup::Elsewhere(id) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            format!(
+                "device {id} is served by another server sharing this database, or is moving between servers; try again in a few seconds"
+            ),
+            Some(id),
+        ),
         Lookup::Broken(id) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,

@@ -7,7 +7,9 @@
 //! account, so that one account's rows never meet another's:
 //! [`whatsapp_store::WhatsAppStore`] is one account's WhatsApp session.
 
+pub mod leases;
 pub mod outbox;
+pub mod registry;
 pub mod whatsapp_store;
 pub mod whatsmeow;
 
@@ -68,105 +70,6 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
         .context("cannot make the PostgreSQL connection pool")?;
     migrate(&pool).await?;
     Ok(pool)
-}
-
-/// Held by the one server using a database: several servers sharing one need
-/// leases per account (not built yet), so a second one stops at startup.
-const SERVER_LOCK: i64 = 0x7761_5f73_6572_7665; // "wa_serve"
-
-/// The database's server lock, held by a connection of its own for as long as
-/// this value lives (the lock goes with the connection, even on a crash). When
-/// the connection is lost (Postgres restarted), the lock is taken again; if
-/// another server took it meanwhile, this one exits rather than run the same
-/// accounts beside it.
-pub struct ServerLock {
-    keeper: tokio::task::JoinHandle<()>,
-    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl ServerLock {
-    /// Whether the lock is held now (not while its connection is being made again).
-    pub fn held(&self) -> bool {
-        self.held.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for ServerLock {
-    fn drop(&mut self) {
-        self.keeper.abort();
-    }
-}
-
-/// A connection holding the lock, or why there is none (`Ok(None)`: another
-/// server holds it).
-async fn take_lock(
-    config: &tokio_postgres::Config,
-) -> anyhow::Result<Option<(tokio_postgres::Client, impl Future<Output = ()> + use<>)>> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .context("cannot connect to PostgreSQL")?;
-    let connection = async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "lost the connection holding the PostgreSQL server lock");
-        }
-    };
-    let connection = tokio::spawn(connection);
-    let held: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
-        .await
-        .context("cannot take the PostgreSQL server lock")?
-        .get(0);
-    let ended = async move {
-        let _ = connection.await;
-    };
-    Ok(held.then_some((client, ended)))
-}
-
-/// Takes the database's [`SERVER_LOCK`]; an error when another server holds it.
-pub async fn lock_server(uri: &str) -> anyhow::Result<ServerLock> {
-    let config = uri
-        .parse::<tokio_postgres::Config>()
-        .map_err(|e| anyhow::anyhow!("the PostgreSQL URI is not valid: {e}"))?;
-    let Some((client, ended)) = take_lock(&config).await? else {
-        anyhow::bail!(
-            "another server is using this PostgreSQL database (--db-uri); several servers \
-             sharing one database are not supported yet: give each its own database"
-        );
-    };
-    let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flag = held.clone();
-    let keeper = tokio::spawn(async move {
-        let (mut _client, mut ended) = (client, futures_util::future::FutureExt::boxed(ended));
-        loop {
-            ended.await;
-            flag.store(false, std::sync::atomic::Ordering::SeqCst);
-            // Lost: take it again as soon as Postgres answers.
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                match take_lock(&config).await {
-                    Ok(Some((client, again))) => {
-                        tracing::info!("the PostgreSQL server lock is held again");
-                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                        _client = client;
-                        ended = futures_util::future::FutureExt::boxed(again);
-                        break;
-                    }
-                    Ok(None) => {
-                        tracing::error!(
-                            "another server took this PostgreSQL database while the connection \
-                             was lost; stopping, so that two servers never run the same accounts"
-                        );
-                        std::process::exit(1);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "the PostgreSQL server lock is not back yet")
-                    }
-                }
-            }
-        }
-    });
-    Ok(ServerLock { keeper, held })
 }
 
 /// Runs the migrations not yet applied, under [`MIGRATION_LOCK`].

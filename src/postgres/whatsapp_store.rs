@@ -2445,16 +2445,21 @@ mod tests {
             .await
             .unwrap();
         let mut found: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        // The registry's tables are not forgotten with an account: they list the
+        // accounts themselves (a removed one's row goes through the registry), and
+        // are shared by every server on the database, not data of one account.
         let mut listed: Vec<String> = TABLES
             .iter()
             .chain(crate::postgres::outbox::OUTBOX_TABLES)
+            .chain(crate::postgres::registry::REGISTRY_TABLES)
+            .chain(crate::postgres::leases::SERVER_TABLES)
             .map(|t| t.to_string())
             .collect();
         found.sort();
         listed.sort();
         assert_eq!(
             found, listed,
-            "TABLES and OUTBOX_TABLES list the schema's tables"
+            "TABLES, OUTBOX_TABLES, REGISTRY_TABLES and SERVER_TABLES list the schema's tables"
         );
     }
 }

@@ -8,7 +8,6 @@ use whatsapp_api::postgres::testing::TestServer;
 
 use crate::harness::{Server, wait_for};
 use crate::send::{FRIEND, delivered};
-use crate::startup::run_on;
 
 /// How many rows the account `account` has in the session tables.
 async fn session_rows(url: &str, account: &str) -> i64 {
@@ -60,8 +59,8 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     assert!(session_rows(&url, "default").await > 0);
     assert!(!server.store_path().exists());
 
-    // A second server on the same database stops before connecting anything.
-    second_server_refused(&fake, &url).await;
+    // A second server on the same database takes no account from the first.
+    second_server_defers(&fake, &url).await;
 
     // Restarted: connected again from the database, no scan; the Signal sessions
     // carried over (the fake decrypts the next message).
@@ -82,14 +81,29 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     .await;
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 
-    // Postgres restarted under the server (every connection cut): the next sends
-    // work on new connections.
+    // Postgres restarted under the server (every connection cut): its lease is
+    // lost, so the account stops, and once the lease is back it is taken again,
+    // logged in with no scan; the next sends work on new connections.
+    let logins = fake.logins().len();
     tokio::task::spawn_blocking({
         let postgres = std::sync::Arc::clone(&postgres);
         move || postgres.restart()
     })
     .await
     .unwrap();
+    wait_for("the account stopped", Duration::from_secs(15), || {
+        server
+            .log()
+            .contains("stopped every account: this server's leases are lost")
+    })
+    .await;
+    wait_for("a new login", Duration::from_secs(30), || {
+        fake.logins().len() > logins
+    })
+    .await;
+    server
+        .wait_status("connected again", |s| s["state"] == "connected")
+        .await;
     for text in ["after postgres restarted", "and again"] {
         let reply = send(&server, text).await;
         assert_eq!(reply.status, 200, "{}\n{}", reply.body, server.log());
@@ -101,15 +115,14 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
         .await;
     }
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
-    // The server took its database lock back (a second server that came in
-    // between would have made this one stop): another one is refused again.
-    wait_for("the lock held again", Duration::from_secs(15), || {
+    assert!(
         server
             .log()
-            .contains("the PostgreSQL server lock is held again")
-    })
-    .await;
-    second_server_refused(&fake, &url).await;
+            .contains("the PostgreSQL lease connection is back"),
+        "{}",
+        server.log()
+    );
+    assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
 
     // Postgres down: not ready (the lock is lost), and ready again once it is back.
     let ready = |server: &Server| {
@@ -134,7 +147,7 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     }
     assert_eq!(seen.0, 503, "{seen:?}");
     assert!(
-        seen.1.contains("PostgreSQL server lock is lost"),
+        seen.1.contains("PostgreSQL lease connection is lost"),
         "{seen:?}"
     );
     let start = std::sync::Arc::clone(&postgres);
@@ -174,28 +187,30 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     assert_eq!(session_rows(&url, "default").await, 0);
 }
 
-/// Another server on the database of `url` stops at startup, saying why.
-async fn second_server_refused(fake: &FakeWhatsApp, url: &str) {
+/// Another server on the database of `url` starts, and takes no account from
+/// the server holding them: it answers that another server serves it, and the
+/// device never logs in twice.
+async fn second_server_defers(fake: &FakeWhatsApp, url: &str) {
+    let logins = fake.logins().len();
     let other = tempfile::tempdir().unwrap();
-    let (code, stderr) = run_on(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--whatsapp-ws-url",
-            &fake.ws_url(),
-            "--db-uri",
-            url,
-        ],
-        &other.path().join("storages/whatsapp.db"),
-    )
-    .await;
-    assert_eq!(code, Some(1), "{stderr}");
+    let second = Server::start_with(fake, other.path(), &["--db-uri", url]).await;
+    // A few placement rounds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = second
+        .request("GET", "/app/status", Some("default"), None)
+        .await;
+    assert_eq!(status.status, 503, "{}", status.body);
     assert!(
-        stderr.contains("another server is using this PostgreSQL database"),
-        "{stderr}"
+        status.message().contains("served by another server"),
+        "{}",
+        status.body
     );
+    assert_eq!(
+        fake.logins().len(),
+        logins,
+        "no login from the second server"
+    );
+    assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
 }
 
 #[tokio::test]

@@ -520,6 +520,7 @@ impl Conn {
                 device: Some(device.jid.clone()),
             });
             world.session_conns.insert(device.phone.clone(), self.id);
+            crate::replace_older_logins(&mut world, &device.jid, self.id);
             world.sessions.insert(self.id, device.jid.clone());
         }
         info!(device = %device.jid, "companion logged in");
@@ -777,11 +778,19 @@ impl Conn {
             (bundle, keys)
         };
         let padded = MessageUtils::pad_message_v2(message.encode_to_vec());
-        let (kind, data) = keys
-            .lock()
-            .await
-            .encrypt_for(&device.jid, &bundle, &padded)
-            .await?;
+        let mut keys = keys.lock().await;
+        // A new session takes a one-time prekey of its own.
+        let bundle = match keys.needs_session(&device.jid).await? {
+            true => self
+                .shared
+                .world()
+                .bundles
+                .get_mut(&device.jid)
+                .map_or(bundle, |b| b.take()),
+            false => bundle,
+        };
+        let (kind, data) = keys.encrypt_for(&device.jid, &bundle, &padded).await?;
+        drop(keys);
         let id = format!("FAKE{:016X}", rand::random::<u64>());
         let node = NodeBuilder::new("message")
             .attr("from", format!("{from}@s.whatsapp.net"))

@@ -125,6 +125,17 @@ struct LinkRequest {
     since: std::time::Instant,
 }
 
+/// A device logged in while it was logged in on another open connection: the
+/// older connection was told `<conflict type="replaced"/>` and closed, as
+/// WhatsApp does. Two clients running as one device fight this way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    pub device: String,
+    /// The connection replaced, and the one that replaced it.
+    pub replaced: u64,
+    pub by: u64,
+}
+
 /// One connection the fake accepted.
 #[derive(Debug, Clone, Serialize)]
 pub struct Login {
@@ -252,6 +263,9 @@ struct World {
     session_conns: HashMap<String, u64>,
     /// Every open logged-in connection and the device it logged in as (its JID).
     sessions: HashMap<u64, String>,
+    /// Logins of a device that was logged in on another open connection, which
+    /// WhatsApp then replaces: two clients running as one device.
+    replacements: Vec<Replacement>,
     flood: FloodCount,
     /// Connections between their first byte and a finished login (or their end).
     handshaking: u32,
@@ -812,6 +826,12 @@ impl FakeWhatsApp {
         self.shared.world().resume_probes
     }
 
+    /// Every login that replaced another open connection of the same device, in
+    /// order.
+    pub fn replacements(&self) -> Vec<Replacement> {
+        self.shared.world().replacements.clone()
+    }
+
     /// What the fake refused (undecryptable messages, bad media), with the reason.
     pub fn problems(&self) -> Vec<String> {
         self.shared.world().problems.clone()
@@ -1175,14 +1195,43 @@ fn unlink_device(shared: &Shared, phone: Option<&str>) -> usize {
 
 fn replace_session(shared: &Shared, phone: Option<&str>) -> usize {
     let world = shared.world();
-    let stanza = || {
-        whatsapp_rust::NodeBuilder::new("stream:error")
-            .children([whatsapp_rust::NodeBuilder::new("conflict")
-                .attr("type", "replaced")
-                .build()])
-            .build()
-    };
-    end_sessions(&world, |device| of_phone(&world, device, phone), stanza)
+    end_sessions(
+        &world,
+        |device| of_phone(&world, device, phone),
+        replaced_stanza,
+    )
+}
+
+/// The stanza that tells a connection another client took its session over.
+fn replaced_stanza() -> Node {
+    whatsapp_rust::NodeBuilder::new("stream:error")
+        .children([whatsapp_rust::NodeBuilder::new("conflict")
+            .attr("type", "replaced")
+            .build()])
+        .build()
+}
+
+/// Connection `by` logged in as `device`: any other open connection logged in as
+/// the same device is replaced (told so and closed), and that is recorded.
+fn replace_older_logins(world: &mut World, device: &str, by: u64) {
+    let older: Vec<u64> = world
+        .sessions
+        .iter()
+        .filter(|(conn, d)| **conn != by && d.as_str() == device)
+        .map(|(conn, _)| *conn)
+        .collect();
+    for replaced in older {
+        if let Some(tx) = world.conns.get(&replaced) {
+            let _ = tx.send(Command::End(replaced_stanza()));
+        }
+        world.sessions.remove(&replaced);
+        tracing::info!(%device, replaced, by, "a second login of the device replaced the first");
+        world.replacements.push(Replacement {
+            device: device.to_owned(),
+            replaced,
+            by,
+        });
+    }
 }
 
 /// Sends every logged-in connection whose device `which` picks the stanza `stanza`
@@ -1234,6 +1283,43 @@ fn show(node: &Node) -> String {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn a_second_login_of_a_device_replaces_the_first_and_is_recorded() {
+        let mut world = World::default();
+        let (first, mut first_rx) = mpsc::unbounded_channel();
+        let (second, mut second_rx) = mpsc::unbounded_channel();
+        world.conns.insert(1, first);
+        world.conns.insert(2, second);
+        world.sessions.insert(1, "1555:1@s.whatsapp.net".into());
+        world.sessions.insert(3, "1555:2@s.whatsapp.net".into());
+        // Another device logging in replaces nobody.
+        replace_older_logins(&mut world, "1555:3@s.whatsapp.net", 2);
+        assert!(world.replacements.is_empty());
+        // The same device on connection 2: connection 1 is told and forgotten.
+        replace_older_logins(&mut world, "1555:1@s.whatsapp.net", 2);
+        assert_eq!(
+            world.replacements,
+            [Replacement {
+                device: "1555:1@s.whatsapp.net".into(),
+                replaced: 1,
+                by: 2
+            }]
+        );
+        match first_rx.try_recv() {
+            Ok(Command::End(node)) => {
+                let conflict = node.get_optional_child("conflict").expect("a conflict");
+                assert_eq!(
+                    conflict.attrs().optional_string("type").as_deref(),
+                    Some("replaced")
+                );
+            }
+            _ => panic!("the replaced connection was not told"),
+        }
+        assert!(second_rx.try_recv().is_err());
+        assert!(!world.sessions.contains_key(&1));
+        assert!(world.sessions.contains_key(&3));
+    }
 
     /// One HTTP/1.1 request to the fake; the status code and the body.
     async fn http(fake: &FakeWhatsApp, method: &str, path: &str, body: &str) -> (u16, String) {

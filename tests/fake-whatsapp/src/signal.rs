@@ -192,7 +192,11 @@ pub struct CompanionBundle {
     pub signed_prekey_id: u32,
     pub signed_prekey: [u8; 32],
     pub signed_prekey_signature: Vec<u8>,
+    /// The one-time prekey the next session starts with.
     pub one_time: Option<(u32, [u8; 32])>,
+    /// The other one-time prekeys uploaded, in order: each is handed out once,
+    /// as WhatsApp does (the companion deletes a one-time prekey once used).
+    pub spare: std::collections::VecDeque<(u32, [u8; 32])>,
 }
 
 impl CompanionBundle {
@@ -212,10 +216,14 @@ impl CompanionBundle {
             .and_then(bytes)
             .context("no registration id")?;
         let skey = child(iq, "skey").context("no signed prekey")?;
-        let one_time = match child(iq, "list").and_then(|l| l.get_children_by_tag("key").next()) {
-            Some(k) => Some((id(child(k, "id"))?, key32(child(k, "value"), "prekey")?)),
-            None => None,
+        let mut spare = match child(iq, "list") {
+            Some(list) => list
+                .get_children_by_tag("key")
+                .map(|k| Ok((id(child(k, "id"))?, key32(child(k, "value"), "prekey")?)))
+                .collect::<Result<std::collections::VecDeque<_>>>()?,
+            None => std::collections::VecDeque::new(),
         };
+        let one_time = spare.pop_front();
         Ok(Self {
             registration_id: u32::from_be_bytes(
                 registration
@@ -230,11 +238,29 @@ impl CompanionBundle {
                 .context("no signature")?
                 .to_vec(),
             one_time,
+            spare,
         })
+    }
+
+    /// The bundle for a new session: with the next one-time prekey, which no
+    /// later session gets.
+    pub fn take(&mut self) -> CompanionBundle {
+        let taken = self.clone();
+        self.one_time = self.spare.pop_front();
+        taken
     }
 }
 
 impl DeviceKeys {
+    /// Whether a message to `recipient` would start a new session.
+    pub async fn needs_session(&self, recipient: &str) -> Result<bool> {
+        Ok(self
+            .sessions
+            .load_session(&signal_address(recipient)?)
+            .await?
+            .is_none())
+    }
+
     /// Encrypts `plaintext` (already padded) for the companion `recipient`
     /// (`user:device@server`), starting a session from its bundle if there is none.
     /// Returns the `<enc>` type and bytes.
@@ -452,6 +478,7 @@ mod tests {
                 signed_prekey: key(self.signed_prekey.public_key.public_key_bytes()),
                 signed_prekey_signature: self.signed_prekey_signature.to_vec(),
                 one_time: Some((PREKEY_ID, key(self.prekey.public_key.public_key_bytes()))),
+                spare: Default::default(),
             }
         }
     }
@@ -464,6 +491,17 @@ mod tests {
             }
             .encode_to_vec(),
         )
+    }
+
+    #[test]
+    fn each_one_time_prekey_is_handed_out_once() {
+        let own = crate::signal::DeviceKeys::generate().unwrap();
+        let mut bundle = own.as_upload();
+        bundle.spare = [(7, [7; 32]), (8, [8; 32])].into();
+        let ids: Vec<Option<u32>> = (0..4)
+            .map(|_| bundle.take().one_time.map(|(id, _)| id))
+            .collect();
+        assert_eq!(ids, [Some(PREKEY_ID), Some(7), Some(8), None]);
     }
 
     #[tokio::test]
