@@ -15,7 +15,7 @@ const SECOND: &str = "15550009876";
 const SECOND_LID: &str = "205550009876001";
 
 /// Waits until the account `device` reports itself connected.
-async fn wait_connected_as(server: &Server, device: &str) {
+pub(crate) async fn wait_connected_as(server: &Server, device: &str) {
     let what = format!("{device} to connect");
     server
         .wait_reply("/app/status", Some(device), &what, |r| {
@@ -25,7 +25,12 @@ async fn wait_connected_as(server: &Server, device: &str) {
 }
 
 /// Sends `text` to FRIEND through the account `device`; the sender the fake saw.
-async fn send_as(fake: &FakeWhatsApp, server: &Server, device: &str, text: &str) -> String {
+pub(crate) async fn send_as(
+    fake: &FakeWhatsApp,
+    server: &Server,
+    device: &str,
+    text: &str,
+) -> String {
     let res = server
         .request(
             "POST",
@@ -87,7 +92,7 @@ async fn two_paired(
 }
 
 /// Adds the account `id` and links it to the fake's phone `phone` by QR.
-async fn link_account(
+pub(crate) async fn link_account(
     fake: &FakeWhatsApp,
     server: &Server,
     id: &str,

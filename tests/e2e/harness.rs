@@ -265,6 +265,23 @@ impl Server {
         self.spawn().await;
     }
 
+    /// `kill -9`; [`restart`](Self::restart) starts it again.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Sends the process `signal` (`STOP`, `CONT`, …).
+    pub async fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+    }
+
     /// `kill -9`, then start again on the same store.
     pub async fn kill_and_restart(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,6 +5,7 @@ mod accounts;
 mod actions;
 mod behaviour;
 mod chats;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod faults;

@@ -1,0 +1,202 @@
+//! Three servers on one PostgreSQL database, six accounts on six phones of the
+//! fake: the accounts spread over the servers, move when a server is killed
+//! (kill -9), frozen (SIGSTOP past its lease) or stopped (SIGTERM), with no scan,
+//! no incoming message lost, and never two servers running one account (the fake
+//! records every login that replaced another connection of the same device).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use fake_whatsapp::{ContactInfo, FakeWhatsApp};
+use whatsapp_api::postgres::testing::TestServer;
+
+use crate::accounts::{link_account, send_as};
+use crate::harness::{Server, wait_for};
+use crate::send::FRIEND;
+use crate::webhook::Receiver;
+
+const ACCOUNTS: usize = 6;
+
+fn phone(i: usize) -> String {
+    format!("1555000{:04}", 7000 + i)
+}
+
+fn account(i: usize) -> String {
+    format!("acc{i}")
+}
+
+/// Which of `servers` serves each account connected (none while it moves).
+async fn holders(servers: &[&Server]) -> HashMap<String, usize> {
+    let mut found = HashMap::new();
+    for (n, server) in servers.iter().enumerate() {
+        for i in 0..ACCOUNTS {
+            let id = account(i);
+            let res = server.request("GET", "/app/status", Some(&id), None).await;
+            if res.status == 200 && res.body["results"]["is_connected"] == true {
+                found.insert(id, n);
+            }
+        }
+    }
+    found
+}
+
+/// Waits until every account is connected on one of `servers`, each holding
+/// `share` of them at most; how long it took.
+async fn wait_spread(servers: &[&Server], share: usize, what: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let found = holders(servers).await;
+        let mut per_server = vec![0; servers.len()];
+        for n in found.values() {
+            per_server[*n] += 1;
+        }
+        if found.len() == ACCOUNTS && per_server.iter().all(|n| *n <= share) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: {found:?}\n{}",
+            servers
+                .iter()
+                .map(|s| s.log())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_stops() {
+    let postgres = tokio::task::spawn_blocking(|| {
+        let server = TestServer::start();
+        server.create_database("wa");
+        server
+    })
+    .await
+    .unwrap();
+    let url = postgres.url("wa");
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    for i in 0..ACCOUNTS {
+        fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
+            .unwrap();
+    }
+    let receiver = Receiver::start(200).await;
+    // The later dialect: no account is made unasked (the one-account dialect
+    // makes `default` at the first start).
+    let args = [
+        "--api-compat",
+        "v9",
+        "--db-uri",
+        url.as_str(),
+        "--webhook",
+        receiver.url.as_str(),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+
+    // One server links the six accounts; two more join and take their shares.
+    let a = Server::start_with(&fake, dirs[0].path(), &args).await;
+    for i in 0..ACCOUNTS {
+        link_account(&fake, &a, &account(i), &phone(i)).await;
+    }
+    let mut b = Server::start_with(&fake, dirs[1].path(), &args).await;
+    let mut c = Server::start_with(&fake, dirs[2].path(), &args).await;
+    wait_spread(&[&a, &b, &c], 2, "two accounts on each server").await;
+    assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
+    assert_eq!(fake.devices().len(), ACCOUNTS, "no account paired twice");
+
+    // Each account sends through the server serving it, as its own phone.
+    let found = holders(&[&a, &b, &c]).await;
+    for i in 0..ACCOUNTS {
+        let id = account(i);
+        let server = [&a, &b, &c][found[&id]];
+        let sender = send_as(&fake, server, &id, &format!("from {id}")).await;
+        assert!(sender.starts_with(&phone(i)), "{sender}");
+    }
+    // Another server answers that one serves it elsewhere, and retries are due.
+    let elsewhere = [&a, &b, &c][(found["acc0"] + 1) % 3];
+    let res = elsewhere
+        .request("GET", "/app/status", Some("acc0"), None)
+        .await;
+    assert_eq!(res.status, 503, "{}", res.body);
+
+    // kill -9 b with messages on the wire to its accounts: the others take them
+    // over within 30 s, and every message reaches the webhook (a repeat only
+    // with the same event id).
+    let on_b: Vec<usize> = (0..ACCOUNTS).filter(|i| found[&account(*i)] == 1).collect();
+    let mut texts = Vec::new();
+    for i in &on_b {
+        for n in 0..3 {
+            let text = format!("to {} #{n}", account(*i));
+            fake.deliver_to(&phone(*i), FRIEND, &text).await.unwrap();
+            texts.push(text);
+        }
+    }
+    b.kill().await;
+    let failover = wait_spread(&[&a, &c], 3, "b's accounts on a and c").await;
+    assert!(failover < Duration::from_secs(30), "{failover:?}");
+    wait_for(
+        "every message at the webhook",
+        Duration::from_secs(30),
+        || {
+            let got: Vec<String> = receiver
+                .accepted()
+                .iter()
+                .filter_map(|h| h.body["payload"]["body"].as_str().map(str::to_owned))
+                .collect();
+            texts.iter().all(|t| got.contains(t))
+        },
+    )
+    .await;
+    let mut id_of: HashMap<String, String> = HashMap::new();
+    for hit in receiver.accepted() {
+        let Some(text) = hit.body["payload"]["body"].as_str() else {
+            continue;
+        };
+        let id = hit.header("x-webhook-id").to_owned();
+        assert_eq!(
+            id_of.entry(text.to_owned()).or_insert_with(|| id.clone()),
+            &id
+        );
+    }
+    assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
+    eprintln!("failover after kill -9: {failover:?}");
+
+    // a frozen past its lease: c takes its accounts (WhatsApp replaces a's
+    // frozen connections, once each); resumed, a stops them, never logs in as
+    // them again while c serves them, then takes its share back by hand-over.
+    let on_a: Vec<String> = holders(&[&a, &c])
+        .await
+        .into_iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(id, _)| id)
+        .collect();
+    a.signal("STOP").await;
+    let frozen = Instant::now();
+    wait_spread(&[&c], ACCOUNTS, "every account on c").await;
+    let taken_over = frozen.elapsed();
+    let replaced = fake.replacements();
+    assert!(replaced.len() <= on_a.len(), "{replaced:?}");
+    a.signal("CONT").await;
+    wait_for("a fences itself", Duration::from_secs(15), || {
+        a.log()
+            .contains("stopped every account: this server's leases are lost")
+    })
+    .await;
+    wait_spread(&[&a, &c], 3, "the accounts shared by a and c again").await;
+    assert_eq!(
+        fake.replacements(),
+        replaced,
+        "no login replaced another after a resumed"
+    );
+    eprintln!("taken over from a frozen server after {taken_over:?}");
+
+    // SIGTERM: c hands its accounts over, and a takes them all.
+    let (stopped_in, status) = c.terminate().await;
+    assert!(status.success());
+    let handover = wait_spread(&[&a], ACCOUNTS, "every account on a").await;
+    assert_eq!(fake.replacements(), replaced);
+    eprintln!("hand-over after SIGTERM: stopped in {stopped_in:?}, all on a {handover:?} later");
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
