@@ -186,11 +186,13 @@ pub async fn server_with(
         config.api_compat == http::wire::ApiCompat::V2_3_0,
     )
     .await?;
+    let forwarder = accounts.is_shared().then(http::forward::Forwarder::default);
     Ok(http::Server::new(http::ServerParts {
         accounts,
         limits,
         guard,
         notices,
+        forwarder,
     }))
 }
 

@@ -709,6 +709,24 @@ impl Accounts {
         .await;
     }
 
+    /// Whether other servers may share these accounts (a Postgres `--db-uri`).
+    pub fn is_shared(&self) -> bool {
+        self.settings.cluster.is_some()
+    }
+
+    /// Where a request for the account `id` names (none: the only one) goes
+    /// instead, with several servers: the account's id and the address of the
+    /// server serving it, when that is another one.
+    pub async fn served_elsewhere(&self, id: Option<&str>) -> Option<(String, String)> {
+        let leases = self.settings.cluster.as_ref()?;
+        let Err(Lookup::Elsewhere(id)) = self.resolve(id) else {
+            return None;
+        };
+        let holders = leases.holders(std::slice::from_ref(&id)).await.ok()?;
+        let address = holders.get(&id)?.clone().filter(|a| !a.is_empty())?;
+        (address != leases.address()).then_some((id, address))
+    }
+
     /// Gives the lease of `id` up (with several servers): its client is stopped.
     async fn release(&self, id: &str) {
         if let Some(leases) = &self.settings.cluster {

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod devices;
 pub mod edge;
 pub mod form;
+pub mod forward;
 pub mod group;
 pub mod guard;
 pub mod message;
@@ -113,6 +114,9 @@ pub struct ServerParts {
     pub guard: Arc<guard::Guard>,
     /// The accounts' notices, for `/ws`.
     pub notices: crate::notices::Notices,
+    /// With several servers on one database: sends requests on to the server
+    /// serving their account.
+    pub forwarder: Option<forward::Forwarder>,
 }
 
 impl Server {
@@ -191,6 +195,10 @@ pub fn router(state: Server, statics_dir: PathBuf) -> impl Api {
     tower::ServiceBuilder::new()
         .layer(edge::LogLayer)
         .layer(edge)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .service(routes)
 }

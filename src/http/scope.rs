@@ -19,14 +19,20 @@ pub struct KeyScope(pub String);
 
 /// The account id a request names, if any.
 pub fn named_device(parts: &Parts) -> Option<String> {
-    let header = super::first_header_value(&parts.headers, "x-device-id").map(|v| {
+    named_in(&parts.headers, &parts.uri)
+}
+
+/// The account id a request with `headers` to `uri` names: `X-Device-Id`, else
+/// `device_id` in the query.
+pub fn named_in(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    let header = super::first_header_value(headers, "x-device-id").map(|v| {
         percent_encoding::percent_decode_str(v)
             .decode_utf8_lossy()
             .into_owned()
     });
     header
         .or_else(|| {
-            let query = parts.uri.query()?;
+            let query = uri.query()?;
             serde_urlencoded::from_str::<Vec<(String, String)>>(query)
                 .ok()?
                 .into_iter()

@@ -120,6 +120,11 @@ impl Leases {
         &self.server
     }
 
+    /// How the other servers reach this one.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
     /// (Re)opens the lease connection, takes the presence lock and records which
     /// backend holds this server's leases.
     async fn connect(&self) -> anyhow::Result<()> {

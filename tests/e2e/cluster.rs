@@ -1,5 +1,6 @@
 //! Three servers on one PostgreSQL database, six accounts on six phones of the
-//! fake: the accounts spread over the servers, move when a server is killed
+//! fake: the accounts spread over the servers, any server answers for any of
+//! them (sending the request on), and they move when a server is killed
 //! (kill -9), frozen (SIGSTOP past its lease) or stopped (SIGTERM), with no scan,
 //! no incoming message lost, and never two servers running one account (the fake
 //! records every login that replaced another connection of the same device).
@@ -31,8 +32,18 @@ async fn holders(servers: &[&Server]) -> HashMap<String, usize> {
     for (n, server) in servers.iter().enumerate() {
         for i in 0..ACCOUNTS {
             let id = account(i);
-            let res = server.request("GET", "/app/status", Some(&id), None).await;
-            if res.status == 200 && res.body["results"]["is_connected"] == true {
+            // Marked as sent on already: each server answers for itself only.
+            let res = server
+                .http
+                .get(format!("{}/app/status", server.base))
+                .header("x-device-id", &id)
+                .header("x-whatsapp-api-forwarded", "1")
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if status == 200 && body["results"]["is_connected"] == true {
                 found.insert(id, n);
             }
         }
@@ -106,20 +117,42 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
     assert_eq!(fake.devices().len(), ACCOUNTS, "no account paired twice");
 
-    // Each account sends through the server serving it, as its own phone.
+    // Any server answers for any account: each account sends through every
+    // server (the two that do not serve it send the request on), as its own
+    // phone, and the fake decrypts each from the right account.
     let found = holders(&[&a, &b, &c]).await;
     for i in 0..ACCOUNTS {
         let id = account(i);
-        let server = [&a, &b, &c][found[&id]];
-        let sender = send_as(&fake, server, &id, &format!("from {id}")).await;
-        assert!(sender.starts_with(&phone(i)), "{sender}");
+        for (n, server) in [&a, &b, &c].into_iter().enumerate() {
+            let text = format!("from {id} through server {n}");
+            let sender = send_as(&fake, server, &id, &text).await;
+            assert!(sender.starts_with(&phone(i)), "{sender}");
+        }
     }
-    // Another server answers that one serves it elsewhere, and retries are due.
+    // The answer sent on is the serving server's own.
+    let holder = [&a, &b, &c][found["acc0"]];
     let elsewhere = [&a, &b, &c][(found["acc0"] + 1) % 3];
-    let res = elsewhere
+    let direct = holder
         .request("GET", "/app/status", Some("acc0"), None)
         .await;
-    assert_eq!(res.status, 503, "{}", res.body);
+    let sent_on = elsewhere
+        .request("GET", "/app/status", Some("acc0"), None)
+        .await;
+    assert_eq!(
+        (sent_on.status, &sent_on.body),
+        (direct.status, &direct.body)
+    );
+    // A request already sent on once is not sent on again: a 503 to retry.
+    let twice = elsewhere
+        .http
+        .get(format!("{}/app/status", elsewhere.base))
+        .header("x-device-id", "acc0")
+        .header("x-whatsapp-api-forwarded", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 503);
+    assert!(twice.headers().contains_key("retry-after"));
 
     // kill -9 b with messages on the wire to its accounts: the others take them
     // over within 30 s, and every message reaches the webhook (a repeat only
