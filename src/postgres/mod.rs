@@ -42,7 +42,8 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
     // The sessions' durability is the SQLite store's (WAL, synchronous=NORMAL): a
     // commit is not flushed to disk before it returns. A crash of Postgres itself
     // may lose its last fraction of a second of session updates (WhatsApp's retries
-    // repair those), never corrupts; incoming messages are not kept here.
+    // repair those), never corrupts. Incoming messages' webhook events are
+    // the exception: their commit waits for the flush (`outbox::PgOutbox::enqueue`).
     // And no wait without end: a statement gives up after 30 s, a connection
     // attempt after 10 s, a dead peer is found by TCP keepalives.
     let ours = "-c synchronous_commit=off -c statement_timeout=30s";

@@ -126,6 +126,10 @@ impl PgOutbox {
     ) -> Result<usize, PgOutboxError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Flushed to disk before the commit returns (the pool's default is not):
+        // the messages are acknowledged to WhatsApp once this returns.
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .await?;
         lock(&tx, &self.account).await?;
         let waiting = tx
             .prepare_cached("SELECT count(*) FROM wa_webhook_events WHERE account = $1")

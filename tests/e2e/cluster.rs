@@ -16,7 +16,13 @@ use crate::harness::{Server, wait_for};
 use crate::send::FRIEND;
 use crate::webhook::Receiver;
 
-const ACCOUNTS: usize = 6;
+/// Six in CI; `CLUSTER_TEST_ACCOUNTS=30` for the figures.
+fn accounts() -> usize {
+    std::env::var("CLUSTER_TEST_ACCOUNTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6)
+}
 
 fn phone(i: usize) -> String {
     format!("1555000{:04}", 7000 + i)
@@ -30,7 +36,7 @@ fn account(i: usize) -> String {
 async fn holders(servers: &[&Server]) -> HashMap<String, usize> {
     let mut found = HashMap::new();
     for (n, server) in servers.iter().enumerate() {
-        for i in 0..ACCOUNTS {
+        for i in 0..accounts() {
             let id = account(i);
             // Marked as sent on already: each server answers for itself only.
             let res = server
@@ -61,7 +67,7 @@ async fn wait_spread(servers: &[&Server], share: usize, what: &str) -> Duration 
         for n in found.values() {
             per_server[*n] += 1;
         }
-        if found.len() == ACCOUNTS && per_server.iter().all(|n| *n <= share) {
+        if found.len() == accounts() && per_server.iter().all(|n| *n <= share) {
             return started.elapsed();
         }
         assert!(
@@ -82,14 +88,14 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     let postgres = tokio::task::spawn_blocking(|| {
         let server = TestServer::start();
         server.create_database("wa");
-        server
+        std::sync::Arc::new(server)
     })
     .await
     .unwrap();
     let url = postgres.url("wa");
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
-    for i in 0..ACCOUNTS {
+    for i in 0..accounts() {
         fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
             .unwrap();
     }
@@ -108,20 +114,25 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
 
     // One server links the six accounts; two more join and take their shares.
     let a = Server::start_with(&fake, dirs[0].path(), &args).await;
-    for i in 0..ACCOUNTS {
+    for i in 0..accounts() {
         link_account(&fake, &a, &account(i), &phone(i)).await;
     }
     let mut b = Server::start_with(&fake, dirs[1].path(), &args).await;
     let mut c = Server::start_with(&fake, dirs[2].path(), &args).await;
-    wait_spread(&[&a, &b, &c], 2, "two accounts on each server").await;
+    wait_spread(
+        &[&a, &b, &c],
+        accounts().div_ceil(3),
+        "a third on each server",
+    )
+    .await;
     assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
-    assert_eq!(fake.devices().len(), ACCOUNTS, "no account paired twice");
+    assert_eq!(fake.devices().len(), accounts(), "no account paired twice");
 
     // Any server answers for any account: each account sends through every
     // server (the two that do not serve it send the request on), as its own
     // phone, and the fake decrypts each from the right account.
     let found = holders(&[&a, &b, &c]).await;
-    for i in 0..ACCOUNTS {
+    for i in 0..accounts() {
         let id = account(i);
         for (n, server) in [&a, &b, &c].into_iter().enumerate() {
             let text = format!("from {id} through server {n}");
@@ -157,7 +168,9 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     // kill -9 b with messages on the wire to its accounts: the others take them
     // over within 30 s, and every message reaches the webhook (a repeat only
     // with the same event id).
-    let on_b: Vec<usize> = (0..ACCOUNTS).filter(|i| found[&account(*i)] == 1).collect();
+    let on_b: Vec<usize> = (0..accounts())
+        .filter(|i| found[&account(*i)] == 1)
+        .collect();
     let mut texts = Vec::new();
     for i in &on_b {
         for n in 0..3 {
@@ -167,7 +180,7 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
         }
     }
     b.kill().await;
-    let failover = wait_spread(&[&a, &c], 3, "b's accounts on a and c").await;
+    let failover = wait_spread(&[&a, &c], accounts().div_ceil(2), "b's accounts on a and c").await;
     assert!(failover < Duration::from_secs(30), "{failover:?}");
     wait_for(
         "every message at the webhook",
@@ -194,7 +207,20 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
         );
     }
     assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
-    eprintln!("failover after kill -9: {failover:?}");
+    let deliveries = receiver
+        .accepted()
+        .iter()
+        .filter(|h| {
+            h.body["payload"]["body"]
+                .as_str()
+                .is_some_and(|t| texts.iter().any(|x| x == t))
+        })
+        .count();
+    eprintln!(
+        "failover after kill -9: {failover:?}; {} messages on the wire, all delivered, {} repeats (same id)",
+        texts.len(),
+        deliveries - texts.len()
+    );
 
     // a frozen past its lease: c takes its accounts (WhatsApp replaces a's
     // frozen connections, once each); resumed, a stops them, never logs in as
@@ -207,7 +233,7 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
         .collect();
     a.signal("STOP").await;
     let frozen = Instant::now();
-    wait_spread(&[&c], ACCOUNTS, "every account on c").await;
+    wait_spread(&[&c], accounts(), "every account on c").await;
     let taken_over = frozen.elapsed();
     let replaced = fake.replacements();
     assert!(replaced.len() <= on_a.len(), "{replaced:?}");
@@ -217,7 +243,12 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
             .contains("stopped every account: this server's leases are lost")
     })
     .await;
-    wait_spread(&[&a, &c], 3, "the accounts shared by a and c again").await;
+    wait_spread(
+        &[&a, &c],
+        accounts().div_ceil(2),
+        "the accounts shared by a and c again",
+    )
+    .await;
     assert_eq!(
         fake.replacements(),
         replaced,
@@ -228,8 +259,57 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     // SIGTERM: c hands its accounts over, and a takes them all.
     let (stopped_in, status) = c.terminate().await;
     assert!(status.success());
-    let handover = wait_spread(&[&a], ACCOUNTS, "every account on a").await;
+    let handover = wait_spread(&[&a], accounts(), "every account on a").await;
     assert_eq!(fake.replacements(), replaced);
     eprintln!("hand-over after SIGTERM: stopped in {stopped_in:?}, all on a {handover:?} later");
+
+    // Postgres restarted with messages on the wire: a stops its accounts (its
+    // lease is lost), takes them all back once Postgres is up, and every message
+    // reaches the webhook.
+    let fenced = |a: &Server| {
+        a.log()
+            .matches("stopped every account: this server's leases are lost")
+            .count()
+    };
+    let fences = fenced(&a);
+    let mut texts = Vec::new();
+    for i in 0..accounts() {
+        let text = format!("to {} across a Postgres restart", account(i));
+        fake.deliver_to(&phone(i), FRIEND, &text).await.unwrap();
+        texts.push(text);
+    }
+    tokio::task::spawn_blocking({
+        let postgres = std::sync::Arc::clone(&postgres);
+        move || postgres.restart()
+    })
+    .await
+    .unwrap();
+    let restarted = Instant::now();
+    wait_for("a fences itself", Duration::from_secs(15), || {
+        fenced(&a) > fences
+    })
+    .await;
+    wait_spread(
+        &[&a],
+        accounts(),
+        "every account on a after Postgres restarted",
+    )
+    .await;
+    let back = restarted.elapsed();
+    wait_for(
+        "every message at the webhook",
+        Duration::from_secs(30),
+        || {
+            let got: Vec<String> = receiver
+                .accepted()
+                .iter()
+                .filter_map(|h| h.body["payload"]["body"].as_str().map(str::to_owned))
+                .collect();
+            texts.iter().all(|t| got.contains(t))
+        },
+    )
+    .await;
+    assert_eq!(fake.replacements(), replaced);
+    eprintln!("every account back {back:?} after Postgres restarted");
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
