@@ -340,9 +340,25 @@ pub async fn read_postgres_session(
 impl PostgresGoSession {
     /// Notes whether `messages` (the first account's store) has this state of the
     /// Go tables imported.
-    pub async fn check_imported(&mut self, messages: &Arc<MessageStore>) -> anyhow::Result<()> {
+    /// Notes whether this state of the Go tables was imported: by any server
+    /// on the database (`wa_imports`), or recorded in `messages` (the first
+    /// account's store, by an earlier version).
+    pub async fn check_imported(
+        &mut self,
+        messages: &Arc<MessageStore>,
+        pool: &deadpool_postgres::Pool,
+    ) -> anyhow::Result<()> {
         let key = self.key.clone();
-        self.imported = messages.call(move |m| m.was_imported(&key)).await?;
+        let client = pool.get().await.context("cannot connect to PostgreSQL")?;
+        let shared: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM wa_imports WHERE key = $1)",
+                &[&key],
+            )
+            .await
+            .context("cannot read what was imported")?
+            .get(0);
+        self.imported = shared || messages.call(move |m| m.was_imported(&key)).await?;
         Ok(())
     }
 }
@@ -392,6 +408,18 @@ pub async fn import_postgres_session(
         .await
         .map_err(|e| write(e.to_string()))?;
     remember(session, messages, vec![go.key.clone()]).await?;
+    store
+        .pool()
+        .get()
+        .await
+        .context("cannot connect to PostgreSQL")?
+        .execute(
+            "INSERT INTO wa_imports (key, imported_at) \
+             VALUES ($1, extract(epoch FROM now())::bigint) ON CONFLICT (key) DO NOTHING",
+            &[&go.key],
+        )
+        .await
+        .context("cannot record the import")?;
     let counts = session.counts();
     info!(
         jid = %session.jid,

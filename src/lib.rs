@@ -316,9 +316,12 @@ impl accounts::Opener for ClientOpener {
         Ok(())
     }
 
-    async fn sweep(&self, keep: &[String]) -> anyhow::Result<()> {
+    async fn sweep(&self, _keep: &[String]) -> anyhow::Result<()> {
         if let Some((pool, _)) = &self.postgres {
-            let removed = postgres::whatsapp_store::forget_all_but(pool, keep).await?;
+            // The account list is the database's: read by the deletion itself (not
+            // `_keep`, read earlier), so an account another server adds meanwhile
+            // keeps its rows.
+            let removed = postgres::whatsapp_store::forget_unlisted(pool).await?;
             if removed > 0 {
                 tracing::warn!(
                     accounts = removed,
@@ -488,7 +491,9 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
             imported = go_import::import_session(config, &layout, &messages).await?;
         }
         if let Some(go) = go_postgres.as_mut() {
-            go.check_imported(&messages).await?;
+            if let Some((pool, _)) = &postgres {
+                go.check_imported(&messages, pool).await?;
+            }
             // Written into the first account's rows as it opens (its id is
             // settled then).
             imported = !go.imported;

@@ -27,3 +27,11 @@ CREATE TABLE wa_account_webhooks (
     events               TEXT    NOT NULL,
     insecure_skip_verify BOOLEAN NOT NULL
 );
+
+-- What was imported from a Go server's whatsmeow tables in this database (a
+-- device and the state of the tables), so that no server imports it again.
+CREATE TABLE wa_imports (
+    key         TEXT   PRIMARY KEY,
+    -- Unix seconds.
+    imported_at BIGINT NOT NULL
+);

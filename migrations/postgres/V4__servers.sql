@@ -11,3 +11,13 @@ CREATE TABLE wa_servers (
     -- Unix seconds.
     started_at BIGINT  NOT NULL
 );
+
+-- Leases given up cleanly (the account's client stopped first: a hand-over, a
+-- SIGTERM): another server may take them at once, where a lease that lapsed
+-- (its server died or was cut off) is taken only after a delay. The row goes
+-- when the lease is taken again.
+CREATE TABLE wa_released (
+    account     TEXT    PRIMARY KEY,
+    -- Unix seconds.
+    released_at BIGINT  NOT NULL
+);

@@ -209,6 +209,9 @@ pub struct FirstSlot {
 /// How often a server sharing its database with others places the accounts.
 const PLACE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Longest placement round (opening accounts included).
+const PLACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long one account's connection may hold a startup slot.
 const HANDSHAKE_SLOT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -226,6 +229,8 @@ pub struct Accounts {
     /// With several servers: this one holds its share of the accounts (as of
     /// its last placement round, and not fenced since).
     placed: std::sync::atomic::AtomicBool,
+    /// With several servers: since when each account has been seen free.
+    free_since: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// The slots by what they are now.
@@ -298,6 +303,7 @@ impl Accounts {
             keys: RwLock::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             placed: std::sync::atomic::AtomicBool::new(false),
+            free_since: std::sync::Mutex::default(),
         });
         let mut slots = accounts.registry.slots().await?;
         let file = accounts.settings.root.join(storage::ACCOUNTS_FILE);
@@ -340,6 +346,10 @@ impl Accounts {
                 api_key_sha256: None,
             };
             if accounts.registry.insert(&slot).await? {
+                // New: no server held it, so it is taken at once.
+                if let Some(leases) = &accounts.settings.cluster {
+                    leases.try_take(&slot.id).await;
+                }
                 if let Some(id) = &go_id {
                     info!(device_id = %id, "the account keeps the Go server's device id");
                     if let Some(hook) = first.and_then(|f| f.webhook) {
@@ -361,8 +371,10 @@ impl Accounts {
         }
         if let Some(leases) = accounts.settings.cluster.clone() {
             accounts.write_table().elsewhere = slots;
+            // Listening before the first round: a loss during it is fenced too.
+            let lost = leases.lost();
             accounts.place(&leases).await?;
-            accounts.start_placement(leases);
+            accounts.start_placement(leases, lost);
             return Ok(accounts);
         }
         if let Err(e) = crate::ops::room_for_accounts(slots.len() as u64) {
@@ -605,16 +617,18 @@ impl Accounts {
             created_at: unix_now(),
             api_key_sha256: None,
         };
-        if !self.registry.insert(&slot).await? {
-            return Err(AddError::Exists(id));
-        }
+        // With several servers, its lease first: no other server may open it
+        // between its listing and its opening here.
         if let Some(leases) = &self.settings.cluster
             && !leases.try_take(&id).await
         {
-            let _ = self.registry.remove(&id).await;
             return Err(AddError::Open(anyhow::anyhow!(
-                "this server cannot take the account's lease (its PostgreSQL connection is down); try again"
+                "this server cannot take the account's lease (the id is in use, or its PostgreSQL connection is down); try again"
             )));
+        }
+        if !self.registry.insert(&slot).await? {
+            self.release(&id).await;
+            return Err(AddError::Exists(id));
         }
         match self.open_slot(&slot).await {
             Ok(account) => {
@@ -718,7 +732,7 @@ impl Accounts {
     /// instead, with several servers: the account's id and the address of the
     /// server serving it, when that is another one.
     pub async fn served_elsewhere(&self, id: Option<&str>) -> Option<(String, String)> {
-        let leases = self.settings.cluster.as_ref()?;
+        let leases = self.settings.cluster.as_ref().filter(|l| l.is_up())?;
         let Err(Lookup::Elsewhere(id)) = self.resolve(id) else {
             return None;
         };
@@ -736,15 +750,19 @@ impl Accounts {
 
     /// Keeps this server at its share of the accounts: fences it when its leases
     /// are lost, and places accounts every [`PLACE_EVERY`].
-    fn start_placement(self: &Arc<Self>, leases: Arc<crate::postgres::leases::Leases>) {
-        let mut lost = leases.lost();
+    fn start_placement(
+        self: &Arc<Self>,
+        leases: Arc<crate::postgres::leases::Leases>,
+        mut lost: tokio::sync::watch::Receiver<u64>,
+    ) {
         let weak = Arc::downgrade(self);
+        let kept = leases.clone();
         tokio::spawn(async move {
             while lost.changed().await.is_ok() {
                 let Some(accounts) = weak.upgrade() else {
                     return;
                 };
-                accounts.fence().await;
+                accounts.lease_lost(&kept).await;
             }
         });
         let weak = Arc::downgrade(self);
@@ -757,28 +775,90 @@ impl Accounts {
                 if accounts.is_stopping() {
                     return;
                 }
-                if let Err(e) = accounts.place(&leases).await {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "cannot place the accounts; trying again"
-                    );
+                // A round stuck on a lost database gives up (the fence does not
+                // wait for it).
+                match tokio::time::timeout(PLACE_LIMIT, accounts.place(&leases)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(
+                            error = format!("{e:#}"),
+                            "cannot place the accounts; trying again"
+                        )
+                    }
+                    Err(_) => warn!("a placement round took too long; trying again"),
                 }
             }
         });
     }
 
-    /// The leases are lost (another server may take the accounts soon): every
-    /// account's client stops now, before any lease is taken again.
-    async fn fence(&self) {
+    /// Opens the account of `slot`, whose lease this server holds; `false` (and
+    /// the lease given up, for another server to try) when it cannot.
+    async fn open_leased(&self, slot: &Slot, leases: &crate::postgres::leases::Leases) -> bool {
+        match self.open_slot(slot).await {
+            Ok(account) if leases.holds(&slot.id) => {
+                self.write_table().insert(account);
+                info!(device_id = %slot.id, "account taken over: this server serves it now");
+                true
+            }
+            Ok(account) => {
+                // The lease went while it opened: stopped before it runs on.
+                account.wa.shutdown().await;
+                if let Some(webhooks) = &account.webhooks {
+                    webhooks.stop();
+                }
+                false
+            }
+            Err(e) => {
+                leases.release(&slot.id).await;
+                warn!(device_id = %slot.id, error = format!("{e:#}"), "cannot open the account; its lease is given up");
+                false
+            }
+        }
+    }
+
+    /// The lease connection is lost: the accounts keep running while their
+    /// leases are taken back (for [`RETAKE_WINDOW`]); those not taken back in
+    /// time stop before another server may take them.
+    ///
+    /// [`RETAKE_WINDOW`]: crate::postgres::leases::RETAKE_WINDOW
+    async fn lease_lost(&self, leases: &crate::postgres::leases::Leases) {
+        let deadline = std::time::Instant::now() + crate::postgres::leases::RETAKE_WINDOW;
+        while !leases.is_up() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let gone = match leases.is_up() {
+            true => leases.retake().await,
+            false => leases.abandon(),
+        };
+        if gone.is_empty() {
+            info!(
+                "every lease was taken back after the PostgreSQL connection was lost; the accounts kept running"
+            );
+            return;
+        }
+        self.fence(&gone).await;
+    }
+
+    /// The accounts `ids` lost their leases (another server may take them
+    /// soon): their clients stop now.
+    async fn fence(&self, ids: &[String]) {
         self.placed
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        let _changing = self.changing.lock().await;
+        // Not behind `changing`: a change in progress (a placement round stuck on
+        // a lost database) must not hold the fence up. What it opens after this
+        // is stopped there, for want of its lease.
         let open = {
             let mut table = self.write_table();
-            let open = std::mem::take(&mut table.open);
+            let (open, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut table.open)
+                .into_iter()
+                .partition(|a| ids.contains(&a.id));
+            table.open = kept;
             let mut moving: Vec<Slot> = open.iter().map(|a| a.slot()).collect();
-            moving.append(&mut table.starting);
-            moving.append(&mut table.broken);
+            let (mut broken, still): (Vec<_>, Vec<_>) = std::mem::take(&mut table.broken)
+                .into_iter()
+                .partition(|s| ids.contains(&s.id));
+            table.broken = still;
+            moving.append(&mut broken);
             table.elsewhere.append(&mut moving);
             open
         };
@@ -788,10 +868,14 @@ impl Accounts {
                 webhooks.stop();
             }
         }
+        // A lease taken back meanwhile goes again: its client is stopped.
+        for id in ids {
+            self.release(id).await;
+        }
         if !open.is_empty() {
             warn!(
                 accounts = open.len(),
-                "stopped every account: this server's leases are lost"
+                "stopped the accounts whose leases are lost"
             );
         }
     }
@@ -830,8 +914,7 @@ impl Accounts {
             leases.release(&account.id).await;
             info!(device_id = %account.id, "account removed through another server");
         }
-        let mine: Vec<String> = {
-            let table = self.read_table();
+        let here = |table: &Table| -> Vec<String> {
             table
                 .open
                 .iter()
@@ -839,6 +922,26 @@ impl Accounts {
                 .chain(table.broken.iter().map(|s| s.id.clone()))
                 .collect()
         };
+        // Open without their lease (taken away while they opened): stopped.
+        let unleased: Vec<String> = self
+            .read_table()
+            .open
+            .iter()
+            .filter(|a| !leases.owns(&a.id))
+            .map(|a| a.id.clone())
+            .collect();
+        if !unleased.is_empty() {
+            self.fence(&unleased).await;
+        }
+        // Leased but not open yet (made at this start).
+        let mine = here(&self.read_table());
+        for slot in slots
+            .iter()
+            .filter(|s| leases.holds(&s.id) && !mine.contains(&s.id))
+        {
+            self.open_leased(slot, leases).await;
+        }
+        let mine = here(&self.read_table());
         let share = slots.len().div_ceil(leases.live_servers().await?);
         if mine.len() < share {
             let others: Vec<String> = slots
@@ -847,29 +950,37 @@ impl Accounts {
                 .map(|s| s.id.clone())
                 .collect();
             let holders = leases.holders(&others).await?;
-            let mut free: Vec<&Slot> = slots
-                .iter()
-                .filter(|s| holders.get(&s.id).is_some_and(Option::is_none))
-                .collect();
+            let released = leases.released(&others).await?;
+            // A lease that lapsed is taken only once it has been free for a
+            // while (its server, if alive, has stopped the account by then); one
+            // given up cleanly at once.
+            let now = std::time::Instant::now();
+            let claimable: std::collections::HashSet<String> = {
+                let mut since = self.free_since.lock().unwrap_or_else(|e| e.into_inner());
+                since.retain(|id, _| holders.get(id).is_some_and(Option::is_none));
+                others
+                    .iter()
+                    .filter(|id| holders.get(*id).is_some_and(Option::is_none))
+                    .filter(|id| {
+                        let seen = *since.entry((*id).clone()).or_insert(now);
+                        released.contains(*id)
+                            || now.duration_since(seen) >= crate::postgres::leases::CLAIM_AFTER
+                    })
+                    .cloned()
+                    .collect()
+            };
+            let mut free: Vec<&Slot> = slots.iter().filter(|s| claimable.contains(&s.id)).collect();
             rand::seq::SliceRandom::shuffle(free.as_mut_slice(), &mut rand::rng());
             let wanted = share - mine.len();
             let mut taken = 0;
-            let available = free.len();
+            // Free ones still waiting their delay count as available.
+            let available = others
+                .iter()
+                .filter(|id| holders.get(*id).is_some_and(Option::is_none))
+                .count();
             for slot in free.into_iter().take(wanted) {
-                if !leases.try_take(&slot.id).await {
-                    continue;
-                }
-                match self.open_slot(slot).await {
-                    Ok(account) => {
-                        self.write_table().insert(account);
-                        taken += 1;
-                        info!(device_id = %slot.id, "account taken over: this server serves it now");
-                    }
-                    Err(e) => {
-                        // Another server may fare better.
-                        leases.release(&slot.id).await;
-                        warn!(device_id = %slot.id, error = format!("{e:#}"), "cannot open the account; its lease is given up");
-                    }
+                if leases.try_take(&slot.id).await && self.open_leased(slot, leases).await {
+                    taken += 1;
                 }
             }
             // Short of its share while accounts were free: not placed yet.

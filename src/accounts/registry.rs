@@ -256,23 +256,34 @@ impl SqliteRegistry {
 }
 
 /// Copies every slot of the registry file at `path` (its webhook and API key
-/// too) into `to`; how many slots were new there. The file is only read.
+/// too) into `to`; how many slots were copied. Into PostgreSQL, all at once and
+/// only into an empty list. The file is only read.
 pub async fn copy_file_to(path: &Path, to: &Registry) -> Result<usize, RegistryError> {
     let file = Registry::open(path)?;
-    let mut copied = 0;
+    let mut entries = Vec::new();
     for slot in file.slots().await? {
-        if !to.insert(&slot).await? {
-            continue;
-        }
-        copied += 1;
-        if let Some(key) = &slot.api_key_sha256 {
-            to.set_api_key(&slot.id, key).await?;
-        }
-        if let Some(hook) = file.webhook(&slot.id).await? {
-            to.set_webhook(&slot.id, &hook).await?;
+        let hook = file.webhook(&slot.id).await?;
+        entries.push((slot, hook));
+    }
+    match to {
+        Registry::Postgres(pg) => pg.copy_in(&entries).await,
+        Registry::Sqlite(_) => {
+            let mut copied = 0;
+            for (slot, hook) in &entries {
+                if !to.insert(slot).await? {
+                    continue;
+                }
+                copied += 1;
+                if let Some(key) = &slot.api_key_sha256 {
+                    to.set_api_key(&slot.id, key).await?;
+                }
+                if let Some(hook) = hook {
+                    to.set_webhook(&slot.id, hook).await?;
+                }
+            }
+            Ok(copied)
         }
     }
-    Ok(copied)
 }
 
 #[cfg(test)]

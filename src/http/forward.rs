@@ -31,16 +31,37 @@ pub const FORWARDED: &str = "x-whatsapp-api-forwarded";
 /// acknowledgement; an upload may be large).
 const WAIT: Duration = Duration::from_secs(300);
 
-/// Headers of one hop only, never sent on.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
+/// Headers of one hop only, never sent on (with those `Connection` names).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
 ];
+
+/// Removes the hop-by-hop headers of `headers`.
+fn strip_hop_by_hop(headers: &mut axum::http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(named.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+}
 
 /// The HTTP client requests are sent on with (connections kept per server).
 #[derive(Clone)]
@@ -79,7 +100,8 @@ pub async fn forward(State(server): State<Server>, req: Request, next: Next) -> 
         return next.run(req).await;
     };
     let path = super::route_path(&server.limits.base_path, req.uri().path());
-    if req.headers().contains_key(FORWARDED) || path == "/ws" {
+    // `/mcp` acts on this server's accounts (its tool calls are not sent on).
+    if req.headers().contains_key(FORWARDED) || path == "/ws" || path == "/mcp" {
         return next.run(req).await;
     }
     let named = named_account(&req, &server.limits.base_path);
@@ -104,10 +126,9 @@ impl Forwarder {
             _ => return unreachable(account, "its registered address is not an http:// URL"),
         };
         parts.uri = uri;
-        for name in &HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
-        parts.headers.remove(header::HOST);
+        // `Host` stays the client's: links in the answer, and the other server's
+        // browser checks, are the ones a direct request would get.
+        strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(
             HeaderName::from_static(FORWARDED),
             axum::http::HeaderValue::from_static("1"),
@@ -117,9 +138,7 @@ impl Forwarder {
         match answer {
             Ok(Ok(res)) => {
                 let (mut parts, body) = res.into_parts();
-                for name in &HOP_BY_HOP {
-                    parts.headers.remove(name);
-                }
+                strip_hop_by_hop(&mut parts.headers);
                 Response::from_parts(parts, Body::new(body))
             }
             Ok(Err(e)) => {

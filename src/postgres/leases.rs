@@ -33,12 +33,26 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 /// A ping that takes longer means the connection is lost.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// The tables of the servers' registration (shared, not of one account).
-pub const SERVER_TABLES: &[&str] = &["wa_servers"];
+pub const SERVER_TABLES: &[&str] = &["wa_servers", "wa_released"];
+
+/// How long a server whose lease connection was lost keeps its accounts running
+/// while it tries to take their leases back (Postgres restarted: nobody else
+/// may take them meanwhile). Those not back by then are stopped. It ends well
+/// before another server may take a lease that lapsed: see [`CLAIM_AFTER`].
+pub const RETAKE_WINDOW: Duration = Duration::from_secs(3);
+
+/// A lease another server held is taken only once it has been free this long:
+/// its holder, if alive, has seen its connection go (within a ping and its
+/// timeout) and stopped the account after [`RETAKE_WINDOW`] by then.
+pub const CLAIM_AFTER: Duration = Duration::from_secs(8);
 
 /// After its lease connection came back, a server waits this long before it
-/// takes a lease: any other server that lost its connection at the same moment
-/// (Postgres restarted) has seen it and stopped its accounts by then.
+/// takes a free lease: any other server that lost its connection at the same
+/// moment (Postgres restarted) has taken its own back by then.
 const FENCE_GRACE: Duration = Duration::from_secs(5);
+
+/// The lock an earlier version held alone, as the only server on a database.
+const OLD_SERVER_LOCK: i64 = 0x7761_5f73_6572_7665; // "wa_serve"
 
 /// The first key of presence locks (two-key advisory locks; "wasv").
 const PRESENCE: i32 = 0x7761_7376;
@@ -65,12 +79,17 @@ pub struct Leases {
     inner: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// The accounts held now.
     held: Mutex<HashSet<String>>,
+    /// The accounts held when the connection was lost, until they are taken
+    /// back ([`Leases::retake`]) or given up ([`Leases::abandon`]).
+    lapsed: Mutex<HashSet<String>>,
     /// Bumped each time the lease connection is lost.
     lost: tokio::sync::watch::Sender<u64>,
     /// Whether the lease connection is up.
     up: std::sync::atomic::AtomicBool,
     /// When it came back after being lost (`None`: never lost).
     back_at: Mutex<Option<std::time::Instant>>,
+    /// It was up once (a later connect is a return).
+    ever_up: std::sync::atomic::AtomicBool,
 }
 
 impl Leases {
@@ -106,9 +125,11 @@ impl Leases {
             address: address.to_owned(),
             inner: tokio::sync::Mutex::new(None),
             held: Mutex::default(),
+            lapsed: Mutex::default(),
             lost: tokio::sync::watch::channel(0).0,
             up: std::sync::atomic::AtomicBool::new(false),
             back_at: Mutex::default(),
+            ever_up: std::sync::atomic::AtomicBool::new(false),
         });
         leases.connect().await?;
         tokio::spawn(keep(Arc::downgrade(&leases)));
@@ -145,10 +166,33 @@ impl Leases {
             )
             .await
             .context("cannot take this server's presence lock")?;
+        // The earlier versions' one-server lock, shared: a server of such a
+        // version (which holds it alone) keeps the others out, and they it.
+        let shared: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock_shared($1)",
+                &[&OLD_SERVER_LOCK],
+            )
+            .await?
+            .get(0);
+        if !shared {
+            anyhow::bail!(
+                "a server of an earlier version (one server per database) is using this \
+                 PostgreSQL database: stop it first"
+            );
+        }
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
             .get(0);
+        // A stopped server's row may name the same pid (Postgres restarted).
+        client
+            .execute(
+                "UPDATE wa_servers SET lease_pid = NULL WHERE lease_pid = $1 AND id <> $2",
+                &[&pid, &self.server],
+            )
+            .await
+            .context("cannot register this server")?;
         client
             .execute(
                 "INSERT INTO wa_servers (id, address, lease_pid, started_at) \
@@ -160,6 +204,10 @@ impl Leases {
             .await
             .context("cannot register this server")?;
         *self.inner.lock().await = Some(client);
+        if self.ever_up.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            *self.back_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -189,11 +237,49 @@ impl Leases {
     async fn mark_lost(&self) {
         let was_up = self.up.swap(false, std::sync::atomic::Ordering::SeqCst);
         *self.inner.lock().await = None;
-        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        self.lapsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(held);
         if was_up {
-            warn!("the PostgreSQL lease connection is lost: this server's accounts stop");
+            warn!("the PostgreSQL lease connection is lost; taking the leases back");
             self.lost.send_modify(|n| *n += 1);
         }
+    }
+
+    /// After the connection came back: takes back the leases held when it was
+    /// lost; the accounts whose lease could not be taken back (another server
+    /// has it, or the connection went again).
+    pub async fn retake(&self) -> Vec<String> {
+        let lapsed: Vec<String> = self
+            .lapsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        let mut gone = Vec::new();
+        for account in lapsed {
+            if !self.take(&account).await {
+                gone.push(account);
+            }
+        }
+        gone
+    }
+
+    /// Gives up the leases held when the connection was lost (it did not come
+    /// back in time): those accounts.
+    pub fn abandon(&self) -> Vec<String> {
+        self.lapsed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect()
     }
 
     /// Runs `sql` with `key` on the lease connection; `None` when it is down.
@@ -217,6 +303,14 @@ impl Leases {
         if self.holds(account) {
             return true;
         }
+        if !self.may_claim() {
+            return false;
+        }
+        self.take(account).await
+    }
+
+    /// Takes the lease of `account` whatever the grace (its own, taken back).
+    async fn take(&self, account: &str) -> bool {
         let taken = self
             .on_lease("SELECT pg_try_advisory_lock($1)", lease_key(account))
             .await
@@ -226,6 +320,12 @@ impl Leases {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(account.to_owned());
+            // Its hand-over, if any, is done.
+            if let Ok(client) = self.pool.get().await {
+                let _ = client
+                    .execute("DELETE FROM wa_released WHERE account = $1", &[&account])
+                    .await;
+            }
         }
         taken
     }
@@ -238,9 +338,45 @@ impl Leases {
             .unwrap_or_else(|e| e.into_inner())
             .remove(account);
         if was {
+            // Said first, so that no other server sees it free and unmarked.
+            if let Ok(client) = self.pool.get().await {
+                let _ = client
+                    .execute(
+                        "INSERT INTO wa_released (account, released_at) \
+                         VALUES ($1, extract(epoch FROM now())::bigint) \
+                         ON CONFLICT (account) DO UPDATE SET released_at = EXCLUDED.released_at",
+                        &[&account],
+                    )
+                    .await;
+            }
             self.on_lease("SELECT pg_advisory_unlock($1)", lease_key(account))
                 .await;
         }
+    }
+
+    /// Which of `accounts` were given up cleanly in the last minute (see
+    /// `wa_released`): they may be taken at once.
+    pub async fn released(&self, accounts: &[String]) -> anyhow::Result<HashSet<String>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT account FROM wa_released WHERE account = ANY($1) \
+                 AND released_at > extract(epoch FROM now())::bigint - 60",
+                &[&accounts],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Whether this server holds the lease of `account`, or is taking it back
+    /// after a lost connection.
+    pub fn owns(&self, account: &str) -> bool {
+        self.holds(account)
+            || self
+                .lapsed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(account)
     }
 
     /// Whether this server holds the lease of `account`.
@@ -260,7 +396,8 @@ impl Leases {
         let n: i64 = client
             .query_one(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                 AND objsubid = 2 AND classid = $1::int4::oid",
+                 AND objsubid = 2 AND classid = $1::int4::oid \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[&PRESENCE],
             )
             .await?
@@ -281,6 +418,7 @@ impl Leases {
                 "SELECT (l.classid::bigint << 32) | l.objid::bigint, s.address \
                  FROM pg_locks l LEFT JOIN wa_servers s ON s.lease_pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                    AND ((l.classid::bigint << 32) | l.objid::bigint) = ANY($1)",
                 &[&keys],
             )
@@ -301,10 +439,17 @@ impl Leases {
 
 /// Pings the lease connection; when it is lost, reports it and opens it again.
 async fn keep(leases: std::sync::Weak<Leases>) {
+    let mut pause = PING_EVERY;
     loop {
-        tokio::time::sleep(PING_EVERY).await;
+        tokio::time::sleep(pause).await;
         let Some(leases) = leases.upgrade() else {
             return;
+        };
+        // Pings every second; while the connection is down, tries it again at
+        // once and then every 200 ms, to take the leases back in time.
+        pause = match leases.is_up() {
+            true => PING_EVERY,
+            false => Duration::from_millis(200),
         };
         if leases.is_up() {
             let guard = leases.inner.lock().await;
@@ -317,15 +462,12 @@ async fn keep(leases: std::sync::Weak<Leases>) {
             drop(guard);
             if !ping {
                 leases.mark_lost().await;
+                pause = Duration::ZERO;
             }
             continue;
         }
         match leases.connect().await {
-            Ok(()) => {
-                *leases.back_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(std::time::Instant::now());
-                info!("the PostgreSQL lease connection is back")
-            }
+            Ok(()) => info!("the PostgreSQL lease connection is back"),
             Err(e) => {
                 tracing::debug!(error = %e, "the PostgreSQL lease connection is not back yet")
             }
@@ -392,6 +534,20 @@ mod tests {
         .expect("b's lease connection is back");
         assert!(!b.try_take("x").await);
         assert_eq!(b.live_servers().await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn another_database_on_the_same_postgres_is_not_counted() {
+        let (db, pool) = database().await;
+        db.create_database("other");
+        let other_uri = db.uri("other");
+        let other_pool = crate::postgres::connect(&other_uri).await.unwrap();
+        let elsewhere = server(&other_uri, &other_pool, "z").await;
+        assert!(elsewhere.try_take("x").await);
+        let a = server(&db.uri("wa"), &pool, "a").await;
+        assert_eq!(a.live_servers().await.unwrap(), 1);
+        assert_eq!(a.holders(&["x".to_owned()]).await.unwrap()["x"], None);
+        assert!(a.try_take("x").await, "its own database's lease");
     }
 
     #[test]

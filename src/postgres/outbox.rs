@@ -31,6 +31,9 @@ pub const OUTBOX_TABLES: &[&str] = &[
 /// only take turns.
 const OUTBOX_LOCK: i32 = 0x7761_6f62;
 
+/// How long storing incoming messages' events keeps trying to reach Postgres.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Takes the account's outbox lock until the transaction ends.
 const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
 
@@ -118,7 +121,33 @@ impl PgOutbox {
     /// Stores `events`, each with one delivery per URL, in one transaction (all or
     /// none). An event id already stored, or delivered within the retry window, is
     /// skipped: WhatsApp may deliver a message again. Returns how many were new.
+    ///
+    /// A failure to reach Postgres is retried for up to [`PATIENCE`] (a restart
+    /// takes a second or two): the messages stay unacknowledged meanwhile, and a
+    /// redelivered copy might no longer decrypt once the session moved on.
     pub async fn enqueue(
+        &self,
+        events: &[NewEvent],
+        urls: &[String],
+        now: i64,
+    ) -> Result<usize, PgOutboxError> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.enqueue_once(events, urls, now).await {
+                Err(PgOutboxError::Postgres(why))
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %why, "the webhook outbox cannot be written yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn enqueue_once(
         &self,
         events: &[NewEvent],
         urls: &[String],

@@ -13,7 +13,7 @@ use crate::accounts::registry::{AccountWebhook, RegistryError, Slot};
 
 /// Every table of the registry, in an order they can be emptied in (webhooks
 /// before their accounts).
-pub const REGISTRY_TABLES: &[&str] = &["wa_account_webhooks", "wa_accounts"];
+pub const REGISTRY_TABLES: &[&str] = &["wa_account_webhooks", "wa_accounts", "wa_imports"];
 
 impl From<tokio_postgres::Error> for RegistryError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -55,6 +55,9 @@ impl std::fmt::Debug for PgRegistry {
         f.write_str("PgRegistry")
     }
 }
+
+/// Held while an account list is copied in ("wa_copy").
+const COPY_LOCK: i64 = 0x7761_5f63_6f70_7900;
 
 impl PgRegistry {
     /// The registry of the pool's database (`postgres::connect` migrated it).
@@ -144,6 +147,56 @@ impl PgRegistry {
     }
 
     /// Sets (or, with an empty URL, clears) the account's webhook.
+    /// Copies `entries` (slots with their API key and webhook) in one
+    /// transaction, and only into an empty list: servers starting together take
+    /// turns, and a copy cut short leaves nothing. How many were copied.
+    pub async fn copy_in(
+        &self,
+        entries: &[(Slot, Option<AccountWebhook>)],
+    ) -> Result<usize, RegistryError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])
+            .await?;
+        let listed: i64 = tx
+            .query_one("SELECT count(*) FROM wa_accounts", &[])
+            .await?
+            .get(0);
+        if listed > 0 {
+            return Ok(0);
+        }
+        for (slot, hook) in entries {
+            tx.execute(
+                "INSERT INTO wa_accounts (id, folder, created_at, api_key_sha256) \
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &slot.id,
+                    &slot.folder,
+                    &slot.created_at,
+                    &slot.api_key_sha256,
+                ],
+            )
+            .await?;
+            if let Some(hook) = hook.as_ref().filter(|h| !h.url.trim().is_empty()) {
+                tx.execute(
+                    "INSERT INTO wa_account_webhooks \
+                     (account_id, url, secret, events, insecure_skip_verify) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &slot.id,
+                        &hook.url,
+                        &hook.secret,
+                        &hook.events,
+                        &hook.insecure_skip_verify,
+                    ],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(entries.len())
+    }
+
     pub async fn set_webhook(&self, id: &str, hook: &AccountWebhook) -> Result<(), RegistryError> {
         let client = self.client().await?;
         if hook.url.trim().is_empty() {

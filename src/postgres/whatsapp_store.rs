@@ -65,25 +65,30 @@ const TABLES: &[&str] = &[
     "wa_msg_secrets",
 ];
 
-/// Deletes the sessions and webhook outboxes of every account but `keep` (one
-/// server per database holds them all); how many accounts had a session.
-pub async fn forget_all_but(pool: &Pool, keep: &[String]) -> Result<u64> {
+/// Deletes the sessions and webhook outboxes of every account the account list
+/// (`wa_accounts`) does not have; how many accounts had a session.
+///
+/// The list is read by each statement itself, not beforehand: another server
+/// adds an account to the list before it writes any of its rows, so an account
+/// added meanwhile keeps them.
+pub async fn forget_unlisted(pool: &Pool) -> Result<u64> {
     let mut client = pool
         .get()
         .await
         .map_err(|e| StoreError::Connection(Box::new(e)))?;
     let tx = client.transaction().await.map_err(db)?;
+    // Never with an empty list: an account list not filled yet (an upgrade whose
+    // first server has not copied its list in) is no reason to delete anything.
+    let unlisted = "NOT EXISTS (SELECT 1 FROM wa_accounts a WHERE a.id = t.account) \
+                    AND EXISTS (SELECT 1 FROM wa_accounts)";
     let gone = tx
-        .execute(
-            "DELETE FROM wa_devices WHERE NOT (account = ANY($1))",
-            &[&keep],
-        )
+        .execute(&format!("DELETE FROM wa_devices t WHERE {unlisted}"), &[])
         .await
         .map_err(db)?;
     // Their webhook outboxes too.
     for table in TABLES[1..].iter().chain(super::outbox::OUTBOX_TABLES) {
-        let sql = format!("DELETE FROM {table} WHERE NOT (account = ANY($1))");
-        tx.execute(&sql, &[&keep]).await.map_err(db)?;
+        let sql = format!("DELETE FROM {table} t WHERE {unlisted}");
+        tx.execute(&sql, &[]).await.map_err(db)?;
     }
     tx.commit().await.map_err(db)?;
     Ok(gone)
@@ -102,6 +107,11 @@ impl WhatsAppStore {
             pool,
             account: account.into(),
         }
+    }
+
+    /// The pool of the database.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// The account whose rows this store reads and writes.
@@ -2413,8 +2423,23 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let gone = forget_all_but(&pool, &["b".to_owned()]).await.unwrap();
+        // Only b is listed; an outbox row of c goes with its session.
+        let client = pool.get().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO wa_accounts (id, folder, created_at) VALUES ('b', '', 1);
+                 INSERT INTO wa_webhook_done (account, event_id, done_at) VALUES ('c', 'e', 1);",
+            )
+            .await
+            .unwrap();
+        let gone = forget_unlisted(&pool).await.unwrap();
         assert_eq!(gone, 2);
+        let done: i64 = client
+            .query_one("SELECT count(*) FROM wa_webhook_done", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(done, 0);
         assert!(!store(&pool, "a").exists().await.unwrap());
         assert!(!store(&pool, "c").exists().await.unwrap());
         let kept = store(&pool, "b");

@@ -1228,9 +1228,20 @@ async fn a_go_session_in_postgres_logs_in_without_a_qr_and_its_tables_stay_as_th
         contacts.body
     );
 
-    // Go's tables are unchanged, no scratch copy is left, and a restart does not
-    // import again.
+    // Go's tables are unchanged (the import is recorded beside them, for every
+    // server), no scratch copy is left, and a restart does not import again.
     assert_eq!(whatsmeow_digest(&url).await, before);
+    let recorded: i64 = whatsapp_api::postgres::connect(&url)
+        .await
+        .unwrap()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM wa_imports", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
     let leftovers: Vec<_> = std::fs::read_dir(go_dir.path().join("storages"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
