@@ -715,6 +715,10 @@ impl Accounts {
     pub async fn shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        // No change (a placement round, an added or reopened account) starts or
+        // finishes after this; one running gets a few seconds to end first.
+        let _changing =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.changing.lock()).await;
         let accounts = self.list();
         futures_util::future::join_all(accounts.iter().map(|a| async {
             a.wa.shutdown().await;
