@@ -88,11 +88,23 @@ pub async fn import_session(
     }
     go_session::write(&session, &layout.session).await?;
     remember(&session, messages, vec![file_key, key]).await?;
+    said_imported(
+        &session,
+        &layout.given.display().to_string(),
+        &layout.session.display().to_string(),
+        "(its file is unchanged)",
+    );
+    Ok(true)
+}
+
+/// Logs what an import of `session` from `from` into `to` brought over, and
+/// names the devices it left (only the first one is imported).
+fn said_imported(session: &go_session::GoSession, from: &str, to: &str, unchanged: &str) {
     let counts = session.counts();
     info!(
         jid = %session.jid,
-        from = %layout.given.display(),
-        to = %layout.session.display(),
+        from,
+        to,
         prekeys = counts.prekeys,
         sessions = counts.sessions,
         sender_keys = counts.sender_keys,
@@ -100,16 +112,15 @@ pub async fn import_session(
         contacts = counts.contacts,
         app_state_keys = counts.app_state_keys,
         skipped = counts.skipped,
-        "imported the Go server's WhatsApp session (its file is unchanged)"
+        "imported the Go server's WhatsApp session {unchanged}"
     );
     if !session.others.is_empty() {
         warn!(
             devices = %session.others.join(", "),
-            "the Go server's file holds more devices; this server hosts one account, so only {} was imported",
+            "the Go server's session holds more devices; only {} was imported, as the first account",
             session.jid
         );
     }
-    Ok(true)
 }
 
 /// Keeps the imported session's contacts in the message store, and the import's
@@ -420,24 +431,11 @@ pub async fn import_postgres_session(
         )
         .await
         .context("cannot record the import")?;
-    let counts = session.counts();
-    info!(
-        jid = %session.jid,
-        prekeys = counts.prekeys,
-        sessions = counts.sessions,
-        sender_keys = counts.sender_keys,
-        identities = counts.identities,
-        contacts = counts.contacts,
-        app_state_keys = counts.app_state_keys,
-        skipped = counts.skipped,
-        "imported the Go server's WhatsApp session from its tables in PostgreSQL (they are unchanged)"
+    said_imported(
+        session,
+        "whatsmeow's tables in PostgreSQL",
+        store.account(),
+        "from its tables in PostgreSQL (they are unchanged)",
     );
-    if !session.others.is_empty() {
-        warn!(
-            devices = %session.others.join(", "),
-            "whatsmeow's tables hold more devices; only {} was imported, as the first account",
-            session.jid
-        );
-    }
     Ok(true)
 }

@@ -316,11 +316,8 @@ impl accounts::Opener for ClientOpener {
         Ok(())
     }
 
-    async fn sweep(&self, _keep: &[String]) -> anyhow::Result<()> {
+    async fn sweep(&self) -> anyhow::Result<()> {
         if let Some((pool, _)) = &self.postgres {
-            // The account list is the database's: read by the deletion itself (not
-            // `_keep`, read earlier), so an account another server adds meanwhile
-            // keeps its rows.
             let removed = postgres::whatsapp_store::forget_unlisted(pool).await?;
             if removed > 0 {
                 tracing::warn!(

@@ -127,9 +127,10 @@ pub trait Opener: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Deletes what accounts other than `keep` left outside their folders
-    /// (removed while a crash cut the removal short).
-    async fn sweep(&self, _keep: &[String]) -> anyhow::Result<()> {
+    /// Deletes what accounts no longer in the registry left outside their
+    /// folders (removed while a crash cut the removal short). The registry is
+    /// read by the deletion itself: another server may add accounts meanwhile.
+    async fn sweep(&self) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -365,8 +366,7 @@ impl Accounts {
             );
         }
         accounts.sweep_orphan_folders(&slots);
-        let keep: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
-        if let Err(e) = accounts.opener.sweep(&keep).await {
+        if let Err(e) = accounts.opener.sweep().await {
             warn!(error = %e, "cannot delete what removed accounts left in the database");
         }
         if let Some(leases) = accounts.settings.cluster.clone() {

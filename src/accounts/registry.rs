@@ -287,7 +287,7 @@ pub async fn copy_file_to(path: &Path, to: &Registry) -> Result<usize, RegistryE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -359,10 +359,9 @@ mod tests {
         assert!(!registry.remove("x").unwrap());
     }
 
-    #[tokio::test]
-    async fn the_registry_reaches_sqlite_through_its_enum() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+    /// Through `registry`: the account `x` is added (once), given a key and a
+    /// webhook, and listed with its key.
+    pub(crate) async fn fill(registry: &Registry) {
         let slot = Slot {
             id: "x".into(),
             folder: String::new(),
@@ -379,9 +378,22 @@ mod tests {
         registry.set_webhook("x", &hook).await.unwrap();
         assert_eq!(registry.webhook("x").await.unwrap(), Some(hook));
         let slots = registry.slots().await.unwrap();
+        assert_eq!(slots.len(), 1);
         assert_eq!(slots[0].api_key_sha256.as_deref(), Some("ab12"));
+    }
+
+    /// Through `registry`: the account `x` goes, its webhook with it.
+    pub(crate) async fn empty(registry: &Registry) {
         assert!(registry.remove("x").await.unwrap());
         assert!(registry.slots().await.unwrap().is_empty());
         assert_eq!(registry.webhook("x").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_registry_reaches_sqlite_through_its_enum() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&dir.path().join("accounts.db")).unwrap();
+        fill(&registry).await;
+        empty(&registry).await;
     }
 }

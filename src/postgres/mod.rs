@@ -73,6 +73,23 @@ pub async fn connect(uri: &str) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// `e` with its causes: tokio-postgres's own text names only the kind of failure
+/// ("db error"), its cause says which. A cause that the text already ends with
+/// (deadpool repeats its backend's error) is not said twice. Neither holds the
+/// connection URI.
+pub(crate) fn described(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Runs the migrations not yet applied, under [`MIGRATION_LOCK`].
 async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await.context("cannot connect to PostgreSQL")?;

@@ -51,30 +51,14 @@ pub enum PgOutboxError {
 
 impl From<tokio_postgres::Error> for PgOutboxError {
     fn from(e: tokio_postgres::Error) -> Self {
-        PgOutboxError::Postgres(described(&e))
+        PgOutboxError::Postgres(super::described(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for PgOutboxError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        PgOutboxError::Postgres(described(&e))
+        PgOutboxError::Postgres(super::described(&e))
     }
-}
-
-/// `e` with its causes: tokio-postgres's own text names only the kind of failure
-/// ("db error"), its cause says which. A cause that the text already ends with
-/// (deadpool repeats its backend's error) is not said twice.
-fn described(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.ends_with(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// A row count as the outbox reports it (counts are never negative).

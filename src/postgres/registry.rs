@@ -17,31 +17,14 @@ pub const REGISTRY_TABLES: &[&str] = &["wa_account_webhooks", "wa_accounts", "wa
 
 impl From<tokio_postgres::Error> for RegistryError {
     fn from(e: tokio_postgres::Error) -> Self {
-        RegistryError::Postgres(described(&e))
+        RegistryError::Postgres(super::described(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for RegistryError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        RegistryError::Postgres(described(&e))
+        RegistryError::Postgres(super::described(&e))
     }
-}
-
-/// `e` with its causes: tokio-postgres's own text names only the kind of failure
-/// ("db error"), its cause says which. A cause that the text already ends with
-/// (deadpool repeats its backend's error) is not said twice. Neither holds the
-/// connection URI.
-fn described(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.ends_with(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// The account registry in the database of `pool`.
@@ -407,19 +390,10 @@ mod tests {
     async fn the_registry_reaches_postgres_through_its_enum() {
         let (_server, pool) = database().await;
         let registry = Registry::postgres(pool.clone());
-        assert!(registry.insert(&slot("x", "", 1)).await.unwrap());
-        assert!(!registry.insert(&slot("x", "", 2)).await.unwrap());
-        assert!(registry.set_api_key("x", "ab12").await.unwrap());
-        let hook = AccountWebhook {
-            url: "https://a.example/h".into(),
-            ..Default::default()
-        };
-        registry.set_webhook("x", &hook).await.unwrap();
-        assert_eq!(registry.webhook("x").await.unwrap(), Some(hook));
+        crate::accounts::registry::tests::fill(&registry).await;
+        // Another server's registry sees it.
         assert_eq!(ids(&PgRegistry::new(pool)).await, ["x"]);
-        assert_eq!(registry.slots().await.unwrap().len(), 1);
-        assert!(registry.remove("x").await.unwrap());
-        assert!(registry.slots().await.unwrap().is_empty());
+        crate::accounts::registry::tests::empty(&registry).await;
     }
 
     #[tokio::test]

@@ -188,15 +188,20 @@ fn binaries() -> PathBuf {
     })
 }
 
-/// A server with one fresh database, and a migrated pool on it.
-pub async fn database() -> (TestServer, deadpool_postgres::Pool) {
-    let server = tokio::task::spawn_blocking(|| {
+/// A server started (off the async threads) with one fresh database `name`.
+pub async fn with_database(name: &'static str) -> std::sync::Arc<TestServer> {
+    tokio::task::spawn_blocking(move || {
         let server = TestServer::start();
-        server.create_database("wa");
-        server
+        server.create_database(name);
+        std::sync::Arc::new(server)
     })
     .await
-    .expect("the Postgres server started");
+    .expect("the Postgres server started")
+}
+
+/// A server with one fresh database, and a migrated pool on it.
+pub async fn database() -> (std::sync::Arc<TestServer>, deadpool_postgres::Pool) {
+    let server = with_database("wa").await;
     let pool = super::connect(&server.uri("wa"))
         .await
         .expect("a migrated pool on the test database");

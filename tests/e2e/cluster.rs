@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use fake_whatsapp::{ContactInfo, FakeWhatsApp};
-use whatsapp_api::postgres::testing::TestServer;
+use whatsapp_api::postgres::testing::with_database;
 
 use crate::accounts::{link_account, send_as};
 use crate::harness::{Server, wait_for};
@@ -83,15 +83,26 @@ async fn wait_spread(servers: &[&Server], share: usize, what: &str) -> Duration 
     }
 }
 
+/// Waits until the receiver accepted a message with each of `texts`.
+async fn all_at_webhook(receiver: &Receiver, texts: &[String]) {
+    wait_for(
+        "every message at the webhook",
+        Duration::from_secs(30),
+        || {
+            let got: Vec<String> = receiver
+                .accepted()
+                .iter()
+                .filter_map(|h| h.body["payload"]["body"].as_str().map(str::to_owned))
+                .collect();
+            texts.iter().all(|t| got.contains(t))
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_stops() {
-    let postgres = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start();
-        server.create_database("wa");
-        std::sync::Arc::new(server)
-    })
-    .await
-    .unwrap();
+    let postgres = with_database("wa").await;
     let url = postgres.url("wa");
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
@@ -182,19 +193,7 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     b.kill().await;
     let failover = wait_spread(&[&a, &c], accounts().div_ceil(2), "b's accounts on a and c").await;
     assert!(failover < Duration::from_secs(30), "{failover:?}");
-    wait_for(
-        "every message at the webhook",
-        Duration::from_secs(30),
-        || {
-            let got: Vec<String> = receiver
-                .accepted()
-                .iter()
-                .filter_map(|h| h.body["payload"]["body"].as_str().map(str::to_owned))
-                .collect();
-            texts.iter().all(|t| got.contains(t))
-        },
-    )
-    .await;
+    all_at_webhook(&receiver, &texts).await;
     let mut id_of: HashMap<String, String> = HashMap::new();
     for hit in receiver.accepted() {
         let Some(text) = hit.body["payload"]["body"].as_str() else {
@@ -289,19 +288,7 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     })
     .await;
     let back = restarted.elapsed();
-    wait_for(
-        "every message at the webhook",
-        Duration::from_secs(30),
-        || {
-            let got: Vec<String> = receiver
-                .accepted()
-                .iter()
-                .filter_map(|h| h.body["payload"]["body"].as_str().map(str::to_owned))
-                .collect();
-            texts.iter().all(|t| got.contains(t))
-        },
-    )
-    .await;
+    all_at_webhook(&receiver, &texts).await;
     assert_eq!(fake.logins().len(), logins, "the accounts kept running");
     assert_eq!(fake.replacements(), replaced);
     eprintln!("every lease back {back:?} after Postgres restarted, no account stopped");

@@ -18,6 +18,8 @@ use whatsapp_rust::wacore::libsignal::protocol::{
     SessionRecord,
 };
 
+use fake_whatsapp::FakeWhatsApp;
+
 use crate::harness::Server;
 use crate::send::{FRIEND, delivered, paired};
 use crate::startup::run_in;
@@ -263,10 +265,10 @@ async fn send(server: &Server, text: &str) -> crate::harness::Reply {
         .await
 }
 
-#[tokio::test]
-async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
-    let (fake, mut server, _dir) = paired().await;
-    // A conversation first, so that both sides hold a Signal session.
+/// A paired server, a conversation with FRIEND (so that both sides hold a Signal
+/// session), then the server stopped; the paired device's JID.
+async fn talked_then_stopped() -> (FakeWhatsApp, Server, tempfile::TempDir, String) {
+    let (fake, mut server, dir) = paired().await;
     fake.deliver(FRIEND, "before the switch").await.unwrap();
     stored(&server, "before the switch").await;
     let reply = send(&server, "answer before the switch").await;
@@ -274,6 +276,33 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
     let (_, status) = server.terminate().await;
     assert!(status.success());
     let device = fake.devices()[0].jid.clone();
+    (fake, server, dir, device)
+}
+
+/// The contact's next message decrypts with the imported session (no retry
+/// receipt: the fake would not answer one), and the answer of `go` reaches the
+/// contact.
+async fn both_sides_decrypt(fake: &FakeWhatsApp, go: &Server) {
+    fake.deliver(FRIEND, "after the switch").await.unwrap();
+    stored(go, "after the switch").await;
+    let sent_before = fake.received().len();
+    let reply = send(go, "answer after the switch").await;
+    assert_eq!(reply.status, 200, "{}\n{}", reply.body, go.log());
+    let copy = fake.received()[sent_before..]
+        .iter()
+        .find(|r| r.recipient == FRIEND)
+        .cloned()
+        .expect("the contact got the answer");
+    assert_eq!(
+        copy.message.conversation.as_deref(),
+        Some("answer after the switch")
+    );
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
+    let (fake, server, _dir, device) = talked_then_stopped().await;
 
     // The Go server's volume: only its session file.
     let go_dir = tempfile::tempdir().unwrap();
@@ -301,23 +330,7 @@ async fn a_go_session_file_logs_in_without_a_qr_and_both_sides_decrypt() {
         imports[0]
     );
 
-    // The contact's next message decrypts with the imported session (no retry
-    // receipt: the fake would not answer one), and ours reaches the contact.
-    fake.deliver(FRIEND, "after the switch").await.unwrap();
-    stored(&go, "after the switch").await;
-    let sent_before = fake.received().len();
-    let reply = send(&go, "answer after the switch").await;
-    assert_eq!(reply.status, 200, "{}\n{}", reply.body, go.log());
-    let copy = fake.received()[sent_before..]
-        .iter()
-        .find(|r| r.recipient == FRIEND)
-        .cloned()
-        .expect("the contact got the answer");
-    assert_eq!(
-        copy.message.conversation.as_deref(),
-        Some("answer after the switch")
-    );
-    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    both_sides_decrypt(&fake, &go).await;
 
     // The Go file and its log are unchanged, nothing was made beside them, and a
     // restart does not import again.
@@ -1157,26 +1170,13 @@ async fn whatsmeow_digest(url: &str) -> Vec<(String, Option<String>)> {
 
 #[tokio::test]
 async fn a_go_session_in_postgres_logs_in_without_a_qr_and_its_tables_stay_as_they_were() {
-    let (fake, mut server, _dir) = paired().await;
-    fake.deliver(FRIEND, "before the switch").await.unwrap();
-    stored(&server, "before the switch").await;
-    let reply = send(&server, "answer before the switch").await;
-    delivered(&fake, &server, &reply, FRIEND);
-    let (_, status) = server.terminate().await;
-    assert!(status.success());
-    let device = fake.devices()[0].jid.clone();
+    let (fake, server, _dir, device) = talked_then_stopped().await;
 
     // The Go server's database: whatsmeow's tables in Postgres, no file.
     let scratch = tempfile::tempdir().unwrap();
     let go_file = scratch.path().join("whatsapp.db");
     write_go_session(&server.store_path(), &go_file);
-    let postgres = tokio::task::spawn_blocking(|| {
-        let server = whatsapp_api::postgres::testing::TestServer::start();
-        server.create_database("go");
-        server
-    })
-    .await
-    .unwrap();
+    let postgres = whatsapp_api::postgres::testing::with_database("go").await;
     let url = postgres.url("go");
     whatsmeow_in_postgres(&go_file, &url).await;
     let before = whatsmeow_digest(&url).await;
@@ -1203,23 +1203,7 @@ async fn a_go_session_in_postgres_logs_in_without_a_qr_and_its_tables_stay_as_th
     assert_eq!(imports.len(), 1, "{}", go.log());
     assert!(imports[0].contains(&device), "{}", imports[0]);
 
-    // Both sides decrypt: the contact's next message with the imported session,
-    // and our answer at the contact.
-    fake.deliver(FRIEND, "after the switch").await.unwrap();
-    stored(&go, "after the switch").await;
-    let sent_before = fake.received().len();
-    let reply = send(&go, "answer after the switch").await;
-    assert_eq!(reply.status, 200, "{}\n{}", reply.body, go.log());
-    let copy = fake.received()[sent_before..]
-        .iter()
-        .find(|r| r.recipient == FRIEND)
-        .cloned()
-        .expect("the contact got the answer");
-    assert_eq!(
-        copy.message.conversation.as_deref(),
-        Some("answer after the switch")
-    );
-    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+    both_sides_decrypt(&fake, &go).await;
     // The contact Go knew is in the message store.
     let contacts = go.get("/user/my/contacts").await;
     assert!(

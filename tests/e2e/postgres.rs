@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fake_whatsapp::{ContactInfo, FakeWhatsApp};
-use whatsapp_api::postgres::testing::TestServer;
+use whatsapp_api::postgres::testing::with_database;
 
 use crate::harness::{Server, wait_for};
 use crate::send::{FRIEND, delivered};
@@ -36,13 +36,7 @@ async fn send(server: &Server, text: &str) -> crate::harness::Reply {
 
 #[tokio::test]
 async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_database() {
-    let postgres = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start();
-        server.create_database("wa");
-        std::sync::Arc::new(server)
-    })
-    .await
-    .unwrap();
+    let postgres = with_database("wa").await;
     let url = postgres.url("wa");
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
@@ -205,13 +199,7 @@ async fn second_server_defers(fake: &FakeWhatsApp, url: &str) {
 
 #[tokio::test]
 async fn webhook_events_wait_in_postgres_across_a_receiver_outage_and_a_kill_9() {
-    let postgres = tokio::task::spawn_blocking(|| {
-        let server = TestServer::start();
-        server.create_database("wa");
-        server
-    })
-    .await
-    .unwrap();
+    let postgres = with_database("wa").await;
     let url = postgres.url("wa");
     crate::webhook::survive_an_outage_and_a_kill_9(&["--db-uri", &url], |storage| {
         let url = url.clone();
