@@ -236,11 +236,14 @@ pub async fn go_first_slot(
 }
 
 /// `jid` is the account's device JID, when known otherwise than from the session
-/// file in the storage folder (a session in PostgreSQL).
+/// file in the storage folder (a session in PostgreSQL). With `shared` (the
+/// PostgreSQL database), the import is remembered there too: the storage folder's
+/// store moves into the database when its account opens.
 pub async fn import_chats(
     layout: &Layout,
     messages: &Arc<MessageStore>,
     jid: Option<String>,
+    shared: Option<&deadpool_postgres::Pool>,
 ) -> anyhow::Result<()> {
     let Some(go_chats) = go_chats_path(layout) else {
         return Ok(());
@@ -270,6 +273,10 @@ pub async fn import_chats(
         let key = key.clone();
         messages.call(move |m| m.was_imported(&key)).await?
     };
+    let seen = match shared {
+        Some(pool) if !seen => shared_import(pool, &key).await?,
+        _ => seen,
+    };
     if seen {
         return Ok(());
     }
@@ -287,6 +294,9 @@ pub async fn import_chats(
     .context("the chat history import stopped")?;
     match counts {
         Ok(counts) => {
+            if let Some(pool) = shared {
+                record_shared(pool, &key).await?;
+            }
             messages.call(move |m| m.record_import(&key)).await?;
             info!(
                 account = %account,
@@ -360,18 +370,38 @@ impl PostgresGoSession {
         pool: &deadpool_postgres::Pool,
     ) -> anyhow::Result<()> {
         let key = self.key.clone();
-        let client = pool.get().await.context("cannot connect to PostgreSQL")?;
-        let shared: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM wa_imports WHERE key = $1)",
-                &[&key],
-            )
-            .await
-            .context("cannot read what was imported")?
-            .get(0);
-        self.imported = shared || messages.call(move |m| m.was_imported(&key)).await?;
+        self.imported = shared_import(pool, &key).await?
+            || messages.call(move |m| m.was_imported(&key)).await?;
         Ok(())
     }
+}
+
+/// Whether a server on the database recorded the import `key` (`wa_imports`).
+async fn shared_import(pool: &deadpool_postgres::Pool, key: &str) -> anyhow::Result<bool> {
+    let client = pool.get().await.context("cannot connect to PostgreSQL")?;
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM wa_imports WHERE key = $1)",
+            &[&key],
+        )
+        .await
+        .context("cannot read what was imported")?
+        .get(0))
+}
+
+/// Records the import `key` for every server on the database (`wa_imports`).
+async fn record_shared(pool: &deadpool_postgres::Pool, key: &str) -> anyhow::Result<()> {
+    pool.get()
+        .await
+        .context("cannot connect to PostgreSQL")?
+        .execute(
+            "INSERT INTO wa_imports (key, imported_at) \
+             VALUES ($1, extract(epoch FROM now())::bigint) ON CONFLICT (key) DO NOTHING",
+            &[&key],
+        )
+        .await
+        .context("cannot record the import")?;
+    Ok(())
 }
 
 /// Writes the Go server's session `go` into the account's rows `store`, unless
@@ -419,18 +449,7 @@ pub async fn import_postgres_session(
         .await
         .map_err(|e| write(e.to_string()))?;
     remember(session, messages, vec![go.key.clone()]).await?;
-    store
-        .pool()
-        .get()
-        .await
-        .context("cannot connect to PostgreSQL")?
-        .execute(
-            "INSERT INTO wa_imports (key, imported_at) \
-             VALUES ($1, extract(epoch FROM now())::bigint) ON CONFLICT (key) DO NOTHING",
-            &[&go.key],
-        )
-        .await
-        .context("cannot record the import")?;
+    record_shared(store.pool(), &go.key).await?;
     said_imported(
         session,
         "whatsmeow's tables in PostgreSQL",

@@ -211,7 +211,18 @@ struct ClientOpener {
 impl accounts::Opener for ClientOpener {
     async fn open(&self, place: &accounts::Place<'_>) -> anyhow::Result<accounts::Opened> {
         let config = &self.config;
-        let messages = Arc::new(messages::MessageStore::open(&place.layout.messages)?);
+        let messages = match &self.postgres {
+            Some((pool, _)) => {
+                let store = postgres::messages::PgMessages::new(pool.clone(), place.id);
+                let store = Arc::new(messages::MessageStore::postgres(
+                    store,
+                    tokio::runtime::Handle::current(),
+                ));
+                move_local_history(&place.layout.messages, &store).await;
+                store
+            }
+            None => Arc::new(messages::MessageStore::open(&place.layout.messages)?),
+        };
         messages::spawn_retention(messages.clone(), config.message_retention());
         let store = match &self.postgres {
             Some((pool, _)) => {
@@ -312,6 +323,10 @@ impl accounts::Opener for ClientOpener {
             postgres::outbox::forget_account(pool, id)
                 .await
                 .context("cannot delete the account's webhook outbox from PostgreSQL")?;
+            postgres::messages::PgMessages::new(pool.clone(), id)
+                .forget_all()
+                .await
+                .context("cannot delete the account's messages from PostgreSQL")?;
         }
         Ok(())
     }
@@ -327,6 +342,35 @@ impl accounts::Opener for ClientOpener {
             }
         }
         Ok(())
+    }
+}
+
+/// Moves the account's chat history kept in its SQLite file (by an earlier
+/// version, or a Go server's history imported at startup) into `store` in
+/// PostgreSQL, then deletes the file. A copy that fails leaves the file for the
+/// next time the account opens here; the account opens anyway.
+async fn move_local_history(file: &std::path::Path, store: &Arc<messages::MessageStore>) {
+    if !file.exists() {
+        return;
+    }
+    let (from, to) = (file.to_owned(), store.clone());
+    let copied = tokio::task::spawn_blocking(move || to.copy_from_file(&from)).await;
+    match copied {
+        Ok(Ok(messages)) => {
+            if storage::remove_own_store(file, storage::Kind::OurMessages) {
+                tracing::info!(
+                    messages,
+                    from = %file.display(),
+                    "moved the account's chat history into PostgreSQL and deleted its file"
+                );
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(
+            error = %e,
+            path = %file.display(),
+            "cannot move the account's chat history into PostgreSQL; its file is kept, and the copy tried again the next time the account opens"
+        ),
+        Err(e) => tracing::warn!(error = %e, "moving the chat history into PostgreSQL stopped"),
     }
 }
 
@@ -495,7 +539,8 @@ pub async fn build(config: &Config) -> anyhow::Result<(impl http::Api, Arc<accou
             // settled then).
             imported = !go.imported;
         }
-        go_import::import_chats(&layout, &messages, go_jid.clone()).await?;
+        let shared = postgres.as_ref().map(|(pool, _)| pool);
+        go_import::import_chats(&layout, &messages, go_jid.clone(), shared).await?;
     }
     let mut settings = account_settings(config);
     settings.root_imported = imported;

@@ -253,7 +253,11 @@ pub fn import_go_chat_storage(
         ..ImportCounts::default()
     };
 
-    let mut conn = store.conn();
+    let Some(mut conn) = store.sqlite_conn() else {
+        return Err(GoImportError::Store(StoreError::Postgres(
+            "the Go chat history is imported into a file store first".into(),
+        )));
+    };
     let tx = conn.transaction().map_err(write)?;
     let chats_before = count_rows(&tx, "chats")?;
     import_chats(&snapshot, &tx, &schema, scope, &mut counts)?;

@@ -1,35 +1,28 @@
 //! The message store: every message in and out, with what happened to it afterwards
-//! (reactions, edits, deletion for everyone) and its receipts, in SQLite
-//! (`storages/chat.db`, WAL) through `rusqlite`, schema in `migrations/chat/`.
-//! Replies, forwards, media re-downloads and chat history build on it.
+//! (reactions, edits, deletion for everyone) and its receipts. Replies, forwards,
+//! media re-downloads and chat history build on it.
 //!
 //! | file | responsibility |
 //! |---|---|
-//! | this one | the store and its domain types |
+//! | this one | the store's front and its domain types |
+//! | [`sqlite`] | the default adapter: one SQLite file per account |
+//! | [`crate::postgres::messages`] | the adapter for `--db-uri postgres://…`: every account in shared tables |
 //! | [`from_wa`] | WhatsApp messages, receipts and sends as [`Change`]s |
 //!
-//! Calls are blocking and short; async callers use the blocking pool.
+//! Calls block and are short: async callers go through [`MessageStore::call`]
+//! (the blocking pool), and a Postgres store waits for its database there. Never
+//! call them on an async task's thread.
 
 pub mod from_wa;
 pub mod go_import;
 pub mod history;
+mod sqlite;
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
-use rusqlite_migration::{M, Migrations};
-
-fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("../../migrations/chat/0001_messages.sql")),
-        M::up(include_str!("../../migrations/chat/0002_contacts.sql")),
-        M::up(include_str!("../../migrations/chat/0003_chat_settings.sql")),
-        M::up(include_str!("../../migrations/chat/0004_imports.sql")),
-        M::up(include_str!("../../migrations/chat/0005_labels.sql")),
-        M::up(include_str!("../../migrations/chat/0006_read_until.sql")),
-    ])
-}
+use crate::postgres::messages::PgMessages;
 
 /// The media of a stored message: what downloading or forwarding it needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,49 +205,12 @@ pub enum ChatSetting {
 }
 
 /// `%text%` for LIKE, with the wildcards in `text` taken literally.
-fn like(text: &str) -> String {
+pub(crate) fn like(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
-}
-
-const CHAT_COLUMNS: &str = "jid, name, last_message_at, created_at, updated_at, archived, pinned, ephemeral_expiration, \
-     (SELECT COUNT(*) FROM messages m WHERE m.chat_jid = chats.jid AND m.is_from_me = 0 \
-      AND m.timestamp > chats.read_until)";
-
-fn chat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredChat> {
-    let last: i64 = r.get(2)?;
-    Ok(StoredChat {
-        jid: r.get(0)?,
-        name: r.get(1)?,
-        last_message_at: last,
-        created_at: r.get::<_, Option<i64>>(3)?.unwrap_or(last),
-        updated_at: r.get::<_, Option<i64>>(4)?.unwrap_or(last),
-        archived: r.get(5)?,
-        pinned: r.get(6)?,
-        expiration: r.get(7)?,
-        labels: Vec::new(),
-        unread: r.get(8)?,
-    })
-}
-
-/// The labels of the chat `jid`, by id.
-fn labels_of(conn: &rusqlite::Connection, jid: &str) -> rusqlite::Result<Vec<Label>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT cl.label_id, COALESCE(l.name, ''), COALESCE(l.color, 0) \
-         FROM chat_labels cl LEFT JOIN labels l ON l.id = cl.label_id \
-         WHERE cl.chat_jid = ?1 ORDER BY cl.label_id",
-    )?;
-    let rows = stmt.query_map([jid], |r| {
-        Ok(Label {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            color: r.get(2)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// A person this account knows.
@@ -273,18 +229,32 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("cannot create the message store's folder: {0}")]
     Folder(std::io::Error),
+    /// A failed statement or connection; the text never holds the connection URI.
+    #[error("message store (PostgreSQL): {0}")]
+    Postgres(String),
     /// The blocking task running a call stopped (the runtime is shutting down).
     #[error("message store: {0}")]
     Stopped(String),
 }
 
+/// One account's message store, in its SQLite file or in PostgreSQL.
 pub struct MessageStore {
-    conn: Mutex<Connection>,
-    /// Its file, for the searches' own read-only connections.
-    path: std::path::PathBuf,
+    backend: Backend,
     /// Changes waiting for the background writer (see
     /// [`MessageStore::apply_in_background`]).
     queued: Mutex<Queued>,
+    /// Held by the background writer from before it takes the queue until the
+    /// batch is written: a later writer waits, so changes keep their order.
+    writing: Mutex<()>,
+}
+
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres {
+        store: PgMessages,
+        /// Where its calls wait for the database (from the blocking pool).
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 /// What [`MessageStore::apply_in_background`] was given and not yet written, and
@@ -295,42 +265,78 @@ struct Queued {
     writer_spawned: bool,
 }
 
-impl MessageStore {
-    /// Opens (or creates) the store at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(StoreError::Folder)?;
+/// Runs the same call on either adapter; a Postgres one is waited for here.
+macro_rules! on_backend {
+    ($store:expr, $method:ident($($arg:expr),*)) => {
+        match &$store.backend {
+            Backend::Sqlite(db) => db.$method($($arg),*),
+            Backend::Postgres { store, runtime } => wait(runtime, store.$method($($arg),*)),
         }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // Incoming messages are written before WhatsApp gets their ack.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        // A page cache of 1 MiB (SQLite's default is 2 MiB) per account: a thousand
-        // busy accounts would otherwise hold 2 GB; the kernel caches the file anyway.
-        conn.pragma_update(None, "cache_size", -1024)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations().to_latest(&mut conn)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-            path: path.to_owned(),
+    };
+}
+
+/// Waits for `work` on `runtime` from a blocking thread.
+fn wait<T>(runtime: &tokio::runtime::Handle, work: impl Future<Output = T>) -> T {
+    runtime.block_on(work)
+}
+
+impl MessageStore {
+    /// Opens (or creates) the SQLite store at `path` and brings its schema up to
+    /// date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::with(Backend::Sqlite(sqlite::Sqlite::open(path)?)))
+    }
+
+    /// The store of the account `store` names in PostgreSQL; its calls wait for
+    /// the database on `runtime`.
+    pub fn postgres(store: PgMessages, runtime: tokio::runtime::Handle) -> Self {
+        Self::with(Backend::Postgres { store, runtime })
+    }
+
+    fn with(backend: Backend) -> Self {
+        Self {
+            backend,
             queued: Mutex::default(),
-        })
+            writing: Mutex::default(),
+        }
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// The SQLite connection of a file store (the Go chat history import writes
+    /// through it); `None` in Postgres.
+    pub(crate) fn sqlite_conn(&self) -> Option<MutexGuard<'_, rusqlite::Connection>> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.conn()),
+            Backend::Postgres { .. } => None,
+        }
     }
 
-    /// Records `changes` in one transaction. Idempotent: WhatsApp may deliver a
-    /// message again, and the same change then changes nothing.
+    /// Records `changes` in one transaction, durable before it returns (incoming
+    /// messages are written before WhatsApp gets their ack). Idempotent: WhatsApp
+    /// may deliver a message again, and the same change then changes nothing.
     pub fn apply(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
-        Ok(apply_all(&mut self.conn(), changes, now)?)
+        match &self.backend {
+            Backend::Sqlite(db) => db.apply(changes, now),
+            Backend::Postgres { store, runtime } => wait(runtime, store.apply(changes, now, true)),
+        }
     }
 
-    /// Gives back the page cache the connection holds (up to its cap): after a
-    /// burst such as a history import, which would otherwise keep it filled.
+    /// [`apply`](Self::apply) without waiting for the disk: for what is not owed
+    /// to WhatsApp.
+    fn apply_relaxed(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.apply_relaxed(changes, now),
+            Backend::Postgres { store, runtime } => wait(runtime, store.apply(changes, now, false)),
+        }
+    }
+
+    /// Gives back the page cache the SQLite connection holds (up to its cap):
+    /// after a burst such as a history import, which would otherwise keep it
+    /// filled.
     pub fn shrink_memory(&self) -> Result<(), StoreError> {
-        Ok(self.conn().execute_batch("PRAGMA shrink_memory")?)
+        match &self.backend {
+            Backend::Sqlite(db) => db.shrink_memory(),
+            Backend::Postgres { .. } => Ok(()),
+        }
     }
 
     /// Runs `work` on the blocking pool and waits for it: the store's calls block,
@@ -368,174 +374,71 @@ impl MessageStore {
     }
 
     /// The background writer: everything queued so far in one transaction (one
-    /// fsync for a burst of sends), in the order it was queued. It takes the
-    /// connection before the queue, so a later writer waits for this one to commit.
-    /// If the batch fails, each change is tried on its own, so that one bad change
-    /// loses only itself.
+    /// flush for a burst of sends), in the order it was queued. If the batch
+    /// fails, each change is tried on its own, so that one bad change loses only
+    /// itself.
     fn write_queued(&self) {
-        let mut conn = self.conn();
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let batch = {
             let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
             queued.writer_spawned = false;
             std::mem::take(&mut queued.changes)
         };
         let now = jiff::Timestamp::now().as_second();
-        // Nothing written here is owed to WhatsApp (it is this account's own sends,
-        // receipts, settings): no fsync per transaction, unlike incoming messages,
-        // which are written before their ack. The log still keeps every commit
-        // across a crash of the process; a power cut may lose the last ones.
-        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-        if apply_all(&mut conn, batch.iter().map(|(change, _)| change), now).is_err() {
-            for (change, what) in &batch {
-                if let Err(e) = apply_all(&mut conn, [change], now) {
+        let (changes, whats): (Vec<Change>, Vec<&str>) = batch.into_iter().unzip();
+        if self.apply_relaxed(&changes, now).is_err() {
+            for (change, what) in changes.iter().zip(whats) {
+                if let Err(e) = self.apply_relaxed(std::slice::from_ref(change), now) {
                     tracing::warn!(error = %e, "{what} was not stored");
                 }
             }
         }
-        let _ = conn.pragma_update(None, "synchronous", "FULL");
     }
 
     /// One stored message with its latest text.
     pub fn get(&self, chat: &str, id: &str) -> Result<Option<StoredMessage>, StoreError> {
-        let conn = self.conn();
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_jid = ?1 AND id = ?2");
-        Ok(conn
-            .query_row(&sql, params![chat, id], message_from_row)
-            .optional()?)
+        on_backend!(self, get(chat, id))
     }
 
     /// The stored message `id` of any chat (the latest, should two chats share it).
     pub fn find(&self, id: &str) -> Result<Option<StoredMessage>, StoreError> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 ORDER BY timestamp DESC LIMIT 1"
-        );
-        Ok(conn
-            .query_row(&sql, params![id], message_from_row)
-            .optional()?)
+        on_backend!(self, find(id))
     }
 
     /// Removes one message with its reactions, edits and receipts (deleted for me);
     /// whether it was there.
     pub fn forget(&self, chat: &str, id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for table in ["reactions", "edits", "receipts"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE chat_jid = ?1 AND message_id = ?2"),
-                params![chat, id],
-            )?;
-        }
-        let removed = tx.execute(
-            "DELETE FROM messages WHERE chat_jid = ?1 AND id = ?2",
-            params![chat, id],
-        )?;
-        tx.execute(
-            "UPDATE chats SET message_count = message_count - ?2 WHERE jid = ?1",
-            params![chat, removed as i64],
-        )?;
-        tx.commit()?;
-        Ok(removed > 0)
+        on_backend!(self, forget(chat, id))
     }
 
     /// Reactions to a message, as (sender, emoji).
     pub fn reactions(&self, chat: &str, id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT sender, emoji FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 \
-             ORDER BY timestamp, sender",
-        )?;
-        let rows = stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        on_backend!(self, reactions(chat, id))
     }
 
     /// Receipts of a message, as (kind, sender).
     pub fn receipts(&self, chat: &str, id: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT kind, sender FROM receipts WHERE chat_jid = ?1 AND message_id = ?2 \
-             ORDER BY timestamp, kind",
-        )?;
-        let rows = stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        on_backend!(self, receipts(chat, id))
     }
 
     /// How many messages are stored.
     pub fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
-        Ok(n as u64)
+        on_backend!(self, count())
     }
 
     /// A page of chats, latest message first, and how many match.
     pub fn chats(&self, q: &ChatQuery) -> Result<(Vec<StoredChat>, u64), StoreError> {
-        let conn = self.conn();
-        let filter = "WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR jid LIKE ?1 ESCAPE '\\') \
-             AND (?2 IS NULL OR archived = ?2) \
-             AND (?3 = 0 OR EXISTS (SELECT 1 FROM messages m \
-                  WHERE m.chat_jid = chats.jid AND m.direct_path IS NOT NULL)) \
-             AND (?4 = 0 OR EXISTS (SELECT 1 FROM messages m WHERE m.chat_jid = chats.jid \
-                  AND m.is_from_me = 0 AND m.timestamp > chats.read_until))";
-        let search = q.search.as_deref().map(like);
-        let filtered = params![search, q.archived, q.has_media, q.unread_only];
-        let total: i64 = conn.query_row(
-            &format!("SELECT COUNT(*) FROM chats {filter}"),
-            filtered,
-            |r| r.get(0),
-        )?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {CHAT_COLUMNS} FROM chats {filter} \
-             ORDER BY last_message_at DESC, jid LIMIT ?5 OFFSET ?6"
-        ))?;
-        let paged: Vec<&dyn rusqlite::ToSql> = filtered
-            .iter()
-            .chain(params![q.limit, q.offset])
-            .copied()
-            .collect();
-        let rows = stmt.query_map(paged.as_slice(), chat_from_row)?;
-        let mut chats: Vec<StoredChat> = rows.collect::<Result<_, _>>()?;
-        for chat in &mut chats {
-            chat.labels = labels_of(&conn, &chat.jid)?;
-        }
-        Ok((chats, total as u64))
+        on_backend!(self, chats(q))
     }
 
     /// The label `id`, when known.
     pub fn label(&self, id: &str) -> Result<Option<Label>, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row(
-                "SELECT id, name, color FROM labels WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Label {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        color: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        on_backend!(self, label(id))
     }
 
     /// One chat.
     pub fn chat(&self, jid: &str) -> Result<Option<StoredChat>, StoreError> {
-        let conn = self.conn();
-        let chat = conn
-            .query_row(
-                &format!("SELECT {CHAT_COLUMNS} FROM chats WHERE jid = ?1"),
-                params![jid],
-                chat_from_row,
-            )
-            .optional()?;
-        match chat {
-            Some(mut chat) => {
-                chat.labels = labels_of(&conn, jid)?;
-                Ok(Some(chat))
-            }
-            None => Ok(None),
-        }
+        on_backend!(self, chat(jid))
     }
 
     /// A page of a chat's messages, newest first (without their raw encoding), and
@@ -546,75 +449,24 @@ impl MessageStore {
         chat: &str,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
-        Self::select_messages(&self.conn(), Some(chat), q)
+        on_backend!(self, messages(Some(chat), q))
     }
 
     /// A page of the messages of every chat (or of `chat`) whose text has
     /// `q.search`, newest first, and how many match.
     ///
-    /// A search may read every message: it runs on a read-only connection of its
-    /// own (WAL lets it read while messages are written), not the store's.
+    /// A search may read every message: in SQLite it runs on a read-only
+    /// connection of its own (WAL lets it read while messages are written), not
+    /// the store's.
     pub fn search(
         &self,
         chat: Option<&str>,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
-        let reader = Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.pragma_update(None, "cache_size", -1024)?;
-        Self::select_messages(&reader, chat, q)
-    }
-
-    /// A page of messages (of `chat`, or of every chat) and how many match.
-    fn select_messages(
-        conn: &Connection,
-        chat: Option<&str>,
-        q: &MessageQuery,
-    ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
-        use rusqlite::types::Value;
-        let mut filter = String::from("WHERE 1");
-        let mut args: Vec<Value> = Vec::new();
-        if let Some(chat) = chat {
-            filter.push_str(" AND chat_jid = ?");
-            args.push(Value::from(chat.to_owned()));
+        match &self.backend {
+            Backend::Sqlite(db) => db.search(chat, q),
+            Backend::Postgres { store, runtime } => wait(runtime, store.messages(chat, q)),
         }
-        if let Some(start) = q.start {
-            filter.push_str(" AND timestamp >= ?");
-            args.push(Value::from(start));
-        }
-        if let Some(end) = q.end {
-            filter.push_str(" AND timestamp <= ?");
-            args.push(Value::from(end));
-        }
-        if q.media_only {
-            filter.push_str(" AND direct_path IS NOT NULL");
-        }
-        if let Some(from_me) = q.from_me {
-            filter.push_str(" AND is_from_me = ?");
-            args.push(Value::from(from_me));
-        }
-        if let Some(search) = &q.search {
-            filter.push_str(" AND body LIKE ? ESCAPE '\\'");
-            args.push(Value::from(like(search)));
-        }
-        // Unfiltered, the chat keeps its own count.
-        let sql = if chat.is_some() && args.len() == 1 && !q.media_only {
-            "SELECT COALESCE((SELECT message_count FROM chats WHERE jid = ?), 0)".to_owned()
-        } else {
-            format!("SELECT COUNT(*) FROM messages {filter}")
-        };
-        let total: i64 = conn.query_row(&sql, rusqlite::params_from_iter(&args), |r| r.get(0))?;
-        let columns = MESSAGE_COLUMNS.replace(" raw,", " NULL,");
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {columns} FROM messages {filter} \
-             ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
-        ))?;
-        args.push(Value::from(q.limit));
-        args.push(Value::from(q.offset));
-        let rows = stmt.query_map(rusqlite::params_from_iter(&args), message_from_row)?;
-        Ok((rows.collect::<Result<_, _>>()?, total as u64))
     }
 
     /// The reactions to the messages `ids` of `chat`, as (sender, emoji, unix
@@ -624,116 +476,62 @@ impl MessageStore {
         chat: &str,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, Vec<StoredReaction>>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT sender, emoji, timestamp FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 \
-             ORDER BY timestamp, sender",
-        )?;
-        let mut out = std::collections::HashMap::new();
-        for id in ids {
-            let rows =
-                stmt.query_map(params![chat, id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            let list: Vec<StoredReaction> = rows.collect::<Result<_, _>>()?;
-            if !list.is_empty() {
-                out.insert(id.clone(), list);
-            }
-        }
-        Ok(out)
+        on_backend!(self, reactions_of(chat, ids))
     }
 
     /// Records a chat setting (the chat is created when not yet known).
     pub fn set_chat(&self, jid: &str, setting: ChatSetting, now: i64) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        apply_one(
-            &tx,
-            &Change::Chat {
-                jid: jid.to_owned(),
-                setting,
-            },
-            now,
-        )?;
-        tx.commit()?;
-        Ok(())
+        let jid = jid.to_owned();
+        self.apply(&[Change::Chat { jid, setting }], now)
     }
 
     /// Every known person, by JID.
     pub fn contacts(&self) -> Result<Vec<StoredContact>, StoreError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT jid, full_name, push_name FROM contacts ORDER BY jid")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredContact {
-                jid: r.get(0)?,
-                full_name: r.get(1)?,
-                push_name: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        on_backend!(self, contacts())
     }
 
     /// Deletes messages older than `before` (unix seconds) with their reactions,
     /// edits and receipts, and chats left empty. Returns how many messages went.
     pub fn prune(&self, before: i64) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for table in ["reactions", "edits", "receipts"] {
-            tx.execute(
-                &format!(
-                    "DELETE FROM {table} WHERE (chat_jid, message_id) IN \
-                     (SELECT chat_jid, id FROM messages WHERE timestamp < ?1)"
-                ),
-                params![before],
-            )?;
-        }
-        let removed = tx.execute("DELETE FROM messages WHERE timestamp < ?1", params![before])?;
-        tx.execute(
-            "DELETE FROM chats WHERE NOT EXISTS \
-             (SELECT 1 FROM messages WHERE messages.chat_jid = chats.jid)",
-            [],
-        )?;
-        if removed > 0 {
-            tx.execute(
-                "UPDATE chats SET message_count = \
-                 (SELECT COUNT(*) FROM messages WHERE messages.chat_jid = chats.jid)",
-                [],
-            )?;
-        }
-        tx.commit()?;
-        Ok(removed)
+        on_backend!(self, prune(before))
     }
 
     /// Whether the import named `key` was done before (see `migrations/chat/0004`).
     pub fn was_imported(&self, key: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        Ok(conn
-            .query_row("SELECT 1 FROM imports WHERE key = ?1", [key], |_| Ok(()))
-            .optional()?
-            .is_some())
+        on_backend!(self, was_imported(key))
     }
 
     /// Remembers that the import named `key` is done.
     pub fn record_import(&self, key: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO imports (key, imported_at) VALUES (?1, ?2)",
-            params![key, jiff::Timestamp::now().as_second()],
-        )?;
-        Ok(())
+        on_backend!(self, record_import(key))
     }
 
     /// Forgets everything: the account logged out. The Go session's import stays
     /// recorded, so a logged-out Go session is not imported again; the Go chat
     /// history's does not, so it comes back for the next account that pairs.
     pub fn clear(&self) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute_batch(
-            "BEGIN; DELETE FROM reactions; DELETE FROM edits; DELETE FROM receipts; \
-             DELETE FROM messages; DELETE FROM chats; DELETE FROM contacts; \
-             DELETE FROM chat_labels; DELETE FROM labels; \
-             DELETE FROM imports WHERE key LIKE 'go-chats:%'; COMMIT; VACUUM;",
-        )?;
-        Ok(())
+        on_backend!(self, clear())
+    }
+
+    /// Copies everything the SQLite store at `file` holds into this store (an
+    /// account's store moving into PostgreSQL), in batches, each durable before
+    /// the next; how many messages it held. Merges with what is here: a message
+    /// stored already is kept, so a copy cut short is done again whole.
+    pub fn copy_from_file(&self, file: &Path) -> Result<u64, StoreError> {
+        let db = sqlite::Sqlite::open(file)?;
+        let now = jiff::Timestamp::now().as_second();
+        let mut messages = 0;
+        let imports = db.export(&mut |batch| {
+            messages += batch
+                .iter()
+                .filter(|c| matches!(c, Change::Message(_)))
+                .count() as u64;
+            self.apply(&batch, now)
+        })?;
+        for key in imports {
+            self.record_import(&key)?;
+        }
+        Ok(messages)
     }
 }
 
@@ -767,486 +565,189 @@ pub fn spawn_retention(
     });
 }
 
-/// The columns [`message_from_row`] reads, in its order.
-const MESSAGE_COLUMNS: &str = "chat_jid, id, sender, sender_lid, push_name, timestamp, is_from_me, \
-     kind, body, quoted_id, mimetype, file_name, url, direct_path, media_key, file_sha256, \
-     file_enc_sha256, file_length, raw, edited_at, revoked_at";
-
-fn message_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let direct_path: Option<String> = r.get(13)?;
-    let media = direct_path.is_some().then(|| StoredMedia {
-        mimetype: r.get(10).ok().flatten(),
-        file_name: r.get(11).ok().flatten(),
-        url: r.get(12).ok().flatten(),
-        direct_path: direct_path.clone(),
-        media_key: r.get(14).ok().flatten(),
-        file_sha256: r.get(15).ok().flatten(),
-        file_enc_sha256: r.get(16).ok().flatten(),
-        file_length: r.get::<_, Option<i64>>(17).ok().flatten().map(|l| l as u64),
-    });
-    Ok(StoredMessage {
-        chat: r.get(0)?,
-        id: r.get(1)?,
-        sender: r.get(2)?,
-        sender_lid: r.get(3)?,
-        push_name: r.get(4)?,
-        timestamp: r.get(5)?,
-        is_from_me: r.get(6)?,
-        kind: r.get(7)?,
-        body: r.get(8)?,
-        quoted_id: r.get(9)?,
-        media,
-        raw: r.get::<_, Option<Vec<u8>>>(18)?.unwrap_or_default(),
-        edited_at: r.get(19)?,
-        revoked_at: r.get(20)?,
-    })
-}
-
-fn upsert_contact(
-    tx: &rusqlite::Transaction<'_>,
-    jid: &str,
-    full_name: Option<&str>,
-    push_name: Option<&str>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO contacts (jid, full_name, push_name, updated_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT(jid) DO UPDATE SET \
-         full_name = COALESCE(excluded.full_name, contacts.full_name), \
-         push_name = COALESCE(excluded.push_name, contacts.push_name), \
-         updated_at = excluded.updated_at",
-    )?
-    .execute(params![jid, full_name, push_name, now])?;
-    Ok(())
-}
-
-/// Records `changes` in one transaction.
-fn apply_all<'c>(
-    conn: &mut Connection,
-    changes: impl IntoIterator<Item = &'c Change>,
-    now: i64,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for change in changes {
-        apply_one(&tx, change, now)?;
-    }
-    tx.commit()
-}
-
-fn apply_one(tx: &rusqlite::Transaction<'_>, change: &Change, now: i64) -> rusqlite::Result<()> {
-    match change {
-        Change::Message(m) => {
-            let media = m.media.clone().unwrap_or_default();
-            let inserted = tx.prepare_cached(
-                "INSERT OR IGNORE INTO messages (chat_jid, id, sender, sender_lid, push_name, \
-                 timestamp, is_from_me, kind, body, quoted_id, mimetype, file_name, url, \
-                 direct_path, media_key, file_sha256, file_enc_sha256, file_length, raw, stored_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                 ?17, ?18, ?19, ?20)",
-            )?
-            .execute(params![
-                m.chat,
-                m.id,
-                m.sender,
-                m.sender_lid,
-                m.push_name,
-                m.timestamp,
-                m.is_from_me,
-                m.kind,
-                m.body,
-                m.quoted_id,
-                media.mimetype,
-                media.file_name,
-                media.url,
-                media.direct_path,
-                media.media_key,
-                media.file_sha256,
-                media.file_enc_sha256,
-                media.file_length.map(|l| l as i64),
-                m.raw,
-                now
-            ])?;
-            let name = m
-                .push_name
-                .as_deref()
-                .filter(|_| !m.is_from_me && !m.chat.ends_with("@g.us"));
-            // Writing in a chat reads it: an own message is read up to itself.
-            let read_until = if m.is_from_me { m.timestamp } else { 0 };
-            tx.prepare_cached(
-                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at, \
-                 message_count, read_until) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6) \
-                 ON CONFLICT(jid) DO UPDATE SET \
-                 name = COALESCE(excluded.name, chats.name), \
-                 last_message_at = MAX(chats.last_message_at, excluded.last_message_at), \
-                 updated_at = excluded.updated_at, \
-                 message_count = chats.message_count + excluded.message_count, \
-                 read_until = MAX(chats.read_until, excluded.read_until)",
-            )?
-            .execute(params![
-                m.chat,
-                name,
-                m.timestamp,
-                now,
-                inserted as i64,
-                read_until
-            ])?;
-            if !m.is_from_me
-                && m.sender.ends_with("@s.whatsapp.net")
-                && let Some(push_name) = &m.push_name
-            {
-                upsert_contact(tx, &m.sender, None, Some(push_name), now)?;
-            }
-        }
-        Change::ChatName { jid, name } => {
-            tx.prepare_cached(
-                "INSERT INTO chats (jid, name, last_message_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?3, ?3) ON CONFLICT(jid) DO UPDATE SET \
-                 name = excluded.name, updated_at = excluded.updated_at",
-            )?
-            .execute(params![jid, name, now])?;
-        }
-        Change::Chat { jid, setting } => {
-            let (column, value) = match *setting {
-                ChatSetting::Pinned(on) => ("pinned", i64::from(on)),
-                ChatSetting::Archived(on) => ("archived", i64::from(on)),
-                ChatSetting::Expiration(secs) => ("ephemeral_expiration", i64::from(secs)),
-            };
-            tx.execute(
-                &format!(
-                    "INSERT INTO chats (jid, last_message_at, created_at, updated_at, {column}) \
-                     VALUES (?1, ?2, ?2, ?2, ?3) ON CONFLICT(jid) DO UPDATE SET \
-                     {column} = excluded.{column}, updated_at = excluded.updated_at"
-                ),
-                params![jid, now, value],
-            )?;
-        }
-        Change::Contact {
-            jid,
-            full_name,
-            push_name,
-        } => upsert_contact(tx, jid, full_name.as_deref(), push_name.as_deref(), now)?,
-        Change::Label {
-            id, deleted: true, ..
-        } => {
-            tx.prepare_cached("DELETE FROM chat_labels WHERE label_id = ?1")?
-                .execute([id])?;
-            tx.prepare_cached("DELETE FROM labels WHERE id = ?1")?
-                .execute([id])?;
-        }
-        Change::Label {
-            id, name, color, ..
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO labels (id, name, color, updated_at) \
-                 VALUES (?1, COALESCE(?2, ''), COALESCE(?3, 0), ?4) \
-                 ON CONFLICT(id) DO UPDATE SET name = COALESCE(?2, labels.name), \
-                 color = COALESCE(?3, labels.color), updated_at = ?4",
-            )?
-            .execute(params![id, name, color, now])?;
-        }
-        Change::ChatLabel {
-            jid,
-            label_id,
-            labeled,
-        } => {
-            let sql = match labeled {
-                true => "INSERT OR IGNORE INTO chat_labels (chat_jid, label_id) VALUES (?1, ?2)",
-                false => "DELETE FROM chat_labels WHERE chat_jid = ?1 AND label_id = ?2",
-            };
-            tx.prepare_cached(sql)?.execute([jid, label_id])?;
-        }
-        Change::Reaction {
-            chat,
-            message_id,
-            sender,
-            emoji,
-            timestamp,
-        } => {
-            if emoji.is_empty() {
-                tx.prepare_cached(
-                    "DELETE FROM reactions WHERE chat_jid = ?1 AND message_id = ?2 AND sender = ?3",
-                )?
-                .execute(params![chat, message_id, sender])?;
-            } else {
-                tx.prepare_cached(
-                    "INSERT INTO reactions (chat_jid, message_id, sender, emoji, timestamp) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET \
-                     emoji = excluded.emoji, timestamp = excluded.timestamp \
-                     WHERE excluded.timestamp >= reactions.timestamp",
-                )?
-                .execute(params![chat, message_id, sender, emoji, timestamp])?;
-            }
-        }
-        Change::Edit {
-            chat,
-            edit_id,
-            message_id,
-            body,
-            timestamp,
-        } => {
-            let new = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO edits (chat_jid, edit_id, message_id, body, edited_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![chat, edit_id, message_id, body, timestamp])?;
-            if new > 0 {
-                tx.prepare_cached(
-                    "UPDATE messages SET body = ?3, edited_at = ?4 \
-                     WHERE chat_jid = ?1 AND id = ?2 AND revoked_at IS NULL \
-                     AND (edited_at IS NULL OR edited_at <= ?4)",
-                )?
-                .execute(params![chat, message_id, body, timestamp])?;
-            }
-        }
-        Change::Revoke {
-            chat,
-            message_id,
-            timestamp,
-        } => {
-            tx.prepare_cached(
-                "UPDATE messages SET body = NULL, raw = NULL, url = NULL, direct_path = NULL, \
-                 media_key = NULL, file_sha256 = NULL, file_enc_sha256 = NULL, file_name = NULL, \
-                 revoked_at = ?3 WHERE chat_jid = ?1 AND id = ?2",
-            )?
-            .execute(params![chat, message_id, timestamp])?;
-            tx.prepare_cached("DELETE FROM edits WHERE chat_jid = ?1 AND message_id = ?2")?
-                .execute(params![chat, message_id])?;
-        }
-        Change::Receipt {
-            chat,
-            message_ids,
-            kind,
-            sender,
-            timestamp,
-        } => {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO receipts (chat_jid, message_id, kind, sender, timestamp) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for id in message_ids {
-                insert.execute(params![chat, id, kind, sender, timestamp])?;
-            }
-            // This account read them (on the phone, or here): the chat is read up
-            // to the newest of them.
-            if kind == "read-self" {
-                let mut read = tx.prepare_cached(
-                    "UPDATE chats SET read_until = MAX(read_until, COALESCE( \
-                     (SELECT timestamp FROM messages WHERE chat_jid = ?1 AND id = ?2), 0)) \
-                     WHERE jid = ?1",
-                )?;
-                for id in message_ids {
-                    read.execute(params![chat, id])?;
-                }
-            }
-        }
-        Change::ChatRead { jid, unread: 0 } => {
-            tx.prepare_cached(
-                "UPDATE chats SET read_until = MAX(read_until, COALESCE((SELECT MAX(timestamp) \
-                 FROM messages WHERE chat_jid = ?1 AND is_from_me = 0), 0)) WHERE jid = ?1",
-            )?
-            .execute([jid])?;
-        }
-        Change::ChatRead { jid, unread } => {
-            // Read up to the incoming message just older than the unread ones, and
-            // before the oldest of them even when it has the same second (times
-            // are whole seconds): at least `unread` are unread.
-            tx.prepare_cached(
-                "UPDATE chats SET read_until = MIN( \
-                 COALESCE((SELECT timestamp FROM messages WHERE chat_jid = ?1 AND is_from_me = 0 \
-                  ORDER BY timestamp DESC LIMIT 1 OFFSET ?2), 0), \
-                 COALESCE((SELECT timestamp FROM messages WHERE chat_jid = ?1 AND is_from_me = 0 \
-                  ORDER BY timestamp DESC LIMIT 1 OFFSET ?2 - 1), 1) - 1) WHERE jid = ?1",
-            )?
-            .execute(params![jid, unread])?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn labels_are_named_put_on_chats_taken_off_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
-        let chat = "6281@s.whatsapp.net";
-        let label = |id: &str, name: Option<&str>, color, deleted| Change::Label {
-            id: id.into(),
-            name: name.map(str::to_owned),
-            color,
-            deleted,
-        };
-        let tag = |label_id: &str, labeled| Change::ChatLabel {
-            jid: chat.into(),
-            label_id: label_id.into(),
-            labeled,
-        };
-        store
-            .apply(
-                &[
-                    Change::Chat {
-                        jid: chat.into(),
-                        setting: ChatSetting::Pinned(true),
-                    },
-                    tag("2", true),
-                    label("1", Some("New"), Some(3), false),
-                    tag("1", true),
-                ],
-                100,
-            )
-            .unwrap();
-        // A label known by its id only shows with an empty name until it is named.
-        let labels = |store: &MessageStore| store.chat(chat).unwrap().unwrap().labels;
-        let named = |id: &str, name: &str, color| Label {
-            id: id.into(),
-            name: name.into(),
-            color,
-        };
-        assert_eq!(labels(&store), [named("1", "New", 3), named("2", "", 0)]);
-        // A rename keeps the colour.
-        store
-            .apply(
-                &[label("1", Some("Paid"), None, false), tag("2", false)],
-                100,
-            )
-            .unwrap();
-        assert_eq!(labels(&store), [named("1", "Paid", 3)]);
-        let (listed, _) = store
-            .chats(&ChatQuery {
-                limit: 10,
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(listed[0].labels, [named("1", "Paid", 3)]);
-        assert_eq!(store.label("1").unwrap(), Some(named("1", "Paid", 3)));
-        // Deleted: gone from every chat.
-        store.apply(&[label("1", None, None, true)], 100).unwrap();
-        assert!(labels(&store).is_empty());
-        assert_eq!(store.label("1").unwrap(), None);
-        store
-            .apply(
-                &[label("4", Some("Later"), None, false), tag("4", true)],
-                100,
-            )
-            .unwrap();
-        store.clear().unwrap();
-        assert_eq!(store.label("4").unwrap(), None);
+        on_each_backend(|store| {
+            let chat = "6281@s.whatsapp.net";
+            let label = |id: &str, name: Option<&str>, color, deleted| Change::Label {
+                id: id.into(),
+                name: name.map(str::to_owned),
+                color,
+                deleted,
+            };
+            let tag = |label_id: &str, labeled| Change::ChatLabel {
+                jid: chat.into(),
+                label_id: label_id.into(),
+                labeled,
+            };
+            store
+                .apply(
+                    &[
+                        Change::Chat {
+                            jid: chat.into(),
+                            setting: ChatSetting::Pinned(true),
+                        },
+                        tag("2", true),
+                        label("1", Some("New"), Some(3), false),
+                        tag("1", true),
+                    ],
+                    100,
+                )
+                .unwrap();
+            // A label known by its id only shows with an empty name until it is named.
+            let labels = |store: &MessageStore| store.chat(chat).unwrap().unwrap().labels;
+            let named = |id: &str, name: &str, color| Label {
+                id: id.into(),
+                name: name.into(),
+                color,
+            };
+            assert_eq!(labels(store), [named("1", "New", 3), named("2", "", 0)]);
+            // A rename keeps the colour.
+            store
+                .apply(
+                    &[label("1", Some("Paid"), None, false), tag("2", false)],
+                    100,
+                )
+                .unwrap();
+            assert_eq!(labels(store), [named("1", "Paid", 3)]);
+            let (listed, _) = store
+                .chats(&ChatQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(listed[0].labels, [named("1", "Paid", 3)]);
+            assert_eq!(store.label("1").unwrap(), Some(named("1", "Paid", 3)));
+            // Deleted: gone from every chat.
+            store.apply(&[label("1", None, None, true)], 100).unwrap();
+            assert!(labels(store).is_empty());
+            assert_eq!(store.label("1").unwrap(), None);
+            store
+                .apply(
+                    &[label("4", Some("Later"), None, false), tag("4", true)],
+                    100,
+                )
+                .unwrap();
+            store.clear().unwrap();
+            assert_eq!(store.label("4").unwrap(), None);
+        });
     }
 
     #[test]
     fn a_logout_forgets_the_go_history_import_but_not_the_go_session_import() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
-        store
-            .record_import("go-session:6281:7@s.whatsapp.net#ab")
-            .unwrap();
-        store.record_import("go-chats:6281@s.whatsapp.net").unwrap();
-        assert!(store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
-        store.clear().unwrap();
-        assert!(
+        on_each_backend(|store| {
             store
-                .was_imported("go-session:6281:7@s.whatsapp.net#ab")
-                .unwrap()
-        );
-        assert!(!store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
-        assert!(!store.was_imported("never").unwrap());
+                .record_import("go-session:6281:7@s.whatsapp.net#ab")
+                .unwrap();
+            store.record_import("go-chats:6281@s.whatsapp.net").unwrap();
+            assert!(store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
+            store.clear().unwrap();
+            assert!(
+                store
+                    .was_imported("go-session:6281:7@s.whatsapp.net#ab")
+                    .unwrap()
+            );
+            assert!(!store.was_imported("go-chats:6281@s.whatsapp.net").unwrap());
+            assert!(!store.was_imported("never").unwrap());
+        });
     }
 
     #[test]
     fn unread_counts_follow_reads_replies_and_marks() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
-        let chat = "62811@s.whatsapp.net";
-        let incoming = |id: &str, t| Change::Message(Box::new(message(id, t, "hi")));
-        let unread = |store: &MessageStore| store.chat(chat).unwrap().unwrap().unread;
-        let unread_chats = |store: &MessageStore| {
-            let q = ChatQuery {
-                limit: 10,
-                unread_only: true,
-                ..Default::default()
+        on_each_backend(|store| {
+            let chat = "62811@s.whatsapp.net";
+            let incoming = |id: &str, t| Change::Message(Box::new(message(id, t, "hi")));
+            let unread = |store: &MessageStore| store.chat(chat).unwrap().unwrap().unread;
+            let unread_chats = |store: &MessageStore| {
+                let q = ChatQuery {
+                    limit: 10,
+                    unread_only: true,
+                    ..Default::default()
+                };
+                store.chats(&q).unwrap().1
             };
-            store.chats(&q).unwrap().1
-        };
-        store
-            .apply(&[incoming("A", 100), incoming("B", 110)], 1)
-            .unwrap();
-        assert_eq!((unread(&store), unread_chats(&store)), (2, 1));
-        // A reply reads what came before it.
-        let mut reply = message("R", 120, "ok");
-        reply.is_from_me = true;
-        store
-            .apply(&[Change::Message(Box::new(reply)), incoming("C", 130)], 1)
-            .unwrap();
-        assert_eq!(unread(&store), 1);
-        // Read on the phone (or here): up to that message.
-        let read = Change::Receipt {
-            chat: chat.into(),
-            message_ids: vec!["C".into()],
-            kind: "read-self".into(),
-            sender: chat.into(),
-            timestamp: 140,
-        };
-        store.apply(&[read], 1).unwrap();
-        assert_eq!((unread(&store), unread_chats(&store)), (0, 0));
-        // Marked unread: its newest incoming message is unread again; read again.
-        let mark = |unread| Change::ChatRead {
-            jid: chat.into(),
-            unread,
-        };
-        store.apply(&[mark(1)], 1).unwrap();
-        assert_eq!(unread(&store), 1);
-        store.apply(&[mark(0)], 1).unwrap();
-        assert_eq!(unread(&store), 0);
-        // The phone's count (history): the newest two of the three incoming.
-        store.apply(&[mark(2)], 1).unwrap();
-        assert_eq!(unread(&store), 2);
-        store.apply(&[mark(9)], 1).unwrap();
-        assert_eq!(unread(&store), 3);
-        // Two in the same second (times are whole seconds): marked unread, both
-        // are, rather than none.
-        store
-            .apply(&[mark(0), incoming("D", 150), incoming("E", 150)], 1)
-            .unwrap();
-        assert_eq!(unread(&store), 2);
-        store.apply(&[mark(0)], 1).unwrap();
-        store.apply(&[mark(1)], 1).unwrap();
-        assert_eq!(unread(&store), 2);
+            store
+                .apply(&[incoming("A", 100), incoming("B", 110)], 1)
+                .unwrap();
+            assert_eq!((unread(store), unread_chats(store)), (2, 1));
+            // A reply reads what came before it.
+            let mut reply = message("R", 120, "ok");
+            reply.is_from_me = true;
+            store
+                .apply(&[Change::Message(Box::new(reply)), incoming("C", 130)], 1)
+                .unwrap();
+            assert_eq!(unread(store), 1);
+            // Read on the phone (or here): up to that message.
+            let read = Change::Receipt {
+                chat: chat.into(),
+                message_ids: vec!["C".into()],
+                kind: "read-self".into(),
+                sender: chat.into(),
+                timestamp: 140,
+            };
+            store.apply(&[read], 1).unwrap();
+            assert_eq!((unread(store), unread_chats(store)), (0, 0));
+            // Marked unread: its newest incoming message is unread again; read again.
+            let mark = |unread| Change::ChatRead {
+                jid: chat.into(),
+                unread,
+            };
+            store.apply(&[mark(1)], 1).unwrap();
+            assert_eq!(unread(store), 1);
+            store.apply(&[mark(0)], 1).unwrap();
+            assert_eq!(unread(store), 0);
+            // The phone's count (history): the newest two of the three incoming.
+            store.apply(&[mark(2)], 1).unwrap();
+            assert_eq!(unread(store), 2);
+            store.apply(&[mark(9)], 1).unwrap();
+            assert_eq!(unread(store), 3);
+            // Two in the same second (times are whole seconds): marked unread, both
+            // are, rather than none.
+            store
+                .apply(&[mark(0), incoming("D", 150), incoming("E", 150)], 1)
+                .unwrap();
+            assert_eq!(unread(store), 2);
+            store.apply(&[mark(0)], 1).unwrap();
+            store.apply(&[mark(1)], 1).unwrap();
+            assert_eq!(unread(store), 2);
+        });
     }
 
     #[test]
     fn a_search_finds_text_across_chats_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open(&dir.path().join("chat.db")).unwrap();
-        let mut other = message("B", 200, "Order #12 shipped");
-        other.chat = "62822@s.whatsapp.net".into();
-        store
-            .apply(
-                &[
-                    Change::Message(Box::new(message("A", 100, "where is order #12?"))),
-                    Change::Message(Box::new(other)),
-                    Change::Message(Box::new(message("C", 300, "thanks"))),
-                ],
-                1,
-            )
-            .unwrap();
-        let q = |search: &str| MessageQuery {
-            limit: 10,
-            search: Some(search.into()),
-            ..Default::default()
-        };
-        let (found, total) = store.search(None, &q("ORDER #12")).unwrap();
-        let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!((ids, total), (vec!["B", "A"], 2));
-        let (found, _) = store
-            .search(Some("62811@s.whatsapp.net"), &q("order"))
-            .unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].id, "A");
-        // LIKE's wildcards are taken literally.
-        assert_eq!(store.search(None, &q("%")).unwrap().1, 0);
+        on_each_backend(|store| {
+            let mut other = message("B", 200, "Order #12 shipped");
+            other.chat = "62822@s.whatsapp.net".into();
+            store
+                .apply(
+                    &[
+                        Change::Message(Box::new(message("A", 100, "where is order #12?"))),
+                        Change::Message(Box::new(other)),
+                        Change::Message(Box::new(message("C", 300, "thanks"))),
+                    ],
+                    1,
+                )
+                .unwrap();
+            let q = |search: &str| MessageQuery {
+                limit: 10,
+                search: Some(search.into()),
+                ..Default::default()
+            };
+            let (found, total) = store.search(None, &q("ORDER #12")).unwrap();
+            let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!((ids, total), (vec!["B", "A"], 2));
+            let (found, _) = store
+                .search(Some("62811@s.whatsapp.net"), &q("order"))
+                .unwrap();
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].id, "A");
+            // LIKE's wildcards are taken literally.
+            assert_eq!(store.search(None, &q("%")).unwrap().1, 0);
+        });
     }
 
     fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
@@ -1281,7 +782,8 @@ mod tests {
         let store = std::sync::Arc::new(store);
         let synchronous = |store: &MessageStore| -> i64 {
             store
-                .conn()
+                .sqlite_conn()
+                .unwrap()
                 .query_row("PRAGMA synchronous", [], |r| r.get(0))
                 .unwrap()
         };
@@ -1295,6 +797,68 @@ mod tests {
         assert_eq!(synchronous(&store), 2, "back to FULL after the batch");
     }
 
+    /// Runs `test` on a fresh store of each kind: an SQLite file, then an
+    /// account in Postgres whose tables already hold another account's messages,
+    /// chat, contact and label (none of which `test` may see).
+    fn on_each_backend(test: impl Fn(&MessageStore)) {
+        let (store, _dir) = store();
+        test(&store);
+        let (store, _server, runtime) = postgres_store();
+        test(&store);
+        drop(store);
+        drop(runtime);
+    }
+
+    /// An account's store in a Postgres of its own, beside another account's
+    /// rows; the server and the runtime its calls wait on go with it.
+    fn postgres_store() -> (
+        std::sync::Arc<MessageStore>,
+        std::sync::Arc<crate::postgres::testing::TestServer>,
+        tokio::runtime::Runtime,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (server, pool) = runtime.block_on(crate::postgres::testing::database());
+        let on = |account: &str| {
+            std::sync::Arc::new(MessageStore::postgres(
+                PgMessages::new(pool.clone(), account),
+                runtime.handle().clone(),
+            ))
+        };
+        let other = on("other");
+        let mut theirs = message("A", 100, "another account's");
+        theirs.raw = vec![7];
+        other
+            .apply(
+                &[
+                    Change::Message(Box::new(theirs)),
+                    Change::Contact {
+                        jid: CHAT.into(),
+                        full_name: Some("Not yours".into()),
+                        push_name: None,
+                    },
+                    Change::Label {
+                        id: "1".into(),
+                        name: Some("Theirs".into()),
+                        color: Some(5),
+                        deleted: false,
+                    },
+                    Change::ChatLabel {
+                        jid: CHAT.into(),
+                        label_id: "1".into(),
+                        labeled: true,
+                    },
+                ],
+                1,
+            )
+            .unwrap();
+        other.record_import("go-chats:6281@s.whatsapp.net").unwrap();
+        (on("acct"), server, runtime)
+    }
+
     fn store() -> (MessageStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (
@@ -1305,90 +869,92 @@ mod tests {
 
     #[test]
     fn senders_become_contacts_and_a_saved_name_outranks_the_push_name() {
-        let (store, _dir) = store();
-        let mut own = message("B", 101, "mine");
-        own.is_from_me = true;
-        own.sender = "62899@s.whatsapp.net".into();
-        store
-            .apply(
-                &[
-                    Change::Message(Box::new(message("A", 100, "hi"))),
-                    Change::Message(Box::new(own)),
-                ],
-                1,
-            )
-            .unwrap();
-        let names = |store: &MessageStore| -> Vec<(String, Option<String>, Option<String>)> {
+        on_each_backend(|store| {
+            let mut own = message("B", 101, "mine");
+            own.is_from_me = true;
+            own.sender = "62899@s.whatsapp.net".into();
             store
-                .contacts()
-                .unwrap()
-                .into_iter()
-                .map(|c| (c.jid, c.full_name, c.push_name))
-                .collect()
-        };
-        assert_eq!(
-            names(&store),
-            [(CHAT.to_owned(), None, Some("Ann".to_owned()))],
-            "own messages make no contact"
-        );
-        let saved = Change::Contact {
-            jid: CHAT.into(),
-            full_name: Some("Ann Smith".into()),
-            push_name: None,
-        };
-        store.apply(&[saved], 2).unwrap();
-        assert_eq!(
-            names(&store),
-            [(
-                CHAT.to_owned(),
-                Some("Ann Smith".to_owned()),
-                Some("Ann".to_owned())
-            )]
-        );
-        store.clear().unwrap();
-        assert!(store.contacts().unwrap().is_empty());
+                .apply(
+                    &[
+                        Change::Message(Box::new(message("A", 100, "hi"))),
+                        Change::Message(Box::new(own)),
+                    ],
+                    1,
+                )
+                .unwrap();
+            let names = |store: &MessageStore| -> Vec<(String, Option<String>, Option<String>)> {
+                store
+                    .contacts()
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.jid, c.full_name, c.push_name))
+                    .collect()
+            };
+            assert_eq!(
+                names(store),
+                [(CHAT.to_owned(), None, Some("Ann".to_owned()))],
+                "own messages make no contact"
+            );
+            let saved = Change::Contact {
+                jid: CHAT.into(),
+                full_name: Some("Ann Smith".into()),
+                push_name: None,
+            };
+            store.apply(&[saved], 2).unwrap();
+            assert_eq!(
+                names(store),
+                [(
+                    CHAT.to_owned(),
+                    Some("Ann Smith".to_owned()),
+                    Some("Ann".to_owned())
+                )]
+            );
+            store.clear().unwrap();
+            assert!(store.contacts().unwrap().is_empty());
+        });
     }
 
     #[test]
     fn a_chats_total_follows_inserts_repeats_forgets_and_prunes() {
-        let (store, _dir) = store();
-        let total = |store: &MessageStore| {
-            let q = MessageQuery {
-                limit: 10,
-                ..MessageQuery::default()
-            };
-            let counted = MessageQuery {
-                media_only: true,
-                ..q.clone()
-            };
-            let (_, total) = store.messages(CHAT, &q).unwrap();
-            // Every message here has media: the counted total must agree.
-            assert_eq!(store.messages(CHAT, &counted).unwrap().1, total);
-            total
-        };
-        let batch: Vec<Change> = (0..5)
-            .map(|i| Change::Message(Box::new(message(&format!("M{i}"), 100 + i, "x"))))
-            .collect();
-        store.apply(&batch, 1).unwrap();
-        store.apply(&batch, 2).unwrap();
-        assert_eq!(total(&store), 5, "a repeat is not counted twice");
-        assert!(store.forget(CHAT, "M0").unwrap());
-        assert!(!store.forget(CHAT, "M0").unwrap());
-        assert_eq!(total(&store), 4);
-        assert_eq!(store.prune(102).unwrap(), 1);
-        assert_eq!(total(&store), 3);
-        let (rows, _) = store
-            .messages(
-                CHAT,
-                &MessageQuery {
-                    limit: 2,
-                    offset: 1,
+        on_each_backend(|store| {
+            let total = |store: &MessageStore| {
+                let q = MessageQuery {
+                    limit: 10,
                     ..MessageQuery::default()
-                },
-            )
-            .unwrap();
-        let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["M3", "M2"], "newest first, after the offset");
+                };
+                let counted = MessageQuery {
+                    media_only: true,
+                    ..q.clone()
+                };
+                let (_, total) = store.messages(CHAT, &q).unwrap();
+                // Every message here has media: the counted total must agree.
+                assert_eq!(store.messages(CHAT, &counted).unwrap().1, total);
+                total
+            };
+            let batch: Vec<Change> = (0..5)
+                .map(|i| Change::Message(Box::new(message(&format!("M{i}"), 100 + i, "x"))))
+                .collect();
+            store.apply(&batch, 1).unwrap();
+            store.apply(&batch, 2).unwrap();
+            assert_eq!(total(store), 5, "a repeat is not counted twice");
+            assert!(store.forget(CHAT, "M0").unwrap());
+            assert!(!store.forget(CHAT, "M0").unwrap());
+            assert_eq!(total(store), 4);
+            assert_eq!(store.prune(102).unwrap(), 1);
+            assert_eq!(total(store), 3);
+            let (rows, _) = store
+                .messages(
+                    CHAT,
+                    &MessageQuery {
+                        limit: 2,
+                        offset: 1,
+                        ..MessageQuery::default()
+                    },
+                )
+                .unwrap();
+            let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!(ids, ["M3", "M2"], "newest first, after the offset");
+        });
     }
 
     /// Waits up to 10 s for `done` (background writes).
@@ -1402,34 +968,199 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn background_writes_keep_their_order() {
-        let (store, _dir) = store();
-        let store = std::sync::Arc::new(store);
-        for i in 0..200 {
-            let id = format!("M{i}");
-            store.apply_in_background(
-                Change::Message(Box::new(message(&id, 100 + i, "first"))),
-                "a message",
-            );
-            // Applied before its message, the revoke would find nothing to clear.
-            store.apply_in_background(
-                Change::Revoke {
-                    chat: CHAT.into(),
-                    message_id: id,
-                    timestamp: 300 + i,
-                },
-                "a revoke",
-            );
+    #[test]
+    fn a_file_store_moves_into_postgres_whole_and_a_second_copy_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("chat.db");
+        let mut edited = message("E", 110, "before");
+        edited.media = None;
+        let mut mine = message("R", 120, "reply");
+        mine.is_from_me = true;
+        let mut group = message("G", 130, "in a group");
+        group.chat = "1203@g.us".into();
+        let react = Change::Reaction {
+            chat: CHAT.into(),
+            message_id: "A".into(),
+            sender: "62822@s.whatsapp.net".into(),
+            emoji: "👍".into(),
+            timestamp: 101,
+        };
+        let changes = vec![
+            Change::Message(Box::new(message("A", 100, "hello"))),
+            Change::Message(Box::new(edited)),
+            Change::Message(Box::new(mine)),
+            Change::Message(Box::new(message("B", 140, "unread one"))),
+            Change::Message(Box::new(message("C", 150, "unread two"))),
+            Change::Message(Box::new(message("X", 160, "deleted"))),
+            Change::Message(Box::new(group)),
+            react,
+            Change::Edit {
+                chat: CHAT.into(),
+                edit_id: "E-1".into(),
+                message_id: "E".into(),
+                body: "after".into(),
+                timestamp: 115,
+            },
+            Change::Revoke {
+                chat: CHAT.into(),
+                message_id: "X".into(),
+                timestamp: 170,
+            },
+            Change::Receipt {
+                chat: CHAT.into(),
+                message_ids: vec!["R".into()],
+                kind: "read".into(),
+                sender: CHAT.into(),
+                timestamp: 125,
+            },
+            Change::ChatName {
+                jid: "1203@g.us".into(),
+                name: "Team".into(),
+            },
+            Change::Chat {
+                jid: "1203@g.us".into(),
+                setting: ChatSetting::Pinned(true),
+            },
+            Change::Chat {
+                jid: CHAT.into(),
+                setting: ChatSetting::Expiration(86_400),
+            },
+            Change::Chat {
+                jid: CHAT.into(),
+                setting: ChatSetting::Archived(true),
+            },
+            Change::Contact {
+                jid: CHAT.into(),
+                full_name: Some("Ann Smith".into()),
+                push_name: None,
+            },
+            Change::Label {
+                id: "7".into(),
+                name: Some("Paid".into()),
+                color: Some(2),
+                deleted: false,
+            },
+            Change::ChatLabel {
+                jid: CHAT.into(),
+                label_id: "7".into(),
+                labeled: true,
+            },
+        ];
+        let source = MessageStore::open(&file).unwrap();
+        source.apply(&changes, 1).unwrap();
+        source
+            .record_import("go-chats:6281@s.whatsapp.net")
+            .unwrap();
+        drop(source);
+        // What a store shows through its calls (times of writing aside).
+        let seen = |store: &MessageStore| {
+            let all = MessageQuery {
+                limit: 100,
+                ..Default::default()
+            };
+            let (chats, total) = store
+                .chats(&ChatQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            let chats: Vec<_> = chats
+                .into_iter()
+                .map(|c| {
+                    let messages = store.messages(&c.jid, &all).unwrap();
+                    let full: Vec<_> = messages
+                        .0
+                        .iter()
+                        .map(|m| {
+                            let id = &m.id;
+                            (
+                                store.get(&c.jid, id).unwrap(),
+                                store.reactions(&c.jid, id).unwrap(),
+                                store.receipts(&c.jid, id).unwrap(),
+                            )
+                        })
+                        .collect();
+                    let shown = (
+                        c.jid,
+                        c.name,
+                        c.last_message_at,
+                        c.archived,
+                        c.pinned,
+                        c.expiration,
+                        c.labels,
+                        c.unread,
+                    );
+                    (shown, messages.1, full)
+                })
+                .collect();
+            (
+                chats,
+                total,
+                store.contacts().unwrap(),
+                store.count().unwrap(),
+                store.was_imported("go-chats:6281@s.whatsapp.net").unwrap(),
+            )
+        };
+        let expected = seen(&MessageStore::open(&file).unwrap());
+        assert_eq!(expected.3, 7);
+        assert_eq!(expected.0[0].0.7, 3, "three unread after the reply");
+        let (store, _server, _runtime) = postgres_store();
+        assert_eq!(store.copy_from_file(&file).unwrap(), 7);
+        assert_eq!(seen(&store), expected);
+        assert_eq!(store.copy_from_file(&file).unwrap(), 7);
+        assert_eq!(seen(&store), expected, "copied again: nothing changes");
+    }
+
+    /// Waits up to 10 s for `done` (background writes), off the runtime.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        wait_until("200 messages", || store.count().unwrap() == 200).await;
-        wait_until("every revoke", || {
-            (0..200).all(|i| {
-                let stored = store.get(CHAT, &format!("M{i}")).unwrap().unwrap();
-                stored.revoked_at == Some(300 + i) && stored.body.is_none()
-            })
-        })
-        .await;
+        panic!("timed out waiting for {what}");
+    }
+
+    #[test]
+    fn background_writes_keep_their_order() {
+        let queue = |store: &std::sync::Arc<MessageStore>, runtime: &tokio::runtime::Handle| {
+            // Queued from the runtime, written on its blocking pool.
+            let on = runtime.enter();
+            for i in 0..200 {
+                let id = format!("M{i}");
+                store.apply_in_background(
+                    Change::Message(Box::new(message(&id, 100 + i, "first"))),
+                    "a message",
+                );
+                // Applied before its message, the revoke would find nothing to clear.
+                store.apply_in_background(
+                    Change::Revoke {
+                        chat: CHAT.into(),
+                        message_id: id,
+                        timestamp: 300 + i,
+                    },
+                    "a revoke",
+                );
+            }
+            drop(on);
+            wait_for("200 messages", || store.count().unwrap() == 200);
+            wait_for("every revoke", || {
+                (0..200).all(|i| {
+                    let stored = store.get(CHAT, &format!("M{i}")).unwrap().unwrap();
+                    stored.revoked_at == Some(300 + i) && stored.body.is_none()
+                })
+            });
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (store, _dir) = store();
+        queue(&std::sync::Arc::new(store), runtime.handle());
+        let (store, _server, runtime) = postgres_store();
+        queue(&store, runtime.handle());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1437,7 +1168,8 @@ mod tests {
         let (store, _dir) = store();
         let store = std::sync::Arc::new(store);
         store
-            .conn()
+            .sqlite_conn()
+            .unwrap()
             .execute_batch(
                 "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.id = 'BAD' \
                  BEGIN SELECT RAISE(ABORT, 'refused'); END;",
@@ -1445,7 +1177,7 @@ mod tests {
             .unwrap();
         {
             // Held while queueing: the writer waits for it, so all three go in one batch.
-            let _busy = store.conn();
+            let _busy = store.writing.lock().unwrap();
             for id in ["A", "BAD", "C"] {
                 store.apply_in_background(
                     Change::Message(Box::new(message(id, 100, "x"))),
@@ -1461,103 +1193,106 @@ mod tests {
 
     #[test]
     fn the_migrations_are_valid() {
-        migrations().validate().unwrap();
+        sqlite::migrations().validate().unwrap();
     }
 
     #[test]
     fn a_message_is_stored_once_and_reactions_edits_and_receipts_apply_to_it() {
-        let (store, _dir) = store();
-        let m = message("A", 100, "hello");
-        store
-            .apply(&[Change::Message(Box::new(m.clone()))], 1)
-            .unwrap();
-        // Delivered again: nothing changes.
-        store
-            .apply(&[Change::Message(Box::new(message("A", 100, "other")))], 2)
-            .unwrap();
-        assert_eq!(store.get(CHAT, "A").unwrap(), Some(m.clone()));
-        assert_eq!(store.count().unwrap(), 1);
+        on_each_backend(|store| {
+            let m = message("A", 100, "hello");
+            store
+                .apply(&[Change::Message(Box::new(m.clone()))], 1)
+                .unwrap();
+            // Delivered again: nothing changes.
+            store
+                .apply(&[Change::Message(Box::new(message("A", 100, "other")))], 2)
+                .unwrap();
+            assert_eq!(store.get(CHAT, "A").unwrap(), Some(m.clone()));
+            assert_eq!(store.count().unwrap(), 1);
 
-        let react = |emoji: &str, t| Change::Reaction {
-            chat: CHAT.into(),
-            message_id: "A".into(),
-            sender: "62822@s.whatsapp.net".into(),
-            emoji: emoji.into(),
-            timestamp: t,
-        };
-        store
-            .apply(&[react("👍", 101), react("❤", 102)], 3)
-            .unwrap();
-        assert_eq!(
-            store.reactions(CHAT, "A").unwrap(),
-            [("62822@s.whatsapp.net".to_owned(), "❤".to_owned())]
-        );
-        store.apply(&[react("", 103)], 3).unwrap();
-        assert!(store.reactions(CHAT, "A").unwrap().is_empty());
+            let react = |emoji: &str, t| Change::Reaction {
+                chat: CHAT.into(),
+                message_id: "A".into(),
+                sender: "62822@s.whatsapp.net".into(),
+                emoji: emoji.into(),
+                timestamp: t,
+            };
+            store
+                .apply(&[react("👍", 101), react("❤", 102)], 3)
+                .unwrap();
+            assert_eq!(
+                store.reactions(CHAT, "A").unwrap(),
+                [("62822@s.whatsapp.net".to_owned(), "❤".to_owned())]
+            );
+            store.apply(&[react("", 103)], 3).unwrap();
+            assert!(store.reactions(CHAT, "A").unwrap().is_empty());
 
-        let edit = |edit_id: &str, body: &str, t| Change::Edit {
-            chat: CHAT.into(),
-            edit_id: edit_id.into(),
-            message_id: "A".into(),
-            body: body.into(),
-            timestamp: t,
-        };
-        // An older edit arriving late does not win.
-        store
-            .apply(&[edit("E2", "second", 120), edit("E1", "first", 110)], 4)
-            .unwrap();
-        let stored = store.get(CHAT, "A").unwrap().unwrap();
-        assert_eq!(
-            (stored.body.as_deref(), stored.edited_at),
-            (Some("second"), Some(120))
-        );
+            let edit = |edit_id: &str, body: &str, t| Change::Edit {
+                chat: CHAT.into(),
+                edit_id: edit_id.into(),
+                message_id: "A".into(),
+                body: body.into(),
+                timestamp: t,
+            };
+            // An older edit arriving late does not win.
+            store
+                .apply(&[edit("E2", "second", 120), edit("E1", "first", 110)], 4)
+                .unwrap();
+            let stored = store.get(CHAT, "A").unwrap().unwrap();
+            assert_eq!(
+                (stored.body.as_deref(), stored.edited_at),
+                (Some("second"), Some(120))
+            );
 
-        let receipt = Change::Receipt {
-            chat: CHAT.into(),
-            message_ids: vec!["A".into()],
-            kind: "read".into(),
-            sender: CHAT.into(),
-            timestamp: 130,
-        };
-        store.apply(&[receipt.clone(), receipt], 5).unwrap();
-        assert_eq!(store.receipts(CHAT, "A").unwrap().len(), 1);
+            let receipt = Change::Receipt {
+                chat: CHAT.into(),
+                message_ids: vec!["A".into()],
+                kind: "read".into(),
+                sender: CHAT.into(),
+                timestamp: 130,
+            };
+            store.apply(&[receipt.clone(), receipt], 5).unwrap();
+            assert_eq!(store.receipts(CHAT, "A").unwrap().len(), 1);
+        });
     }
 
     #[test]
     fn a_revoke_clears_the_content_and_keys() {
-        let (store, _dir) = store();
-        store
-            .apply(&[Change::Message(Box::new(message("A", 100, "secret")))], 1)
-            .unwrap();
-        let revoke = Change::Revoke {
-            chat: CHAT.into(),
-            message_id: "A".into(),
-            timestamp: 140,
-        };
-        store.apply(&[revoke], 2).unwrap();
-        let stored = store.get(CHAT, "A").unwrap().unwrap();
-        assert_eq!(stored.revoked_at, Some(140));
-        assert_eq!(stored.body, None);
-        assert!(stored.raw.is_empty());
-        assert_eq!(stored.media, None, "media keys are gone");
+        on_each_backend(|store| {
+            store
+                .apply(&[Change::Message(Box::new(message("A", 100, "secret")))], 1)
+                .unwrap();
+            let revoke = Change::Revoke {
+                chat: CHAT.into(),
+                message_id: "A".into(),
+                timestamp: 140,
+            };
+            store.apply(&[revoke], 2).unwrap();
+            let stored = store.get(CHAT, "A").unwrap().unwrap();
+            assert_eq!(stored.revoked_at, Some(140));
+            assert_eq!(stored.body, None);
+            assert!(stored.raw.is_empty());
+            assert_eq!(stored.media, None, "media keys are gone");
+        });
     }
 
     #[test]
     fn retention_prunes_old_messages_and_logout_clears_everything() {
-        let (store, _dir) = store();
-        store
-            .apply(
-                &[
-                    Change::Message(Box::new(message("old", 100, "a"))),
-                    Change::Message(Box::new(message("new", 200, "b"))),
-                ],
-                1,
-            )
-            .unwrap();
-        assert_eq!(store.prune(150).unwrap(), 1);
-        assert!(store.get(CHAT, "old").unwrap().is_none());
-        assert!(store.get(CHAT, "new").unwrap().is_some());
-        store.clear().unwrap();
-        assert_eq!(store.count().unwrap(), 0);
+        on_each_backend(|store| {
+            store
+                .apply(
+                    &[
+                        Change::Message(Box::new(message("old", 100, "a"))),
+                        Change::Message(Box::new(message("new", 200, "b"))),
+                    ],
+                    1,
+                )
+                .unwrap();
+            assert_eq!(store.prune(150).unwrap(), 1);
+            assert!(store.get(CHAT, "old").unwrap().is_none());
+            assert!(store.get(CHAT, "new").unwrap().is_some());
+            store.clear().unwrap();
+            assert_eq!(store.count().unwrap(), 0);
+        });
     }
 }

@@ -8,6 +8,7 @@
 //! [`whatsapp_store::WhatsAppStore`] is one account's WhatsApp session.
 
 pub mod leases;
+pub mod messages;
 pub mod outbox;
 pub mod registry;
 pub mod whatsapp_store;

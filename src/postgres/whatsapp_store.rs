@@ -65,7 +65,7 @@ const TABLES: &[&str] = &[
     "wa_msg_secrets",
 ];
 
-/// Deletes the sessions and webhook outboxes of every account the account list
+/// Deletes the sessions, webhook outboxes and messages of every account the account list
 /// (`wa_accounts`) does not have; how many accounts had a session.
 ///
 /// The list is read by each statement itself, not beforehand: another server
@@ -86,7 +86,11 @@ pub async fn forget_unlisted(pool: &Pool) -> Result<u64> {
         .await
         .map_err(db)?;
     // Their webhook outboxes too.
-    for table in TABLES[1..].iter().chain(super::outbox::OUTBOX_TABLES) {
+    for table in TABLES[1..]
+        .iter()
+        .chain(super::outbox::OUTBOX_TABLES)
+        .chain(super::messages::MESSAGE_TABLES)
+    {
         let sql = format!("DELETE FROM {table} t WHERE {unlisted}");
         tx.execute(&sql, &[]).await.map_err(db)?;
     }
@@ -2428,7 +2432,9 @@ mod tests {
         client
             .batch_execute(
                 "INSERT INTO wa_accounts (id, folder, created_at) VALUES ('b', '', 1);
-                 INSERT INTO wa_webhook_done (account, event_id, done_at) VALUES ('c', 'e', 1);",
+                 INSERT INTO wa_webhook_done (account, event_id, done_at) VALUES ('c', 'e', 1);
+                 INSERT INTO wa_contacts (account, jid, updated_at) VALUES ('c', 'x', 1);
+                 INSERT INTO wa_contacts (account, jid, updated_at) VALUES ('b', 'x', 1);",
             )
             .await
             .unwrap();
@@ -2440,6 +2446,14 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(done, 0);
+        let contacts: Vec<String> = client
+            .query("SELECT account FROM wa_contacts", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(contacts, ["b"], "messages go with their session");
         assert!(!store(&pool, "a").exists().await.unwrap());
         assert!(!store(&pool, "c").exists().await.unwrap());
         let kept = store(&pool, "b");
@@ -2476,6 +2490,7 @@ mod tests {
         let mut listed: Vec<String> = TABLES
             .iter()
             .chain(crate::postgres::outbox::OUTBOX_TABLES)
+            .chain(crate::postgres::messages::MESSAGE_TABLES)
             .chain(crate::postgres::registry::REGISTRY_TABLES)
             .chain(crate::postgres::leases::SERVER_TABLES)
             .map(|t| t.to_string())
@@ -2484,7 +2499,7 @@ mod tests {
         listed.sort();
         assert_eq!(
             found, listed,
-            "TABLES, OUTBOX_TABLES, REGISTRY_TABLES and SERVER_TABLES list the schema's tables"
+            "TABLES, OUTBOX_TABLES, MESSAGE_TABLES, REGISTRY_TABLES and SERVER_TABLES list the schema's tables"
         );
     }
 }

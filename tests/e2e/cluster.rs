@@ -206,6 +206,20 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
         );
     }
     assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
+    // Their chat history moved with them: what b stored before it died (the
+    // sends) and what came during the failover, through any server.
+    for i in &on_b {
+        let id = account(*i);
+        let shown = crate::postgres::history(&a, Some(&id)).await;
+        for n in 0..3 {
+            for text in [
+                format!("from {id} through server {n}"),
+                format!("to {id} #{n}"),
+            ] {
+                assert!(shown.contains(&text), "{id}: {text} not in {shown:?}");
+            }
+        }
+    }
     let deliveries = receiver
         .accepted()
         .iter()

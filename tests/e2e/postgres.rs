@@ -28,6 +28,33 @@ async fn session_rows(url: &str, account: &str) -> i64 {
     total
 }
 
+/// How many messages the account `account` has stored in the database.
+async fn message_rows(url: &str, account: &str) -> i64 {
+    let pool = whatsapp_api::postgres::connect(url).await.unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .query_one(
+            "SELECT count(*) FROM wa_messages WHERE account = $1",
+            &[&account],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The texts of the account's chat with [`FRIEND`], newest first.
+pub(crate) async fn history(server: &Server, account: Option<&str>) -> Vec<String> {
+    let path = format!("/chat/{FRIEND}@s.whatsapp.net/messages?limit=100");
+    let res = server.request("GET", &path, account, None).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.body, server.log());
+    res.body["results"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
 async fn send(server: &Server, text: &str) -> crate::harness::Reply {
     server
         .post_form("/send/message", &[("phone", FRIEND), ("message", text)])
@@ -41,6 +68,29 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     let fake = FakeWhatsApp::start_local().await.unwrap();
     fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // An earlier version kept the chat history in a file beside the session.
+    let earlier = dir.path().join("storages/chat.db");
+    let friend = format!("{FRIEND}@s.whatsapp.net");
+    let old = whatsapp_api::messages::StoredMessage {
+        chat: friend.clone(),
+        id: "3EB0EARLIER1".into(),
+        sender: friend,
+        sender_lid: None,
+        push_name: Some("Friend".into()),
+        timestamp: 1_700_000_000,
+        is_from_me: false,
+        kind: "text".into(),
+        body: Some("kept by an earlier version".into()),
+        quoted_id: None,
+        media: None,
+        raw: Vec::new(),
+        edited_at: None,
+        revoked_at: None,
+    };
+    whatsapp_api::messages::MessageStore::open(&earlier)
+        .unwrap()
+        .apply(&[whatsapp_api::messages::Change::Message(Box::new(old))], 1)
+        .unwrap();
     let mut server = Server::start_with(&fake, dir.path(), &["--db-uri", &url]).await;
     server.pair(&fake).await;
     let reply = send(&server, "kept in postgres").await;
@@ -52,6 +102,18 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
     // The session is in the database, not in a file beside the message store.
     assert!(session_rows(&url, "default").await > 0);
     assert!(!server.store_path().exists());
+    // So is the chat history, the earlier file's included (the file is gone).
+    let mut shown = Vec::new();
+    for _ in 0..100 {
+        shown = history(&server, None).await;
+        if shown.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown, ["kept in postgres", "kept by an earlier version"]);
+    assert!(!earlier.exists(), "{}", server.log());
+    assert_eq!(message_rows(&url, "default").await, 2);
 
     // A second server on the same database takes no account from the first.
     second_server_defers(&fake, &url).await;
@@ -73,6 +135,11 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
             .any(|r| r.message.conversation.as_deref() == Some("after a restart"))
     })
     .await;
+    assert!(
+        history(&server, None)
+            .await
+            .contains(&"kept by an earlier version".to_owned())
+    );
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 
     // Postgres restarted under the server (every connection cut): the server
@@ -160,6 +227,7 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "the session is deleted from the database");
+    assert_eq!(message_rows(&url, "default").await, 0, "so is its history");
 
     // Paired again, then the account removed: its rows go with it.
     server.pair(&fake).await;
@@ -169,6 +237,7 @@ async fn sessions_in_postgres_survive_a_restart_and_one_server_holds_the_databas
         .await;
     assert_eq!(removed.status, 200, "{}", removed.body);
     assert_eq!(session_rows(&url, "default").await, 0);
+    assert_eq!(message_rows(&url, "default").await, 0);
 }
 
 /// Another server on the database of `url` starts, and takes no account from
