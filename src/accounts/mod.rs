@@ -732,6 +732,29 @@ impl Accounts {
         self.settings.cluster.is_some()
     }
 
+    /// The accounts other servers serve, or that are moving (with several
+    /// servers), each with the address of the server holding it (`None`: no
+    /// server does now).
+    pub async fn held_elsewhere(&self) -> Vec<(Slot, Option<String>)> {
+        let Some(leases) = self.settings.cluster.as_ref().filter(|l| l.is_up()) else {
+            return Vec::new();
+        };
+        let slots = self.read_table().elsewhere.clone();
+        let ids: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
+        let holders = leases.holders(&ids).await.unwrap_or_default();
+        slots
+            .into_iter()
+            .map(|slot| {
+                let address = holders
+                    .get(&slot.id)
+                    .cloned()
+                    .flatten()
+                    .filter(|a| !a.is_empty() && a != leases.address());
+                (slot, address)
+            })
+            .collect()
+    }
+
     /// Where a request for the account `id` names (none: the only one) goes
     /// instead, with several servers: the account's id and the address of the
     /// server serving it, when that is another one.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -86,8 +86,72 @@ fn slot(server: &Server, id: &str) -> Result<Arc<Account>, NoSlot> {
     server.accounts.slot(id).map_err(NoSlot)
 }
 
-async fn list(State(server): State<Server>) -> Response {
-    ok("List devices", Some(listed(&server, |_| true)))
+async fn list(
+    State(server): State<Server>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    let mut devices = listed(&server, |_| true);
+    // With several servers: theirs too, unless this is one server asking.
+    if !headers.contains_key(super::forward::FORWARDED) {
+        let others = listed_elsewhere(&server, &uri, &headers).await;
+        if !others.is_empty() {
+            devices.extend(others);
+            let key = |d: &serde_json::Value| (d["created_at"].to_string(), d["id"].to_string());
+            devices.sort_by_key(key);
+        }
+    }
+    ok("List devices", Some(devices))
+}
+
+/// The accounts other servers serve, as each of them lists them (one `GET
+/// /devices` sent on to each, with the client's credentials); an account no
+/// server holds now (it is moving), or whose server does not answer, is
+/// `connecting`.
+async fn listed_elsewhere(
+    server: &Server,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Vec<serde_json::Value> {
+    let Some(forwarder) = server.forwarder.as_ref() else {
+        return Vec::new();
+    };
+    let moving = |slot: &crate::accounts::registry::Slot| {
+        serde_json::to_value(Device {
+            id: slot.id.clone(),
+            display_name: None,
+            state: "connecting",
+            jid: None,
+            created_at: rfc3339(slot.created_at),
+        })
+        .unwrap_or_default()
+    };
+    let mut by_server: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+    let mut out = Vec::new();
+    for (slot, address) in server.accounts.held_elsewhere().await {
+        match address {
+            Some(address) => by_server.entry(address).or_default().push(slot),
+            None => out.push(moving(&slot)),
+        }
+    }
+    let lists = futures_util::future::join_all(
+        by_server
+            .keys()
+            .map(|address| forwarder.get_json(address, uri, headers)),
+    )
+    .await;
+    for (slots, list) in by_server.into_values().zip(lists) {
+        let mut theirs: std::collections::HashMap<String, serde_json::Value> = list
+            .and_then(|l| l["results"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|d| Some((d["id"].as_str()?.to_owned(), d)))
+            .collect();
+        for slot in slots {
+            out.push(theirs.remove(&slot.id).unwrap_or_else(|| moving(&slot)));
+        }
+    }
+    out
 }
 
 /// The accounts `shown` keeps (by slot id), as Go's `Device`s, oldest first.

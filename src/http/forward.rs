@@ -150,6 +150,57 @@ impl Forwarder {
     }
 }
 
+/// Longest wait for another server's account list.
+const LIST_WAIT: Duration = Duration::from_secs(10);
+
+/// The largest account list read from another server (a thousand accounts take
+/// about 150 KB).
+const LIST_LIMIT: usize = 16 << 20;
+
+impl Forwarder {
+    /// The JSON answer of the server at `address` to a GET of `uri` with the
+    /// client's `headers` (credentials included: that server checks them again),
+    /// marked as sent on so that it answers for itself; `None` when it cannot be
+    /// reached, says other than 200, or is not JSON.
+    pub async fn get_json(
+        &self,
+        address: &str,
+        uri: &Uri,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<serde_json::Value> {
+        use http_body_util::BodyExt;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("{address}{path}").parse::<Uri>().ok()?;
+        if uri.scheme_str() != Some("http") {
+            return None;
+        }
+        let mut request = Request::get(uri).body(Body::empty()).ok()?;
+        *request.headers_mut() = headers.clone();
+        strip_hop_by_hop(request.headers_mut());
+        request.headers_mut().remove(header::CONTENT_LENGTH);
+        request.headers_mut().insert(
+            HeaderName::from_static(FORWARDED),
+            axum::http::HeaderValue::from_static("1"),
+        );
+        let read = async {
+            let res = self.client.request(request).await.ok()?;
+            if res.status() != axum::http::StatusCode::OK {
+                return None;
+            }
+            let body = http_body_util::Limited::new(res.into_body(), LIST_LIMIT);
+            let bytes = body.collect().await.ok()?.to_bytes();
+            serde_json::from_slice(&bytes).ok()
+        };
+        match tokio::time::timeout(LIST_WAIT, read).await {
+            Ok(Some(value)) => Some(value),
+            _ => {
+                warn!(address, "cannot read the account list of another server");
+                None
+            }
+        }
+    }
+}
+
 /// The 503 of an account whose server cannot be reached (it may be moving).
 fn unreachable(account: &str, why: &str) -> Response {
     let mut res = super::scope::refusal(crate::accounts::Lookup::Elsewhere(account.to_owned()));

@@ -265,14 +265,16 @@ struct Queued {
     writer_spawned: bool,
 }
 
-/// Runs the same call on either adapter; a Postgres one is waited for here.
+/// Runs the same call on either adapter, after the changes handed to the
+/// background writer; a Postgres one is waited for here.
 macro_rules! on_backend {
-    ($store:expr, $method:ident($($arg:expr),*)) => {
+    ($store:expr, $method:ident($($arg:expr),*)) => {{
+        $store.settle();
         match &$store.backend {
             Backend::Sqlite(db) => db.$method($($arg),*),
             Backend::Postgres { store, runtime } => wait(runtime, store.$method($($arg),*)),
         }
-    };
+    }};
 }
 
 /// Waits for `work` on `runtime` from a blocking thread.
@@ -373,6 +375,22 @@ impl MessageStore {
         }
     }
 
+    /// Writes here what the background writer has not written yet, or waits for
+    /// the batch it is writing: whoever reads after handing a change over (a send,
+    /// then an edit of it) sees it.
+    fn settle(&self) {
+        let queued = !self
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes
+            .is_empty();
+        match queued {
+            true => self.write_queued(),
+            false => drop(self.writing.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
     /// The background writer: everything queued so far in one transaction (one
     /// flush for a burst of sends), in the order it was queued. If the batch
     /// fails, each change is tried on its own, so that one bad change loses only
@@ -384,6 +402,10 @@ impl MessageStore {
             queued.writer_spawned = false;
             std::mem::take(&mut queued.changes)
         };
+        if batch.is_empty() {
+            // A read wrote it first.
+            return;
+        }
         let now = jiff::Timestamp::now().as_second();
         let (changes, whats): (Vec<Change>, Vec<&str>) = batch.into_iter().unzip();
         if self.apply_relaxed(&changes, now).is_err() {
@@ -463,6 +485,7 @@ impl MessageStore {
         chat: Option<&str>,
         q: &MessageQuery,
     ) -> Result<(Vec<StoredMessage>, u64), StoreError> {
+        self.settle();
         match &self.backend {
             Backend::Sqlite(db) => db.search(chat, q),
             Backend::Postgres { store, runtime } => wait(runtime, store.messages(chat, q)),
@@ -1109,6 +1132,51 @@ mod tests {
         assert_eq!(seen(&store), expected);
         assert_eq!(store.copy_from_file(&file).unwrap(), 7);
         assert_eq!(seen(&store), expected, "copied again: nothing changes");
+    }
+
+    #[test]
+    fn a_read_sees_the_changes_handed_to_the_background_writer() {
+        // A runtime whose one blocking thread is busy: the background writer
+        // cannot run until the reads are done.
+        let busy = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        busy.spawn_blocking(move || {
+            started.send(()).unwrap();
+            let _ = held.recv();
+        });
+        running.recv().unwrap();
+        let read_after_write = |store: &std::sync::Arc<MessageStore>| {
+            {
+                let _on = busy.enter();
+                store.apply_in_background(
+                    Change::Message(Box::new(message("S", 100, "sent"))),
+                    "a sent message",
+                );
+                store.apply_in_background(
+                    Change::Edit {
+                        chat: CHAT.into(),
+                        edit_id: "S-E".into(),
+                        message_id: "S".into(),
+                        body: "edited".into(),
+                        timestamp: 110,
+                    },
+                    "an edit",
+                );
+            }
+            let found = store.find("S").unwrap().expect("the send is seen");
+            assert_eq!(found.body.as_deref(), Some("edited"));
+        };
+        let (store, _dir) = store();
+        read_after_write(&std::sync::Arc::new(store));
+        let (store, _server, _runtime) = postgres_store();
+        read_after_write(&store);
+        release.send(()).unwrap();
     }
 
     /// Waits up to 10 s for `done` (background writes), off the runtime.

@@ -19,7 +19,6 @@ fn text(body: &str) -> wa::Message {
     }
 }
 
-#[tokio::test]
 async fn actions_on_an_incoming_message_reach_whatsapp() {
     let (fake, server, _dir) = paired().await;
     let chat = format!("{FRIEND}@s.whatsapp.net");
@@ -94,7 +93,6 @@ async fn actions_on_an_incoming_message_reach_whatsapp() {
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
 
-#[tokio::test]
 async fn own_messages_can_be_edited_forwarded_and_revoked() {
     let (fake, server, _dir) = paired().await;
     fake.add_contact(OTHER, ContactInfo::default()).unwrap();
@@ -160,7 +158,6 @@ async fn own_messages_can_be_edited_forwarded_and_revoked() {
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
 
-#[tokio::test]
 async fn a_received_picture_downloads_byte_for_byte() {
     let (fake, server, _dir) = paired().await;
     let picture = crate::incoming::png();
@@ -192,3 +189,9 @@ async fn a_received_picture_downloads_byte_for_byte() {
         .await;
     assert_eq!(res.status, 400, "{}", res.body);
 }
+
+crate::on_both_stores!(
+    actions_on_an_incoming_message_reach_whatsapp,
+    own_messages_can_be_edited_forwarded_and_revoked,
+    a_received_picture_downloads_byte_for_byte,
+);

@@ -8,7 +8,6 @@ use whatsapp_rust::prelude::wa;
 use crate::harness::wait_for;
 use crate::send::{FRIEND, paired};
 
-#[tokio::test]
 async fn history_lists_what_was_sent_and_received_in_order() {
     let (fake, server, _dir) = paired().await;
     let chat = format!("{FRIEND}@s.whatsapp.net");
@@ -93,7 +92,6 @@ async fn history_lists_what_was_sent_and_received_in_order() {
     assert_eq!(chats.body["results"]["data"][0]["name"], "Fake Contact");
 }
 
-#[tokio::test]
 async fn pin_archive_and_timer_reach_whatsapp() {
     let (fake, server, _dir) = paired().await;
     let chat = format!("{FRIEND}@s.whatsapp.net");
@@ -152,7 +150,6 @@ async fn pin_archive_and_timer_reach_whatsapp() {
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
 
-#[tokio::test]
 async fn a_label_reaches_whatsapp_and_shows_in_chats() {
     let (fake, server, _dir) = paired().await;
     let chat = format!("{FRIEND}@s.whatsapp.net");
@@ -255,3 +252,9 @@ async fn a_label_reaches_whatsapp_and_shows_in_chats() {
     assert_eq!(fake.app_state_mutations().len(), edits + 1);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
+
+crate::on_both_stores!(
+    history_lists_what_was_sent_and_received_in_order,
+    pin_archive_and_timer_reach_whatsapp,
+    a_label_reaches_whatsapp_and_shows_in_chats,
+);

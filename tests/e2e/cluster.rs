@@ -138,6 +138,27 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     .await;
     assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
     assert_eq!(fake.devices().len(), accounts(), "no account paired twice");
+    // Every server lists every account, as the server serving it sees it.
+    let mut all: Vec<String> = (0..accounts()).map(account).collect();
+    all.sort();
+    let mut lists = Vec::new();
+    for server in [&a, &b, &c] {
+        let res = server.request("GET", "/devices", None, None).await;
+        assert_eq!(res.status, 200, "{}", res.body);
+        let listed = res.body["results"].as_array().unwrap().clone();
+        let mut ids: Vec<&str> = listed.iter().map(|d| d["id"].as_str().unwrap()).collect();
+        ids.sort();
+        assert_eq!(ids, all);
+        assert!(
+            listed
+                .iter()
+                .all(|d| d["state"] == "logged_in" && d["jid"].is_string()),
+            "{listed:?}"
+        );
+        lists.push(listed);
+    }
+    assert_eq!(lists[0], lists[1]);
+    assert_eq!(lists[1], lists[2]);
 
     // Any server answers for any account: each account sends through every
     // server (the two that do not serve it send the request on), as its own

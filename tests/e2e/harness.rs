@@ -11,6 +11,47 @@ use tokio::process::{Child, Command};
 /// The server binary, built with the same features as this test (`e2e`).
 const BINARY: &str = env!("CARGO_BIN_EXE_whatsapp-api");
 
+tokio::task_local! {
+    /// Set by [`on_postgres`]: the Postgres server the servers started within
+    /// keep everything in.
+    static POSTGRES: std::sync::Arc<whatsapp_api::postgres::testing::TestServer>;
+}
+
+/// Runs `test` with every server it starts (without a `--db-uri` of its own)
+/// keeping its accounts, sessions, outboxes and messages in a fresh database of a
+/// Postgres server of the test's own.
+#[allow(dead_code)]
+pub async fn on_postgres(test: impl std::future::Future<Output = ()>) {
+    let postgres = tokio::task::spawn_blocking(|| {
+        std::sync::Arc::new(whatsapp_api::postgres::testing::TestServer::start())
+    })
+    .await
+    .unwrap();
+    POSTGRES.scope(postgres, test).await;
+}
+
+/// `--db-uri` of a fresh database when the test runs [`on_postgres`].
+async fn postgres_args(given: &[&str]) -> Vec<String> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Ok(postgres) = POSTGRES.try_with(|p| p.clone()) else {
+        return Vec::new();
+    };
+    if given.contains(&"--db-uri") {
+        return Vec::new();
+    }
+    let name = format!(
+        "e2e{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let url = tokio::task::spawn_blocking(move || {
+        postgres.create_database(&name);
+        postgres.url(&name)
+    })
+    .await
+    .unwrap();
+    vec!["--db-uri".to_owned(), url]
+}
+
 pub struct Server {
     pub base: String,
     pub http: reqwest::Client,
@@ -108,7 +149,11 @@ impl Server {
             dir: dir.to_owned(),
             ws_url: fake.ws_url(),
             port,
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: extra_args
+                .iter()
+                .map(|a| a.to_string())
+                .chain(postgres_args(extra_args).await)
+                .collect(),
             nofile,
         };
         server.spawn().await;

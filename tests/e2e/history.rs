@@ -43,7 +43,6 @@ fn total(reply: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
 async fn the_phones_history_fills_the_chats_after_pairing() {
     let (fake, server, _dir) = paired().await;
     // In chunks of 12 messages: three chunks, Ann's chat spread over all of them.
@@ -125,3 +124,5 @@ async fn the_phones_history_fills_the_chats_after_pairing() {
     assert_eq!(total(&server.get(&ann).await.body), 30);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
+
+crate::on_both_stores!(the_phones_history_fills_the_chats_after_pairing,);

@@ -99,7 +99,6 @@ async fn paired(extra: &[&str]) -> (FakeWhatsApp, Receiver, Server, tempfile::Te
     (fake, receiver, server, dir)
 }
 
-#[tokio::test]
 async fn media_is_downloaded_intact_and_every_kind_arrives_in_the_go_shape() {
     let (fake, receiver, _server, dir) = paired(&["--max-download-size-mb", "1"]).await;
     let friend = format!("{FRIEND}@s.whatsapp.net");
@@ -392,3 +391,5 @@ async fn group_membership_changes_and_calls_reach_the_webhook() {
     })
     .await;
 }
+
+crate::on_both_stores!(media_is_downloaded_intact_and_every_kind_arrives_in_the_go_shape,);

@@ -38,7 +38,6 @@ pub fn delivered(fake: &FakeWhatsApp, server: &Server, reply: &Reply, to: &str) 
     copy
 }
 
-#[tokio::test]
 async fn a_text_reaches_the_recipient_decrypted() {
     let (fake, server, _dir) = paired().await;
     let reply = server
@@ -163,7 +162,6 @@ async fn a_contact_arrives_as_a_vcard() {
     assert!(vcard.contains("waid=6281111111111"), "{vcard}");
 }
 
-#[tokio::test]
 async fn a_group_message_reaches_every_member() {
     let fake = FakeWhatsApp::start_local().await.unwrap();
     let shop = "6281234567890";
@@ -322,3 +320,8 @@ async fn a_burst_of_big_images_is_bounded_by_the_media_workers() {
         .count();
     assert_eq!(delivered, sent, "each 200 was a decrypted image");
 }
+
+crate::on_both_stores!(
+    a_text_reaches_the_recipient_decrypted,
+    a_group_message_reaches_every_member,
+);

@@ -190,7 +190,6 @@ async fn a_business_profile_comes_from_whatsapp() {
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
 
-#[tokio::test]
 async fn my_contacts_are_those_who_wrote_with_their_push_names() {
     let (fake, server, _dir) = crate::send::paired().await;
     let empty = server.get("/user/my/contacts").await;
@@ -305,3 +304,5 @@ async fn newsletter_posts_page_back_and_unfollow_reaches_whatsapp() {
     assert_eq!(again.status, 404, "{}", again.body);
     assert_eq!(fake.problems(), Vec::<String>::new());
 }
+
+crate::on_both_stores!(my_contacts_are_those_who_wrote_with_their_push_names,);

@@ -135,7 +135,6 @@ pub(crate) async fn paired_with_webhooks_and(
     (fake, server, dir)
 }
 
-#[tokio::test]
 async fn an_incoming_text_reaches_the_webhook_signed_in_the_go_shape() {
     let receiver = Receiver::start(200).await;
     let (fake, server, _dir) = paired_with_webhooks(&[&receiver.url]).await;
@@ -491,3 +490,5 @@ async fn kill_9_right_after_a_burst_and_during_delivery_loses_no_message() {
     assert_eq!(distinct, 400);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
+
+crate::on_both_stores!(an_incoming_text_reaches_the_webhook_signed_in_the_go_shape,);
