@@ -348,7 +348,8 @@ impl accounts::Opener for ClientOpener {
 /// Moves the account's chat history kept in its SQLite file (by an earlier
 /// version, or a Go server's history imported at startup) into `store` in
 /// PostgreSQL, then deletes the file. A copy that fails leaves the file for the
-/// next time the account opens here; the account opens anyway.
+/// next time the account opens here; the account opens anyway. A file copied
+/// before (its deletion failed) is not copied again.
 async fn move_local_history(file: &std::path::Path, store: &Arc<messages::MessageStore>) {
     if !file.exists() {
         return;
@@ -358,11 +359,17 @@ async fn move_local_history(file: &std::path::Path, store: &Arc<messages::Messag
     match copied {
         Ok(Ok(messages)) => {
             if storage::remove_own_store(file, storage::Kind::OurMessages) {
-                tracing::info!(
-                    messages,
-                    from = %file.display(),
-                    "moved the account's chat history into PostgreSQL and deleted its file"
-                );
+                match messages {
+                    Some(messages) => tracing::info!(
+                        messages,
+                        from = %file.display(),
+                        "moved the account's chat history into PostgreSQL and deleted its file"
+                    ),
+                    None => tracing::info!(
+                        from = %file.display(),
+                        "deleted the account's chat history file, moved into PostgreSQL before"
+                    ),
+                }
             }
         }
         Ok(Err(e)) => tracing::warn!(

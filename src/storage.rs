@@ -655,7 +655,7 @@ pub fn remove_session_store(path: &Path) {
 
 /// Deletes one of this server's SQLite files (`kind` says which) and its journal
 /// files, after checking the file is that. A file that is not is left in place (and
-/// said so); `false` then.
+/// said so); `false` then, and when the file could not be deleted.
 pub fn remove_own_store(path: &Path, kind: Kind) -> bool {
     match identify(path) {
         Kind::Empty | Kind::Missing => {}
@@ -670,16 +670,18 @@ pub fn remove_own_store(path: &Path, kind: Kind) -> bool {
             return false;
         }
     }
+    let mut removed = true;
     for path in std::iter::once(path.to_owned()).chain(companions(path)) {
         match std::fs::remove_file(&path) {
             Ok(()) => tracing::debug!(path = %path.display(), "removed store file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
+                removed = false;
                 tracing::warn!(path = %path.display(), error = %e, "cannot remove store file")
             }
         }
     }
-    true
+    removed
 }
 
 /// Deletes the files this server named with its own UUIDs (QR images, downloaded

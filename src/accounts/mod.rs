@@ -739,7 +739,24 @@ impl Accounts {
         let Some(leases) = self.settings.cluster.as_ref().filter(|l| l.is_up()) else {
             return Vec::new();
         };
-        let slots = self.read_table().elsewhere.clone();
+        // Opened here in a round still running: listed as this server's.
+        let slots: Vec<Slot> = {
+            let table = self.read_table();
+            let here = |id: &str| {
+                table.open.iter().any(|a| a.id == id)
+                    || table
+                        .starting
+                        .iter()
+                        .chain(&table.broken)
+                        .any(|s| s.id == id)
+            };
+            table
+                .elsewhere
+                .iter()
+                .filter(|s| !here(&s.id))
+                .cloned()
+                .collect()
+        };
         let ids: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
         let holders = leases.holders(&ids).await.unwrap_or_default();
         slots

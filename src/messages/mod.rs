@@ -229,6 +229,8 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("cannot create the message store's folder: {0}")]
     Folder(std::io::Error),
+    #[error("cannot read the message store's file: {0}")]
+    Read(std::io::Error),
     /// A failed statement or connection; the text never holds the connection URI.
     #[error("message store (PostgreSQL): {0}")]
     Postgres(String),
@@ -316,6 +318,8 @@ impl MessageStore {
     /// messages are written before WhatsApp gets their ack). Idempotent: WhatsApp
     /// may deliver a message again, and the same change then changes nothing.
     pub fn apply(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
+        // After what was handed to the background writer (a send, then a pin).
+        self.settle();
         match &self.backend {
             Backend::Sqlite(db) => db.apply(changes, now),
             Backend::Postgres { store, runtime } => wait(runtime, store.apply(changes, now, true)),
@@ -538,10 +542,18 @@ impl MessageStore {
 
     /// Copies everything the SQLite store at `file` holds into this store (an
     /// account's store moving into PostgreSQL), in batches, each durable before
-    /// the next; how many messages it held. Merges with what is here: a message
-    /// stored already is kept, so a copy cut short is done again whole.
-    pub fn copy_from_file(&self, file: &Path) -> Result<u64, StoreError> {
+    /// the next; how many messages it held, or `None` when this state of the
+    /// file was copied before (it is not copied again: what it holds may have
+    /// changed here since). Merges with what is here: a message stored already is
+    /// kept, so a copy cut short is done again whole.
+    pub fn copy_from_file(&self, file: &Path) -> Result<Option<u64>, StoreError> {
         let db = sqlite::Sqlite::open(file)?;
+        db.checkpoint()?;
+        let fingerprint = crate::storage::fingerprint(file).map_err(StoreError::Read)?;
+        let key = format!("chat-file:{fingerprint}");
+        if self.was_imported(&key)? {
+            return Ok(None);
+        }
         let now = jiff::Timestamp::now().as_second();
         let mut messages = 0;
         let imports = db.export(&mut |batch| {
@@ -551,10 +563,10 @@ impl MessageStore {
                 .count() as u64;
             self.apply(&batch, now)
         })?;
-        for key in imports {
-            self.record_import(&key)?;
+        for key in imports.iter().chain([&key]) {
+            self.record_import(key)?;
         }
-        Ok(messages)
+        Ok(Some(messages))
     }
 }
 
@@ -1128,10 +1140,44 @@ mod tests {
         assert_eq!(expected.3, 7);
         assert_eq!(expected.0[0].0.7, 3, "three unread after the reply");
         let (store, _server, _runtime) = postgres_store();
-        assert_eq!(store.copy_from_file(&file).unwrap(), 7);
+        assert_eq!(store.copy_from_file(&file).unwrap(), Some(7));
         assert_eq!(seen(&store), expected);
-        assert_eq!(store.copy_from_file(&file).unwrap(), 7);
-        assert_eq!(seen(&store), expected, "copied again: nothing changes");
+        // Changed here since: a second copy of the same file undoes nothing.
+        store
+            .apply(
+                &[
+                    Change::Chat {
+                        jid: "1203@g.us".into(),
+                        setting: ChatSetting::Pinned(false),
+                    },
+                    Change::ChatRead {
+                        jid: CHAT.into(),
+                        unread: 0,
+                    },
+                ],
+                2,
+            )
+            .unwrap();
+        let now = seen(&store);
+        assert_eq!(store.copy_from_file(&file).unwrap(), None);
+        assert_eq!(seen(&store), now, "copied once only");
+        // A copy cut short (its record missing) is done again whole, and merges.
+        let fresh = postgres_store();
+        fresh.0.copy_from_file(&file).unwrap();
+        let key = format!("chat-file:{}", crate::storage::fingerprint(&file).unwrap());
+        let client = fresh.2.block_on(async {
+            let pool = crate::postgres::connect(&fresh.1.uri("wa")).await.unwrap();
+            pool.get().await.unwrap()
+        });
+        fresh.2.block_on(async {
+            client
+                .execute("DELETE FROM wa_message_imports WHERE key = $1", &[&key])
+                .await
+                .unwrap()
+        });
+        drop(client);
+        assert_eq!(fresh.0.copy_from_file(&file).unwrap(), Some(7));
+        assert_eq!(seen(&fresh.0), expected, "copied again: nothing twice");
     }
 
     #[test]
@@ -1177,6 +1223,25 @@ mod tests {
         let (store, _server, _runtime) = postgres_store();
         read_after_write(&store);
         release.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_nul_in_a_senders_text_never_keeps_a_batch_out() {
+        on_each_backend(|store| {
+            let mut odd = message("N", 100, "a\0b");
+            odd.push_name = Some("Ann\0".into());
+            let batch = [
+                Change::Message(Box::new(odd)),
+                Change::Message(Box::new(message("M", 101, "plain"))),
+            ];
+            store.apply(&batch, 1).unwrap();
+            let stored = store.get(CHAT, "N").unwrap().unwrap();
+            // Postgres's text holds no NUL: it reads as U+FFFD there.
+            let body = stored.body.unwrap();
+            assert!(body == "a\0b" || body == "a\u{FFFD}b", "{body:?}");
+            assert_eq!(stored.raw, [9, 9], "the raw message is as it came");
+            assert!(store.get(CHAT, "M").unwrap().is_some());
+        });
     }
 
     /// Waits up to 10 s for `done` (background writes), off the runtime.

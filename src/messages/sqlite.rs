@@ -62,6 +62,13 @@ impl Sqlite {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Moves everything its write-ahead log holds into the file itself.
+    pub(super) fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?)
+    }
+
     /// Records `changes` in one transaction, flushed to disk before it returns.
     pub(super) fn apply(&self, changes: &[Change], now: i64) -> Result<(), StoreError> {
         Ok(apply_all(&mut self.conn(), changes, now)?)
@@ -75,7 +82,8 @@ impl Sqlite {
         let mut conn = self.conn();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let applied = apply_all(&mut conn, changes, now);
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // A failure here leaves the next writes flushed less, never lost.
+        let _ = conn.pragma_update(None, "synchronous", "FULL");
         Ok(applied?)
     }
 

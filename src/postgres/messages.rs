@@ -54,6 +54,132 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Postgres(super::described(&e))
 }
 
+/// Why a batch was not written: the database refused a statement (which
+/// [`PgMessages::apply`] may try again otherwise), or anything else.
+enum Refused {
+    Db(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Refused {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Refused::Db(e)
+    }
+}
+
+impl From<Refused> for StoreError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Db(e) => pg(e),
+            Refused::Store(e) => e,
+        }
+    }
+}
+
+/// `change` with every NUL character of its text replaced by U+FFFD.
+fn without_nul(mut change: Change) -> Change {
+    fn fix(text: &mut String) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{FFFD}");
+        }
+    }
+    fn fix_some(text: &mut Option<String>) {
+        if let Some(text) = text {
+            fix(text);
+        }
+    }
+    match &mut change {
+        Change::Message(m) => {
+            for text in [&mut m.chat, &mut m.id, &mut m.sender, &mut m.kind] {
+                fix(text);
+            }
+            for text in [
+                &mut m.sender_lid,
+                &mut m.push_name,
+                &mut m.body,
+                &mut m.quoted_id,
+            ] {
+                fix_some(text);
+            }
+            if let Some(media) = &mut m.media {
+                for text in [
+                    &mut media.mimetype,
+                    &mut media.file_name,
+                    &mut media.url,
+                    &mut media.direct_path,
+                ] {
+                    fix_some(text);
+                }
+            }
+        }
+        Change::Reaction {
+            chat,
+            message_id,
+            sender,
+            emoji,
+            ..
+        } => {
+            for text in [chat, message_id, sender, emoji] {
+                fix(text);
+            }
+        }
+        Change::Edit {
+            chat,
+            edit_id,
+            message_id,
+            body,
+            ..
+        } => {
+            for text in [chat, edit_id, message_id, body] {
+                fix(text);
+            }
+        }
+        Change::Revoke {
+            chat, message_id, ..
+        } => {
+            fix(chat);
+            fix(message_id);
+        }
+        Change::Receipt {
+            chat,
+            message_ids,
+            kind,
+            sender,
+            ..
+        } => {
+            for text in [chat, kind, sender]
+                .into_iter()
+                .chain(message_ids.iter_mut())
+            {
+                fix(text);
+            }
+        }
+        Change::ChatName { jid, name } => {
+            fix(jid);
+            fix(name);
+        }
+        Change::Chat { jid, .. } | Change::ChatRead { jid, .. } => fix(jid),
+        Change::Label { id, name, .. } => {
+            fix(id);
+            fix_some(name);
+        }
+        Change::ChatLabel { jid, label_id, .. } => {
+            fix(jid);
+            fix(label_id);
+        }
+        Change::Contact {
+            jid,
+            full_name,
+            push_name,
+        } => {
+            fix(jid);
+            fix_some(full_name);
+            fix_some(push_name);
+        }
+    }
+    change
+}
+
 /// The columns [`chat_from_row`] reads, in its order, selected `FROM wa_chats`:
 /// the unread count is of the chat's incoming messages after `read_until`.
 const CHAT_COLUMNS: &str = "jid, name, last_message_at, created_at, updated_at, archived, pinned, \
@@ -220,25 +346,41 @@ impl PgMessages {
     /// With `durable`, the commit waits for the WAL flush (`SET LOCAL
     /// synchronous_commit = on`; the pool's sessions default to off): incoming
     /// messages are written before WhatsApp gets their ack.
+    ///
+    /// Postgres's text holds no NUL character, which a sender may put in a
+    /// message, a name or a file name: a batch refused for one is written again
+    /// with each NUL replaced by U+FFFD (the raw message keeps the original).
     pub async fn apply(
         &self,
         changes: &[Change],
         now: i64,
         durable: bool,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = self.writing(&mut client).await?;
+        match self.apply_once(changes, now, durable).await {
+            Err(Refused::Db(e))
+                if e.code()
+                    == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE) =>
+            {
+                let clean: Vec<Change> = changes.iter().cloned().map(without_nul).collect();
+                self.apply_once(&clean, now, durable)
+                    .await
+                    .map_err(Refused::into)
+            }
+            other => other.map_err(Refused::into),
+        }
+    }
+
+    async fn apply_once(&self, changes: &[Change], now: i64, durable: bool) -> Result<(), Refused> {
+        let mut client = self.client().await.map_err(Refused::Store)?;
+        let tx = self.writing(&mut client).await.map_err(Refused::Store)?;
         if durable {
             tx.batch_execute("SET LOCAL synchronous_commit = on")
-                .await
-                .map_err(pg)?;
+                .await?;
         }
         for change in changes {
-            apply_one(&tx, &self.account, change, now)
-                .await
-                .map_err(pg)?;
+            apply_one(&tx, &self.account, change, now).await?;
         }
-        tx.commit().await.map_err(pg)
+        Ok(tx.commit().await?)
     }
 
     /// The first message `sql` selects ([`MESSAGE_COLUMNS`]) with `params`.
@@ -677,9 +819,15 @@ impl PgMessages {
     }
 
     /// Remembers that the import named `key` is done.
+    /// Durable before it returns: what it records may be deleted next (a moved
+    /// file).
     pub async fn record_import(&self, key: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let statement = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .await
+            .map_err(pg)?;
+        let statement = tx
             .prepare_cached(
                 "INSERT INTO wa_message_imports (account, key, imported_at) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING",
@@ -687,17 +835,17 @@ impl PgMessages {
             .await
             .map_err(pg)?;
         let now = jiff::Timestamp::now().as_second();
-        client
-            .execute(&statement, &[&self.account, &key, &now])
+        tx.execute(&statement, &[&self.account, &key, &now])
             .await
             .map_err(pg)?;
-        Ok(())
+        tx.commit().await.map_err(pg)
     }
 
     /// Forgets everything of the account (it logged out), in one transaction. The
-    /// Go session's import stays recorded, so a logged-out Go session is not
-    /// imported again; the Go chat history's ('go-chats:…') does not, so it comes
-    /// back for the next account that pairs.
+    /// other imports stay recorded (a logged-out Go session is not imported
+    /// again, a moved file not copied again); the Go chat history's
+    /// ('go-chats:…') does not (the servers' own record of it, `wa_imports`,
+    /// stays).
     pub async fn clear(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = self.writing(&mut client).await?;
