@@ -40,6 +40,13 @@ use whatsapp_rust::wacore::time::now_secs;
 const MAX_SENT_MESSAGES: i64 = 4096;
 /// How many sent messages are left when [`MAX_SENT_MESSAGES`] is reached.
 const SENT_MESSAGES_KEPT: i64 = MAX_SENT_MESSAGES * 3 / 4;
+/// Every this many sent messages a store keeps, it checks the bound (counting
+/// them at every send would cost each send a scan).
+const SENT_MESSAGES_CHECK_EVERY: u64 = 64;
+/// The first key of the accounts' sent-message trimming locks ("wasm"; the
+/// second is a hash of the account): two trims of one account at once would
+/// lock the same rows in different orders and deadlock.
+const SENT_MESSAGES_LOCK: i32 = 0x7761_736d;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -103,6 +110,9 @@ pub async fn forget_unlisted(pool: &Pool) -> Result<u64> {
 pub struct WhatsAppStore {
     pool: Pool,
     account: String,
+    /// Sent messages stored through this store (see
+    /// [`SENT_MESSAGES_CHECK_EVERY`]).
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WhatsAppStore {
@@ -110,6 +120,7 @@ impl WhatsAppStore {
         Self {
             pool,
             account: account.into(),
+            sent: Default::default(),
         }
     }
 
@@ -140,6 +151,40 @@ impl WhatsAppStore {
             .get()
             .await
             .map_err(|e| StoreError::Connection(Box::new(e)))
+    }
+
+    /// At [`MAX_SENT_MESSAGES`], deletes the oldest down to
+    /// [`SENT_MESSAGES_KEPT`]; skipped while another trim of the account runs.
+    async fn trim_sent_messages(&self, client: &mut Object) -> Result<()> {
+        let tx = client.transaction().await.map_err(db)?;
+        let ours: bool = tx
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+                &[&SENT_MESSAGES_LOCK, &self.account],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if ours {
+            let evict = tx
+                .prepare_cached(
+                    "DELETE FROM wa_sent_messages WHERE account = $1 \
+                     AND (chat_jid, message_id) IN ( \
+                         SELECT chat_jid, message_id FROM wa_sent_messages WHERE account = $1 \
+                         ORDER BY created_at \
+                         LIMIT (SELECT CASE WHEN count(*) >= $2 THEN count(*) - $3 ELSE 0 END \
+                                FROM wa_sent_messages WHERE account = $1))",
+                )
+                .await
+                .map_err(db)?;
+            tx.execute(
+                &evict,
+                &[&self.account, &MAX_SENT_MESSAGES, &SENT_MESSAGES_KEPT],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     /// Runs `sql` (prepared once per connection); the number of rows it changed.
@@ -201,7 +246,9 @@ impl WhatsAppStore {
     }
 }
 
+/// whatsapp-rust says only "database operation error": the cause is logged here.
 fn db(e: tokio_postgres::Error) -> StoreError {
+    tracing::warn!(error = %super::described(&e), "a WhatsApp session store operation failed in PostgreSQL");
     StoreError::Database(Box::new(e))
 }
 
@@ -1103,26 +1150,11 @@ impl ProtocolStore for WhatsAppStore {
         message_id: &str,
         payload: &[u8],
     ) -> Result<()> {
-        let client = self.client().await?;
-        // At the bound, the oldest go first, down to SENT_MESSAGES_KEPT.
-        let evict = client
-            .prepare_cached(
-                "DELETE FROM wa_sent_messages WHERE account = $1 \
-                 AND (chat_jid, message_id) IN ( \
-                     SELECT chat_jid, message_id FROM wa_sent_messages WHERE account = $1 \
-                     ORDER BY created_at \
-                     LIMIT (SELECT CASE WHEN count(*) >= $2 THEN count(*) - $3 ELSE 0 END \
-                            FROM wa_sent_messages WHERE account = $1))",
-            )
-            .await
-            .map_err(db)?;
-        client
-            .execute(
-                &evict,
-                &[&self.account, &MAX_SENT_MESSAGES, &SENT_MESSAGES_KEPT],
-            )
-            .await
-            .map_err(db)?;
+        let mut client = self.client().await?;
+        let nth = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if nth.is_multiple_of(SENT_MESSAGES_CHECK_EVERY) {
+            self.trim_sent_messages(&mut client).await?;
+        }
         let insert = client
             .prepare_cached(
                 "INSERT INTO wa_sent_messages (account, chat_jid, message_id, payload, created_at) \
@@ -1154,12 +1186,24 @@ impl ProtocolStore for WhatsAppStore {
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.execute(
-            "DELETE FROM wa_sent_messages WHERE account = $1 AND created_at < $2",
-            &[&self.account, &cutoff_timestamp],
+        // After any trim of the account (both delete many rows).
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&SENT_MESSAGES_LOCK, &self.account],
         )
         .await
-        .map(count)
+        .map_err(db)?;
+        let gone = tx
+            .execute(
+                "DELETE FROM wa_sent_messages WHERE account = $1 AND created_at < $2",
+                &[&self.account, &cutoff_timestamp],
+            )
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(count(gone))
     }
 
     async fn store_pending_inbound(
@@ -2052,6 +2096,9 @@ mod tests {
         )
         .await;
         assert_eq!(full, MAX_SENT_MESSAGES as u64);
+        // The bound is checked at a store's first sent message, then every
+        // SENT_MESSAGES_CHECK_EVERY: a store opened now checks it at once.
+        let s = store(&pool, "a");
         s.store_sent_message("chat@g.us", "trigger", b"payload")
             .await
             .unwrap();
@@ -2080,6 +2127,57 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_at_once_at_the_bound_all_store_their_message() {
+        let (_server, pool) = database().await;
+        let s = store(&pool, "a");
+        raw(
+            &pool,
+            "INSERT INTO wa_sent_messages (account, chat_jid, message_id, payload, created_at) \
+             SELECT $1::text, 'chat@g.us', 'm' || n, '\\x00'::bytea, 1000 \
+             FROM generate_series(0, 4095) AS n",
+            "a",
+        )
+        .await;
+        // Sixteen sends at a time, as a busy account makes them, all in the same
+        // second as the stored ones: none fails (two trims of the oldest at once,
+        // each picking its own of the rows tied for oldest, would deadlock).
+        for round in 0..4 {
+            let stores = (0..16).map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.store_sent_message("chat@g.us", &format!("new{round}-{i}"), b"p")
+                        .await
+                })
+            });
+            for stored in futures_util::future::join_all(stores).await {
+                stored.unwrap().unwrap();
+            }
+        }
+        let client = pool.get().await.unwrap();
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM wa_sent_messages WHERE account = 'a'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(left < MAX_SENT_MESSAGES, "trimmed: {left}");
+        for round in 0..4 {
+            for i in 0..16 {
+                let id = format!("new{round}-{i}");
+                assert!(
+                    s.take_sent_message("chat@g.us", &id)
+                        .await
+                        .unwrap()
+                        .is_some(),
+                    "{id} kept"
+                );
+            }
+        }
     }
 
     #[tokio::test]
