@@ -601,7 +601,7 @@ pub fn spawn_retention(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -785,7 +785,8 @@ mod tests {
         });
     }
 
-    fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
+    /// An incoming image message in [`CHAT`].
+    pub(crate) fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
         StoredMessage {
             chat: "62811@s.whatsapp.net".into(),
             id: id.into(),
@@ -809,7 +810,7 @@ mod tests {
         }
     }
 
-    const CHAT: &str = "62811@s.whatsapp.net";
+    pub(crate) const CHAT: &str = "62811@s.whatsapp.net";
 
     #[test]
     fn background_writes_skip_the_fsync_and_leave_incoming_ones_with_it() {

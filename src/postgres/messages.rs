@@ -1249,31 +1249,7 @@ mod tests {
     use super::*;
     use crate::postgres::testing::database;
 
-    const CHAT: &str = "62811@s.whatsapp.net";
-
-    fn message(id: &str, timestamp: i64, body: &str) -> StoredMessage {
-        StoredMessage {
-            chat: CHAT.into(),
-            id: id.into(),
-            sender: CHAT.into(),
-            sender_lid: None,
-            push_name: Some("Ann".into()),
-            timestamp,
-            is_from_me: false,
-            kind: "image".into(),
-            body: Some(body.into()),
-            quoted_id: None,
-            media: Some(StoredMedia {
-                direct_path: Some("/v/x".into()),
-                media_key: Some(vec![1, 2, 3]),
-                file_length: Some(10),
-                ..StoredMedia::default()
-            }),
-            raw: vec![9, 9],
-            edited_at: None,
-            revoked_at: None,
-        }
-    }
+    use crate::messages::tests::{CHAT, message};
 
     fn listed(limit: u32) -> MessageQuery {
         MessageQuery {
