@@ -213,6 +213,25 @@ const PLACE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Longest placement round (opening accounts included).
 const PLACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Keeps `turn` (a turn to connect) until `account` is connected, or for
+/// [`HANDSHAKE_SLOT`] at most.
+fn hold_until_connected(account: &Account, turn: tokio::sync::OwnedSemaphorePermit) {
+    let wa = account.wa.clone();
+    tokio::spawn(async move {
+        let connecting = async {
+            while matches!(
+                wa.phase(),
+                crate::whatsapp::SessionPhase::Connecting
+                    | crate::whatsapp::SessionPhase::Reconnecting
+            ) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        let _ = tokio::time::timeout(HANDSHAKE_SLOT, connecting).await;
+        drop(turn);
+    });
+}
+
 /// How long one account's connection may hold a startup slot.
 const HANDSHAKE_SLOT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -232,6 +251,9 @@ pub struct Accounts {
     placed: std::sync::atomic::AtomicBool,
     /// With several servers: since when each account has been seen free.
     free_since: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Turns to connect to WhatsApp (`startup_handshakes`), each held until its
+    /// account is connected: at start, and when accounts are taken over.
+    handshakes: Arc<tokio::sync::Semaphore>,
 }
 
 /// The slots by what they are now.
@@ -295,8 +317,12 @@ impl Accounts {
                 (Registry::open(&path)?, Some(made_now))
             }
         };
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(
+            settings.startup_handshakes.max(1),
+        ));
         let accounts = Arc::new(Self {
             settings,
+            handshakes,
             registry,
             opener,
             table: RwLock::default(),
@@ -386,9 +412,7 @@ impl Accounts {
         // Never every handshake at once: a random order, a jittered pause between
         // accounts, and at most `startup_handshakes` connecting at a time.
         rand::seq::SliceRandom::shuffle(slots.as_mut_slice(), &mut rand::rng());
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(
-            accounts.settings.startup_handshakes.max(1),
-        ));
+        let handshakes = accounts.handshakes.clone();
         accounts.write_table().starting = slots.clone();
         let mut later = slots.into_iter();
         // Those that may connect at once are open before the server answers.
@@ -443,20 +467,7 @@ impl Accounts {
         };
         table.insert(account.clone());
         drop(table);
-        let wa = account.wa.clone();
-        tokio::spawn(async move {
-            let connecting = async {
-                while matches!(
-                    wa.phase(),
-                    crate::whatsapp::SessionPhase::Connecting
-                        | crate::whatsapp::SessionPhase::Reconnecting
-                ) {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            };
-            let _ = tokio::time::timeout(HANDSHAKE_SLOT, connecting).await;
-            drop(permit);
-        });
+        hold_until_connected(&account, permit);
     }
 
     /// The first account's files from an earlier version are in the storage folder.
@@ -836,10 +847,19 @@ impl Accounts {
     }
 
     /// Opens the account of `slot`, whose lease this server holds; `false` (and
-    /// the lease given up, for another server to try) when it cannot.
-    async fn open_leased(&self, slot: &Slot, leases: &crate::postgres::leases::Leases) -> bool {
+    /// the lease given up, for another server to try) when it cannot. `turn`,
+    /// its turn to connect, is held until it is connected.
+    async fn open_leased(
+        &self,
+        slot: &Slot,
+        leases: &crate::postgres::leases::Leases,
+        turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> bool {
         match self.open_slot(slot).await {
             Ok(account) if leases.holds(&slot.id) => {
+                if let Some(turn) = turn {
+                    hold_until_connected(&account, turn);
+                }
                 self.write_table().insert(account);
                 info!(device_id = %slot.id, "account taken over: this server serves it now");
                 true
@@ -983,7 +1003,7 @@ impl Accounts {
             .iter()
             .filter(|s| leases.holds(&s.id) && !mine.contains(&s.id))
         {
-            self.open_leased(slot, leases).await;
+            self.open_leased(slot, leases, None).await;
         }
         let mine = here(&self.read_table());
         let share = slots.len().div_ceil(leases.live_servers().await?);
@@ -1023,7 +1043,15 @@ impl Accounts {
                 .filter(|id| holders.get(*id).is_some_and(Option::is_none))
                 .count();
             for slot in free.into_iter().take(wanted) {
-                if leases.try_take(&slot.id).await && self.open_leased(slot, leases).await {
+                // At most `startup_handshakes` accounts connecting at once (a
+                // server taking over many after a failover): the rest wait for
+                // a later round.
+                let Ok(turn) = self.handshakes.clone().try_acquire_owned() else {
+                    break;
+                };
+                if leases.try_take(&slot.id).await
+                    && self.open_leased(slot, leases, Some(turn)).await
+                {
                     taken += 1;
                 }
             }

@@ -60,6 +60,11 @@ async fn holders(servers: &[&Server]) -> HashMap<String, usize> {
 /// Waits until every account is connected on one of `servers`, each holding
 /// `share` of them at most; how long it took.
 async fn wait_spread(servers: &[&Server], share: usize, what: &str) -> Duration {
+    wait_spread_of(servers, accounts(), share, what).await
+}
+
+/// [`wait_spread`] for `total` accounts.
+async fn wait_spread_of(servers: &[&Server], total: usize, share: usize, what: &str) -> Duration {
     let started = Instant::now();
     loop {
         let found = holders(servers).await;
@@ -67,7 +72,7 @@ async fn wait_spread(servers: &[&Server], share: usize, what: &str) -> Duration 
         for n in found.values() {
             per_server[*n] += 1;
         }
-        if found.len() == accounts() && per_server.iter().all(|n| *n <= share) {
+        if found.len() == total && per_server.iter().all(|n| *n <= share) {
             return started.elapsed();
         }
         assert!(
@@ -328,4 +333,45 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
     assert_eq!(fake.replacements(), replaced);
     eprintln!("every lease back {back:?} after Postgres restarted, no account stopped");
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test]
+async fn a_server_taking_accounts_over_connects_them_a_bounded_number_at_a_time() {
+    let postgres = with_database("wa").await;
+    let url = postgres.url("wa");
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    for i in 0..4 {
+        fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
+            .unwrap();
+    }
+    let args = [
+        "--api-compat",
+        "v9",
+        "--db-uri",
+        url.as_str(),
+        "--startup-handshakes",
+        "1",
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut a = Server::start_with(&fake, dirs[0].path(), &args).await;
+    for i in 0..4 {
+        link_account(&fake, &a, &account(i), &phone(i)).await;
+    }
+    let b = Server::start_with(&fake, dirs[1].path(), &args).await;
+    wait_spread_of(&[&a, &b], 4, 2, "two accounts on each server").await;
+    // Each login takes a while, so overlapping ones would show.
+    fake.set_faults(fake_whatsapp::Faults {
+        login_delay_ms: 300,
+        ..Default::default()
+    });
+    fake.max_handshakes();
+    a.kill().await;
+    wait_spread_of(&[&b], 4, 4, "every account on b").await;
+    assert_eq!(
+        fake.max_handshakes(),
+        1,
+        "one takeover connecting at a time"
+    );
+    assert!(fake.replacements().is_empty(), "{:?}", fake.replacements());
 }
