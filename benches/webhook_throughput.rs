@@ -5,7 +5,8 @@
 //! same messages received with no webhook configured (stored and acknowledged only).
 //!
 //! `cargo bench --features e2e --bench webhook_throughput` (`MESSAGES=n` to change
-//! the count).
+//! the count; `STORE=postgres` to keep everything in a Postgres of its own, with
+//! fsync and synchronous commits on, through `--db-uri`).
 
 #[path = "../tests/common/mod.rs"]
 #[allow(dead_code)]
@@ -118,6 +119,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    match std::env::var("STORE").as_deref() {
+        Ok("postgres") => harness::on_durable_postgres(run()).await,
+        _ => run().await,
+    }
+}
+
+async fn run() {
     let total: usize = std::env::var("MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -175,7 +183,13 @@ async fn main() {
     let paced = delays(&sent, &arrivals.lock().unwrap());
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    println!("webhook_throughput: {total} incoming messages from {CONTACTS} contacts");
+    let store = match std::env::var("STORE").as_deref() {
+        Ok("postgres") => "Postgres",
+        _ => "SQLite files",
+    };
+    println!(
+        "webhook_throughput: {total} incoming messages from {CONTACTS} contacts, stores in {store}"
+    );
     println!(
         "  baseline (no webhook): all acknowledged in {:.2} s = {:.0} messages/s",
         baseline.as_secs_f64(),

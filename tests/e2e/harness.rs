@@ -22,8 +22,21 @@ tokio::task_local! {
 /// Postgres server of the test's own.
 #[allow(dead_code)]
 pub async fn on_postgres(test: impl std::future::Future<Output = ()>) {
-    let postgres = tokio::task::spawn_blocking(|| {
-        std::sync::Arc::new(whatsapp_api::postgres::testing::TestServer::start())
+    on_postgres_with(false, test).await
+}
+
+/// [`on_postgres`] on a Postgres that writes as a production one does (fsync and
+/// synchronous commits on), for benchmarks.
+#[allow(dead_code)]
+pub async fn on_durable_postgres(test: impl std::future::Future<Output = ()>) {
+    on_postgres_with(true, test).await
+}
+
+async fn on_postgres_with(durable: bool, test: impl std::future::Future<Output = ()>) {
+    use whatsapp_api::postgres::testing::TestServer;
+    let postgres = tokio::task::spawn_blocking(move || match durable {
+        true => std::sync::Arc::new(TestServer::start_durable()),
+        false => std::sync::Arc::new(TestServer::start()),
     })
     .await
     .unwrap();
