@@ -51,6 +51,18 @@ struct Device {
 }
 
 impl Device {
+    /// An account not open here, as its slot says it (`state`: `connecting` or
+    /// `disconnected`).
+    fn waiting(slot: &crate::accounts::registry::Slot, state: &'static str) -> Self {
+        Device {
+            id: slot.id.clone(),
+            display_name: None,
+            state,
+            jid: None,
+            created_at: rfc3339(slot.created_at),
+        }
+    }
+
     fn of(account: &Account) -> Self {
         Device {
             id: account.id.clone(),
@@ -117,14 +129,7 @@ async fn listed_elsewhere(
         return Vec::new();
     };
     let moving = |slot: &crate::accounts::registry::Slot| {
-        serde_json::to_value(Device {
-            id: slot.id.clone(),
-            display_name: None,
-            state: "connecting",
-            jid: None,
-            created_at: rfc3339(slot.created_at),
-        })
-        .unwrap_or_default()
+        serde_json::to_value(Device::waiting(slot, "connecting")).unwrap_or_default()
     };
     let mut by_server: std::collections::BTreeMap<String, Vec<_>> = Default::default();
     let mut out = Vec::new();
@@ -168,16 +173,8 @@ pub(super) fn listed(server: &Server, shown: impl Fn(&str) -> bool) -> Vec<serde
         if !shown(&slot.id) {
             continue;
         }
-        devices.push((
-            slot.created_at,
-            Device {
-                id: slot.id,
-                display_name: None,
-                state: if broken { "disconnected" } else { "connecting" },
-                jid: None,
-                created_at: rfc3339(slot.created_at),
-            },
-        ));
+        let state = if broken { "disconnected" } else { "connecting" };
+        devices.push((slot.created_at, Device::waiting(&slot, state)));
     }
     devices.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
     devices

@@ -2102,15 +2102,7 @@ mod tests {
         s.store_sent_message("chat@g.us", "trigger", b"payload")
             .await
             .unwrap();
-        let client = pool.get().await.unwrap();
-        let left: i64 = client
-            .query_one(
-                "SELECT count(*) FROM wa_sent_messages WHERE account = 'a'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let left = sent_rows(&pool, "a").await;
         assert_eq!(left, SENT_MESSAGES_KEPT + 1);
         for i in 0..16 {
             assert_eq!(
@@ -2127,6 +2119,19 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    /// How many sent messages the account `account` keeps.
+    async fn sent_rows(pool: &Pool, account: &str) -> i64 {
+        let client = pool.get().await.unwrap();
+        client
+            .query_one(
+                "SELECT count(*) FROM wa_sent_messages WHERE account = $1",
+                &[&account],
+            )
+            .await
+            .unwrap()
+            .get(0)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2156,15 +2161,7 @@ mod tests {
                 stored.unwrap().unwrap();
             }
         }
-        let client = pool.get().await.unwrap();
-        let left: i64 = client
-            .query_one(
-                "SELECT count(*) FROM wa_sent_messages WHERE account = 'a'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let left = sent_rows(&pool, "a").await;
         assert!(left < MAX_SENT_MESSAGES, "trimmed: {left}");
         for round in 0..4 {
             for i in 0..16 {

@@ -32,6 +32,26 @@ fn account(i: usize) -> String {
     format!("acc{i}")
 }
 
+/// A database for the servers (its URL), and the fake with `n` phones and
+/// [`FRIEND`].
+async fn with_phones(
+    n: usize,
+) -> (
+    std::sync::Arc<whatsapp_api::postgres::testing::TestServer>,
+    String,
+    FakeWhatsApp,
+) {
+    let postgres = with_database("wa").await;
+    let url = postgres.url("wa");
+    let fake = FakeWhatsApp::start_local().await.unwrap();
+    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
+    for i in 0..n {
+        fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
+            .unwrap();
+    }
+    (postgres, url, fake)
+}
+
 /// Which of `servers` serves each account connected (none while it moves).
 async fn holders(servers: &[&Server]) -> HashMap<String, usize> {
     let mut found = HashMap::new();
@@ -107,14 +127,7 @@ async fn all_at_webhook(receiver: &Receiver, texts: &[String]) {
 
 #[tokio::test]
 async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_stops() {
-    let postgres = with_database("wa").await;
-    let url = postgres.url("wa");
-    let fake = FakeWhatsApp::start_local().await.unwrap();
-    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
-    for i in 0..accounts() {
-        fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
-            .unwrap();
-    }
+    let (postgres, url, fake) = with_phones(accounts()).await;
     let receiver = Receiver::start(200).await;
     // The later dialect: no account is made unasked (the one-account dialect
     // makes `default` at the first start).
@@ -337,14 +350,7 @@ async fn accounts_spread_over_three_servers_and_move_when_one_dies_freezes_or_st
 
 #[tokio::test]
 async fn a_server_taking_accounts_over_connects_them_a_bounded_number_at_a_time() {
-    let postgres = with_database("wa").await;
-    let url = postgres.url("wa");
-    let fake = FakeWhatsApp::start_local().await.unwrap();
-    fake.add_contact(FRIEND, ContactInfo::default()).unwrap();
-    for i in 0..4 {
-        fake.add_phone(&phone(i), &format!("20{}", phone(i)), &format!("Phone {i}"))
-            .unwrap();
-    }
+    let (_postgres, url, fake) = with_phones(4).await;
     let args = [
         "--api-compat",
         "v9",
